@@ -1,0 +1,215 @@
+// Package dsse implements the Dead Simple Signing Envelope
+// (https://github.com/secure-systems-lab/dsse): pre-authentication encoding,
+// signing, verification, and strict parsing of envelopes from untrusted
+// sources. Every error names the check that failed, and the checks that
+// callers branch on are sentinels.
+//
+// Lantern's envelopes carry one signature with an empty keyid: cosign ignores
+// the keyid and sigstore-go rejects one that does not match its own idea of
+// the key, so the signer is named inside the payload instead.
+package dsse
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+)
+
+// MaxEnvelopeSize bounds the bytes Parse reads. Lantern's largest envelopes
+// (a source claim with many artefacts) are a few kilobytes.
+const MaxEnvelopeSize = 4 << 20
+
+// The checks that Parse and Verify make; errors wrap one of these.
+var (
+	ErrTooLarge       = errors.New("envelope too large")
+	ErrMalformed      = errors.New("malformed envelope")
+	ErrPayloadType    = errors.New("wrong payloadType")
+	ErrBase64         = errors.New("bad base64")
+	ErrNoSignature    = errors.New("no signature")
+	ErrSignatureCount = errors.New("more than one signature")
+	ErrSignature      = errors.New("signature does not verify")
+)
+
+// Signer signs the pre-authentication encoding of an envelope.
+type Signer interface {
+	Sign(pae []byte) ([]byte, error)
+}
+
+// Verifier checks a signature over the pre-authentication encoding.
+type Verifier interface {
+	Verify(pae, sig []byte) error
+}
+
+// Envelope is a DSSE envelope. Payload holds the decoded bytes; JSON carries
+// them in standard base64.
+type Envelope struct {
+	PayloadType string      `json:"payloadType"`
+	Payload     []byte      `json:"payload"`
+	Signatures  []Signature `json:"signatures"`
+}
+
+// Signature is one signature of an Envelope.
+type Signature struct {
+	KeyID string `json:"keyid"`
+	Sig   []byte `json:"sig"`
+}
+
+// PAE returns the pre-authentication encoding that is signed:
+// "DSSEv1" SP LEN(type) SP type SP LEN(body) SP body.
+func PAE(payloadType string, payload []byte) []byte {
+	var b bytes.Buffer
+	b.Grow(len("DSSEv1 ") + 2*20 + len(payloadType) + len(payload) + 3)
+	b.WriteString("DSSEv1 ")
+	b.WriteString(strconv.Itoa(len(payloadType)))
+	b.WriteByte(' ')
+	b.WriteString(payloadType)
+	b.WriteByte(' ')
+	b.WriteString(strconv.Itoa(len(payload)))
+	b.WriteByte(' ')
+	b.Write(payload)
+	return b.Bytes()
+}
+
+// Sign makes an envelope of payload with one signature by s.
+func Sign(payloadType string, payload []byte, s Signer) (*Envelope, error) {
+	sig, err := s.Sign(PAE(payloadType, payload))
+	if err != nil {
+		return nil, fmt.Errorf("dsse: sign: %w", err)
+	}
+	return &Envelope{
+		PayloadType: payloadType,
+		Payload:     payload,
+		Signatures:  []Signature{{Sig: sig}},
+	}, nil
+}
+
+// Verify checks that e has the wanted payload type and exactly one signature,
+// and that v verifies it. It returns the payload.
+func (e *Envelope) Verify(payloadType string, v Verifier) ([]byte, error) {
+	if e.PayloadType != payloadType {
+		return nil, fmt.Errorf("dsse: %w: %q, want %q", ErrPayloadType, truncate(e.PayloadType), payloadType)
+	}
+	switch len(e.Signatures) {
+	case 0:
+		return nil, fmt.Errorf("dsse: %w", ErrNoSignature)
+	case 1:
+	default:
+		return nil, fmt.Errorf("dsse: %w: %d, want 1", ErrSignatureCount, len(e.Signatures))
+	}
+	if err := v.Verify(PAE(e.PayloadType, e.Payload), e.Signatures[0].Sig); err != nil {
+		return nil, fmt.Errorf("dsse: %w: %w", ErrSignature, err)
+	}
+	return e.Payload, nil
+}
+
+// MarshalJSON encodes the envelope in the standard form, with an empty keyid
+// present, as cosign writes it.
+func (e *Envelope) MarshalJSON() ([]byte, error) {
+	type wire struct {
+		PayloadType string    `json:"payloadType"`
+		Payload     string    `json:"payload"`
+		Signatures  []wireSig `json:"signatures"`
+	}
+	w := wire{PayloadType: e.PayloadType, Payload: base64.StdEncoding.EncodeToString(e.Payload)}
+	for _, s := range e.Signatures {
+		w.Signatures = append(w.Signatures, wireSig{KeyID: s.KeyID, Sig: base64.StdEncoding.EncodeToString(s.Sig)})
+	}
+	if w.Signatures == nil {
+		w.Signatures = []wireSig{}
+	}
+	return json.Marshal(w)
+}
+
+type wireSig struct {
+	KeyID string `json:"keyid"`
+	Sig   string `json:"sig"`
+}
+
+type wireEnvelope struct {
+	PayloadType *string   `json:"payloadType"`
+	Payload     *string   `json:"payload"`
+	Signatures  []wireSig `json:"signatures"`
+}
+
+// UnmarshalJSON parses strictly; see Unmarshal.
+func (e *Envelope) UnmarshalJSON(b []byte) error {
+	p, err := Unmarshal(b)
+	if err != nil {
+		return err
+	}
+	*e = *p
+	return nil
+}
+
+// Parse reads at most MaxEnvelopeSize bytes from r and parses them strictly.
+func Parse(r io.Reader) (*Envelope, error) {
+	b, err := io.ReadAll(io.LimitReader(r, MaxEnvelopeSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("dsse: read: %w", err)
+	}
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("dsse: %w: more than %d bytes", ErrTooLarge, MaxEnvelopeSize)
+	}
+	return Unmarshal(b)
+}
+
+// Unmarshal parses an envelope strictly: one JSON object, no unknown fields,
+// payloadType and payload present, payload and signatures in base64 (standard
+// or URL-safe, padded or not, as the DSSE spec allows).
+func Unmarshal(b []byte) (*Envelope, error) {
+	if len(b) > MaxEnvelopeSize {
+		return nil, fmt.Errorf("dsse: %w: %d bytes, the limit is %d", ErrTooLarge, len(b), MaxEnvelopeSize)
+	}
+	var w wireEnvelope
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return nil, fmt.Errorf("dsse: %w: %v", ErrMalformed, err)
+	}
+	if dec.More() {
+		return nil, fmt.Errorf("dsse: %w: data after the envelope's JSON object", ErrMalformed)
+	}
+	if w.PayloadType == nil {
+		return nil, fmt.Errorf("dsse: %w: no payloadType", ErrMalformed)
+	}
+	if w.Payload == nil {
+		return nil, fmt.Errorf("dsse: %w: no payload", ErrMalformed)
+	}
+	payload, err := decodeBase64(*w.Payload)
+	if err != nil {
+		return nil, fmt.Errorf("dsse: payload: %w", err)
+	}
+	e := &Envelope{PayloadType: *w.PayloadType, Payload: payload}
+	for i, s := range w.Signatures {
+		sig, err := decodeBase64(s.Sig)
+		if err != nil {
+			return nil, fmt.Errorf("dsse: signatures[%d].sig: %w", i, err)
+		}
+		if len(sig) == 0 {
+			return nil, fmt.Errorf("dsse: signatures[%d].sig: %w: empty", i, ErrMalformed)
+		}
+		e.Signatures = append(e.Signatures, Signature{KeyID: s.KeyID, Sig: sig})
+	}
+	return e, nil
+}
+
+func decodeBase64(s string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(s); err == nil {
+			return b, nil
+		}
+	}
+	_, err := base64.StdEncoding.DecodeString(s)
+	return nil, fmt.Errorf("%w: %v", ErrBase64, err)
+}
+
+func truncate(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return s[:80] + "..."
+}

@@ -1,0 +1,184 @@
+package attest
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// Provenance is a SLSA Provenance v1 predicate with the fields Lantern uses.
+// Its externalParameters and internalParameters have Lantern's shape, so a
+// provenance from another builder is refused rather than half-read.
+type Provenance struct {
+	BuildDefinition BuildDefinition `json:"buildDefinition"`
+	RunDetails      RunDetails      `json:"runDetails"`
+}
+
+// BuildDefinition is SLSA's buildDefinition.
+type BuildDefinition struct {
+	BuildType            string               `json:"buildType"`
+	ExternalParameters   ExternalParameters   `json:"externalParameters"`
+	InternalParameters   *InternalParameters  `json:"internalParameters,omitempty"`
+	ResolvedDependencies []ResourceDescriptor `json:"resolvedDependencies,omitempty"`
+}
+
+// ExternalParameters are what a user asked for: the source claim, the label
+// and the recipe.
+type ExternalParameters struct {
+	Source lantern.Source `json:"source"`
+	Label  string         `json:"label"`
+	Recipe lantern.Digest `json:"recipe,omitzero"`
+}
+
+// InternalParameters are what the builder fixed: the build environment.
+type InternalParameters struct {
+	Environment map[string]string `json:"environment,omitempty"`
+}
+
+// ResourceDescriptor is in-toto's ResourceDescriptor, as SLSA uses it.
+type ResourceDescriptor struct {
+	Name             string            `json:"name,omitempty"`
+	URI              string            `json:"uri,omitempty"`
+	Digest           map[string]string `json:"digest,omitempty"`
+	DownloadLocation string            `json:"downloadLocation,omitempty"`
+	MediaType        string            `json:"mediaType,omitempty"`
+	Annotations      map[string]any    `json:"annotations,omitempty"`
+}
+
+// RunDetails is SLSA's runDetails.
+type RunDetails struct {
+	Builder    Builder              `json:"builder"`
+	Metadata   *BuildMetadata       `json:"metadata,omitempty"`
+	Byproducts []ResourceDescriptor `json:"byproducts,omitempty"`
+}
+
+// Builder is SLSA's builder; its id is the builder's key id.
+type Builder struct {
+	ID      string            `json:"id"`
+	Version map[string]string `json:"version,omitempty"`
+}
+
+// BuildMetadata is SLSA's metadata: the job id and the build's times.
+type BuildMetadata struct {
+	InvocationID string     `json:"invocationId,omitempty"`
+	StartedOn    *time.Time `json:"startedOn,omitempty"`
+	FinishedOn   *time.Time `json:"finishedOn,omitempty"`
+}
+
+const (
+	depSource    = "source"
+	byproductLog = "log"
+)
+
+func rebuildProvenance(r *lantern.Rebuild) *Provenance {
+	p := &Provenance{
+		BuildDefinition: BuildDefinition{
+			BuildType: r.Recipe.BuildType,
+			ExternalParameters: ExternalParameters{
+				Source: r.Source,
+				Label:  r.Label,
+				Recipe: r.Recipe.Digest,
+			},
+			ResolvedDependencies: []ResourceDescriptor{descriptor(depSource, "", r.Source.Digest)},
+		},
+		RunDetails: RunDetails{
+			Builder:  Builder{ID: r.Builder.String()},
+			Metadata: &BuildMetadata{InvocationID: r.JobID, StartedOn: timePtr(r.Started), FinishedOn: timePtr(r.Finished)},
+		},
+	}
+	if len(r.Environment) > 0 {
+		p.BuildDefinition.InternalParameters = &InternalParameters{Environment: r.Environment}
+	}
+	for _, d := range r.Dependencies {
+		p.BuildDefinition.ResolvedDependencies = append(p.BuildDefinition.ResolvedDependencies, descriptor(d.Name, d.URI, d.Digest))
+	}
+	if !r.Log.IsZero() {
+		p.RunDetails.Byproducts = []ResourceDescriptor{descriptor(byproductLog, "", r.Log)}
+	}
+	return p
+}
+
+// rebuild reads a Rebuild back out of a provenance and its one subject.
+func (p *Provenance) rebuild(sub Subject) (*lantern.Rebuild, error) {
+	out, err := sub.SHA256()
+	if err != nil {
+		return nil, err
+	}
+	ext := p.BuildDefinition.ExternalParameters
+	if sub.Name != ext.Label {
+		return nil, fmt.Errorf("%w: name %q, but externalParameters.label is %q", ErrSubject, sub.Name, ext.Label)
+	}
+	builder, err := lantern.ParseDigest(p.RunDetails.Builder.ID)
+	if err != nil {
+		return nil, fmt.Errorf("%w: runDetails.builder.id: want the builder's key id: %w", ErrInvalidClaim, err)
+	}
+	r := &lantern.Rebuild{
+		Source:  ext.Source,
+		Label:   ext.Label,
+		Output:  out,
+		Recipe:  lantern.Recipe{BuildType: p.BuildDefinition.BuildType, Digest: ext.Recipe},
+		Builder: builder,
+	}
+	if ip := p.BuildDefinition.InternalParameters; ip != nil {
+		r.Environment = ip.Environment
+	}
+	sawSource := false
+	for i, rd := range p.BuildDefinition.ResolvedDependencies {
+		d, err := rd.sha256()
+		if err != nil {
+			return nil, fmt.Errorf("%w: resolvedDependencies[%d]: %w", ErrInvalidClaim, i, err)
+		}
+		if rd.Name == depSource && !sawSource {
+			if d != ext.Source.Digest {
+				return nil, fmt.Errorf("%w: resolvedDependencies source %s differs from externalParameters.source.digest %s", ErrInvalidClaim, d, ext.Source.Digest)
+			}
+			sawSource = true
+			continue
+		}
+		r.Dependencies = append(r.Dependencies, lantern.Dependency{Name: rd.Name, URI: rd.URI, Digest: d})
+	}
+	if !sawSource {
+		return nil, fmt.Errorf("%w: resolvedDependencies has no %q entry", ErrInvalidClaim, depSource)
+	}
+	if m := p.RunDetails.Metadata; m != nil {
+		r.JobID = m.InvocationID
+		if m.StartedOn != nil {
+			r.Started = *m.StartedOn
+		}
+		if m.FinishedOn != nil {
+			r.Finished = *m.FinishedOn
+		}
+	}
+	for i, rd := range p.RunDetails.Byproducts {
+		if rd.Name != byproductLog {
+			continue
+		}
+		d, err := rd.sha256()
+		if err != nil {
+			return nil, fmt.Errorf("%w: byproducts[%d]: %w", ErrInvalidClaim, i, err)
+		}
+		r.Log = d
+	}
+	return r, nil
+}
+
+func descriptor(name, uri string, d lantern.Digest) ResourceDescriptor {
+	return ResourceDescriptor{Name: name, URI: uri, Digest: map[string]string{"sha256": d.Hex()}}
+}
+
+func (rd ResourceDescriptor) sha256() (lantern.Digest, error) {
+	h, ok := rd.Digest["sha256"]
+	if !ok {
+		return lantern.Digest{}, fmt.Errorf("%q has no sha256 digest", rd.Name)
+	}
+	return lantern.DigestFromHex(h)
+}
+
+func timePtr(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}

@@ -1,0 +1,159 @@
+// Package attest turns Lantern's claims into signed in-toto statements and
+// back. Every claim travels as an in-toto Statement v1 in a DSSE envelope
+// signed with a cosign-format key, so anyone can check it offline — with
+// Lantern, or with `cosign verify-blob-attestation`.
+//
+// A rebuild is a SLSA Provenance v1 predicate, as OSS Rebuild writes it: the
+// subject is the output artefact, externalParameters the source claim,
+// resolvedDependencies the inputs by digest, runDetails.builder.id the
+// builder's key id. The other claims (source claims, failed rebuilds, trust
+// claims and yanks) have Lantern predicate types whose predicate is the
+// claim's own JSON.
+//
+// Parsing is strict, since envelopes come from anywhere: unknown fields,
+// unknown predicate types, subjects that disagree with their predicate and
+// claims that fail validation are all errors, and each names its check.
+package attest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// Identifiers of the formats.
+const (
+	PayloadType   = "application/vnd.in-toto+json"
+	StatementType = "https://in-toto.io/Statement/v1"
+
+	// URIBase prefixes Lantern's own predicate and build types.
+	URIBase = "https://lanternfarm.github.io/lantern/"
+
+	PredicateSLSAProvenance = "https://slsa.dev/provenance/v1"
+	PredicateSourceClaim    = URIBase + "source-claim/v1"
+	PredicateRebuildFailure = URIBase + "rebuild-failure/v1"
+	PredicateTrust          = URIBase + "trust/v1"
+	PredicateYank           = URIBase + "yank/v1"
+
+	// BuildTypeMaintainer is the buildType of a rebuild attestation that a
+	// maintainer's own CI signs for its release build (lantern attest sign).
+	BuildTypeMaintainer = URIBase + "builds/maintainer/v1"
+)
+
+// The checks of statement parsing; errors wrap one of these.
+var (
+	ErrMalformed       = errors.New("malformed statement")
+	ErrUnknownField    = errors.New("unknown field")
+	ErrStatementType   = errors.New("wrong statement _type")
+	ErrPredicateType   = errors.New("unknown predicateType")
+	ErrSubject         = errors.New("bad subject")
+	ErrInvalidClaim    = errors.New("invalid claim")
+	ErrBuilderMismatch = errors.New("builder is not the signer")
+	ErrNotSubject      = errors.New("artefact is not a subject")
+)
+
+// Statement is an in-toto Statement v1 with only its standard fields.
+type Statement struct {
+	Type          string          `json:"_type"`
+	Subject       []Subject       `json:"subject"`
+	PredicateType string          `json:"predicateType"`
+	Predicate     json.RawMessage `json:"predicate"`
+}
+
+// Subject is an in-toto ResourceDescriptor naming something a statement is
+// about. Lantern writes name and digest; the other standard fields are read.
+type Subject struct {
+	Name             string            `json:"name,omitempty"`
+	URI              string            `json:"uri,omitempty"`
+	Digest           map[string]string `json:"digest"`
+	DownloadLocation string            `json:"downloadLocation,omitempty"`
+	MediaType        string            `json:"mediaType,omitempty"`
+	Annotations      map[string]any    `json:"annotations,omitempty"`
+}
+
+// SHA256 returns the subject's sha256 as a Digest.
+func (s Subject) SHA256() (lantern.Digest, error) {
+	h, ok := s.Digest["sha256"]
+	if !ok {
+		return lantern.Digest{}, fmt.Errorf("%w: %q has no sha256 digest", ErrSubject, s.Name)
+	}
+	d, err := lantern.DigestFromHex(h)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("%w: %q: %w", ErrSubject, s.Name, err)
+	}
+	return d, nil
+}
+
+func subject(name string, d lantern.Digest) Subject {
+	return Subject{Name: name, Digest: map[string]string{"sha256": d.Hex()}}
+}
+
+// ParseStatement parses an in-toto Statement v1 strictly: only the standard
+// fields, the v1 _type, at least one subject, each with a sha256 digest.
+func ParseStatement(b []byte) (*Statement, error) {
+	var s Statement
+	if err := decodeStrict(b, &s); err != nil {
+		return nil, fmt.Errorf("statement: %w", err)
+	}
+	if s.Type != StatementType {
+		return nil, fmt.Errorf("statement: %w: %q, want %q", ErrStatementType, truncate(s.Type), StatementType)
+	}
+	if len(s.Subject) == 0 {
+		return nil, fmt.Errorf("statement: %w: no subject", ErrSubject)
+	}
+	for i, sub := range s.Subject {
+		if _, err := sub.SHA256(); err != nil {
+			return nil, fmt.Errorf("statement: subject[%d]: %w", i, err)
+		}
+	}
+	if s.PredicateType == "" {
+		return nil, fmt.Errorf("statement: %w: missing", ErrPredicateType)
+	}
+	if len(s.Predicate) == 0 || bytes.Equal(s.Predicate, []byte("null")) {
+		return nil, fmt.Errorf("statement: %w: no predicate", ErrMalformed)
+	}
+	return &s, nil
+}
+
+// HasSubject reports whether d is the sha256 of one of the statement's
+// subjects.
+func (s *Statement) HasSubject(d lantern.Digest) bool {
+	for _, sub := range s.Subject {
+		if got, err := sub.SHA256(); err == nil && got == d {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeStrict decodes exactly one JSON value into v, refusing unknown
+// fields, and sorts the error into ErrUnknownField or ErrMalformed.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
+			return fmt.Errorf("%w %s", ErrUnknownField, strings.TrimPrefix(msg, "json: unknown field "))
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("%w: empty", ErrMalformed)
+		}
+		return fmt.Errorf("%w: %v", ErrMalformed, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: data after the JSON value", ErrMalformed)
+	}
+	return nil
+}
+
+func truncate(s string) string {
+	if len(s) <= 80 {
+		return s
+	}
+	return s[:80] + "..."
+}

@@ -1,0 +1,346 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
+	"github.com/lanternfarm/lantern/attest/keys"
+)
+
+// sourceFlags are the flags that name a source, shared by "claim sign" and
+// "attest sign".
+type sourceFlags struct {
+	source, digest, file, goSum string
+}
+
+func (s *sourceFlags) register(f *flag.FlagSet) {
+	f.StringVar(&s.source, "source", "", "the source as `NAME@VERSION`")
+	f.StringVar(&s.digest, "source-digest", "", "sha256 `DIGEST` of the source archive (sha256:<64 hex>)")
+	f.StringVar(&s.file, "source-file", "", "the source archive `FILE`, hashed instead of giving --source-digest")
+	f.StringVar(&s.goSum, "go-sum", "", "Go's module `HASH` (h1:..., as in go.sum), for Go sources")
+}
+
+func (s *sourceFlags) parse() (lantern.Source, error) {
+	if s.source == "" {
+		return lantern.Source{}, usagef("--source is required: NAME@VERSION, for example --source golang.org/x/tools/cmd/stringer@v0.30.0")
+	}
+	at := strings.LastIndex(s.source, "@")
+	if at <= 0 || at == len(s.source)-1 {
+		return lantern.Source{}, usagef("--source %q: want NAME@VERSION", s.source)
+	}
+	src := lantern.Source{Name: s.source[:at], Version: s.source[at+1:], GoSum: s.goSum}
+	switch {
+	case s.digest != "" && s.file != "":
+		return lantern.Source{}, usagef("give --source-digest or --source-file, not both")
+	case s.digest != "":
+		d, err := lantern.ParseDigest(s.digest)
+		if err != nil {
+			return lantern.Source{}, usagef("--source-digest: %v", err)
+		}
+		src.Digest = d
+	case s.file != "":
+		d, _, err := lantern.DigestFile(s.file)
+		if err != nil {
+			return lantern.Source{}, fmt.Errorf("--source-file: %w", err)
+		}
+		src.Digest = d
+	default:
+		return lantern.Source{}, usagef("--source-digest or --source-file is required: the sha256 of the source archive")
+	}
+	if err := src.Validate(); err != nil {
+		return lantern.Source{}, usagef("--source: %v", err)
+	}
+	return src, nil
+}
+
+// artefactFlag collects repeated --artefact LABEL=DIGEST|FILE.
+type artefactFlag map[string]lantern.Digest
+
+func (a artefactFlag) String() string { return "" }
+
+func (a artefactFlag) Set(v string) error {
+	label, val, ok := strings.Cut(v, "=")
+	if !ok || label == "" || val == "" {
+		return fmt.Errorf("%q: want LABEL=sha256:<hex> or LABEL=FILE", v)
+	}
+	if _, dup := a[label]; dup {
+		return fmt.Errorf("label %q given twice", label)
+	}
+	var d lantern.Digest
+	var err error
+	if strings.HasPrefix(val, lantern.DigestPrefix) {
+		d, err = lantern.ParseDigest(val)
+	} else {
+		d, _, err = lantern.DigestFile(val)
+	}
+	if err != nil {
+		return err
+	}
+	a[label] = d
+	return nil
+}
+
+func claimSignCommand() command {
+	return command{
+		name:    "claim sign",
+		summary: "sign a source claim: NAME@VERSION is source S",
+		long: `Claim sign writes a signed source claim: "NAME@VERSION is the source archive
+with this sha256", optionally with the artefacts the project published, by
+label. The claim is an in-toto statement in a DSSE envelope; the scheduler
+turns it into rebuild jobs.
+
+Example:
+  lantern claim sign --key maintainer.key \
+    --source example.org/hello@v1.2.0 --source-file hello-1.2.0.tar.gz \
+    --fetch https://example.org/hello-1.2.0.tar.gz --recipe generic \
+    --artefact hello-linux-amd64=dist/hello -o hello-1.2.0.claim.json`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			key := f.String("key", os.Getenv("LANTERN_KEY"), "private key `FILE` (default $LANTERN_KEY)")
+			var src sourceFlags
+			src.register(f)
+			fetch := f.String("fetch", "", "`URL` the source archive can be downloaded from")
+			recipe := f.String("recipe", "", "the `RECIPE` that rebuilds it: go, generic")
+			arts := artefactFlag{}
+			f.Var(arts, "artefact", "a published artefact, `LABEL=sha256:<hex>` or LABEL=FILE (repeat for more)")
+			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) > 0 {
+					return usagef("claim sign takes no arguments, got %q", args)
+				}
+				s, err := src.parse()
+				if err != nil {
+					return err
+				}
+				c := &lantern.SourceClaim{Source: s, Fetch: *fetch, Recipe: *recipe, Time: time.Now().UTC().Truncate(time.Second)}
+				if len(arts) > 0 {
+					c.Artefacts = arts
+				}
+				if err := c.Validate(); err != nil {
+					return usagef("%v", err)
+				}
+				k, err := loadPrivate(io, *key)
+				if err != nil {
+					return err
+				}
+				return signAndWrite(io, c, k, *out)
+			}
+		},
+	}
+}
+
+func attestSignCommand() command {
+	return command{
+		name:    "attest sign",
+		args:    "ARTEFACT",
+		summary: "sign a rebuild attestation for an artefact you built",
+		long: `Attest sign writes a signed rebuild attestation for ARTEFACT: "the holder of
+this key built NAME@VERSION (source S) and got LABEL with this sha256". It is
+the same SLSA Provenance v1 attestation a Lantern worker makes, so a
+maintainer's CI can sign its own release build and stand beside the farm's
+builders. The cosign CLI verifies it:
+
+  cosign verify-blob-attestation --key KEY.pub --type https://slsa.dev/provenance/v1 \
+    --insecure-ignore-tlog --signature ENVELOPE ARTEFACT
+
+Example:
+  lantern attest sign --key ci.key --source example.org/hello@v1.2.0 \
+    --source-digest sha256:2c26...  --label hello-linux-amd64 -o hello.att.json dist/hello`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			key := f.String("key", os.Getenv("LANTERN_KEY"), "private key `FILE` (default $LANTERN_KEY)")
+			var src sourceFlags
+			src.register(f)
+			label := f.String("label", "", "the artefact's `LABEL`, such as hello-linux-amd64")
+			recipe := f.String("recipe", "", "the recipe or build script `FILE` that was followed; its digest is recorded")
+			buildType := f.String("build-type", attest.BuildTypeMaintainer, "`URI` naming how it was built")
+			logFile := f.String("log", "", "the build log `FILE`; its digest is recorded")
+			started := f.String("started", "", "when the build started, `RFC3339` (default: not recorded)")
+			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) != 1 {
+					return usagef("attest sign takes one ARTEFACT, the file that was built; got %d arguments", len(args))
+				}
+				s, err := src.parse()
+				if err != nil {
+					return err
+				}
+				if *label == "" {
+					return usagef("--label is required: the name of the artefact, such as hello-linux-amd64")
+				}
+				output, _, err := lantern.DigestFile(args[0])
+				if err != nil {
+					return fmt.Errorf("artefact: %w", err)
+				}
+				r := &lantern.Rebuild{
+					Source:   s,
+					Label:    *label,
+					Output:   output,
+					Recipe:   lantern.Recipe{BuildType: *buildType},
+					Finished: time.Now().UTC().Truncate(time.Second),
+				}
+				if *recipe != "" {
+					if r.Recipe.Digest, _, err = lantern.DigestFile(*recipe); err != nil {
+						return fmt.Errorf("--recipe: %w", err)
+					}
+				}
+				if *logFile != "" {
+					if r.Log, _, err = lantern.DigestFile(*logFile); err != nil {
+						return fmt.Errorf("--log: %w", err)
+					}
+				}
+				if *started != "" {
+					if r.Started, err = time.Parse(time.RFC3339, *started); err != nil {
+						return usagef("--started %q: want a time such as 2026-11-25T10:00:00Z", *started)
+					}
+				}
+				k, err := loadPrivate(io, *key)
+				if err != nil {
+					return err
+				}
+				r.Builder = k.ID()
+				if err := r.Validate(); err != nil {
+					return usagef("%v", err)
+				}
+				return signAndWrite(io, r, k, *out)
+			}
+		},
+	}
+}
+
+func signAndWrite(io *stdio, c lantern.Claim, k *keys.Private, out string) error {
+	env, err := attest.Sign(c, k)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return err
+	}
+	return writeOutput(io, out, append(b, '\n'))
+}
+
+func claimVerifyCommand() command {
+	c := verifyCommand("claim verify")
+	c.summary = "verify a signed claim (the same check as attest verify)"
+	return c
+}
+
+func attestVerifyCommand() command {
+	return verifyCommand("attest verify")
+}
+
+func verifyCommand(name string) command {
+	return command{
+		name:    name,
+		args:    "ENVELOPE [ARTEFACT]",
+		summary: "verify a signed attestation or claim, and optionally its artefact",
+		long: `Verify checks that ENVELOPE (a DSSE envelope, from Lantern or from
+'cosign attest-blob') is signed by the public key, that its statement is a
+well-formed Lantern claim, and — given ARTEFACT — that the artefact's sha256
+is the attested subject. It prints what was verified; it exits 1 if any check
+fails, naming the check.
+
+Example:
+  lantern attest verify --key builder.pub hello.att.json dist/hello`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			key := f.String("key", "", "the signer's public key `FILE`")
+			asJSON := f.Bool("json", false, "print the verified claim as JSON")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) < 1 || len(args) > 2 {
+					return usagef("%s takes ENVELOPE and an optional ARTEFACT; got %d arguments", name, len(args))
+				}
+				pub, err := loadPublic(*key)
+				if err != nil {
+					return err
+				}
+				f, err := os.Open(args[0])
+				if err != nil {
+					return fmt.Errorf("read envelope: %w", err)
+				}
+				env, err := dsse.Parse(f)
+				f.Close()
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				v, err := attest.Verify(env, pub)
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				if len(args) == 2 {
+					d, _, err := lantern.DigestFile(args[1])
+					if err != nil {
+						return fmt.Errorf("artefact: %w", err)
+					}
+					if !v.Statement.HasSubject(d) {
+						return fmt.Errorf("%s: %w: %s is %s; the attestation is about %s", args[0], attest.ErrNotSubject, args[1], d, subjects(v.Statement))
+					}
+				}
+				if *asJSON {
+					b, err := json.MarshalIndent(struct {
+						Kind   lantern.Kind   `json:"kind"`
+						Signer lantern.Digest `json:"signer"`
+						Claim  lantern.Claim  `json:"claim"`
+					}{v.Claim.Kind(), v.Signer, v.Claim}, "", "  ")
+					if err != nil {
+						return err
+					}
+					_, err = fmt.Fprintf(io.out, "%s\n", b)
+					return err
+				}
+				fmt.Fprintf(io.out, "Verified: %s\n", describe(v))
+				return nil
+			}
+		},
+	}
+}
+
+func subjects(st *attest.Statement) string {
+	var s []string
+	for _, sub := range st.Subject {
+		d, _ := sub.SHA256()
+		s = append(s, fmt.Sprintf("%s %s", sub.Name, d))
+	}
+	return strings.Join(s, ", ")
+}
+
+// describe says in one line what a verified claim states.
+func describe(v *attest.Verified) string {
+	switch c := v.Claim.(type) {
+	case *lantern.Rebuild:
+		return fmt.Sprintf("builder %s built %s (source %s) to %s %s", v.Signer, c.Source, c.Source.Digest, c.Label, c.Output)
+	case *lantern.RebuildFailure:
+		return fmt.Sprintf("builder %s could not rebuild %s (source %s) at %s: %s", v.Signer, c.Source, c.Source.Digest, c.Stage, c.Reason)
+	case *lantern.SourceClaim:
+		s := fmt.Sprintf("key %s claims %s is source %s", v.Signer, c.Source, c.Source.Digest)
+		labels := make([]string, 0, len(c.Artefacts))
+		for l := range c.Artefacts {
+			labels = append(labels, l)
+		}
+		sort.Strings(labels)
+		for _, l := range labels {
+			s += fmt.Sprintf("; published %s %s", l, c.Artefacts[l])
+		}
+		return s
+	case *lantern.Trust:
+		verb := "is"
+		if c.Revoked {
+			verb = "is no longer"
+		}
+		what := "a trusted builder"
+		if c.Relation == lantern.RelationAuthor {
+			what = "an author of " + c.Name
+		}
+		return fmt.Sprintf("key %s says key %s %s %s", v.Signer, c.Key, verb, what)
+	case *lantern.Yank:
+		return fmt.Sprintf("key %s says %s is NOT source %s: %s", v.Signer, c.Source, c.Source.Digest, c.Reason)
+	}
+	return string(v.Claim.Kind())
+}

@@ -1,0 +1,169 @@
+package lantern
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// DigestPrefix is the algorithm prefix of every canonical Digest string.
+const DigestPrefix = "sha256:"
+
+// ErrDigestMismatch reports bytes whose digest is not the one claimed.
+var ErrDigestMismatch = errors.New("digest mismatch")
+
+// Digest is the canonical name of a byte string: its SHA-256. The zero value
+// is "no digest". Two Digests are equal exactly when they name the same bytes,
+// so == is the comparison that decides "reproduced".
+type Digest struct {
+	sum [sha256.Size]byte
+	set bool
+}
+
+// ParseDigest parses the canonical form "sha256:" followed by 64 lower-case
+// hex digits. Anything else is an error that says what was wrong.
+func ParseDigest(s string) (Digest, error) {
+	hexPart, ok := strings.CutPrefix(s, DigestPrefix)
+	if !ok {
+		return Digest{}, fmt.Errorf("digest %q: want %q followed by 64 hex digits", truncate(s), DigestPrefix)
+	}
+	return digestFromHex(s, hexPart)
+}
+
+// DigestFromHex makes a Digest from the bare 64 lower-case hex digits of a
+// SHA-256, as in-toto digest sets carry it.
+func DigestFromHex(h string) (Digest, error) {
+	return digestFromHex(h, h)
+}
+
+func digestFromHex(whole, h string) (Digest, error) {
+	if len(h) != 2*sha256.Size {
+		return Digest{}, fmt.Errorf("digest %q: want 64 hex digits, have %d", truncate(whole), len(h))
+	}
+	for i := 0; i < len(h); i++ {
+		c := h[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return Digest{}, fmt.Errorf("digest %q: character %q at %d is not a lower-case hex digit", truncate(whole), c, i)
+		}
+	}
+	var d Digest
+	if _, err := hex.Decode(d.sum[:], []byte(h)); err != nil {
+		return Digest{}, fmt.Errorf("digest %q: %w", truncate(whole), err)
+	}
+	d.set = true
+	return d, nil
+}
+
+// MustParseDigest is ParseDigest for constants in tests and tables; it panics
+// on a malformed string.
+func MustParseDigest(s string) Digest {
+	d, err := ParseDigest(s)
+	if err != nil {
+		panic(err)
+	}
+	return d
+}
+
+// DigestOf returns the Digest of b.
+func DigestOf(b []byte) Digest {
+	return Digest{sum: sha256.Sum256(b), set: true}
+}
+
+// DigestFromSum wraps a SHA-256 sum computed elsewhere.
+func DigestFromSum(sum [sha256.Size]byte) Digest {
+	return Digest{sum: sum, set: true}
+}
+
+// DigestReader hashes everything r yields and returns the Digest and the
+// number of bytes read.
+func DigestReader(r io.Reader) (Digest, int64, error) {
+	h := sha256.New()
+	buf := make([]byte, 256<<10)
+	n, err := io.CopyBuffer(h, r, buf)
+	if err != nil {
+		return Digest{}, n, fmt.Errorf("hash: %w", err)
+	}
+	var d Digest
+	h.Sum(d.sum[:0])
+	d.set = true
+	return d, n, nil
+}
+
+// DigestFile hashes the file at path.
+func DigestFile(path string) (Digest, int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return Digest{}, 0, err
+	}
+	defer f.Close()
+	d, n, err := DigestReader(f)
+	if err != nil {
+		return Digest{}, n, fmt.Errorf("%s: %w", path, err)
+	}
+	return d, n, nil
+}
+
+// IsZero reports whether d is the zero Digest ("no digest").
+func (d Digest) IsZero() bool { return !d.set }
+
+// Hex returns the 64 hex digits without the algorithm prefix, or "" for the
+// zero Digest.
+func (d Digest) Hex() string {
+	if !d.set {
+		return ""
+	}
+	return hex.EncodeToString(d.sum[:])
+}
+
+// Sum returns the raw SHA-256.
+func (d Digest) Sum() [sha256.Size]byte { return d.sum }
+
+// String returns the canonical form "sha256:<hex>", or "" for the zero Digest.
+func (d Digest) String() string {
+	if !d.set {
+		return ""
+	}
+	return DigestPrefix + d.Hex()
+}
+
+// Short returns "sha256:" and the first 12 hex digits, for people to read.
+func (d Digest) Short() string {
+	if !d.set {
+		return ""
+	}
+	return DigestPrefix + d.Hex()[:12]
+}
+
+// MarshalText implements encoding.TextMarshaler. The zero Digest marshals to
+// the empty string.
+func (d Digest) MarshalText() ([]byte, error) {
+	return []byte(d.String()), nil
+}
+
+// UnmarshalText implements encoding.TextUnmarshaler. The empty string
+// unmarshals to the zero Digest.
+func (d *Digest) UnmarshalText(b []byte) error {
+	if len(b) == 0 {
+		*d = Digest{}
+		return nil
+	}
+	p, err := ParseDigest(string(b))
+	if err != nil {
+		return err
+	}
+	*d = p
+	return nil
+}
+
+// truncate keeps error messages about hostile input short.
+func truncate(s string) string {
+	const max = 80
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
+}
