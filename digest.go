@@ -107,6 +107,10 @@ func DigestFile(path string) (Digest, int64, error) {
 	return d, n, nil
 }
 
+// Equal reports whether d and o name the same bytes; it is d == o, spelled
+// out for go-cmp and for readers.
+func (d Digest) Equal(o Digest) bool { return d == o }
+
 // IsZero reports whether d is the zero Digest ("no digest").
 func (d Digest) IsZero() bool { return !d.set }
 

@@ -197,13 +197,21 @@ func Unmarshal(b []byte) (*Envelope, error) {
 	return e, nil
 }
 
+// strictEncodings are the base64 forms DSSE allows, in strict mode: a
+// non-canonical encoding (stray bits in the last character) is refused, so
+// that one string of text decodes to one payload.
+var strictEncodings = []*base64.Encoding{
+	base64.StdEncoding.Strict(), base64.URLEncoding.Strict(),
+	base64.RawStdEncoding.Strict(), base64.RawURLEncoding.Strict(),
+}
+
 func decodeBase64(s string) ([]byte, error) {
-	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding, base64.RawStdEncoding, base64.RawURLEncoding} {
+	for _, enc := range strictEncodings {
 		if b, err := enc.DecodeString(s); err == nil {
 			return b, nil
 		}
 	}
-	_, err := base64.StdEncoding.DecodeString(s)
+	_, err := strictEncodings[0].DecodeString(s)
 	return nil, fmt.Errorf("%w: %v", ErrBase64, err)
 }
 

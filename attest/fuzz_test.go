@@ -1,0 +1,226 @@
+package attest_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
+	"github.com/lanternfarm/lantern/attest/keys"
+)
+
+// claimOpts compares claims: Digests by value (their fields are unexported),
+// times with Equal (cmp's default for a type with an Equal method), and an
+// empty map or slice the same as a missing one, since JSON cannot tell them
+// apart after omitempty.
+var claimOpts = []cmp.Option{
+	cmp.Comparer(func(a, b lantern.Digest) bool { return a == b }),
+	cmpopts.EquateEmpty(),
+}
+
+// everyKindOfClaim returns a valid claim of every kind, with the optional
+// fields set, and both trust relations, revoked too. Rebuild and
+// RebuildFailure name builder, so that they verify when builder signs them.
+func everyKindOfClaim(builder lantern.Digest) []lantern.Claim {
+	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
+	src := lantern.Source{
+		Name:    "example.org/hello",
+		Version: "v1.2.3",
+		Digest:  lantern.DigestOf([]byte("example.org/hello@v1.2.3.zip")),
+		GoSum:   "h1:" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
+	}
+	recipe := lantern.Recipe{BuildType: attest.URIBase + "builds/go/v1", Digest: lantern.DigestOf([]byte("recipe go"))}
+	return []lantern.Claim{
+		&lantern.SourceClaim{
+			Source:    src,
+			Fetch:     "https://proxy.golang.org/example.org/hello/@v/v1.2.3.zip",
+			Recipe:    "go",
+			Artefacts: map[string]lantern.Digest{"hello-linux-amd64": lantern.DigestOf([]byte("binary"))},
+			Time:      at,
+		},
+		&lantern.Rebuild{
+			Source:  src,
+			Label:   "hello-linux-amd64",
+			Output:  lantern.DigestOf([]byte("binary")),
+			Recipe:  recipe,
+			Builder: builder,
+			Dependencies: []lantern.Dependency{
+				{Name: "go1.24.1.linux-amd64.tar.gz", URI: "https://go.dev/dl/go1.24.1.linux-amd64.tar.gz", Digest: lantern.DigestOf([]byte("toolchain"))},
+				{Name: "golang.org/x/text@v0.22.0", Digest: lantern.DigestOf([]byte("x/text"))},
+			},
+			Environment: map[string]string{"GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0"},
+			JobID:       "job-42",
+			Started:     at,
+			Finished:    at.Add(3 * time.Minute),
+			Log:         lantern.DigestOf([]byte("log")),
+		},
+		&lantern.RebuildFailure{
+			Source:   src,
+			Label:    "hello-linux-amd64",
+			Recipe:   recipe,
+			Builder:  builder,
+			Stage:    "verify-inputs",
+			Reason:   "source archive digest differs from the source claim",
+			Expected: src.Digest,
+			Actual:   lantern.DigestOf([]byte("tampered")),
+			JobID:    "job-43",
+			Started:  at,
+			Finished: at.Add(time.Minute),
+			Log:      lantern.DigestOf([]byte("failure log")),
+		},
+		&lantern.Trust{Key: lantern.DigestOf([]byte("builder key")), Relation: lantern.RelationTrustedBuilder, Time: at},
+		&lantern.Trust{Key: lantern.DigestOf([]byte("author key")), Relation: lantern.RelationAuthor, Name: "example.org/hello", Time: at},
+		&lantern.Trust{Key: lantern.DigestOf([]byte("old builder key")), Relation: lantern.RelationTrustedBuilder, Revoked: true, Time: at},
+		&lantern.Trust{Key: lantern.DigestOf([]byte("old author key")), Relation: lantern.RelationAuthor, Name: "example.org/hello", Revoked: true, Time: at},
+		&lantern.Yank{Source: src, Reason: "the tag was moved after release", Time: at},
+	}
+}
+
+// corpusKey returns the private key that signed the bad inputs in
+// ../testdata/bad. Decrypting it costs one scrypt, so call it once per test.
+func corpusKey(tb testing.TB) *keys.Private {
+	tb.Helper()
+	b, err := os.ReadFile(filepath.Join(badDir, "key.key"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	k, err := keys.ParsePrivate(b, nil)
+	if err != nil {
+		tb.Fatalf("ParsePrivate(%s) = %v", filepath.Join(badDir, "key.key"), err)
+	}
+	return k
+}
+
+// corpusEnvelopes returns the contents of the envelope files of the corpus
+// of bad inputs.
+func corpusEnvelopes(tb testing.TB) [][]byte {
+	tb.Helper()
+	names, err := filepath.Glob(filepath.Join(badDir, "*.json"))
+	if err != nil {
+		tb.Fatal(err)
+	}
+	var out [][]byte
+	for _, name := range names {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	return out
+}
+
+// checkRoundTrip checks that a claim that was read re-encodes and reads
+// back the same: what Lantern accepts, it can also sign and read again.
+func checkRoundTrip(t *testing.T, c lantern.Claim) {
+	t.Helper()
+	st, err := attest.NewStatement(c)
+	if err != nil {
+		t.Fatalf("NewStatement(%#v) of a claim that was read = %v", c, err)
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		t.Fatalf("marshal statement: %v", err)
+	}
+	st2, err := attest.ParseStatement(b)
+	if err != nil {
+		t.Fatalf("ParseStatement(%s) of a re-encoded claim = %v", b, err)
+	}
+	c2, err := st2.Claim()
+	if err != nil {
+		t.Fatalf("Claim() of a re-encoded claim %s = %v", b, err)
+	}
+	if diff := cmp.Diff(c, c2, claimOpts...); diff != "" {
+		t.Fatalf("claim changed in a round trip (-read +re-read):\n%s", diff)
+	}
+}
+
+func FuzzParseStatement(f *testing.F) {
+	for _, c := range everyKindOfClaim(lantern.DigestOf([]byte("builder key"))) {
+		st, err := attest.NewStatement(c)
+		if err != nil {
+			f.Fatalf("NewStatement(%s) = %v", c.Kind(), err)
+		}
+		b, err := json.Marshal(st)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	// The statements inside the corpus of bad envelopes.
+	for _, b := range corpusEnvelopes(f) {
+		if env, err := dsse.Unmarshal(b); err == nil {
+			f.Add(env.Payload)
+		}
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		st, err := attest.ParseStatement(b)
+		if err != nil {
+			return
+		}
+		if !json.Valid(b) {
+			t.Fatalf("ParseStatement accepted invalid JSON %q", b)
+		}
+		c, err := st.Claim()
+		if err != nil {
+			return
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("Claim() returned a %s claim that does not validate: %v", c.Kind(), err)
+		}
+		checkRoundTrip(t, c)
+	})
+}
+
+func FuzzVerify(f *testing.F) {
+	priv := corpusKey(f)
+	pub := priv.Public()
+	for _, c := range everyKindOfClaim(pub.ID()) {
+		env, err := attest.Sign(c, priv)
+		if err != nil {
+			f.Fatalf("Sign(%s) = %v", c.Kind(), err)
+		}
+		b, err := json.Marshal(env)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, b := range corpusEnvelopes(f) {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		env, err := dsse.Unmarshal(b)
+		if err != nil {
+			return
+		}
+		v, err := attest.Verify(env, pub)
+		if err != nil {
+			return
+		}
+		if v.Signer != pub.ID() {
+			t.Fatalf("Verify().Signer = %s, want the key id %s", v.Signer, pub.ID())
+		}
+		if err := v.Claim.Validate(); err != nil {
+			t.Fatalf("Verify() returned a %s claim that does not validate: %v", v.Claim.Kind(), err)
+		}
+		switch c := v.Claim.(type) {
+		case *lantern.Rebuild:
+			if c.Builder != pub.ID() {
+				t.Fatalf("Verify() accepted a rebuild by builder %s signed by %s", c.Builder, pub.ID())
+			}
+		case *lantern.RebuildFailure:
+			if c.Builder != pub.ID() {
+				t.Fatalf("Verify() accepted a failed rebuild by builder %s signed by %s", c.Builder, pub.ID())
+			}
+		}
+		checkRoundTrip(t, v.Claim)
+	})
+}
