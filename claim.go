@@ -310,6 +310,16 @@ func validName(field, s string) error {
 	if len(s) > 256 {
 		return fmt.Errorf("%s: %d bytes long, the limit is 256", field, len(s))
 	}
+	ascii := true
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c <= ' ' || c >= 0x7f {
+			ascii = false
+			break
+		}
+	}
+	if ascii {
+		return nil
+	}
 	if !utf8.ValidString(s) {
 		return fmt.Errorf("%s %q: not valid UTF-8", field, s)
 	}

@@ -44,19 +44,35 @@ func digestFromHex(whole, h string) (Digest, error) {
 	if len(h) != 2*sha256.Size {
 		return Digest{}, fmt.Errorf("digest %q: want 64 hex digits, have %d", truncate(whole), len(h))
 	}
-	for i := 0; i < len(h); i++ {
-		c := h[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return Digest{}, fmt.Errorf("digest %q: character %q at %d is not a lower-case hex digit", truncate(whole), c, i)
-		}
-	}
 	var d Digest
-	if _, err := hex.Decode(d.sum[:], []byte(h)); err != nil {
-		return Digest{}, fmt.Errorf("digest %q: %w", truncate(whole), err)
+	for i := 0; i < sha256.Size; i++ {
+		hi, lo := hexValue[h[2*i]], hexValue[h[2*i+1]]
+		if hi|lo == 0xff {
+			at := 2 * i
+			if hi != 0xff {
+				at++
+			}
+			return Digest{}, fmt.Errorf("digest %q: character %q at %d is not a lower-case hex digit", truncate(whole), h[at], at)
+		}
+		d.sum[i] = hi<<4 | lo
 	}
 	d.set = true
 	return d, nil
 }
+
+// hexValue maps a lower-case hex digit to its value and anything else to 0xff.
+var hexValue = func() (t [256]byte) {
+	for i := range t {
+		t[i] = 0xff
+	}
+	for c := '0'; c <= '9'; c++ {
+		t[c] = byte(c - '0')
+	}
+	for c := 'a'; c <= 'f'; c++ {
+		t[c] = byte(c - 'a' + 10)
+	}
+	return t
+}()
 
 // MustParseDigest is ParseDigest for constants in tests and tables; it panics
 // on a malformed string.

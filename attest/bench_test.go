@@ -1,7 +1,6 @@
 package attest_test
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/sha256"
 	"encoding/json"
@@ -104,102 +103,4 @@ func BenchmarkECDSAVerifyASN1(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "verifies/s")
-}
-
-func TestTmpDump(t *testing.T) {
-	b := &testing.B{}
-	_ = b
-}
-
-func BenchmarkTmpParts(b *testing.B) {
-	raw, env, _ := signedRebuild(b)
-	b.Logf("envelope %d bytes, payload %d bytes", len(raw), len(env.Payload))
-	b.Logf("%s", env.Payload)
-	st, _ := attest.ParseStatement(env.Payload)
-	b.Run("dsse.Unmarshal", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			dsse.Unmarshal(raw)
-		}
-	})
-	b.Run("json.Unmarshal-env", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var m map[string]any
-			json.Unmarshal(raw, &m)
-		}
-	})
-	b.Run("ParseStatement", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			attest.ParseStatement(env.Payload)
-		}
-	})
-	b.Run("Claim", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			st.Claim()
-		}
-	})
-	b.Run("json.Unmarshal-statement", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var s attest.Statement
-			json.Unmarshal(env.Payload, &s)
-		}
-	})
-	b.Run("json.Unmarshal-predicate", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var p attest.Provenance
-			json.Unmarshal(st.Predicate, &p)
-		}
-	})
-	b.Run("json.Valid-payload", func(b *testing.B) {
-		for b.Loop() {
-			json.Valid(env.Payload)
-		}
-	})
-}
-
-func BenchmarkTmpDec(b *testing.B) {
-	_, env, _ := signedRebuild(b)
-	st, _ := attest.ParseStatement(env.Payload)
-	b.Run("Decoder-statement", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var s attest.Statement
-			dec := json.NewDecoder(bytes.NewReader(env.Payload))
-			dec.DisallowUnknownFields()
-			dec.Decode(&s)
-		}
-	})
-	b.Run("Unmarshal-statement", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var s attest.Statement
-			json.Unmarshal(env.Payload, &s)
-		}
-	})
-	b.Run("Decoder-predicate", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var p attest.Provenance
-			dec := json.NewDecoder(bytes.NewReader(st.Predicate))
-			dec.DisallowUnknownFields()
-			dec.Decode(&p)
-		}
-	})
-	b.Run("Unmarshal-predicate", func(b *testing.B) {
-		b.ReportAllocs()
-		for b.Loop() {
-			var p attest.Provenance
-			json.Unmarshal(st.Predicate, &p)
-		}
-	})
-	b.Run("Valid-predicate", func(b *testing.B) {
-		for b.Loop() {
-			json.Valid(st.Predicate)
-		}
-	})
 }

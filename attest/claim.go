@@ -45,55 +45,38 @@ func (s *Statement) Claim() (lantern.Claim, error) {
 		return nil, fmt.Errorf("%w: %d subjects, a Lantern claim has exactly 1", ErrSubject, len(s.Subject))
 	}
 	sub := s.Subject[0]
-	var c lantern.Claim
-	switch s.PredicateType {
-	case PredicateSLSAProvenance:
-		var p Provenance
-		if err := decodeStrict(s.Predicate, &p); err != nil {
-			return nil, fmt.Errorf("provenance predicate: %w", err)
+	pred := s.parsed
+	if pred == nil {
+		err := decodeTop(s.Predicate, func(d *decoder) (err error) {
+			pred, err = decodePredicate(d, s.PredicateType)
+			return err
+		})
+		if err != nil {
+			return nil, err
 		}
+	}
+	var c lantern.Claim
+	switch p := pred.(type) {
+	case *Provenance:
 		r, err := p.rebuild(sub)
 		if err != nil {
 			return nil, fmt.Errorf("provenance predicate: %w", err)
 		}
 		c = r
-	case PredicateSourceClaim:
-		c = new(lantern.SourceClaim)
-	case PredicateRebuildFailure:
-		c = new(lantern.RebuildFailure)
-	case PredicateYank:
-		c = new(lantern.Yank)
-	case PredicateTrust:
-		c = new(lantern.Trust)
-	default:
-		return nil, fmt.Errorf("%w: %q is not a Lantern claim (want %s, or a Lantern type under %s)", ErrPredicateType, truncate(s.PredicateType), PredicateSLSAProvenance, URIBase)
-	}
-	if s.PredicateType != PredicateSLSAProvenance {
-		if err := decodeAbout(s.Predicate, c, sub); err != nil {
+	case lantern.Claim:
+		d, err := sub.SHA256()
+		if err != nil {
 			return nil, err
 		}
+		if name, digest := about(p); d != digest || sub.Name != name {
+			return nil, fmt.Errorf("%s predicate: %w: subject %q %s, but the predicate is about %q %s", p.Kind(), ErrSubject, sub.Name, d, name, digest)
+		}
+		c = p
 	}
 	if err := c.Validate(); err != nil {
 		return nil, fmt.Errorf("%s claim: %w: %w", c.Kind(), ErrInvalidClaim, err)
 	}
 	return c, nil
-}
-
-// decodeAbout decodes a Lantern predicate into c and checks that the
-// statement's subject names what the claim is about.
-func decodeAbout(raw []byte, c lantern.Claim, sub Subject) error {
-	if err := decodeStrict(raw, c); err != nil {
-		return fmt.Errorf("%s predicate: %w", c.Kind(), err)
-	}
-	d, err := sub.SHA256()
-	if err != nil {
-		return err
-	}
-	name, digest := about(c)
-	if d != digest || sub.Name != name {
-		return fmt.Errorf("%s predicate: %w: subject %q %s, but the predicate is about %q %s", c.Kind(), ErrSubject, sub.Name, d, name, digest)
-	}
-	return nil
 }
 
 // about returns the subject name and digest of a Lantern-typed claim.

@@ -1,6 +1,7 @@
 package attest
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -43,7 +44,20 @@ type ResourceDescriptor struct {
 	Digest           map[string]string `json:"digest,omitempty"`
 	DownloadLocation string            `json:"downloadLocation,omitempty"`
 	MediaType        string            `json:"mediaType,omitempty"`
-	Annotations      map[string]any    `json:"annotations,omitempty"`
+	Annotations      json.RawMessage   `json:"annotations,omitempty"`
+}
+
+// SHA256 returns the descriptor's sha256 as a Digest.
+func (rd ResourceDescriptor) SHA256() (lantern.Digest, error) {
+	h, ok := rd.Digest["sha256"]
+	if !ok {
+		return lantern.Digest{}, fmt.Errorf("%w: %q has no sha256 digest", ErrSubject, rd.Name)
+	}
+	d, err := lantern.DigestFromHex(h)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("%w: %q: %w", ErrSubject, rd.Name, err)
+	}
+	return d, nil
 }
 
 // RunDetails is SLSA's runDetails.
@@ -123,9 +137,12 @@ func (p *Provenance) rebuild(sub Subject) (*lantern.Rebuild, error) {
 	if ip := p.BuildDefinition.InternalParameters; ip != nil {
 		r.Environment = ip.Environment
 	}
+	if n := len(p.BuildDefinition.ResolvedDependencies); n > 1 {
+		r.Dependencies = make([]lantern.Dependency, 0, n-1)
+	}
 	sawSource := false
 	for i, rd := range p.BuildDefinition.ResolvedDependencies {
-		d, err := rd.sha256()
+		d, err := rd.SHA256()
 		if err != nil {
 			return nil, fmt.Errorf("%w: resolvedDependencies[%d]: %w", ErrInvalidClaim, i, err)
 		}
@@ -154,7 +171,7 @@ func (p *Provenance) rebuild(sub Subject) (*lantern.Rebuild, error) {
 		if rd.Name != byproductLog {
 			continue
 		}
-		d, err := rd.sha256()
+		d, err := rd.SHA256()
 		if err != nil {
 			return nil, fmt.Errorf("%w: byproducts[%d]: %w", ErrInvalidClaim, i, err)
 		}
@@ -165,14 +182,6 @@ func (p *Provenance) rebuild(sub Subject) (*lantern.Rebuild, error) {
 
 func descriptor(name, uri string, d lantern.Digest) ResourceDescriptor {
 	return ResourceDescriptor{Name: name, URI: uri, Digest: map[string]string{"sha256": d.Hex()}}
-}
-
-func (rd ResourceDescriptor) sha256() (lantern.Digest, error) {
-	h, ok := rd.Digest["sha256"]
-	if !ok {
-		return lantern.Digest{}, fmt.Errorf("%q has no sha256 digest", rd.Name)
-	}
-	return lantern.DigestFromHex(h)
 }
 
 func timePtr(t time.Time) *time.Time {

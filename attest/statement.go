@@ -20,10 +20,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/strictjson"
 )
 
 // Identifiers of the formats.
@@ -48,7 +47,7 @@ const (
 // The checks of statement parsing; errors wrap one of these.
 var (
 	ErrMalformed       = errors.New("malformed statement")
-	ErrUnknownField    = errors.New("unknown field")
+	ErrUnknownField    = strictjson.ErrUnknownField
 	ErrStatementType   = errors.New("wrong statement _type")
 	ErrPredicateType   = errors.New("unknown predicateType")
 	ErrSubject         = errors.New("bad subject")
@@ -63,31 +62,14 @@ type Statement struct {
 	Subject       []Subject       `json:"subject"`
 	PredicateType string          `json:"predicateType"`
 	Predicate     json.RawMessage `json:"predicate"`
+
+	// parsed is the predicate, when decodeStatement could read it in passing.
+	parsed any
 }
 
 // Subject is an in-toto ResourceDescriptor naming something a statement is
 // about. Lantern writes name and digest; the other standard fields are read.
-type Subject struct {
-	Name             string            `json:"name,omitempty"`
-	URI              string            `json:"uri,omitempty"`
-	Digest           map[string]string `json:"digest"`
-	DownloadLocation string            `json:"downloadLocation,omitempty"`
-	MediaType        string            `json:"mediaType,omitempty"`
-	Annotations      map[string]any    `json:"annotations,omitempty"`
-}
-
-// SHA256 returns the subject's sha256 as a Digest.
-func (s Subject) SHA256() (lantern.Digest, error) {
-	h, ok := s.Digest["sha256"]
-	if !ok {
-		return lantern.Digest{}, fmt.Errorf("%w: %q has no sha256 digest", ErrSubject, s.Name)
-	}
-	d, err := lantern.DigestFromHex(h)
-	if err != nil {
-		return lantern.Digest{}, fmt.Errorf("%w: %q: %w", ErrSubject, s.Name, err)
-	}
-	return d, nil
-}
+type Subject = ResourceDescriptor
 
 func subject(name string, d lantern.Digest) Subject {
 	return Subject{Name: name, Digest: map[string]string{"sha256": d.Hex()}}
@@ -96,8 +78,8 @@ func subject(name string, d lantern.Digest) Subject {
 // ParseStatement parses an in-toto Statement v1 strictly: only the standard
 // fields, the v1 _type, at least one subject, each with a sha256 digest.
 func ParseStatement(b []byte) (*Statement, error) {
-	var s Statement
-	if err := decodeStrict(b, &s); err != nil {
+	s, err := decodeStatement(b)
+	if err != nil {
 		return nil, fmt.Errorf("statement: %w", err)
 	}
 	if s.Type != StatementType {
@@ -117,7 +99,7 @@ func ParseStatement(b []byte) (*Statement, error) {
 	if len(s.Predicate) == 0 || bytes.Equal(s.Predicate, []byte("null")) {
 		return nil, fmt.Errorf("statement: %w: no predicate", ErrMalformed)
 	}
-	return &s, nil
+	return s, nil
 }
 
 // HasSubject reports whether d is the sha256 of one of the statement's
@@ -129,26 +111,6 @@ func (s *Statement) HasSubject(d lantern.Digest) bool {
 		}
 	}
 	return false
-}
-
-// decodeStrict decodes exactly one JSON value into v, refusing unknown
-// fields, and sorts the error into ErrUnknownField or ErrMalformed.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		if msg := err.Error(); strings.HasPrefix(msg, "json: unknown field ") {
-			return fmt.Errorf("%w %s", ErrUnknownField, strings.TrimPrefix(msg, "json: unknown field "))
-		}
-		if errors.Is(err, io.EOF) {
-			return fmt.Errorf("%w: empty", ErrMalformed)
-		}
-		return fmt.Errorf("%w: %v", ErrMalformed, err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: data after the JSON value", ErrMalformed)
-	}
-	return nil
 }
 
 func truncate(s string) string {

@@ -17,6 +17,8 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+
+	"github.com/lanternfarm/lantern/internal/strictjson"
 )
 
 // MaxEnvelopeSize bounds the bytes Parse reads. Lantern's largest envelopes
@@ -129,12 +131,6 @@ type wireSig struct {
 	Sig   string `json:"sig"`
 }
 
-type wireEnvelope struct {
-	PayloadType *string   `json:"payloadType"`
-	Payload     *string   `json:"payload"`
-	Signatures  []wireSig `json:"signatures"`
-}
-
 // UnmarshalJSON parses strictly; see Unmarshal.
 func (e *Envelope) UnmarshalJSON(b []byte) error {
 	p, err := Unmarshal(b)
@@ -157,62 +153,120 @@ func Parse(r io.Reader) (*Envelope, error) {
 	return Unmarshal(b)
 }
 
-// Unmarshal parses an envelope strictly: one JSON object, no unknown fields,
-// payloadType and payload present, payload and signatures in base64 (standard
-// or URL-safe, padded or not, as the DSSE spec allows).
+// Unmarshal parses an envelope strictly: one JSON object with exactly the
+// fields payloadType, payload and signatures (each signature with keyid and
+// sig, keyid optional), no field twice, payload and signatures in base64
+// (standard or URL-safe, padded or not, as the DSSE spec allows).
 func Unmarshal(b []byte) (*Envelope, error) {
 	if len(b) > MaxEnvelopeSize {
 		return nil, fmt.Errorf("dsse: %w: %d bytes, the limit is %d", ErrTooLarge, len(b), MaxEnvelopeSize)
 	}
-	var w wireEnvelope
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return nil, fmt.Errorf("dsse: %w: %v", ErrMalformed, err)
+	var (
+		e                     Envelope
+		havePayload, haveType bool
+		haveSignatures        bool
+	)
+	d := strictjson.NewDecoder(b)
+	err := d.Object(func(d *strictjson.Decoder, name []byte) error {
+		switch string(name) {
+		case "payloadType":
+			haveType = true
+			var err error
+			e.PayloadType, err = d.String()
+			return err
+		case "payload":
+			havePayload = true
+			raw, err := d.StringBytes()
+			if err != nil {
+				return err
+			}
+			if e.Payload, err = decodeBase64(raw); err != nil {
+				return fmt.Errorf("payload: %w", err)
+			}
+			return nil
+		case "signatures":
+			haveSignatures = true
+			return d.Array(func(d *strictjson.Decoder) error {
+				i := len(e.Signatures)
+				var sig Signature
+				haveSig := false
+				err := d.Object(func(d *strictjson.Decoder, name []byte) error {
+					switch string(name) {
+					case "keyid":
+						var err error
+						sig.KeyID, err = d.String()
+						return err
+					case "sig":
+						haveSig = true
+						raw, err := d.StringBytes()
+						if err != nil {
+							return err
+						}
+						if sig.Sig, err = decodeBase64(raw); err != nil {
+							return fmt.Errorf("signatures[%d].sig: %w", i, err)
+						}
+						if len(sig.Sig) == 0 {
+							return fmt.Errorf("signatures[%d].sig: %w: empty", i, ErrMalformed)
+						}
+						return nil
+					}
+					return d.UnknownField(name)
+				})
+				if err != nil {
+					return err
+				}
+				if !haveSig {
+					return fmt.Errorf("signatures[%d]: %w: no sig", i, ErrMalformed)
+				}
+				e.Signatures = append(e.Signatures, sig)
+				return nil
+			})
+		}
+		return d.UnknownField(name)
+	})
+	if err == nil {
+		err = d.End()
 	}
-	if dec.More() {
-		return nil, fmt.Errorf("dsse: %w: data after the envelope's JSON object", ErrMalformed)
-	}
-	if w.PayloadType == nil {
-		return nil, fmt.Errorf("dsse: %w: no payloadType", ErrMalformed)
-	}
-	if w.Payload == nil {
-		return nil, fmt.Errorf("dsse: %w: no payload", ErrMalformed)
-	}
-	payload, err := decodeBase64(*w.Payload)
 	if err != nil {
-		return nil, fmt.Errorf("dsse: payload: %w", err)
-	}
-	e := &Envelope{PayloadType: *w.PayloadType, Payload: payload}
-	for i, s := range w.Signatures {
-		sig, err := decodeBase64(s.Sig)
-		if err != nil {
-			return nil, fmt.Errorf("dsse: signatures[%d].sig: %w", i, err)
+		var je *strictjson.Error
+		if errors.As(err, &je) {
+			return nil, fmt.Errorf("dsse: %w: %w", ErrMalformed, err)
 		}
-		if len(sig) == 0 {
-			return nil, fmt.Errorf("dsse: signatures[%d].sig: %w: empty", i, ErrMalformed)
-		}
-		e.Signatures = append(e.Signatures, Signature{KeyID: s.KeyID, Sig: sig})
+		return nil, fmt.Errorf("dsse: %w", err)
 	}
-	return e, nil
+	switch {
+	case !haveType:
+		return nil, fmt.Errorf("dsse: %w: no payloadType", ErrMalformed)
+	case !havePayload:
+		return nil, fmt.Errorf("dsse: %w: no payload", ErrMalformed)
+	case !haveSignatures:
+		return nil, fmt.Errorf("dsse: %w: no signatures", ErrMalformed)
+	}
+	return &e, nil
 }
 
-// strictEncodings are the base64 forms DSSE allows, in strict mode: a
+// strictEncodings are the base64 alphabets DSSE allows, in strict mode: a
 // non-canonical encoding (stray bits in the last character) is refused, so
-// that one string of text decodes to one payload.
-var strictEncodings = []*base64.Encoding{
-	base64.StdEncoding.Strict(), base64.URLEncoding.Strict(),
-	base64.RawStdEncoding.Strict(), base64.RawURLEncoding.Strict(),
-}
+// that one string of text decodes to one payload. Padding is chosen by the
+// length of the text.
+var strictEncodings = []*base64.Encoding{base64.StdEncoding.Strict(), base64.URLEncoding.Strict()}
 
-func decodeBase64(s string) ([]byte, error) {
+func decodeBase64(s []byte) ([]byte, error) {
+	var first error
 	for _, enc := range strictEncodings {
-		if b, err := enc.DecodeString(s); err == nil {
-			return b, nil
+		if len(s)%4 != 0 {
+			enc = enc.WithPadding(base64.NoPadding)
+		}
+		out := make([]byte, enc.DecodedLen(len(s)))
+		n, err := enc.Decode(out, s)
+		if err == nil {
+			return out[:n], nil
+		}
+		if first == nil {
+			first = err
 		}
 	}
-	_, err := strictEncodings[0].DecodeString(s)
-	return nil, fmt.Errorf("%w: %v", ErrBase64, err)
+	return nil, fmt.Errorf("%w: %v", ErrBase64, first)
 }
 
 func truncate(s string) string {

@@ -89,9 +89,14 @@ func (c command) run(ctx context.Context, io *stdio, args []string) error {
 		return errHelp
 	}
 	if err != nil {
-		return &usageError{msg: fmt.Sprintf("%s: %v", c.name, err)}
+		return &usageError{msg: fmt.Sprintf("%s: %v", c.name, err), cmd: c.name}
 	}
-	return body(ctx, io, positional)
+	err = body(ctx, io, positional)
+	var ue *usageError
+	if errors.As(err, &ue) && ue.cmd == "" {
+		ue.cmd = c.name
+	}
+	return err
 }
 
 // parseInterspersed parses flags wherever they stand among the positional

@@ -31,7 +31,8 @@ type stdio struct {
 }
 
 // usageError is a command line that cannot be run as given; it exits 2.
-type usageError struct{ msg string }
+// cmd, when set, names the command whose --help to point to.
+type usageError struct{ msg, cmd string }
 
 func (e *usageError) Error() string { return e.msg }
 
@@ -49,7 +50,11 @@ func exitCode(w io.Writer, err error) int {
 	fmt.Fprintf(w, "lantern: %v\n", err)
 	var ue *usageError
 	if errors.As(err, &ue) {
-		fmt.Fprintln(w, "Run 'lantern help' for usage.")
+		if ue.cmd != "" {
+			fmt.Fprintf(w, "Run 'lantern %s --help' for usage.\n", ue.cmd)
+		} else {
+			fmt.Fprintln(w, "Run 'lantern help' for usage.")
+		}
 		return 2
 	}
 	return 1
