@@ -43,7 +43,7 @@ fuzz:
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 1 ./... | tee bench.out
+	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./... | tee bench.out
 	$(GO) run ./internal/benchtable \
 	  -ratio 'attestation verify / bare ecdsa.VerifyASN1=BenchmarkVerifyAttestation/BenchmarkECDSAVerifyASN1<=1.2' \
 	  -ratio 'Digest hashing / stdlib sha256=BenchmarkDigestReader/BenchmarkSHA256Stdlib<=1.05' \

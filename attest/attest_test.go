@@ -356,3 +356,33 @@ func TestSignRefusesInvalid(t *testing.T) {
 		})
 	}
 }
+
+// TestTimesThatCannotBeWrittenBack: time.Parse takes some times that
+// encoding/json cannot write again; a claim holding one is refused on read.
+func TestTimesThatCannotBeWrittenBack(t *testing.T) {
+	k := newKey(t)
+	for _, tt := range []struct{ claim, field, bad string }{
+		{"rebuild", `"finishedOn":"2026-11-25T10:01:33Z"`, `"finishedOn":"9999-12-31T23:00:00-02:00"`},
+		{"rebuild", `"startedOn":"2026-11-25T10:00:00Z"`, `"startedOn":"0000-01-01T00:30:00+01:00"`},
+		{"source", `"time":"2026-11-25T10:00:00Z"`, `"time":"2026-11-25T10:00:00+24:00"`},
+	} {
+		t.Run(tt.bad, func(t *testing.T) {
+			st, err := attest.NewStatement(claims(k.ID())[tt.claim])
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(st.Predicate), tt.field) {
+				t.Fatalf("predicate has no %s: %s", tt.field, st.Predicate)
+			}
+			st.Predicate = []byte(strings.Replace(string(st.Predicate), tt.field, tt.bad, 1))
+			env, err := attest.SignStatement(st, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = attest.Verify(env, k.Public())
+			if !errors.Is(err, attest.ErrMalformed) || !strings.Contains(err.Error(), "want RFC 3339 in years 0000–9999") {
+				t.Fatalf("Verify() = %v, want %v about the time", err, attest.ErrMalformed)
+			}
+		})
+	}
+}

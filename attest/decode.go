@@ -57,9 +57,19 @@ func timeValue(d *decoder, out *time.Time) error {
 	if err != nil {
 		return err
 	}
-	if *out, err = time.Parse(time.RFC3339Nano, s); err != nil {
-		return &strictjson.Error{Offset: at, Err: strictjson.ErrType, Msg: fmt.Sprintf("time %q: want RFC 3339, such as 2026-11-25T10:00:00Z", s)}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err == nil {
+		// time.Parse takes some times that cannot be written back (a +24:00
+		// offset, a year that leaves 0–9999 in UTC): refuse what Lantern
+		// could not re-encode.
+		if _, err = t.MarshalText(); err == nil {
+			_, err = t.UTC().MarshalText()
+		}
 	}
+	if err != nil {
+		return &strictjson.Error{Offset: at, Err: strictjson.ErrType, Msg: fmt.Sprintf("time %q: want RFC 3339 in years 0000–9999, such as 2026-11-25T10:00:00Z", s)}
+	}
+	*out = t
 	return nil
 }
 

@@ -16,18 +16,15 @@ import (
 	"github.com/lanternfarm/lantern/attest/keys"
 )
 
-// claimOpts compares claims: Digests by value (their fields are unexported),
-// times with Equal (cmp's default for a type with an Equal method), and an
-// empty map or slice the same as a missing one, since JSON cannot tell them
-// apart after omitempty.
-var claimOpts = []cmp.Option{
-	cmp.Comparer(func(a, b lantern.Digest) bool { return a == b }),
-	cmpopts.EquateEmpty(),
-}
+// claimOpts compares claims as JSON sees them: an empty map or slice is the
+// same as a missing one, since omitempty cannot tell them apart. Digests and
+// times compare with their Equal methods, cmp's default.
+var claimOpts = []cmp.Option{cmpopts.EquateEmpty()}
 
 // everyKindOfClaim returns a valid claim of every kind, with the optional
-// fields set, and both trust relations, revoked too. Rebuild and
-// RebuildFailure name builder, so that they verify when builder signs them.
+// fields set, both trust relations, revoked too, and a time with a zone
+// offset. Rebuild and RebuildFailure name builder, so that they verify when
+// builder signs them.
 func everyKindOfClaim(builder lantern.Digest) []lantern.Claim {
 	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	src := lantern.Source{
@@ -80,6 +77,8 @@ func everyKindOfClaim(builder lantern.Digest) []lantern.Claim {
 		&lantern.Trust{Key: lantern.DigestOf([]byte("old builder key")), Relation: lantern.RelationTrustedBuilder, Revoked: true, Time: at},
 		&lantern.Trust{Key: lantern.DigestOf([]byte("old author key")), Relation: lantern.RelationAuthor, Name: "example.org/hello", Revoked: true, Time: at},
 		&lantern.Yank{Source: src, Reason: "the tag was moved after release", Time: at},
+		// A time with a zone offset, as a person's own clock gives it.
+		&lantern.Yank{Source: src, Time: at.In(time.FixedZone("IST", 5*3600+1800))},
 	}
 }
 

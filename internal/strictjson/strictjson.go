@@ -117,8 +117,11 @@ func (d *Decoder) Object(field func(d *Decoder, name []byte) error) error {
 		return d.errorf(ErrType, "want an object, found %s", d.found())
 	}
 	d.pos++
+	// Names seen so far: a short list on the stack for the usual handful of
+	// fields, a map past that so that a huge object costs linear time.
 	var seenArr [16][]byte
 	seen := seenArr[:0]
+	var seenMap map[string]struct{}
 	if d.peek() == '}' {
 		d.pos++
 		return nil
@@ -132,12 +135,27 @@ func (d *Decoder) Object(field func(d *Decoder, name []byte) error) error {
 		if err != nil {
 			return err
 		}
-		for _, s := range seen {
-			if string(s) == string(name) {
-				return &Error{Offset: at, Err: ErrDuplicate, Msg: fmt.Sprintf("%q", name)}
+		dup := false
+		if seenMap != nil {
+			_, dup = seenMap[string(name)]
+			seenMap[string(name)] = struct{}{}
+		} else {
+			for _, s := range seen {
+				if string(s) == string(name) {
+					dup = true
+					break
+				}
+			}
+			if seen = append(seen, name); len(seen) == len(seenArr) {
+				seenMap = make(map[string]struct{}, 2*len(seenArr))
+				for _, s := range seen {
+					seenMap[string(s)] = struct{}{}
+				}
 			}
 		}
-		seen = append(seen, name)
+		if dup {
+			return &Error{Offset: at, Err: ErrDuplicate, Msg: fmt.Sprintf("%q", name)}
+		}
 		if d.peek() != ':' {
 			return d.errorf(ErrSyntax, "want ':' after field name %q, found %s", name, d.found())
 		}

@@ -3,6 +3,7 @@ package strictjson_test
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -157,4 +158,17 @@ func FuzzRaw(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestDuplicateInLargeObject(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range 1000 {
+		fmt.Fprintf(&b, `"k%d":0,`, i)
+	}
+	b.WriteString(`"k999":1}`)
+	_, err := strictjson.NewDecoder([]byte(b.String())).Raw()
+	if !errors.Is(err, strictjson.ErrDuplicate) || !strings.Contains(err.Error(), `"k999"`) {
+		t.Errorf("Raw(1001 fields, k999 twice) = %v, want %v naming k999", err, strictjson.ErrDuplicate)
+	}
 }
