@@ -57,7 +57,7 @@ func (s *Statement) Claim() (lantern.Claim, error) {
 	}
 	var c lantern.Claim
 	switch p := pred.(type) {
-	case *Provenance:
+	case *rebuildDraft:
 		r, err := p.rebuild(sub)
 		if err != nil {
 			return nil, fmt.Errorf("provenance predicate: %w", err)

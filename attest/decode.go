@@ -41,7 +41,7 @@ func str(d *decoder, out *string) (err error) {
 
 func digestValue(d *decoder, out *lantern.Digest) error {
 	at := d.Offset()
-	b, err := d.StringBytes()
+	b, err := d.PlainString() // ParseDigest checks every byte
 	if err != nil {
 		return err
 	}
@@ -185,39 +185,46 @@ func decodeRecipe(d *decoder, r *lantern.Recipe) error {
 	})
 }
 
-func decodeProvenance(d *decoder) (*Provenance, error) {
-	var p Provenance
-	bd, rd := &p.BuildDefinition, &p.RunDetails
+// rebuildDraft is a rebuild read from a SLSA provenance predicate, before
+// the statement's subject gives it its output. The provenance is decoded
+// straight into it: the predicate is the hot path of every verification.
+type rebuildDraft struct {
+	r         lantern.Rebuild
+	builderID string
+	deps      []lantern.Dependency // resolvedDependencies, the source among them
+}
+
+func decodeProvenance(d *decoder) (*rebuildDraft, error) {
+	p := &rebuildDraft{}
+	r := &p.r
 	err := d.Object(func(d *decoder, name []byte) error {
 		switch string(name) {
 		case "buildDefinition":
 			return d.Object(func(d *decoder, name []byte) error {
 				switch string(name) {
 				case "buildType":
-					return str(d, &bd.BuildType)
+					return str(d, &r.Recipe.BuildType)
 				case "externalParameters":
-					ext := &bd.ExternalParameters
 					return d.Object(func(d *decoder, name []byte) error {
 						switch string(name) {
 						case "source":
-							return decodeSource(d, &ext.Source)
+							return decodeSource(d, &r.Source)
 						case "label":
-							return str(d, &ext.Label)
+							return str(d, &r.Label)
 						case "recipe":
-							return digestValue(d, &ext.Recipe)
+							return digestValue(d, &r.Recipe.Digest)
 						}
 						return d.UnknownField(name)
 					})
 				case "internalParameters":
-					bd.InternalParameters = &InternalParameters{}
 					return d.Object(func(d *decoder, name []byte) error {
 						if string(name) == "environment" {
-							return stringMap(d, &bd.InternalParameters.Environment)
+							return stringMap(d, &r.Environment)
 						}
 						return d.UnknownField(name)
 					})
 				case "resolvedDependencies":
-					return decodeDescriptors(d, &bd.ResolvedDependencies)
+					return decodeDependencies(d, &p.deps)
 				}
 				return d.UnknownField(name)
 			})
@@ -228,30 +235,36 @@ func decodeProvenance(d *decoder) (*Provenance, error) {
 					return d.Object(func(d *decoder, name []byte) error {
 						switch string(name) {
 						case "id":
-							return str(d, &rd.Builder.ID)
+							return str(d, &p.builderID)
 						case "version":
-							return stringMap(d, &rd.Builder.Version)
+							_, err := d.StringMap()
+							return err
 						}
 						return d.UnknownField(name)
 					})
 				case "metadata":
-					m := &BuildMetadata{}
-					rd.Metadata = m
 					return d.Object(func(d *decoder, name []byte) error {
 						switch string(name) {
 						case "invocationId":
-							return str(d, &m.InvocationID)
+							return str(d, &r.JobID)
 						case "startedOn":
-							m.StartedOn = new(time.Time)
-							return timeValue(d, m.StartedOn)
+							return timeValue(d, &r.Started)
 						case "finishedOn":
-							m.FinishedOn = new(time.Time)
-							return timeValue(d, m.FinishedOn)
+							return timeValue(d, &r.Finished)
 						}
 						return d.UnknownField(name)
 					})
 				case "byproducts":
-					return decodeDescriptors(d, &rd.Byproducts)
+					var products []lantern.Dependency
+					if err := decodeDependencies(d, &products); err != nil {
+						return err
+					}
+					for _, bp := range products {
+						if bp.Name == byproductLog {
+							r.Log = bp.Digest
+						}
+					}
+					return nil
 				}
 				return d.UnknownField(name)
 			})
@@ -261,7 +274,96 @@ func decodeProvenance(d *decoder) (*Provenance, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &p, nil
+	return p, nil
+}
+
+// rebuild completes the draft with the statement's one subject.
+func (p *rebuildDraft) rebuild(sub Subject) (*lantern.Rebuild, error) {
+	r := p.r // a copy: the draft stays as decoded
+	out, err := sub.SHA256()
+	if err != nil {
+		return nil, err
+	}
+	if sub.Name != r.Label {
+		return nil, fmt.Errorf("%w: name %q, but externalParameters.label is %q", ErrSubject, sub.Name, r.Label)
+	}
+	r.Output = out
+	if r.Builder, err = lantern.ParseDigest(p.builderID); err != nil {
+		return nil, fmt.Errorf("%w: runDetails.builder.id: want the builder's key id: %w", ErrInvalidClaim, err)
+	}
+	sawSource := false
+	for i, dep := range p.deps {
+		if dep.Digest.IsZero() {
+			return nil, fmt.Errorf("%w: resolvedDependencies[%d]: %q has no sha256 digest", ErrInvalidClaim, i, dep.Name)
+		}
+		if dep.Name == depSource && !sawSource {
+			if dep.Digest != r.Source.Digest {
+				return nil, fmt.Errorf("%w: resolvedDependencies source %s differs from externalParameters.source.digest %s", ErrInvalidClaim, dep.Digest, r.Source.Digest)
+			}
+			sawSource = true
+			continue
+		}
+		if r.Dependencies == nil {
+			r.Dependencies = make([]lantern.Dependency, 0, len(p.deps)-1)
+		}
+		r.Dependencies = append(r.Dependencies, dep)
+	}
+	if !sawSource {
+		return nil, fmt.Errorf("%w: resolvedDependencies has no %q entry", ErrInvalidClaim, depSource)
+	}
+	return &r, nil
+}
+
+// decodeDependencies reads a list of ResourceDescriptors as Dependencies:
+// name, uri and the sha256 of the digest set. The other standard fields are
+// checked for their type and not kept, as Dependency has no place for them.
+func decodeDependencies(d *decoder, out *[]lantern.Dependency) error {
+	var buf [8]lantern.Dependency
+	list := buf[:0]
+	err := d.Array(func(d *decoder) error {
+		var dep lantern.Dependency
+		err := d.Object(func(d *decoder, name []byte) error {
+			switch string(name) {
+			case "name":
+				return str(d, &dep.Name)
+			case "uri":
+				return str(d, &dep.URI)
+			case "digest":
+				return decodeDigestSet(d, &dep.Digest)
+			case "downloadLocation", "mediaType":
+				_, err := d.StringBytes()
+				return err
+			case "annotations":
+				_, err := d.Raw()
+				return err
+			}
+			return d.UnknownField(name)
+		})
+		list = append(list, dep)
+		return err
+	})
+	*out = append(*out, list...)
+	return err
+}
+
+// decodeDigestSet reads an in-toto digest set, keeping its sha256; the other
+// algorithms must be strings.
+func decodeDigestSet(d *decoder, sha *lantern.Digest) error {
+	return d.Object(func(d *decoder, name []byte) error {
+		at := d.Offset()
+		if string(name) != "sha256" {
+			_, err := d.StringBytes()
+			return err
+		}
+		v, err := d.PlainString() // DigestFromHex checks every byte
+		if err != nil {
+			return err
+		}
+		if *sha, err = lantern.DigestFromHex(string(v)); err != nil {
+			return &strictjson.Error{Offset: at, Err: strictjson.ErrType, Msg: "sha256 " + err.Error()}
+		}
+		return nil
+	})
 }
 
 func knownPredicate(predicateType string) bool {
@@ -272,8 +374,8 @@ func knownPredicate(predicateType string) bool {
 	return false
 }
 
-// decodePredicate reads a predicate of a known type: a *Provenance, or the
-// lantern.Claim of one of Lantern's own types.
+// decodePredicate reads a predicate of a known type: a *rebuildDraft for SLSA
+// provenance, or the lantern.Claim of one of Lantern's own types.
 func decodePredicate(d *decoder, predicateType string) (any, error) {
 	var c lantern.Claim
 	switch predicateType {

@@ -8,9 +8,11 @@ import (
 	"github.com/lanternfarm/lantern"
 )
 
-// Provenance is a SLSA Provenance v1 predicate with the fields Lantern uses.
-// Its externalParameters and internalParameters have Lantern's shape, so a
-// provenance from another builder is refused rather than half-read.
+// Provenance is a SLSA Provenance v1 predicate with the fields Lantern uses,
+// as Lantern writes it. Its externalParameters and internalParameters have
+// Lantern's shape, so a provenance from another builder is refused rather
+// than half-read; the decoder in decode.go reads it straight into a
+// lantern.Rebuild.
 type Provenance struct {
 	BuildDefinition BuildDefinition `json:"buildDefinition"`
 	RunDetails      RunDetails      `json:"runDetails"`
@@ -111,73 +113,6 @@ func rebuildProvenance(r *lantern.Rebuild) *Provenance {
 		p.RunDetails.Byproducts = []ResourceDescriptor{descriptor(byproductLog, "", r.Log)}
 	}
 	return p
-}
-
-// rebuild reads a Rebuild back out of a provenance and its one subject.
-func (p *Provenance) rebuild(sub Subject) (*lantern.Rebuild, error) {
-	out, err := sub.SHA256()
-	if err != nil {
-		return nil, err
-	}
-	ext := p.BuildDefinition.ExternalParameters
-	if sub.Name != ext.Label {
-		return nil, fmt.Errorf("%w: name %q, but externalParameters.label is %q", ErrSubject, sub.Name, ext.Label)
-	}
-	builder, err := lantern.ParseDigest(p.RunDetails.Builder.ID)
-	if err != nil {
-		return nil, fmt.Errorf("%w: runDetails.builder.id: want the builder's key id: %w", ErrInvalidClaim, err)
-	}
-	r := &lantern.Rebuild{
-		Source:  ext.Source,
-		Label:   ext.Label,
-		Output:  out,
-		Recipe:  lantern.Recipe{BuildType: p.BuildDefinition.BuildType, Digest: ext.Recipe},
-		Builder: builder,
-	}
-	if ip := p.BuildDefinition.InternalParameters; ip != nil {
-		r.Environment = ip.Environment
-	}
-	if n := len(p.BuildDefinition.ResolvedDependencies); n > 1 {
-		r.Dependencies = make([]lantern.Dependency, 0, n-1)
-	}
-	sawSource := false
-	for i, rd := range p.BuildDefinition.ResolvedDependencies {
-		d, err := rd.SHA256()
-		if err != nil {
-			return nil, fmt.Errorf("%w: resolvedDependencies[%d]: %w", ErrInvalidClaim, i, err)
-		}
-		if rd.Name == depSource && !sawSource {
-			if d != ext.Source.Digest {
-				return nil, fmt.Errorf("%w: resolvedDependencies source %s differs from externalParameters.source.digest %s", ErrInvalidClaim, d, ext.Source.Digest)
-			}
-			sawSource = true
-			continue
-		}
-		r.Dependencies = append(r.Dependencies, lantern.Dependency{Name: rd.Name, URI: rd.URI, Digest: d})
-	}
-	if !sawSource {
-		return nil, fmt.Errorf("%w: resolvedDependencies has no %q entry", ErrInvalidClaim, depSource)
-	}
-	if m := p.RunDetails.Metadata; m != nil {
-		r.JobID = m.InvocationID
-		if m.StartedOn != nil {
-			r.Started = *m.StartedOn
-		}
-		if m.FinishedOn != nil {
-			r.Finished = *m.FinishedOn
-		}
-	}
-	for i, rd := range p.RunDetails.Byproducts {
-		if rd.Name != byproductLog {
-			continue
-		}
-		d, err := rd.SHA256()
-		if err != nil {
-			return nil, fmt.Errorf("%w: byproducts[%d]: %w", ErrInvalidClaim, i, err)
-		}
-		r.Log = d
-	}
-	return r, nil
 }
 
 func descriptor(name, uri string, d lantern.Digest) ResourceDescriptor {

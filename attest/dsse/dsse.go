@@ -171,12 +171,12 @@ func Unmarshal(b []byte) (*Envelope, error) {
 		switch string(name) {
 		case "payloadType":
 			haveType = true
-			var err error
-			e.PayloadType, err = d.String()
+			b, err := d.StringBytes() // short: String would copy the whole input
+			e.PayloadType = string(b)
 			return err
 		case "payload":
 			havePayload = true
-			raw, err := d.StringBytes()
+			raw, err := d.PlainString() // base64 decoding checks every byte
 			if err != nil {
 				return err
 			}
@@ -193,12 +193,12 @@ func Unmarshal(b []byte) (*Envelope, error) {
 				err := d.Object(func(d *strictjson.Decoder, name []byte) error {
 					switch string(name) {
 					case "keyid":
-						var err error
-						sig.KeyID, err = d.String()
+						b, err := d.StringBytes()
+						sig.KeyID = string(b)
 						return err
 					case "sig":
 						haveSig = true
-						raw, err := d.StringBytes()
+						raw, err := d.PlainString()
 						if err != nil {
 							return err
 						}
@@ -252,6 +252,11 @@ func Unmarshal(b []byte) (*Envelope, error) {
 var strictEncodings = []*base64.Encoding{base64.StdEncoding.Strict(), base64.URLEncoding.Strict()}
 
 func decodeBase64(s []byte) ([]byte, error) {
+	// encoding/base64 skips CR and LF even in strict mode; in a JSON string
+	// they are not allowed at all.
+	if bytes.IndexByte(s, '\n') >= 0 || bytes.IndexByte(s, '\r') >= 0 {
+		return nil, fmt.Errorf("%w: a line break inside the string", ErrBase64)
+	}
 	var first error
 	for _, enc := range strictEncodings {
 		if len(s)%4 != 0 {

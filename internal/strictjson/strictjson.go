@@ -42,6 +42,9 @@ func (e *Error) Unwrap() error { return e.Err }
 type Decoder struct {
 	data []byte
 	pos  int
+	// text is data as a string, made on the first call of String: the
+	// strings String returns are substrings of it, one allocation for all.
+	text string
 }
 
 // NewDecoder returns a Decoder of data. It keeps data: slices it returns
@@ -237,10 +240,40 @@ func (d *Decoder) Bool() (bool, error) {
 	return false, d.errorf(ErrType, "want true or false, found %s", d.found())
 }
 
-// String reads a string.
+// PlainString reads a string whose contents the caller checks against an
+// alphabet of printable ASCII that has neither '"' nor backslash, such as
+// base64 or hex: it ends at the first quote and decodes no escapes, so it
+// costs one vectorised search however long the string. A caller that let
+// any other byte through would accept invalid JSON.
+func (d *Decoder) PlainString() ([]byte, error) {
+	if d.peek() != '"' {
+		return nil, d.errorf(ErrType, "want a string, found %s", d.found())
+	}
+	start := d.pos + 1
+	q := bytes.IndexByte(d.data[start:], '"')
+	if q < 0 {
+		d.pos = len(d.data)
+		return nil, d.errorf(ErrSyntax, "unterminated string")
+	}
+	d.pos = start + q + 1
+	return d.data[start : start+q], nil
+}
+
+// String reads a string. Strings without escapes share the memory of one
+// copy of the input.
 func (d *Decoder) String() (string, error) {
 	b, err := d.StringBytes()
-	return string(b), err
+	if err != nil {
+		return "", err
+	}
+	end := d.pos - 1 // the closing quote
+	if start := end - len(b); start >= 0 && len(b) > 0 && &d.data[start] == &b[0] {
+		if d.text == "" {
+			d.text = string(d.data)
+		}
+		return d.text[start:end], nil
+	}
+	return string(b), nil
 }
 
 // StringBytes reads a string and returns its contents, aliasing the input
@@ -250,68 +283,63 @@ func (d *Decoder) StringBytes() ([]byte, error) {
 		return nil, d.errorf(ErrType, "want a string, found %s", d.found())
 	}
 	start := d.pos + 1
-	// Most strings are short names and values: a plain loop ends them sooner
-	// than the set-up of the vectorised search below.
-	for i := start; i < len(d.data) && i < start+32; i++ {
-		c := d.data[i]
-		if c == '"' {
-			d.pos = i + 1
-			return d.data[start:i], nil
-		}
-		if c == '\\' || c < 0x20 || c >= 0x80 {
-			break
-		}
+	i := start + plainPrefix(d.data[start:])
+	if i < len(d.data) && d.data[i] == '"' {
+		d.pos = i + 1
+		return d.data[start:i], nil
 	}
-	rest := d.data[start:]
-	q := bytes.IndexByte(rest, '"')
-	if q < 0 {
-		q = len(rest)
-	}
-	if bs := bytes.IndexByte(rest[:q], '\\'); bs >= 0 {
-		return d.unescape(start, start+bs)
-	}
-	span := rest[:q]
-	if bad := firstNonASCIIOrControl(span); bad >= 0 {
-		if c := span[bad]; c < 0x20 {
-			d.pos = start + bad
-			return nil, d.errorf(ErrSyntax, "control character %q in a string", c)
-		}
-		for i := bad; i < len(span); i++ {
-			if span[i] < 0x20 {
-				d.pos = start + i
-				return nil, d.errorf(ErrSyntax, "control character %q in a string", span[i])
-			}
-		}
-		if !utf8.Valid(span) {
-			return nil, d.errorf(ErrSyntax, "string is not valid UTF-8")
-		}
-	}
-	if q == len(rest) {
-		d.pos = len(d.data)
-		return nil, d.errorf(ErrSyntax, "unterminated string")
-	}
-	d.pos = start + q + 1
-	return span, nil
+	return d.stringSlow(start, i)
 }
 
-// firstNonASCIIOrControl returns the index of the first byte of b below 0x20
-// or above 0x7f, or -1. It looks at eight bytes at a time: strings here are
-// mostly long base64 payloads.
-func firstNonASCIIOrControl(b []byte) int {
-	const lo, hi = 0x2020202020202020, 0x8080808080808080
+// plainPrefix returns the length of the prefix of b that holds no '"', no
+// backslash, no control character and no byte above 0x7f: bytes a string
+// can be taken over as they stand. It looks at eight bytes at a time.
+func plainPrefix(b []byte) int {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
 	i := 0
 	for ; i+8 <= len(b); i += 8 {
 		v := binary.LittleEndian.Uint64(b[i:])
-		if (v|(v-lo))&hi != 0 {
+		q := v ^ (ones * '"')
+		bs := v ^ (ones * '\\')
+		// (x-ones)&^x has a high bit set if and only if some byte of x is
+		// zero; v-0x20.. if some byte of v is below 0x20; v if some byte is
+		// above 0x7f.
+		if ((q-ones)&^q|(bs-ones)&^bs|(v-ones*0x20)|v)&highs != 0 {
 			break
 		}
 	}
 	for ; i < len(b); i++ {
-		if c := b[i]; c < 0x20 || c >= 0x80 {
+		if c := b[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
 			return i
 		}
 	}
-	return -1
+	return i
+}
+
+// stringSlow finishes a string that starts at start and holds something
+// other than plain ASCII at i: an escape, a control character, UTF-8, or the
+// end of the input.
+func (d *Decoder) stringSlow(start, i int) ([]byte, error) {
+	for i < len(d.data) {
+		switch c := d.data[i]; {
+		case c == '"':
+			s := d.data[start:i]
+			if !utf8.Valid(s) {
+				return nil, d.errorf(ErrSyntax, "string is not valid UTF-8")
+			}
+			d.pos = i + 1
+			return s, nil
+		case c == '\\':
+			return d.unescape(start, i)
+		case c < 0x20:
+			d.pos = i
+			return nil, d.errorf(ErrSyntax, "control character %q in a string", c)
+		}
+		i++
+		i += plainPrefix(d.data[i:])
+	}
+	d.pos = len(d.data)
+	return nil, d.errorf(ErrSyntax, "unterminated string")
 }
 
 // unescape decodes a string that has escapes, from start (after the opening
