@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -13,78 +12,20 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/claimtest"
 )
 
 func digest(s string) lantern.Digest { return lantern.DigestOf([]byte(s)) }
 
 var (
-	started  = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
-	finished = started.Add(93 * time.Second)
-	stringer = lantern.Source{
-		Name:    "golang.org/x/tools/cmd/stringer",
-		Version: "v0.30.0",
-		Digest:  digest("tools@v0.30.0.zip"),
-		GoSum:   "h1:ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopq=",
-	}
+	started  = claimtest.Started
+	finished = claimtest.Finished
+	stringer = claimtest.Stringer
 )
 
-// claims returns one claim of every kind, the builder ones made by builder.
-func claims(builder lantern.Digest) map[string]lantern.Claim {
-	return map[string]lantern.Claim{
-		"source": &lantern.SourceClaim{
-			Source: stringer,
-			Fetch:  "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip",
-			Recipe: "go",
-			Artefacts: map[string]lantern.Digest{
-				"stringer-linux-amd64": digest("stringer binary"),
-				"stringer-linux-arm64": digest("stringer arm binary"),
-			},
-			Time: started,
-		},
-		"rebuild": &lantern.Rebuild{
-			Source:  stringer,
-			Label:   "stringer-linux-amd64",
-			Output:  digest("stringer binary"),
-			Recipe:  lantern.Recipe{BuildType: attest.URIBase + "recipes/go/v1", Digest: digest("go recipe v1")},
-			Builder: builder,
-			Dependencies: []lantern.Dependency{
-				{Name: "toolchain", URI: "pkg:golang/golang.org/toolchain@v0.0.1-go1.24.4.linux-amd64", Digest: digest("toolchain")},
-				{Name: "golang.org/x/mod@v0.23.0", Digest: digest("mod")},
-			},
-			Environment: map[string]string{"GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0", "SOURCE_DATE_EPOCH": "0"},
-			JobID:       "job-42",
-			Started:     started,
-			Finished:    finished,
-			Log:         digest("build log"),
-		},
-		"rebuild-minimal": &lantern.Rebuild{
-			Source:   lantern.Source{Name: "hello", Version: "1.0", Digest: digest("hello.tar")},
-			Label:    "hello",
-			Output:   digest("hello"),
-			Recipe:   lantern.Recipe{BuildType: attest.BuildTypeMaintainer},
-			Builder:  builder,
-			Finished: finished,
-		},
-		"rebuild-failure": &lantern.RebuildFailure{
-			Source:   stringer,
-			Label:    "stringer-linux-amd64",
-			Recipe:   lantern.Recipe{BuildType: attest.URIBase + "recipes/go/v1", Digest: digest("go recipe v1")},
-			Builder:  builder,
-			Stage:    "verify-inputs",
-			Reason:   "source archive does not match the claimed digest",
-			Expected: stringer.Digest,
-			Actual:   digest("something else"),
-			JobID:    "job-43",
-			Started:  started,
-			Finished: finished,
-			Log:      digest("failure log"),
-		},
-		"trusted-builder": &lantern.Trust{Key: digest("a builder key"), Relation: lantern.RelationTrustedBuilder, Time: started},
-		"author":          &lantern.Trust{Key: digest("an author key"), Relation: lantern.RelationAuthor, Name: "golang.org/x/tools/cmd/stringer", Time: started},
-		"revoked-builder": &lantern.Trust{Key: digest("a builder key"), Relation: lantern.RelationTrustedBuilder, Revoked: true, Time: finished},
-		"yank":            &lantern.Yank{Source: stringer, Reason: "retagged upstream", Time: finished},
-	}
-}
+func claims(builder lantern.Digest) []claimtest.Example { return claimtest.Examples(builder) }
+
+func claim(builder lantern.Digest, name string) lantern.Claim { return claimtest.Get(builder, name) }
 
 func newKey(t testing.TB) *keys.Private {
 	t.Helper()
@@ -97,8 +38,9 @@ func newKey(t testing.TB) *keys.Private {
 
 func TestRoundTrip(t *testing.T) {
 	k := newKey(t)
-	for name, c := range claims(k.ID()) {
-		t.Run(name, func(t *testing.T) {
+	for _, ex := range claims(k.ID()) {
+		c := ex.Claim
+		t.Run(ex.Name, func(t *testing.T) {
 			env, err := attest.Sign(c, k)
 			if err != nil {
 				t.Fatalf("Sign() = %v", err)
@@ -135,7 +77,7 @@ func TestRoundTrip(t *testing.T) {
 // tools read: SLSA field names and where Lantern puts what.
 func TestRebuildWireFormat(t *testing.T) {
 	k := newKey(t)
-	c := claims(k.ID())["rebuild"].(*lantern.Rebuild)
+	c := claim(k.ID(), "rebuild").(*lantern.Rebuild)
 	st, err := attest.NewStatement(c)
 	if err != nil {
 		t.Fatal(err)
@@ -210,8 +152,9 @@ func TestRebuildWireFormat(t *testing.T) {
 // signature, and checks that verification fails at the signature check.
 func TestTamper(t *testing.T) {
 	k := newKey(t)
-	for name, c := range claims(k.ID()) {
-		t.Run(name, func(t *testing.T) {
+	for _, ex := range claims(k.ID()) {
+		c := ex.Claim
+		t.Run(ex.Name, func(t *testing.T) {
 			env, err := attest.Sign(c, k)
 			if err != nil {
 				t.Fatal(err)
@@ -248,7 +191,7 @@ func TestTamper(t *testing.T) {
 // by the signature check.
 func TestTamperWire(t *testing.T) {
 	k := newKey(t)
-	env, err := attest.Sign(claims(k.ID())["rebuild"], k)
+	env, err := attest.Sign(claim(k.ID(), "rebuild"), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,7 +240,7 @@ func clone(e *dsse.Envelope) *dsse.Envelope {
 
 func TestVerifyWrongKey(t *testing.T) {
 	k, other := newKey(t), newKey(t)
-	env, err := attest.Sign(claims(k.ID())["source"], k)
+	env, err := attest.Sign(claim(k.ID(), "source"), k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -316,7 +259,7 @@ func TestBuilderMustSign(t *testing.T) {
 	k, other := newKey(t), newKey(t)
 	for _, name := range []string{"rebuild", "rebuild-failure"} {
 		t.Run(name, func(t *testing.T) {
-			env, err := attest.Sign(claims(other.ID())[name], k)
+			env, err := attest.Sign(claim(other.ID(), name), k)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -367,7 +310,7 @@ func TestTimesThatCannotBeWrittenBack(t *testing.T) {
 		{"source", `"time":"2026-11-25T10:00:00Z"`, `"time":"2026-11-25T10:00:00+24:00"`},
 	} {
 		t.Run(tt.bad, func(t *testing.T) {
-			st, err := attest.NewStatement(claims(k.ID())[tt.claim])
+			st, err := attest.NewStatement(claim(k.ID(), tt.claim))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -14,6 +13,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/claimtest"
 )
 
 // claimOpts compares claims as JSON sees them: an empty map or slice is the
@@ -21,66 +21,8 @@ import (
 // times compare with their Equal methods, cmp's default.
 var claimOpts = []cmp.Option{cmpopts.EquateEmpty()}
 
-// everyKindOfClaim returns a valid claim of every kind, with the optional
-// fields set, both trust relations, revoked too, and a time with a zone
-// offset. Rebuild and RebuildFailure name builder, so that they verify when
-// builder signs them.
-func everyKindOfClaim(builder lantern.Digest) []lantern.Claim {
-	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	src := lantern.Source{
-		Name:    "example.org/hello",
-		Version: "v1.2.3",
-		Digest:  lantern.DigestOf([]byte("example.org/hello@v1.2.3.zip")),
-		GoSum:   "h1:" + "47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU=",
-	}
-	recipe := lantern.Recipe{BuildType: attest.URIBase + "builds/go/v1", Digest: lantern.DigestOf([]byte("recipe go"))}
-	return []lantern.Claim{
-		&lantern.SourceClaim{
-			Source:    src,
-			Fetch:     "https://proxy.golang.org/example.org/hello/@v/v1.2.3.zip",
-			Recipe:    "go",
-			Artefacts: map[string]lantern.Digest{"hello-linux-amd64": lantern.DigestOf([]byte("binary"))},
-			Time:      at,
-		},
-		&lantern.Rebuild{
-			Source:  src,
-			Label:   "hello-linux-amd64",
-			Output:  lantern.DigestOf([]byte("binary")),
-			Recipe:  recipe,
-			Builder: builder,
-			Dependencies: []lantern.Dependency{
-				{Name: "go1.24.1.linux-amd64.tar.gz", URI: "https://go.dev/dl/go1.24.1.linux-amd64.tar.gz", Digest: lantern.DigestOf([]byte("toolchain"))},
-				{Name: "golang.org/x/text@v0.22.0", Digest: lantern.DigestOf([]byte("x/text"))},
-			},
-			Environment: map[string]string{"GOOS": "linux", "GOARCH": "amd64", "CGO_ENABLED": "0"},
-			JobID:       "job-42",
-			Started:     at,
-			Finished:    at.Add(3 * time.Minute),
-			Log:         lantern.DigestOf([]byte("log")),
-		},
-		&lantern.RebuildFailure{
-			Source:   src,
-			Label:    "hello-linux-amd64",
-			Recipe:   recipe,
-			Builder:  builder,
-			Stage:    "verify-inputs",
-			Reason:   "source archive digest differs from the source claim",
-			Expected: src.Digest,
-			Actual:   lantern.DigestOf([]byte("tampered")),
-			JobID:    "job-43",
-			Started:  at,
-			Finished: at.Add(time.Minute),
-			Log:      lantern.DigestOf([]byte("failure log")),
-		},
-		&lantern.Trust{Key: lantern.DigestOf([]byte("builder key")), Relation: lantern.RelationTrustedBuilder, Time: at},
-		&lantern.Trust{Key: lantern.DigestOf([]byte("author key")), Relation: lantern.RelationAuthor, Name: "example.org/hello", Time: at},
-		&lantern.Trust{Key: lantern.DigestOf([]byte("old builder key")), Relation: lantern.RelationTrustedBuilder, Revoked: true, Time: at},
-		&lantern.Trust{Key: lantern.DigestOf([]byte("old author key")), Relation: lantern.RelationAuthor, Name: "example.org/hello", Revoked: true, Time: at},
-		&lantern.Yank{Source: src, Reason: "the tag was moved after release", Time: at},
-		// A time with a zone offset, as a person's own clock gives it.
-		&lantern.Yank{Source: src, Time: at.In(time.FixedZone("IST", 5*3600+1800))},
-	}
-}
+// everyKindOfClaim returns a valid claim of every kind; see claimtest.
+func everyKindOfClaim(builder lantern.Digest) []lantern.Claim { return claimtest.Claims(builder) }
 
 // corpusKey returns the private key that signed the bad inputs in
 // ../testdata/bad. Decrypting it costs one scrypt, so call it once per test.

@@ -5,15 +5,14 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
 
-	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/claimtest"
 )
 
 // signedClaims returns a real envelope, as JSON, of a claim of every kind:
@@ -24,18 +23,7 @@ func signedClaims(tb testing.TB) [][]byte {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	at := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
-	src := lantern.Source{Name: "example.org/hello", Version: "v1.2.3", Digest: lantern.DigestOf([]byte("source"))}
-	recipe := lantern.Recipe{BuildType: attest.URIBase + "builds/go/v1"}
-	claims := []lantern.Claim{
-		&lantern.SourceClaim{Source: src, Recipe: "go", Time: at},
-		&lantern.Rebuild{Source: src, Label: "hello", Output: lantern.DigestOf([]byte("binary")), Recipe: recipe, Builder: k.ID(), Finished: at},
-		&lantern.RebuildFailure{Source: src, Recipe: recipe, Builder: k.ID(), Stage: "build", Reason: "exit status 1", Finished: at},
-		&lantern.Trust{Key: k.ID(), Relation: lantern.RelationTrustedBuilder, Time: at},
-		&lantern.Trust{Key: k.ID(), Relation: lantern.RelationAuthor, Name: src.Name, Time: at},
-		&lantern.Trust{Key: k.ID(), Relation: lantern.RelationTrustedBuilder, Revoked: true, Time: at},
-		&lantern.Yank{Source: src, Reason: "moved tag", Time: at},
-	}
+	claims := claimtest.Claims(k.ID())
 	var out [][]byte
 	for _, c := range claims {
 		env, err := attest.Sign(c, k)
