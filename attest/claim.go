@@ -35,7 +35,7 @@ func NewStatement(c lantern.Claim) (*Statement, error) {
 		return nil, fmt.Errorf("marshal %s predicate: %w", c.Kind(), err)
 	}
 	name, d := about(c)
-	return &Statement{Type: StatementType, Subject: []Subject{subject(name, d)}, PredicateType: predType, Predicate: raw}, nil
+	return &Statement{Type: StatementType, Subject: []Subject{descriptor(name, "", d)}, PredicateType: predType, Predicate: raw}, nil
 }
 
 // Claim parses the statement's predicate strictly, by its predicateType,

@@ -71,10 +71,6 @@ type Statement struct {
 // about. Lantern writes name and digest; the other standard fields are read.
 type Subject = ResourceDescriptor
 
-func subject(name string, d lantern.Digest) Subject {
-	return Subject{Name: name, Digest: map[string]string{"sha256": d.Hex()}}
-}
-
 // ParseStatement parses an in-toto Statement v1 strictly: only the standard
 // fields, the v1 _type, at least one subject, each with a sha256 digest.
 func ParseStatement(b []byte) (*Statement, error) {
