@@ -42,10 +42,13 @@ fuzz:
 	  done; \
 	done
 
+# bench prints the report on one core. The verify ratio comes from
+# BenchmarkVerifyInterleaved, which alternates the two sides in one run so
+# that a busy moment of the machine slows both alike.
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 ./... | tee bench.out
 	$(GO) run ./internal/benchtable \
-	  -ratio 'attestation verify / bare ecdsa.VerifyASN1=BenchmarkVerifyAttestation/BenchmarkECDSAVerifyASN1<=1.2' \
+	  -ratio 'attestation verify / bare ecdsa.VerifyASN1=BenchmarkVerifyInterleaved:ns/attest/BenchmarkVerifyInterleaved:ns/bare<=1.2' \
 	  -ratio 'Digest hashing / stdlib sha256=BenchmarkDigestReader/BenchmarkSHA256Stdlib<=1.05' \
 	  < bench.out
 

@@ -11,6 +11,7 @@ package dsse
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -102,10 +103,44 @@ func (e *Envelope) Verify(payloadType string, v Verifier) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("dsse: %w: %d, want 1", ErrSignatureCount, len(e.Signatures))
 	}
-	if err := v.Verify(PAE(e.PayloadType, e.Payload), e.Signatures[0].Sig); err != nil {
+	var err error
+	if sv, ok := v.(SHA256Verifier); ok {
+		err = sv.VerifySHA256(PAESHA256(e.PayloadType, e.Payload), e.Signatures[0].Sig)
+	} else {
+		err = v.Verify(PAE(e.PayloadType, e.Payload), e.Signatures[0].Sig)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("dsse: %w: %w", ErrSignature, err)
 	}
 	return e.Payload, nil
+}
+
+// SHA256Verifier is a Verifier that can check a signature given the SHA-256
+// of the pre-authentication encoding, as ECDSA P-256 signatures are made.
+// Verify uses it where it can: hashing the encoding piece by piece spares
+// copying the payload into it.
+type SHA256Verifier interface {
+	Verifier
+	VerifySHA256(sum [sha256.Size]byte, sig []byte) error
+}
+
+// PAESHA256 returns the SHA-256 of PAE(payloadType, payload).
+func PAESHA256(payloadType string, payload []byte) [sha256.Size]byte {
+	var head [64]byte
+	b := append(head[:0], "DSSEv1 "...)
+	b = strconv.AppendInt(b, int64(len(payloadType)), 10)
+	b = append(b, ' ')
+	h := sha256.New()
+	h.Write(b)
+	h.Write([]byte(payloadType))
+	b = append(head[:0], ' ')
+	b = strconv.AppendInt(b, int64(len(payload)), 10)
+	b = append(b, ' ')
+	h.Write(b)
+	h.Write(payload)
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
 }
 
 // MarshalJSON encodes the envelope in the standard form, with an empty keyid
@@ -171,8 +206,8 @@ func Unmarshal(b []byte) (*Envelope, error) {
 		switch string(name) {
 		case "payloadType":
 			haveType = true
-			b, err := d.StringBytes() // short: String would copy the whole input
-			e.PayloadType = string(b)
+			var err error
+			e.PayloadType, err = d.String()
 			return err
 		case "payload":
 			havePayload = true
@@ -193,8 +228,8 @@ func Unmarshal(b []byte) (*Envelope, error) {
 				err := d.Object(func(d *strictjson.Decoder, name []byte) error {
 					switch string(name) {
 					case "keyid":
-						b, err := d.StringBytes()
-						sig.KeyID = string(b)
+						var err error
+						sig.KeyID, err = d.String()
 						return err
 					case "sig":
 						haveSig = true

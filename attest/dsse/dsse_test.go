@@ -1,7 +1,9 @@
 package dsse_test
 
 import (
+	"crypto/sha256"
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/lanternfarm/lantern/attest/dsse"
@@ -77,5 +79,14 @@ func TestUnmarshalBase64Forms(t *testing.T) {
 	// Non-canonical: the last character carries stray bits.
 	if _, err := dsse.Unmarshal([]byte(`{"payloadType":"t","payload":"aGl=","signatures":[]}`)); !errors.Is(err, dsse.ErrBase64) {
 		t.Errorf("Unmarshal(non-canonical base64) = %v, want %v", err, dsse.ErrBase64)
+	}
+}
+
+func TestPAESHA256(t *testing.T) {
+	for _, payload := range []string{"", "hello world", strings.Repeat("x", 100000)} {
+		want := sha256.Sum256(dsse.PAE("application/vnd.in-toto+json", []byte(payload)))
+		if got := dsse.PAESHA256("application/vnd.in-toto+json", []byte(payload)); got != want {
+			t.Errorf("PAESHA256(%d bytes) = %x, want %x", len(payload), got, want)
+		}
 	}
 }

@@ -42,8 +42,8 @@ var (
 )
 
 var (
-	_ dsse.Signer   = (*Private)(nil)
-	_ dsse.Verifier = (*Public)(nil)
+	_ dsse.Signer         = (*Private)(nil)
+	_ dsse.SHA256Verifier = (*Public)(nil)
 )
 
 // Public is an ECDSA P-256 public key with its id.
@@ -175,8 +175,12 @@ func (k *Public) Crypto() *ecdsa.PublicKey { return k.key }
 
 // Verify checks an ASN.1 DER ECDSA signature over the SHA-256 of data.
 func (k *Public) Verify(data, sig []byte) error {
-	h := sha256.Sum256(data)
-	if !ecdsa.VerifyASN1(k.key, h[:], sig) {
+	return k.VerifySHA256(sha256.Sum256(data), sig)
+}
+
+// VerifySHA256 checks an ASN.1 DER ECDSA signature over a SHA-256 sum.
+func (k *Public) VerifySHA256(sum [sha256.Size]byte, sig []byte) error {
+	if !ecdsa.VerifyASN1(k.key, sum[:], sig) {
 		return fmt.Errorf("%w %s", ErrBadSignature, k.id)
 	}
 	return nil

@@ -16,6 +16,8 @@
 //
 //	verify: time(BenchmarkVerifyAttestation)/time(BenchmarkECDSAVerifyASN1) = 2.31, target ≤ 1.2, MISSED
 //
+// A side written BenchmarkX:UNIT takes the metric UNIT of BenchmarkX instead
+// of its ns/op, for a benchmark that measures both sides of a ratio itself.
 // A name may leave out the -N GOMAXPROCS suffix that go test adds. A missed
 // target prints MISSED but exits 0: benchmarks report, they do not gate. A
 // benchmark that is missing from the input, or an input that reports a
@@ -210,17 +212,22 @@ func parseRatio(s string) (ratio, error) {
 	return ratio{label: label, a: names[:i], b: names[i+1:], max: m}, nil
 }
 
-// line computes the ratio row; the error says why it could not.
+// line computes the ratio row; the error says why it could not. A side is
+// a benchmark's ns/op, or, written Benchmark:UNIT, one of its metrics.
 func (q ratio) line(rep *report) (string, error) {
 	var times [2]float64
-	for i, name := range []string{q.a, q.b} {
+	for i, side := range []string{q.a, q.b} {
+		name, unit, ok := strings.Cut(side, ":")
+		if !ok {
+			unit = "ns/op"
+		}
 		r, err := rep.find(name)
 		if err != nil {
 			return fmt.Sprintf("%s: %v, target ≤ %g, cannot tell", q.label, err, q.max), err
 		}
-		ns, ok := r.median("ns/op")
+		ns, ok := r.median(unit)
 		if !ok || ns <= 0 {
-			err := fmt.Errorf("%s has no ns/op", name)
+			err := fmt.Errorf("%s has no %s", name, unit)
 			return fmt.Sprintf("%s: %v, target ≤ %g, cannot tell", q.label, err, q.max), err
 		}
 		times[i] = ns

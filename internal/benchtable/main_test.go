@@ -186,6 +186,19 @@ func TestRun(t *testing.T) {
 			},
 		},
 		{
+			name:      "ratio of metrics",
+			args:      []string{"-ratio", "m=BenchmarkECDSAVerifyASN1:verifies/s/BenchmarkVerifyAttestation:verifies/s<=3"},
+			in:        sample,
+			wantLines: []string{"m: time(BenchmarkECDSAVerifyASN1:verifies/s)/time(BenchmarkVerifyAttestation:verifies/s) = 2.29, target ≤ 3, met"},
+		},
+		{
+			name:      "missing metric",
+			args:      []string{"-ratio", "m=BenchmarkECDSAVerifyASN1:ns/frob/BenchmarkVerifyAttestation<=3"},
+			in:        sample,
+			wantLines: []string{"m: BenchmarkECDSAVerifyASN1 has no ns/frob, target ≤ 3, cannot tell"},
+			wantErr:   errReport,
+		},
+		{
 			name:      "missing benchmark",
 			args:      []string{"-ratio", "x=BenchmarkVerifyAttestation/BenchmarkGone<=1.2"},
 			in:        sample,

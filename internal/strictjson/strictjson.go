@@ -42,9 +42,6 @@ func (e *Error) Unwrap() error { return e.Err }
 type Decoder struct {
 	data []byte
 	pos  int
-	// text is data as a string, made on the first call of String: the
-	// strings String returns are substrings of it, one allocation for all.
-	text string
 }
 
 // NewDecoder returns a Decoder of data. It keeps data: slices it returns
@@ -259,21 +256,10 @@ func (d *Decoder) PlainString() ([]byte, error) {
 	return d.data[start : start+q], nil
 }
 
-// String reads a string. Strings without escapes share the memory of one
-// copy of the input.
+// String reads a string.
 func (d *Decoder) String() (string, error) {
 	b, err := d.StringBytes()
-	if err != nil {
-		return "", err
-	}
-	end := d.pos - 1 // the closing quote
-	if start := end - len(b); start >= 0 && len(b) > 0 && &d.data[start] == &b[0] {
-		if d.text == "" {
-			d.text = string(d.data)
-		}
-		return d.text[start:end], nil
-	}
-	return string(b), nil
+	return string(b), err
 }
 
 // StringBytes reads a string and returns its contents, aliasing the input
