@@ -13,7 +13,7 @@ var pw = []string{"LANTERN_PASSWORD=test password"}
 func TestHelpAndUsage(t *testing.T) {
 	dir := t.TempDir()
 	r := runLantern(t, dir, nil, "help").must(t, "help")
-	for _, c := range []string{"keygen", "claim sign", "claim verify", "attest sign", "attest verify"} {
+	for _, c := range []string{"keygen", "claim sign", "claim verify", "attest sign", "attest verify", "scheduler"} {
 		if !strings.Contains(r.stdout, c) {
 			t.Errorf("help does not list %q:\n%s", c, r.stdout)
 		}

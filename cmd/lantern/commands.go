@@ -25,6 +25,7 @@ func commands() []command {
 		claimVerifyCommand(),
 		attestSignCommand(),
 		attestVerifyCommand(),
+		schedulerCommand(),
 	}
 }
 

@@ -16,6 +16,9 @@
 //
 //	verify: time(BenchmarkVerifyAttestation)/time(BenchmarkECDSAVerifyASN1) = 2.31, target ≤ 1.2, MISSED
 //
+// Each -target flag adds a row checking one metric against a bound, such as
+// -target 'ingest=BenchmarkIngestClaims:claims/s>=5000'.
+//
 // A side written BenchmarkX:UNIT takes the metric UNIT of BenchmarkX instead
 // of its ns/op, for a benchmark that measures both sides of a ratio itself.
 // A name may leave out the -N GOMAXPROCS suffix that go test adds. A missed
@@ -240,6 +243,60 @@ func (q ratio) line(rep *report) (string, error) {
 	return fmt.Sprintf("%s: time(%s)/time(%s) = %.2f, target ≤ %g, %s", q.label, q.a, q.b, x, q.max, verdict), nil
 }
 
+// target is one -target flag: LABEL=Benchmark:UNIT>=MIN or <=MAX, a bound
+// on one metric of one benchmark.
+type target struct {
+	label, bench, unit string
+	atLeast            bool
+	bound              float64
+}
+
+func parseTarget(s string) (target, error) {
+	const want = "want LABEL=Benchmark:UNIT>=MIN or LABEL=Benchmark:UNIT<=MAX, such as ingest=BenchmarkIngest:claims/s>=5000"
+	label, rest, ok := strings.Cut(s, "=")
+	if !ok || label == "" {
+		return target{}, fmt.Errorf("-target %q: %s", s, want)
+	}
+	t := target{label: label}
+	var metric, bound string
+	if metric, bound, ok = strings.Cut(rest, ">="); ok {
+		t.atLeast = true
+	} else if metric, bound, ok = strings.Cut(rest, "<="); !ok {
+		return target{}, fmt.Errorf("-target %q: %s", s, want)
+	}
+	if t.bench, t.unit, ok = strings.Cut(metric, ":"); !ok || !strings.HasPrefix(t.bench, "Benchmark") || t.unit == "" {
+		return target{}, fmt.Errorf("-target %q: %s", s, want)
+	}
+	v, err := strconv.ParseFloat(bound, 64)
+	if err != nil {
+		return target{}, fmt.Errorf("-target %q: bound %q: want a number", s, bound)
+	}
+	t.bound = v
+	return t, nil
+}
+
+// line computes the target row; the error says why it could not.
+func (t target) line(rep *report) (string, error) {
+	op := "≤"
+	if t.atLeast {
+		op = "≥"
+	}
+	r, err := rep.find(t.bench)
+	if err != nil {
+		return fmt.Sprintf("%s: %v, target %s %g, cannot tell", t.label, err, op, t.bound), err
+	}
+	v, ok := r.median(t.unit)
+	if !ok {
+		err := fmt.Errorf("%s has no %s", t.bench, t.unit)
+		return fmt.Sprintf("%s: %v, target %s %g, cannot tell", t.label, err, op, t.bound), err
+	}
+	verdict := "met"
+	if t.atLeast && v < t.bound || !t.atLeast && v > t.bound {
+		verdict = "MISSED"
+	}
+	return fmt.Sprintf("%s: %s %s = %s, target %s %g, %s", t.label, t.bench, t.unit, number(v), op, t.bound, verdict), nil
+}
+
 // writeTable prints one row per benchmark; "-" marks a figure it lacks.
 func writeTable(w io.Writer, rep *report) error {
 	// Padding 0 and a gap inside each figure's cell keep the first column
@@ -296,6 +353,15 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		ratios = append(ratios, q)
 		return nil
 	})
+	var targets []target
+	fs.Func("target", "add a row `LABEL=Benchmark:UNIT>=MIN` (or <=MAX): one metric against a bound (repeatable)", func(s string) error {
+		t, err := parseTarget(s)
+		if err != nil {
+			return err
+		}
+		targets = append(targets, t)
+		return nil
+	})
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
@@ -313,11 +379,18 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 		return err
 	}
 	var problems []error
-	if len(ratios) > 0 {
+	if len(ratios)+len(targets) > 0 {
 		fmt.Fprintln(stdout)
 	}
 	for _, q := range ratios {
 		s, err := q.line(rep)
+		fmt.Fprintln(stdout, s)
+		if err != nil {
+			problems = append(problems, err)
+		}
+	}
+	for _, t := range targets {
+		s, err := t.line(rep)
 		fmt.Fprintln(stdout, s)
 		if err != nil {
 			problems = append(problems, err)

@@ -192,6 +192,21 @@ func TestRun(t *testing.T) {
 			wantLines: []string{"m: time(BenchmarkECDSAVerifyASN1:verifies/s)/time(BenchmarkVerifyAttestation:verifies/s) = 2.29, target ≤ 3, met"},
 		},
 		{
+			name: "targets",
+			args: []string{"-target", "fast=BenchmarkECDSAVerifyASN1:verifies/s>=10000", "-target", "small=BenchmarkVerifyAttestation:allocs/op<=100"},
+			in:   sample,
+			wantLines: []string{
+				"fast: BenchmarkECDSAVerifyASN1 verifies/s = 13545, target ≥ 10000, met",
+				"small: BenchmarkVerifyAttestation allocs/op = 183, target ≤ 100, MISSED",
+			},
+		},
+		{
+			name:    "bad target",
+			args:    []string{"-target", "x=BenchmarkA>=1"},
+			in:      sample,
+			wantErr: errUsage,
+		},
+		{
 			name:      "missing metric",
 			args:      []string{"-ratio", "m=BenchmarkECDSAVerifyASN1:ns/frob/BenchmarkVerifyAttestation<=3"},
 			in:        sample,

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// TestSchedulerCommand runs `lantern scheduler` as a user would, with its
+// embedded NATS server, posts a claim signed with `lantern claim sign`, and
+// finds its job and source through the API; then stops it with SIGTERM.
+func TestSchedulerCommand(t *testing.T) {
+	dir := t.TempDir()
+	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen maint")
+	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "builder").must(t, "keygen builder")
+	data := filepath.Join(dir, "data")
+	os.MkdirAll(filepath.Join(data, "builders"), 0o755)
+	os.Rename(filepath.Join(dir, "builder.pub"), filepath.Join(data, "builders", "builder.pub"))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+
+	cmd := exec.Command(lanternBin, "scheduler", "--data", data, "--listen", addr, "--nats-listen", "127.0.0.1:0", "--claim-key", "maint.pub", "--threshold", "1")
+	cmd.Dir = dir
+	var logs bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case err := <-exited:
+			if err != nil {
+				t.Errorf("lantern scheduler after SIGTERM: %v\n%s", err, logs.String())
+			}
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			t.Errorf("lantern scheduler did not stop on SIGTERM\n%s", logs.String())
+		}
+	}()
+	base := "http://" + addr
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("scheduler not up: %v\n%s", err, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
+	putFile(t, dir, "hello.tar.gz", "hello source")
+	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.0.0",
+		"--source-file", "hello.tar.gz", "--recipe", "generic", "-o", "claim.json").must(t, "claim sign")
+	resp, err := http.Post(base+"/api/v1/claims", "application/json", strings.NewReader(readFile(t, filepath.Join(dir, "claim.json"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var accepted struct{ Job string }
+	json.NewDecoder(resp.Body).Decode(&accepted)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted || accepted.Job == "" {
+		t.Fatalf("POST claim = %d %+v\n%s", resp.StatusCode, accepted, logs.String())
+	}
+	get := func(path string) (int, string) {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+path, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for {
+		if code, _ := get("/api/v1/jobs/" + accepted.Job); code == http.StatusOK {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s never stored\n%s", accepted.Job, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if code, body := get("/api/v1/sources/example.org/hello@v1.0.0"); code != http.StatusOK || !strings.Contains(body, accepted.Job) {
+		t.Errorf("GET source = %d %s", code, body)
+	}
+	if code, body := get("/api/v1/builders"); code != http.StatusOK || !strings.Contains(body, "sha256:") {
+		t.Errorf("GET builders = %d %s", code, body)
+	}
+	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `lantern_claims_total{result="accepted"} 1`) {
+		t.Errorf("GET /metrics = %d, lacks one accepted claim:\n%s", code, body)
+	}
+}

@@ -1,0 +1,55 @@
+// Package natsq is Lantern's queue and transport over NATS JetStream: the
+// scheduler's [scheduler.Queue] and the workers' job consumers, plus an
+// embedded NATS server for `lantern up` and for tests.
+//
+// Claims, jobs and results are JetStream streams that outlive every process:
+// a scheduler or a worker that restarts picks up where its durable consumer
+// left off, and the scheduler's state can be rebuilt by replaying the claims
+// and results streams ([Queue.Replay]).
+//
+// # Wire protocol
+//
+// The streams below are the whole protocol between the scheduler and the
+// workers; anything that speaks NATS can take part. Every stream uses file
+// storage and Config.Replicas replicas (default 1), limits retention with no
+// limits (nothing is discarded), and a duplicate window of
+// Config.DuplicateWindow (default 2 minutes) for its Nats-Msg-Id.
+//
+//	stream           subjects                                                  message data                          Nats-Msg-Id                   published by
+//	LANTERN_CLAIMS   lantern.claims                                            source-claim DSSE envelope, as posted  sha256 hex of the data        scheduler API, CLI, bridges, peers
+//	LANTERN_JOBS     lantern.jobs.<recipe>                                     lantern.Job as JSON                    the job id (lantern.JobID)    scheduler
+//	LANTERN_RESULTS  lantern.results.<builder key id, 64 hex>                  attestation DSSE envelope              sha256 hex of the data        workers
+//	LANTERN_DEAD     $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LANTERN_JOBS.>  JetStream max_deliver advisory (JSON)  -                             the NATS server itself
+//
+// LANTERN_DEAD captures the server's advisories, so a job that exhausted its
+// deliveries while the scheduler was down is still there when it comes back.
+// Logs and artefacts go to the object store bucket LANTERN_OBJECTS (stream
+// OBJ_LANTERN_OBJECTS); an object's name is the "sha256:<hex>" digest of its
+// bytes, and its description the name its uploader gave it.
+//
+// Durable consumers (all pull consumers, explicit acks):
+//
+//	consumer                    stream           reader                        ack wait          max deliver        starts at
+//	builder-<key id, 16 hex>    LANTERN_JOBS     every worker of that builder  Config.AckWait    Config.MaxDeliver  all jobs (backlog) or new ones
+//	scheduler-claims            LANTERN_CLAIMS   scheduler                     Config.AckWait    unlimited          the first message
+//	scheduler-results           LANTERN_RESULTS  scheduler                     Config.AckWait    unlimited          the first message
+//	scheduler-dead              LANTERN_DEAD     scheduler                     Config.AckWait    unlimited          the first message
+//
+// Each builder has one consumer, so each builder rebuilds each job once and
+// its worker processes share the jobs. The builder's consumer carries its full
+// key id in its metadata under "lantern-builder"; Config.BackOff, when set,
+// replaces the ack wait with NATS's per-delivery back-off (AckWait becomes
+// BackOff[0]). Ack wait defaults to 2 minutes and max deliver to 5.
+//
+// A worker takes one job at a time (a pull of one message; nothing is
+// prefetched to expire while it builds), sends in-progress heartbeats (+WPI)
+// more often than the ack wait while it works, publishes its signed
+// attestation — a failed rebuild is signed too — on lantern.results.<key id>,
+// and then acks the job. It naks the job (with a delay) when its own
+// infrastructure failed, so that it is tried again, and terminates it only
+// when the job can never be done. A worker that dies leaves its job to be
+// redelivered after the ack wait. When the last delivery times out, or is
+// nak'd and the consumer is next pulled, the server publishes the
+// max-deliveries advisory that [Queue.ConsumeDeadLetters] turns into a
+// [scheduler.DeadLetter].
+package natsq

@@ -1,0 +1,405 @@
+package natsq
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/scheduler"
+)
+
+// Stream, subject, consumer and bucket names: the wire protocol described in
+// the package documentation.
+const (
+	StreamClaims  = "LANTERN_CLAIMS"
+	StreamJobs    = "LANTERN_JOBS"
+	StreamResults = "LANTERN_RESULTS"
+	StreamDead    = "LANTERN_DEAD"
+
+	SubjectClaims = "lantern.claims"
+	// SubjectJobs is the prefix of the job subjects, lantern.jobs.<recipe>.
+	SubjectJobs = "lantern.jobs"
+	// SubjectResults is the prefix of the result subjects,
+	// lantern.results.<builder key id hex>.
+	SubjectResults = "lantern.results"
+	// SubjectDead is what LANTERN_DEAD captures: JetStream's advisories for
+	// jobs a consumer of LANTERN_JOBS gave up on.
+	SubjectDead = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + ".>"
+
+	ConsumerClaims  = "scheduler-claims"
+	ConsumerResults = "scheduler-results"
+	ConsumerDead    = "scheduler-dead"
+
+	// MetadataBuilder is the consumer metadata key that holds a builder
+	// consumer's full key id.
+	MetadataBuilder = "lantern-builder"
+
+	BucketObjects = "LANTERN_OBJECTS"
+)
+
+// builderConsumerPrefix starts the name of every builder's consumer.
+const builderConsumerPrefix = "builder-"
+
+// Config tunes the streams and consumers. The zero value is the default
+// everywhere.
+type Config struct {
+	// Name names the connection in the server's monitoring; default
+	// "lantern".
+	Name string
+	// Replicas is the number of replicas of every stream and of the object
+	// store; default 1. Past one machine, NATS runs as a cluster and 3 is
+	// usual.
+	Replicas int
+	// DuplicateWindow is how long a stream remembers a Nats-Msg-Id to drop
+	// a duplicate; default 2 minutes.
+	DuplicateWindow time.Duration
+	// AckWait is how long a consumer waits for an ack (or an in-progress
+	// heartbeat) before it redelivers; default 2 minutes.
+	AckWait time.Duration
+	// MaxDeliver is how many times a builder's consumer delivers a job
+	// before it gives up and the job becomes a dead letter; default 5.
+	MaxDeliver int
+	// BackOff, if set, are the ack waits of successive deliveries of a job
+	// (the last one repeats); it must not be longer than MaxDeliver.
+	BackOff []time.Duration
+	// Batch is the most messages the scheduler's consumers hand to a
+	// handler at once; default 256.
+	Batch int
+	// NakDelay is how long a message whose handler failed waits before it
+	// is redelivered; default 1 second.
+	NakDelay time.Duration
+}
+
+func (c Config) withDefaults() (Config, error) {
+	if c.Name == "" {
+		c.Name = "lantern"
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 2 * time.Minute
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 2 * time.Minute
+	}
+	if c.MaxDeliver == 0 {
+		c.MaxDeliver = 5
+	}
+	if c.Batch == 0 {
+		c.Batch = 256
+	}
+	if c.NakDelay == 0 {
+		c.NakDelay = time.Second
+	}
+	switch {
+	case c.Replicas < 0 || c.Replicas > 5:
+		return c, fmt.Errorf("natsq config: Replicas is %d; want 1 to 5", c.Replicas)
+	case c.DuplicateWindow < 0:
+		return c, fmt.Errorf("natsq config: DuplicateWindow is %v; want a positive duration", c.DuplicateWindow)
+	case c.AckWait < 0:
+		return c, fmt.Errorf("natsq config: AckWait is %v; want a positive duration", c.AckWait)
+	case c.MaxDeliver < 1:
+		return c, fmt.Errorf("natsq config: MaxDeliver is %d; want at least 1", c.MaxDeliver)
+	case len(c.BackOff) > c.MaxDeliver:
+		return c, fmt.Errorf("natsq config: BackOff has %d steps but MaxDeliver is %d; shorten BackOff or raise MaxDeliver", len(c.BackOff), c.MaxDeliver)
+	case c.Batch < 1:
+		return c, fmt.Errorf("natsq config: Batch is %d; want at least 1", c.Batch)
+	case c.NakDelay < 0:
+		return c, fmt.Errorf("natsq config: NakDelay is %v; want a positive duration", c.NakDelay)
+	}
+	for i, d := range c.BackOff {
+		if d <= 0 {
+			return c, fmt.Errorf("natsq config: BackOff[%d] is %v; want a positive duration", i, d)
+		}
+	}
+	return c, nil
+}
+
+// Queue is a connection to NATS with Lantern's streams: the scheduler's
+// [scheduler.Queue], and the source of a builder's [JobConsumer]s.
+type Queue struct {
+	nc      *nats.Conn
+	js      jetstream.JetStream
+	cfg     Config
+	log     *slog.Logger
+	objects jetstream.ObjectStore
+	closed  chan struct{} // closed when the connection is
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed when Close starts: pulls end
+
+	mu sync.Mutex
+	// builders maps a builder consumer's name to the builder's key id.
+	builders map[string]lantern.Digest
+}
+
+var _ scheduler.Queue = (*Queue)(nil)
+
+// Connect connects to the NATS server at url (reconnecting forever when the
+// connection drops) and creates or updates Lantern's streams and object
+// store. log receives connection events and messages the queue had to
+// drop; nil discards them.
+func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Queue, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	q := &Queue{
+		cfg:      cfg,
+		log:      log,
+		closed:   make(chan struct{}),
+		stopping: make(chan struct{}),
+		builders: make(map[string]lantern.Digest),
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				q.log.Warn("nats disconnected", "err", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			q.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			subj := ""
+			if sub != nil {
+				subj = sub.Subject
+			}
+			q.log.Warn("nats async error", "subject", subj, "err", err)
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { close(q.closed) }),
+	}
+	if deadline, ok := ctx.Deadline(); ok {
+		if d := time.Until(deadline); d > 0 && d < nats.DefaultTimeout {
+			opts = append(opts, nats.Timeout(d))
+		}
+	}
+	nc, err := nats.Connect(url, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	q.nc = nc
+	q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+	}
+	if err := q.setup(ctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return q, nil
+}
+
+// sameStream reports whether an existing stream has the settings Lantern
+// sets.
+func sameStream(have, want jetstream.StreamConfig) bool {
+	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage &&
+		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
+		have.Retention == want.Retention && have.Description == want.Description
+}
+
+// isClosing reports whether Close has been called, or the connection has
+// closed.
+func (q *Queue) isClosing() bool {
+	select {
+	case <-q.stopping:
+		return true
+	default:
+		return q.nc.IsClosed()
+	}
+}
+
+// setup creates or updates the streams and the object store. A stream
+// whose settings already match is left alone: every process of a farm
+// connects, and updating a stream while another process creates a consumer
+// on it races inside nats-server (seen with -race on v2.15.2).
+func (q *Queue) setup(ctx context.Context) error {
+	for _, sc := range q.streamConfigs() {
+		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
+			continue
+		}
+		if _, err := q.js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		}
+	}
+	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      BucketObjects,
+		Description: "Lantern's build logs and artefacts, named by their sha256 digest",
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create object store %s: %w", BucketObjects, err)
+	}
+	q.objects = obs
+	return nil
+}
+
+func (q *Queue) streamConfigs() []jetstream.StreamConfig {
+	stream := func(name, subject, desc string) jetstream.StreamConfig {
+		return jetstream.StreamConfig{
+			Name:        name,
+			Description: desc,
+			Subjects:    []string{subject},
+			Retention:   jetstream.LimitsPolicy,
+			Discard:     jetstream.DiscardOld,
+			Storage:     jetstream.FileStorage,
+			Replicas:    q.cfg.Replicas,
+			Duplicates:  q.cfg.DuplicateWindow,
+			AllowDirect: true,
+		}
+	}
+	return []jetstream.StreamConfig{
+		stream(StreamClaims, SubjectClaims, "Lantern source claims (DSSE envelopes), as posted"),
+		stream(StreamJobs, SubjectJobs+".>", "Lantern rebuild jobs (lantern.Job JSON) on lantern.jobs.<recipe>"),
+		stream(StreamResults, SubjectResults+".>", "Lantern rebuild attestations (DSSE envelopes) on lantern.results.<builder key id>"),
+		stream(StreamDead, SubjectDead, "JetStream max-deliveries advisories of the builders' job consumers"),
+	}
+}
+
+// Close drains the connection: subscriptions finish what they hold and
+// pending publishes are flushed, then it closes.
+// Pulls waiting for messages (ConsumeClaims, JobConsumer.Next, ...) end
+// first; those calls return an error wrapping nats.ErrConnectionClosed. A
+// connection that cannot drain (it is reconnecting) is closed at once.
+func (q *Queue) Close() error {
+	q.stopOnce.Do(func() { close(q.stopping) })
+	if err := q.nc.Drain(); err != nil {
+		if errors.Is(err, nats.ErrConnectionClosed) {
+			return nil
+		}
+		q.nc.Close()
+		return fmt.Errorf("close nats connection: %w", err)
+	}
+	<-q.closed
+	return nil
+}
+
+// JobSubject returns the subject of the jobs of recipe, lantern.jobs.<recipe>.
+func JobSubject(recipe string) (string, error) {
+	if err := checkToken(recipe); err != nil {
+		return "", fmt.Errorf("recipe %q: %w", recipe, err)
+	}
+	return SubjectJobs + "." + recipe, nil
+}
+
+// ResultSubject returns the subject of builder's results,
+// lantern.results.<64 hex of the key id>.
+func ResultSubject(builder lantern.Digest) (string, error) {
+	if builder.IsZero() {
+		return "", errors.New("builder key id is empty")
+	}
+	return SubjectResults + "." + builder.Hex(), nil
+}
+
+// ConsumerName returns the name of builder's durable consumer on
+// LANTERN_JOBS: "builder-" and the first 16 hex digits of its key id; ""
+// for the zero Digest.
+func ConsumerName(builder lantern.Digest) string {
+	if builder.IsZero() {
+		return ""
+	}
+	return builderConsumerPrefix + builder.Hex()[:16]
+}
+
+// checkToken reports whether s can be one token of a subject.
+func checkToken(s string) error {
+	if s == "" {
+		return errors.New("empty; want a subject token")
+	}
+	if i := strings.IndexAny(s, ".*> \t\r\n"); i >= 0 {
+		return fmt.Errorf("character %q at %d cannot be in a subject token", s[i], i)
+	}
+	return nil
+}
+
+// PublishClaim publishes a source-claim envelope on lantern.claims and
+// waits for the stream to store it. The same envelope published again
+// within the duplicate window is stored once.
+func (q *Queue) PublishClaim(ctx context.Context, envelope []byte) error {
+	id := lantern.DigestOf(envelope).Hex()
+	_, err := q.js.Publish(ctx, SubjectClaims, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamClaims))
+	if err != nil {
+		return fmt.Errorf("publish claim sha256:%s: %w", id[:12], err)
+	}
+	return nil
+}
+
+// PublishResult publishes builder's attestation envelope on
+// lantern.results.<builder> and waits for the stream to store it.
+func (q *Queue) PublishResult(ctx context.Context, builder lantern.Digest, envelope []byte) error {
+	id := lantern.DigestOf(envelope).Hex()
+	subj, err := ResultSubject(builder)
+	if err != nil {
+		return fmt.Errorf("publish result sha256:%s: %w", id[:12], err)
+	}
+	_, err = q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamResults))
+	if err != nil {
+		return fmt.Errorf("publish result sha256:%s of %s: %w", id[:12], builder.Short(), err)
+	}
+	return nil
+}
+
+// publishWindow is how many job publishes may wait for their acks at once.
+const publishWindow = 512
+
+// PublishJobs publishes every job on lantern.jobs.<recipe>, with the job id
+// as Nats-Msg-Id, and waits until the stream has stored them all. A job id
+// already published within the duplicate window is stored once. Every job
+// is checked before any is published.
+func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
+	msgs := make([]*nats.Msg, len(jobs))
+	for i, j := range jobs {
+		if j.ID == "" {
+			return fmt.Errorf("publish job %d of %d: empty id", i+1, len(jobs))
+		}
+		subj, err := JobSubject(j.Recipe)
+		if err != nil {
+			return fmt.Errorf("publish job %s: %w", j.ID, err)
+		}
+		data, err := json.Marshal(j)
+		if err != nil {
+			return fmt.Errorf("publish job %s: %w", j.ID, err)
+		}
+		msgs[i] = &nats.Msg{Subject: subj, Data: data}
+	}
+	for start := 0; start < len(msgs); start += publishWindow {
+		end := min(start+publishWindow, len(msgs))
+		acks := make([]jetstream.PubAckFuture, 0, end-start)
+		for i := start; i < end; i++ {
+			f, err := q.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(jobs[i].ID), jetstream.WithExpectStream(StreamJobs))
+			if err != nil {
+				return fmt.Errorf("publish job %s: %w", jobs[i].ID, err)
+			}
+			acks = append(acks, f)
+		}
+		for k, f := range acks {
+			select {
+			case <-f.Ok():
+			case err := <-f.Err():
+				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, err)
+			case <-ctx.Done():
+				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, ctx.Err())
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,471 @@
+package scheduler
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
+)
+
+// The JSON API, under /api/v1, in the spirit of the BitLantern README:
+//
+//	POST /api/v1/claims                        a signed source claim (the DSSE envelope) → 202, its job
+//	POST /api/v1/attestations                  a builder's signed attestation → 202
+//	GET  /api/v1/attestations/{digest}         the signed envelope itself, as the builder sent it
+//	GET  /api/v1/artefacts/{digest}            verdicts on it; who built it, from what
+//	GET  /api/v1/artefacts/{digest}/attestations?count=N&cursor=C&builder=K
+//	GET  /api/v1/sources/{name}@{version}      its claims, verdicts and attestations
+//	GET  /api/v1/builders                      the farm's builders
+//	GET  /api/v1/builders/{id}                 a builder and its recent attestations
+//	GET  /api/v1/jobs?state=S&count=N&cursor=C jobs and their state per builder
+//	GET  /api/v1/jobs/{id}
+//	GET  /healthz, GET /metrics (Prometheus)
+//
+// Posted claims and attestations need no account: their signatures are
+// checked. Errors are JSON, {"error": what is wrong, "fix": what to do}.
+
+// Handler returns the HTTP handler of the API, /healthz and /metrics.
+func (s *Scheduler) Handler() http.Handler {
+	mux := http.NewServeMux()
+	handle := func(pattern, route string, h func(w http.ResponseWriter, r *http.Request) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			rw := &statusWriter{ResponseWriter: w, code: http.StatusOK}
+			if err := h(rw, r); err != nil {
+				s.writeError(rw, err)
+			}
+			s.metrics.requests.WithLabelValues(route, strconv.Itoa(rw.code)).Inc()
+		})
+	}
+	handle("POST /api/v1/claims", "claims", s.postClaim)
+	handle("POST /api/v1/attestations", "attestations", s.postAttestation)
+	handle("GET /api/v1/attestations/{digest}", "attestation", s.getAttestation)
+	handle("GET /api/v1/artefacts/{digest}", "artefact", s.getArtefact)
+	handle("GET /api/v1/artefacts/{digest}/attestations", "artefact-attestations", s.getArtefactAttestations)
+	handle("GET /api/v1/sources/{source...}", "source", s.getSource)
+	handle("GET /api/v1/builders", "builders", s.getBuilders)
+	handle("GET /api/v1/builders/{id}", "builder", s.getBuilder)
+	handle("GET /api/v1/jobs", "jobs", s.getJobs)
+	handle("GET /api/v1/jobs/{id}", "job", s.getJob)
+	handle("/api/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
+		return apiErr(http.StatusNotFound, fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path), "see the routes in the scheduler's package documentation, all under /api/v1")
+	})
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.code = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+// apiError is an error with its HTTP status and a hint of what to do.
+type apiError struct {
+	code int
+	msg  string
+	fix  string
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func apiErr(code int, msg, fix string) error { return &apiError{code: code, msg: msg, fix: fix} }
+
+func (s *Scheduler) writeError(w http.ResponseWriter, err error) {
+	var ae *apiError
+	if !errors.As(err, &ae) {
+		ae = classify(err)
+	}
+	if ae.code >= 500 {
+		s.log.Error("api", "error", err)
+	}
+	writeJSON(w, ae.code, map[string]string{"error": ae.msg, "fix": ae.fix})
+}
+
+// classify maps an ingest error to a status code and a hint.
+func classify(err error) *apiError {
+	msg := err.Error()
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit), "post one envelope, as lantern claim sign or attest sign writes it"}
+	case errors.Is(err, dsse.ErrTooLarge):
+		return &apiError{http.StatusRequestEntityTooLarge, msg, "post one envelope, as lantern claim sign or attest sign writes it"}
+	case errors.Is(err, ErrDuplicate):
+		return &apiError{http.StatusConflict, msg, "nothing to do: it is recorded already"}
+	case errors.Is(err, ErrUnknownSigner):
+		return &apiError{http.StatusForbidden, msg, "sign with a key the farm accepts claims from, or ask its operator to add yours (--claim-key)"}
+	case errors.Is(err, ErrUnknownBuilder):
+		return &apiError{http.StatusForbidden, msg, "only the farm's builders post attestations; ask its operator to add your key (--builder)"}
+	case errors.Is(err, dsse.ErrSignature), errors.Is(err, attest.ErrBuilderMismatch):
+		return &apiError{http.StatusForbidden, msg, "sign the attestation with the key of the builder it names"}
+	case errors.Is(err, dsse.ErrNoSignature), errors.Is(err, dsse.ErrSignatureCount):
+		return &apiError{http.StatusBadRequest, msg, "post an envelope with exactly one signature, as lantern claim sign writes it"}
+	case errors.Is(err, dsse.ErrMalformed), errors.Is(err, dsse.ErrBase64), errors.Is(err, dsse.ErrPayloadType),
+		errors.Is(err, attest.ErrMalformed), errors.Is(err, attest.ErrUnknownField), errors.Is(err, attest.ErrStatementType):
+		return &apiError{http.StatusBadRequest, msg, "post the DSSE envelope JSON exactly as lantern claim sign or attest sign writes it"}
+	case errors.Is(err, attest.ErrPredicateType), errors.Is(err, attest.ErrSubject), errors.Is(err, attest.ErrInvalidClaim),
+		errors.Is(err, ErrNotASource), errors.Is(err, ErrUnknownRecipe), errors.Is(err, ErrUnknownJob),
+		errors.Is(err, ErrWrongJob), errors.Is(err, ErrNotAResult):
+		return &apiError{http.StatusUnprocessableEntity, msg, "the envelope is signed but its claim cannot be used here; see the error"}
+	case errors.Is(err, ErrBadCursor):
+		return &apiError{http.StatusBadRequest, msg, "pass the cursor a previous page returned as next, or none for the first page"}
+	case errors.Is(err, ErrNotFound):
+		return &apiError{http.StatusNotFound, msg, "check the digest, name or id"}
+	}
+	return &apiError{http.StatusInternalServerError, "internal error", "try again; if it persists, see the scheduler's log"}
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	// Compact: pages of attestations are large, and indenting them costs a
+	// good part of the time of a GET; clients pretty-print if they want.
+	json.NewEncoder(w).Encode(v)
+}
+
+func (s *Scheduler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
+	if err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		return nil, apiErr(http.StatusBadRequest, "empty body", "post the DSSE envelope JSON as the body")
+	}
+	return b, nil
+}
+
+func (s *Scheduler) postClaim(w http.ResponseWriter, r *http.Request) error {
+	raw, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	vc, err := s.verifyClaim(raw)
+	if err != nil {
+		return err
+	}
+	resp := map[string]any{"claim": vc.rec.Envelope, "job": vc.job.ID, "source": vc.rec.Claim.Source}
+	if _, err := s.st.Claim(r.Context(), vc.rec.Envelope); err == nil {
+		resp["duplicate"] = true
+		writeJSON(w, http.StatusOK, resp)
+		return nil
+	}
+	if err := s.q.PublishClaim(r.Context(), raw); err != nil {
+		return fmt.Errorf("publish claim: %w", err)
+	}
+	writeJSON(w, http.StatusAccepted, resp)
+	return nil
+}
+
+func (s *Scheduler) postAttestation(w http.ResponseWriter, r *http.Request) error {
+	raw, err := s.readBody(w, r)
+	if err != nil {
+		return err
+	}
+	vr, err := s.verifyResult(r.Context(), lantern.Digest{}, raw)
+	if err != nil {
+		return err
+	}
+	rec := vr.rec
+	if _, err := s.st.Attestation(r.Context(), rec.Envelope); err == nil {
+		return fmt.Errorf("attestation %s: envelope %w", rec.Envelope, ErrDuplicate)
+	}
+	outcomes, err := s.st.Outcomes(r.Context(), rec.Source.Name, rec.Source.Version, rec.Label)
+	if err != nil {
+		return err
+	}
+	for _, o := range outcomes {
+		if o.Builder == rec.Builder {
+			return fmt.Errorf("builder %s %w an attestation for job %s, label %q", rec.Builder, ErrDuplicate, rec.JobID, rec.Label)
+		}
+	}
+	if err := s.q.PublishResult(r.Context(), rec.Builder, raw); err != nil {
+		return fmt.Errorf("publish attestation: %w", err)
+	}
+	writeJSON(w, http.StatusAccepted, map[string]any{"attestation": rec.Envelope, "job": rec.JobID, "builder": rec.Builder})
+	return nil
+}
+
+// attestationView is an attestation as the API shows it.
+type attestationView struct {
+	Envelope lantern.Digest `json:"envelope"`
+	Kind     lantern.Kind   `json:"kind"`
+	Builder  lantern.Digest `json:"builder"`
+	JobID    string         `json:"jobId"`
+	Source   lantern.Source `json:"source"`
+	Label    string         `json:"label"`
+	Output   lantern.Digest `json:"output,omitzero"`
+	Recipe   lantern.Recipe `json:"recipe"`
+	Stage    string         `json:"stage,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Started  time.Time      `json:"started,omitzero"`
+	Finished time.Time      `json:"finished"`
+	Seconds  float64        `json:"seconds,omitempty"`
+	Log      lantern.Digest `json:"log,omitzero"`
+	Received time.Time      `json:"received"`
+	// Download is where the signed envelope itself is.
+	Download string `json:"download"`
+}
+
+func viewAttestations(recs []AttestationRecord) []attestationView {
+	out := make([]attestationView, 0, len(recs))
+	for _, a := range recs {
+		v := attestationView{Envelope: a.Envelope, Kind: a.Kind, Builder: a.Builder, JobID: a.JobID, Source: a.Source,
+			Label: a.Label, Output: a.Output, Recipe: a.Recipe, Stage: a.Stage, Reason: a.Reason, Started: a.Started,
+			Finished: a.Finished, Log: a.Log, Received: a.Received, Download: "/api/v1/attestations/" + a.Envelope.String()}
+		if !a.Started.IsZero() {
+			v.Seconds = a.Finished.Sub(a.Started).Seconds()
+		}
+		out = append(out, v)
+	}
+	return out
+}
+
+func pageOf(r *http.Request) (Page, error) {
+	p := Page{Count: 50, Cursor: r.URL.Query().Get("cursor")}
+	if c := r.URL.Query().Get("count"); c != "" {
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 || n > 1000 {
+			return p, apiErr(http.StatusBadRequest, fmt.Sprintf("count %q", c), "give count as a number from 1 to 1000")
+		}
+		p.Count = n
+	}
+	return p, nil
+}
+
+func digestParam(s, what string) (lantern.Digest, error) {
+	if !strings.HasPrefix(s, lantern.DigestPrefix) {
+		s = lantern.DigestPrefix + s
+	}
+	d, err := lantern.ParseDigest(s)
+	if err != nil {
+		return d, apiErr(http.StatusBadRequest, fmt.Sprintf("%s: %v", what, err), "give sha256:<64 lower-case hex>")
+	}
+	return d, nil
+}
+
+func (s *Scheduler) getAttestation(w http.ResponseWriter, r *http.Request) error {
+	d, err := digestParam(r.PathValue("digest"), "attestation digest")
+	if err != nil {
+		return err
+	}
+	a, err := s.st.Attestation(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", d.Hex()[:16]+".intoto.json"))
+	_, err = w.Write(a.Raw)
+	return err
+}
+
+func (s *Scheduler) getArtefact(w http.ResponseWriter, r *http.Request) error {
+	d, err := digestParam(r.PathValue("digest"), "artefact digest")
+	if err != nil {
+		return err
+	}
+	verdicts, err := s.st.VerdictsOfArtefact(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	atts, next, err := s.artefactAttestations(r, d)
+	if err != nil {
+		return err
+	}
+	if len(verdicts) == 0 && len(atts) == 0 {
+		return apiErr(http.StatusNotFound, fmt.Sprintf("no builder of this farm has rebuilt %s yet", d), "check the digest; post a source claim to have it rebuilt, or wait for the builders")
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"digest": d, "verdicts": verdicts, "attestations": atts, "next": next})
+	return nil
+}
+
+func (s *Scheduler) artefactAttestations(r *http.Request, d lantern.Digest) ([]attestationView, string, error) {
+	page, err := pageOf(r)
+	if err != nil {
+		return nil, "", err
+	}
+	var builder lantern.Digest
+	if b := r.URL.Query().Get("builder"); b != "" {
+		if builder, err = digestParam(b, "builder"); err != nil {
+			return nil, "", err
+		}
+	}
+	recs, next, err := s.st.AttestationsByArtefact(r.Context(), d, builder, page)
+	if err != nil {
+		return nil, "", err
+	}
+	return viewAttestations(recs), next, nil
+}
+
+func (s *Scheduler) getArtefactAttestations(w http.ResponseWriter, r *http.Request) error {
+	d, err := digestParam(r.PathValue("digest"), "artefact digest")
+	if err != nil {
+		return err
+	}
+	atts, next, err := s.artefactAttestations(r, d)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"digest": d, "attestations": atts, "next": next})
+	return nil
+}
+
+func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
+	src := r.PathValue("source")
+	at := strings.LastIndex(src, "@")
+	if at <= 0 || at == len(src)-1 {
+		return apiErr(http.StatusBadRequest, fmt.Sprintf("source %q", src), "give NAME@VERSION, as /api/v1/sources/golang.org/x/tools/cmd/stringer@v0.30.0")
+	}
+	name, version := src[:at], src[at+1:]
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	claims, err := s.st.ClaimsOf(r.Context(), name, version)
+	if err != nil {
+		return err
+	}
+	verdicts, err := s.st.Verdicts(r.Context(), name, version)
+	if err != nil {
+		return err
+	}
+	atts, next, err := s.st.AttestationsBySource(r.Context(), name, version, page)
+	if err != nil {
+		return err
+	}
+	if len(claims) == 0 && len(atts) == 0 {
+		return apiErr(http.StatusNotFound, fmt.Sprintf("no claim of %s", src), "post a signed source claim to /api/v1/claims")
+	}
+	type claimView struct {
+		Envelope lantern.Digest      `json:"envelope"`
+		Signer   lantern.Digest      `json:"signer"`
+		Claim    lantern.SourceClaim `json:"claim"`
+		Jobs     []string            `json:"jobs"`
+		Received time.Time           `json:"received"`
+	}
+	cv := make([]claimView, 0, len(claims))
+	for _, c := range claims {
+		cv = append(cv, claimView{c.Envelope, c.Signer, c.Claim, c.Jobs, c.Received})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name": name, "version": version, "claims": cv, "verdicts": verdicts,
+		"attestations": viewAttestations(atts), "next": next,
+	})
+	return nil
+}
+
+type builderView struct {
+	ID        lantern.Digest `json:"id"`
+	PublicKey string         `json:"publicKey"`
+	Name      string         `json:"name,omitempty"`
+	Added     time.Time      `json:"added"`
+}
+
+func (s *Scheduler) getBuilders(w http.ResponseWriter, r *http.Request) error {
+	bs, err := s.st.Builders(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]builderView, 0, len(bs))
+	for _, b := range bs {
+		out = append(out, builderView{b.ID, string(b.PublicKey), b.Name, b.Added})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"builders": out, "threshold": s.cfg.Threshold})
+	return nil
+}
+
+func (s *Scheduler) getBuilder(w http.ResponseWriter, r *http.Request) error {
+	id, err := digestParam(r.PathValue("id"), "builder id")
+	if err != nil {
+		return err
+	}
+	bs, err := s.st.Builders(r.Context())
+	if err != nil {
+		return err
+	}
+	for _, b := range bs {
+		if b.ID != id {
+			continue
+		}
+		page, err := pageOf(r)
+		if err != nil {
+			return err
+		}
+		atts, next, err := s.st.AttestationsByBuilder(r.Context(), id, page)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, map[string]any{
+			"builder": builderView{b.ID, string(b.PublicKey), b.Name, b.Added}, "attestations": viewAttestations(atts), "next": next,
+		})
+		return nil
+	}
+	return apiErr(http.StatusNotFound, fmt.Sprintf("no builder %s", id), "list the builders at /api/v1/builders")
+}
+
+// jobView is a job with the state of every builder of the farm: a builder
+// that has not answered yet is queued.
+type jobView struct {
+	lantern.Job
+	Builders map[lantern.Digest]BuilderJob `json:"builders"`
+}
+
+func (s *Scheduler) viewJob(j JobRecord) jobView {
+	v := jobView{Job: j.Job, Builders: map[lantern.Digest]BuilderJob{}}
+	for _, b := range s.sortedBuilders() {
+		v.Builders[b] = BuilderJob{State: JobQueued, Updated: j.Job.Created}
+	}
+	for b, st := range j.Builders {
+		v.Builders[b] = st
+	}
+	return v
+}
+
+func (s *Scheduler) getJobs(w http.ResponseWriter, r *http.Request) error {
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	state := JobState(r.URL.Query().Get("state"))
+	switch state {
+	case "", JobQueued, JobDone, JobFailed, JobDead:
+	default:
+		return apiErr(http.StatusBadRequest, fmt.Sprintf("state %q", state), "give state as queued, done, failed or dead")
+	}
+	jobs, next, err := s.st.Jobs(r.Context(), state, page)
+	if err != nil {
+		return err
+	}
+	out := make([]jobView, 0, len(jobs))
+	for _, j := range jobs {
+		out = append(out, s.viewJob(j))
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"jobs": out, "next": next})
+	return nil
+}
+
+func (s *Scheduler) getJob(w http.ResponseWriter, r *http.Request) error {
+	j, err := s.st.Job(r.Context(), r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, s.viewJob(*j))
+	return nil
+}

@@ -1,0 +1,243 @@
+package scheduler_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/scheduler"
+	"github.com/lanternfarm/lantern/scheduler/boltstore"
+)
+
+// A farm for tests: a real embedded NATS server with JetStream, a real bbolt
+// store, the scheduler with its API on httptest, and real keys. The builders'
+// side is test code that takes jobs from the builders' real consumers and
+// answers them with genuinely signed attestations.
+
+var (
+	claimKey = mustKey()
+	builderA = mustKey()
+	builderB = mustKey()
+	builderC = mustKey()
+	stranger = mustKey()
+)
+
+func mustKey() *keys.Private {
+	k, err := keys.Generate()
+	if err != nil {
+		panic(err)
+	}
+	return k
+}
+
+type farm struct {
+	t        testing.TB
+	dir      string
+	cfg      natsq.Config
+	builders []*keys.Private
+
+	srv    *natsq.Server
+	q      *natsq.Queue
+	st     *boltstore.Store
+	s      *scheduler.Scheduler
+	api    *httptest.Server
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func testLogger(t testing.TB) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// newFarm starts a farm whose builders are builders.
+func newFarm(t testing.TB, cfg natsq.Config, builders ...*keys.Private) *farm {
+	t.Helper()
+	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders}
+	f.startNATS()
+	f.startScheduler()
+	t.Cleanup(func() {
+		f.stopScheduler()
+		f.srv.Shutdown()
+	})
+	return f
+}
+
+func (f *farm) startNATS() {
+	f.t.Helper()
+	srv, err := natsq.StartServer(f.t.Context(), natsq.Options{Dir: filepath.Join(f.dir, "nats"), Port: -1})
+	if err != nil {
+		f.t.Fatalf("StartServer: %v", err)
+	}
+	f.srv = srv
+}
+
+func (f *farm) startScheduler() {
+	f.t.Helper()
+	q, err := natsq.Connect(f.t.Context(), f.srv.URL(), f.cfg, testLogger(f.t))
+	if err != nil {
+		f.t.Fatalf("Connect: %v", err)
+	}
+	st, err := boltstore.Open(filepath.Join(f.dir, "scheduler.db"))
+	if err != nil {
+		f.t.Fatalf("boltstore.Open: %v", err)
+	}
+	var pubs []*keys.Public
+	for _, b := range f.builders {
+		pubs = append(pubs, b.Public())
+	}
+	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, testLogger(f.t))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	f.q, f.st, f.s, f.cancel, f.done = q, st, s, cancel, make(chan error, 1)
+	go func() { f.done <- s.Run(ctx) }()
+	f.api = httptest.NewServer(s.Handler())
+}
+
+func (f *farm) stopScheduler() {
+	if f.cancel == nil {
+		return
+	}
+	f.api.Close()
+	f.cancel()
+	if err := <-f.done; err != nil {
+		f.t.Errorf("scheduler Run: %v", err)
+	}
+	f.q.Close()
+	f.st.Close()
+	f.cancel = nil
+}
+
+// sourceClaim signs a claim of a Go source and returns the envelope JSON.
+func sourceClaim(t testing.TB, signer *keys.Private, name string, published lantern.Digest) ([]byte, lantern.Job) {
+	t.Helper()
+	c := &lantern.SourceClaim{
+		Source: lantern.Source{Name: name, Version: "v1.0.0", Digest: lantern.DigestOf([]byte(name + " source"))},
+		Recipe: "go",
+		Time:   time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+	}
+	if !published.IsZero() {
+		c.Artefacts = map[string]lantern.Digest{"bin": published}
+	}
+	env, err := attest.Sign(c, signer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, lantern.Job{ID: lantern.JobID(c.Source.Digest, "go"), Source: c.Source}
+}
+
+// rebuilt signs, as builder, a rebuild of job's source to output.
+func rebuilt(t testing.TB, builder *keys.Private, job lantern.Job, output string) []byte {
+	t.Helper()
+	r := &lantern.Rebuild{
+		Source:   job.Source,
+		Label:    "bin",
+		Output:   lantern.DigestOf([]byte(output)),
+		Recipe:   lantern.Recipe{BuildType: attest.URIBase + "recipes/go/v1"},
+		Builder:  builder.ID(),
+		JobID:    job.ID,
+		Started:  time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC),
+		Finished: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC),
+	}
+	env, err := attest.Sign(r, builder)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// do sends a request to the farm's API and decodes the JSON answer into out
+// (if not nil); it returns the status code.
+func (f *farm) do(method, path string, body []byte, out any) int {
+	f.t.Helper()
+	req, err := http.NewRequest(method, f.api.URL+path, bytes.NewReader(body))
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		f.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			f.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+// eventually polls cond until it holds, failing the test after a generous
+// deadline: the machine may be loaded, but the outcome must come.
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// takeJob takes the next job of builder from a fresh consumer connection.
+func takeJob(t testing.TB, q *natsq.Queue, builder *keys.Private) *natsq.JobMsg {
+	t.Helper()
+	jc, err := q.Jobs(t.Context(), builder.ID())
+	if err != nil {
+		t.Fatalf("Jobs(%s): %v", builder.ID().Short(), err)
+	}
+	t.Cleanup(func() { jc.Close() })
+	ctx, cancel := context.WithTimeout(t.Context(), 60*time.Second)
+	defer cancel()
+	m, err := jc.Next(ctx)
+	if err != nil {
+		t.Fatalf("Next job for %s: %v", builder.ID().Short(), err)
+	}
+	return m
+}
+
+type verdictResp struct {
+	Verdicts []lantern.Verdict `json:"verdicts"`
+}
+
+func (f *farm) verdict(artefact lantern.Digest) *lantern.Verdict {
+	var v verdictResp
+	if f.do("GET", "/api/v1/artefacts/"+artefact.String(), nil, &v) != http.StatusOK || len(v.Verdicts) == 0 {
+		return nil
+	}
+	return &v.Verdicts[0]
+}
+
+func groupsOf(v *lantern.Verdict) map[lantern.Digest][]lantern.Digest {
+	out := map[lantern.Digest][]lantern.Digest{}
+	for _, g := range v.Groups {
+		out[g.Output] = g.Builders
+	}
+	return out
+}

@@ -1,0 +1,61 @@
+package scheduler
+
+import (
+	"context"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// Queue is the scheduler's side of the transport: NATS JetStream in
+// production (package natsq), where claims, jobs and results are streams
+// that outlive any process.
+type Queue interface {
+	// PublishClaim puts a claim envelope on the claims stream, where Run's
+	// ingest picks it up. Publishing the same envelope twice within the
+	// stream's duplicate window stores it once.
+	PublishClaim(ctx context.Context, envelope []byte) error
+	// PublishJobs queues jobs for every builder; a job id published twice
+	// within the duplicate window is queued once.
+	PublishJobs(ctx context.Context, jobs []lantern.Job) error
+	// PublishResult puts a builder's attestation envelope on the results
+	// stream.
+	PublishResult(ctx context.Context, builder lantern.Digest, envelope []byte) error
+	// EnsureBuilder makes sure builder has its durable consumer of jobs;
+	// backlog says whether a new consumer starts with the jobs already
+	// queued or only with new ones.
+	EnsureBuilder(ctx context.Context, builder lantern.Digest, backlog bool) error
+
+	// ConsumeClaims and ConsumeResults call handle with batches of messages
+	// from their stream's durable consumer until ctx ends. Each message is
+	// acked when handle returns nil for it and redelivered otherwise.
+	ConsumeClaims(ctx context.Context, handle BatchHandler) error
+	ConsumeResults(ctx context.Context, handle BatchHandler) error
+	// ConsumeDeadLetters calls handle for every job a builder's consumer gave
+	// up on after its last delivery.
+	ConsumeDeadLetters(ctx context.Context, handle func(ctx context.Context, d DeadLetter) error) error
+	// Replay calls handle with every message of the claims stream, then
+	// every message of the results stream, from the first, and returns when
+	// it has seen them all.
+	Replay(ctx context.Context, claims, results BatchHandler) error
+}
+
+// Message is one message off a stream.
+type Message struct {
+	Data []byte
+	// Subject is the subject it was published on.
+	Subject string
+	// Deliveries counts the deliveries of the message, this one included
+	// (0 where the transport does not count).
+	Deliveries int
+}
+
+// BatchHandler handles a batch of messages and returns one error per
+// message (nil: done, ack it; non-nil: redeliver it). A message whose error
+// is Permanent is acked and dropped: retrying cannot help it.
+type BatchHandler func(ctx context.Context, msgs []Message) []error
+
+// Permanent marks an error that redelivery cannot cure (a bad signature).
+type Permanent struct{ Err error }
+
+func (p *Permanent) Error() string { return p.Err.Error() }
+func (p *Permanent) Unwrap() error { return p.Err }

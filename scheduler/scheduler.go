@@ -1,0 +1,490 @@
+// Package scheduler is the middle of a Lantern farm. It takes signed source
+// claims, turns each into one rebuild job per source and recipe on the jobs
+// stream (every builder rebuilds every job once), verifies the attestations
+// the builders send back against the key of the builder whose job they
+// answer, keeps everything in its Store, and recomputes the verdict of each
+// (source, label) as results arrive. Its JSON API (api.go) serves the
+// verdicts and the evidence.
+//
+// The transport is a Queue (package natsq: NATS JetStream, whose streams
+// outlive any process and are the record the store can be rebuilt from); the
+// store is a Store (package scheduler/boltstore). Claims and results are
+// consumed from durable consumers and acknowledged only after the store has
+// committed them, so a crash loses nothing and a redelivery doubles nothing:
+// every Put is idempotent.
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
+	"github.com/lanternfarm/lantern/attest/keys"
+)
+
+// Config is what a scheduler is told.
+type Config struct {
+	// Threshold is how many distinct builders must agree for "reproduced".
+	Threshold int
+	// ClaimKeys are the keys whose source claims the farm accepts.
+	ClaimKeys []*keys.Public
+	// Builders are the builders the farm sends jobs to.
+	Builders []*keys.Public
+	// Backlog says whether a builder new to the farm rebuilds the jobs
+	// queued before it joined, or only new ones.
+	Backlog bool
+	// Recipes are the recipe names the farm can rebuild with.
+	Recipes []string
+	// MaxBody bounds API request bodies (default 1 MiB).
+	MaxBody int64
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+}
+
+// DefaultRecipes are the recipes Lantern knows.
+var DefaultRecipes = []string{"go", "generic"}
+
+// Scheduler ingests claims and results and keeps verdicts.
+type Scheduler struct {
+	cfg       Config
+	q         Queue
+	st        Store
+	log       *slog.Logger
+	metrics   *metrics
+	claimKeys []*keys.Public
+	builders  map[lantern.Digest]*keys.Public
+	recipes   map[string]bool
+
+	// resultsMu serialises the read-decide-write of verdicts.
+	resultsMu sync.Mutex
+}
+
+// New returns a scheduler over q and st.
+func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
+	if cfg.Threshold < 1 {
+		return nil, fmt.Errorf("threshold %d: want at least 1 builder", cfg.Threshold)
+	}
+	if cfg.MaxBody <= 0 {
+		cfg.MaxBody = 1 << 20
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if len(cfg.Recipes) == 0 {
+		cfg.Recipes = DefaultRecipes
+	}
+	s := &Scheduler{
+		cfg:       cfg,
+		q:         q,
+		st:        st,
+		log:       log,
+		metrics:   newMetrics(),
+		claimKeys: cfg.ClaimKeys,
+		builders:  map[lantern.Digest]*keys.Public{},
+		recipes:   map[string]bool{},
+	}
+	for _, b := range cfg.Builders {
+		s.builders[b.ID()] = b
+	}
+	for _, r := range cfg.Recipes {
+		s.recipes[r] = true
+	}
+	return s, nil
+}
+
+// Run registers the builders and ingests claims, results and dead letters
+// until ctx ends.
+func (s *Scheduler) Run(ctx context.Context) error {
+	if err := s.registerBuilders(ctx); err != nil {
+		if ctx.Err() != nil {
+			return nil // stopped while starting
+		}
+		return err
+	}
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		return s.q.ConsumeClaims(ctx, func(ctx context.Context, msgs []Message) []error {
+			return s.ingestClaims(ctx, msgs, true)
+		})
+	})
+	g.Go(func() error { return s.q.ConsumeResults(ctx, s.ingestResults) })
+	g.Go(func() error { return s.q.ConsumeDeadLetters(ctx, s.deadLetter) })
+	err := g.Wait()
+	if errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// Reindex empties the store and rebuilds it from the claims and results
+// streams, publishing nothing.
+func (s *Scheduler) Reindex(ctx context.Context) error {
+	if err := s.st.Reset(ctx); err != nil {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	if err := s.registerBuilders(ctx); err != nil {
+		return err
+	}
+	return s.q.Replay(ctx,
+		func(ctx context.Context, msgs []Message) []error { return s.ingestClaims(ctx, msgs, false) },
+		s.ingestResults)
+}
+
+func (s *Scheduler) registerBuilders(ctx context.Context) error {
+	for _, b := range s.cfg.Builders {
+		if err := s.q.EnsureBuilder(ctx, b.ID(), s.cfg.Backlog); err != nil {
+			return fmt.Errorf("builder %s: %w", b.ID(), err)
+		}
+		rec := BuilderRecord{ID: b.ID(), PublicKey: b.MarshalPEM(), Added: s.cfg.Now().UTC()}
+		if err := s.st.PutBuilder(ctx, rec); err != nil {
+			return fmt.Errorf("builder %s: %w", b.ID(), err)
+		}
+	}
+	return nil
+}
+
+// Errors of ingest that the API turns into status codes.
+var (
+	ErrUnknownSigner  = errors.New("not signed by a key this farm accepts")
+	ErrNotASource     = errors.New("not a source claim")
+	ErrUnknownRecipe  = errors.New("unknown recipe")
+	ErrUnknownBuilder = errors.New("unknown builder")
+	ErrUnknownJob     = errors.New("unknown job")
+	ErrWrongJob       = errors.New("attestation does not answer its job")
+	ErrNotAResult     = errors.New("not a rebuild or failed-rebuild attestation")
+)
+
+// verifiedClaim is a claim envelope that checked out, with its job.
+type verifiedClaim struct {
+	rec ClaimRecord
+	job lantern.Job
+}
+
+// verifyClaim checks a claim envelope: its signature by one of the accepted
+// claim keys, that it is a source claim, and that a recipe can rebuild it.
+func (s *Scheduler) verifyClaim(raw []byte) (*verifiedClaim, error) {
+	env, err := dsse.Unmarshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	var v *attest.Verified
+	var lastErr error = ErrUnknownSigner
+	for _, k := range s.claimKeys {
+		if v, lastErr = attest.Verify(env, k); lastErr == nil {
+			break
+		}
+		if !errors.Is(lastErr, dsse.ErrSignature) {
+			return nil, lastErr // the signature was good: the claim is not
+		}
+	}
+	if v == nil {
+		if errors.Is(lastErr, dsse.ErrSignature) || errors.Is(lastErr, ErrUnknownSigner) {
+			return nil, fmt.Errorf("%w (%d keys tried)", ErrUnknownSigner, len(s.claimKeys))
+		}
+		return nil, lastErr
+	}
+	sc, ok := v.Claim.(*lantern.SourceClaim)
+	if !ok {
+		return nil, fmt.Errorf("%w: a %s claim", ErrNotASource, v.Claim.Kind())
+	}
+	recipe := sc.Recipe
+	if recipe == "" && sc.Source.GoSum != "" {
+		recipe = "go"
+	}
+	if !s.recipes[recipe] {
+		return nil, fmt.Errorf("%w %q: this farm rebuilds with %s", ErrUnknownRecipe, recipe, strings.Join(s.cfg.Recipes, ", "))
+	}
+	id := lantern.JobID(sc.Source.Digest, recipe)
+	now := s.cfg.Now().UTC()
+	d := lantern.DigestOf(raw)
+	return &verifiedClaim{
+		rec: ClaimRecord{Envelope: d, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{id}, Received: now},
+		job: lantern.Job{ID: id, Source: sc.Source, Recipe: recipe, Fetch: sc.Fetch, Published: sc.Artefacts, Claim: d, Created: now},
+	}, nil
+}
+
+// verifyClaims verifies a batch of claims on every core: the signature
+// checks are most of the cost of ingest.
+func (s *Scheduler) verifyClaims(msgs []Message) ([]*verifiedClaim, []error) {
+	out := make([]*verifiedClaim, len(msgs))
+	errs := make([]error, len(msgs))
+	workers := min(runtime.GOMAXPROCS(0), len(msgs))
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; i < len(msgs); i += workers {
+				out[i], errs[i] = s.verifyClaim(msgs[i].Data)
+			}
+		}()
+	}
+	wg.Wait()
+	return out, errs
+}
+
+// ingestClaims stores a batch of claim envelopes and queues their new jobs.
+//
+// Order matters for "no job lost, none doubled": jobs are published before
+// the claims are stored, and only for jobs the store does not have. If the
+// process dies between the two, the claim is redelivered (it was not acked),
+// the store still lacks it, and the job is published again — within the
+// stream's duplicate window, which the redelivery falls in, so it is queued
+// once. A claim that comes again later finds its job stored and publishes
+// nothing.
+func (s *Scheduler) ingestClaims(ctx context.Context, msgs []Message, publish bool) []error {
+	errs := make([]error, len(msgs))
+	var (
+		recs  []ClaimRecord
+		jobs  []lantern.Job
+		index []int
+		fresh = map[string]bool{}
+	)
+	verified, verrs := s.verifyClaims(msgs)
+	for i := range msgs {
+		vc, err := verified[i], verrs[i]
+		if err != nil {
+			s.metrics.claims.WithLabelValues("refused").Inc()
+			s.log.Warn("claim refused", "error", err)
+			errs[i] = &Permanent{Err: err}
+			continue
+		}
+		if _, err := s.st.Claim(ctx, vc.rec.Envelope); err == nil {
+			s.metrics.claims.WithLabelValues("duplicate").Inc()
+			continue
+		} else if !errors.Is(err, ErrNotFound) {
+			errs[i] = err
+			continue
+		}
+		if _, err := s.st.Job(ctx, vc.job.ID); errors.Is(err, ErrNotFound) {
+			if !fresh[vc.job.ID] {
+				fresh[vc.job.ID] = true
+				jobs = append(jobs, vc.job)
+			}
+		} else if err != nil {
+			errs[i] = err
+			continue
+		}
+		recs = append(recs, vc.rec)
+		index = append(index, i)
+	}
+	if len(recs) == 0 {
+		return errs
+	}
+	fail := func(err error) []error {
+		for _, i := range index {
+			errs[i] = err
+		}
+		return errs
+	}
+	if publish && len(jobs) > 0 {
+		if err := s.q.PublishJobs(ctx, jobs); err != nil {
+			return fail(fmt.Errorf("publish jobs: %w", err))
+		}
+	}
+	added, err := s.st.PutClaims(ctx, recs, jobs)
+	if err != nil {
+		return fail(fmt.Errorf("store claims: %w", err))
+	}
+	for i, a := range added {
+		if a {
+			s.metrics.claims.WithLabelValues("accepted").Inc()
+			s.log.Info("claim accepted", "source", recs[i].Claim.Source.String(), "job", recs[i].Jobs[0], "signer", recs[i].Signer.Short())
+		}
+	}
+	s.metrics.jobs.Add(float64(len(jobs)))
+	return errs
+}
+
+// verifiedResult is an attestation that checked out against its job.
+type verifiedResult struct {
+	rec AttestationRecord
+	job *JobRecord
+}
+
+// verifyResult checks an attestation envelope from builder (zero: take the
+// builder the attestation names): the builder is one of the farm's, the
+// signature is its key's, and the attestation answers a job the farm queued,
+// about that job's source.
+func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, raw []byte) (*verifiedResult, error) {
+	env, err := dsse.Unmarshal(raw)
+	if err != nil {
+		return nil, err
+	}
+	if builder.IsZero() {
+		// Read, unverified, which builder it names, to know whose key to
+		// check it with; nothing of it is trusted before that check.
+		st, err := attest.ParseStatement(env.Payload)
+		if err != nil {
+			return nil, err
+		}
+		c, err := st.Claim()
+		if err != nil {
+			return nil, err
+		}
+		switch c := c.(type) {
+		case *lantern.Rebuild:
+			builder = c.Builder
+		case *lantern.RebuildFailure:
+			builder = c.Builder
+		default:
+			return nil, fmt.Errorf("%w: a %s claim", ErrNotAResult, c.Kind())
+		}
+	}
+	key, ok := s.builders[builder]
+	if !ok {
+		return nil, fmt.Errorf("%w %s: not one of this farm's builders", ErrUnknownBuilder, builder)
+	}
+	v, err := attest.Verify(env, key)
+	if err != nil {
+		return nil, err
+	}
+	rec := AttestationRecord{Envelope: lantern.DigestOf(raw), Raw: raw, Kind: v.Claim.Kind(), Builder: builder, Received: s.cfg.Now().UTC()}
+	switch c := v.Claim.(type) {
+	case *lantern.Rebuild:
+		rec.JobID, rec.Source, rec.Label, rec.Output, rec.Recipe = c.JobID, c.Source, c.Label, c.Output, c.Recipe
+		rec.Started, rec.Finished, rec.Log = c.Started, c.Finished, c.Log
+	case *lantern.RebuildFailure:
+		rec.JobID, rec.Source, rec.Label, rec.Recipe = c.JobID, c.Source, c.Label, c.Recipe
+		rec.Stage, rec.Reason = c.Stage, c.Reason
+		rec.Started, rec.Finished, rec.Log = c.Started, c.Finished, c.Log
+	default:
+		return nil, fmt.Errorf("%w: a %s claim", ErrNotAResult, v.Claim.Kind())
+	}
+	job, err := s.st.Job(ctx, rec.JobID)
+	if errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("%w %q: this farm queued no such job", ErrUnknownJob, rec.JobID)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if js := job.Job.Source; js.Name != rec.Source.Name || js.Version != rec.Source.Version || js.Digest != rec.Source.Digest {
+		return nil, fmt.Errorf("%w: job %s is %s (%s), the attestation is about %s (%s)", ErrWrongJob, rec.JobID, js, js.Digest, rec.Source, rec.Source.Digest)
+	}
+	return &verifiedResult{rec: rec, job: job}, nil
+}
+
+// ingestResults verifies and stores a batch of attestations from the results
+// stream and recomputes the verdicts they touch.
+func (s *Scheduler) ingestResults(ctx context.Context, msgs []Message) []error {
+	errs := make([]error, len(msgs))
+	for i, m := range msgs {
+		builder, err := builderOfSubject(m.Subject)
+		if err != nil {
+			errs[i] = &Permanent{Err: err}
+			continue
+		}
+		errs[i] = s.recordResult(ctx, builder, m.Data, m.Deliveries)
+	}
+	return errs
+}
+
+// unknownJobRetries is how many deliveries an attestation of a job the store
+// does not know gets before it is dropped. A job is published before its
+// claim is stored (see ingestClaims), so a fast builder's answer can arrive
+// while the store is still committing the job: that is worth a retry, a
+// job nobody queued is not worth more than a few.
+const unknownJobRetries = 5
+
+// recordResult verifies one attestation, stores it with the new verdict of
+// its (source, label), and reports permanent failures as *Permanent.
+func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, raw []byte, deliveries int) error {
+	vr, err := s.verifyResult(ctx, builder, raw)
+	if err != nil {
+		if isTransient(err) {
+			return err
+		}
+		if errors.Is(err, ErrUnknownJob) && deliveries > 0 && deliveries < unknownJobRetries {
+			s.log.Info("attestation of a job not stored yet; retrying", "builder", builder.Short(), "delivery", deliveries, "error", err)
+			return err
+		}
+		s.metrics.attestations.WithLabelValues("refused").Inc()
+		s.log.Warn("attestation refused", "builder", builder.Short(), "error", err)
+		return &Permanent{Err: err}
+	}
+	rec := vr.rec
+	s.resultsMu.Lock()
+	defer s.resultsMu.Unlock()
+	outcomes, err := s.st.Outcomes(ctx, rec.Source.Name, rec.Source.Version, rec.Label)
+	if err != nil {
+		return err
+	}
+	outcomes = append(outcomes, rec.Outcome())
+	verdict := lantern.Decide(rec.Source, rec.Label, vr.job.Job.Published[rec.Label], s.cfg.Threshold, outcomes)
+	if err := s.st.PutAttestation(ctx, rec, verdict); err != nil {
+		if errors.Is(err, ErrDuplicate) {
+			s.metrics.attestations.WithLabelValues("duplicate").Inc()
+			return &Permanent{Err: err}
+		}
+		return err
+	}
+	s.metrics.attestations.WithLabelValues("accepted").Inc()
+	s.log.Info("attestation recorded", "builder", rec.Builder.Short(), "job", rec.JobID, "source", rec.Source.String(), "label", rec.Label, "verdict", verdict.Status)
+	return nil
+}
+
+// isTransient reports whether err is a failure of the store or the
+// transport, worth a retry, rather than something wrong with the message.
+func isTransient(err error) bool {
+	for _, e := range []error{dsse.ErrMalformed, dsse.ErrBase64, dsse.ErrSignature, dsse.ErrPayloadType, dsse.ErrNoSignature,
+		dsse.ErrSignatureCount, dsse.ErrTooLarge, attest.ErrMalformed, attest.ErrUnknownField, attest.ErrStatementType,
+		attest.ErrPredicateType, attest.ErrSubject, attest.ErrInvalidClaim, attest.ErrBuilderMismatch,
+		ErrUnknownBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe} {
+		if errors.Is(err, e) {
+			return false
+		}
+	}
+	return true
+}
+
+func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
+	added, err := s.st.PutDeadLetter(ctx, d)
+	if err != nil {
+		return err
+	}
+	if err := s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time}); err != nil && !errors.Is(err, ErrNotFound) {
+		return err
+	}
+	if added {
+		s.metrics.deadLetters.Inc()
+		s.log.Warn("job dead-lettered", "job", d.JobID, "builder", d.Builder.Short(), "deliveries", d.Deliveries)
+	}
+	return nil
+}
+
+// ResultSubjectPrefix is where builders publish attestations:
+// ResultSubjectPrefix + the hex of the builder's key id.
+const ResultSubjectPrefix = "lantern.results."
+
+func builderOfSubject(subject string) (lantern.Digest, error) {
+	hexID, ok := strings.CutPrefix(subject, ResultSubjectPrefix)
+	if !ok {
+		return lantern.Digest{}, fmt.Errorf("result on subject %q: want %s<builder key id hex>", subject, ResultSubjectPrefix)
+	}
+	d, err := lantern.DigestFromHex(hexID)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("result on subject %q: %w", subject, err)
+	}
+	return d, nil
+}
+
+// sortedBuilders returns the farm's builders in key id order.
+func (s *Scheduler) sortedBuilders() []lantern.Digest {
+	ids := make([]lantern.Digest, 0, len(s.builders))
+	for id := range s.builders {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
+	return ids
+}

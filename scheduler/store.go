@@ -1,0 +1,156 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// Store keeps what the scheduler has accepted: claims, jobs and their state
+// per builder, attestations, verdicts, dead letters and builders. It is
+// rebuildable from the streams (lantern scheduler --reindex). Every Put is
+// idempotent: putting what is already there changes nothing and reports
+// false, so that a redelivered message is never counted twice.
+type Store interface {
+	// PutClaims stores claims and the jobs they made, in one transaction;
+	// added[i] reports whether claims[i] was new.
+	PutClaims(ctx context.Context, claims []ClaimRecord, jobs []lantern.Job) (added []bool, err error)
+	Claim(ctx context.Context, envelope lantern.Digest) (*ClaimRecord, error)
+	// ClaimsOf returns the claims about a source name and version.
+	ClaimsOf(ctx context.Context, name, version string) ([]ClaimRecord, error)
+
+	Job(ctx context.Context, id string) (*JobRecord, error)
+	// Jobs pages through jobs, newest first; state filters by the state of
+	// any builder ("" for all).
+	Jobs(ctx context.Context, state JobState, page Page) ([]JobRecord, string, error)
+	// SetJobState records where builder is with job; a later state never
+	// goes back to an earlier one (done and failed and dead are final).
+	SetJobState(ctx context.Context, jobID string, builder lantern.Digest, st BuilderJob) error
+
+	// PutAttestation stores a verified attestation and the verdict it led
+	// to, in one transaction. It reports ErrDuplicate, storing nothing, when
+	// the same envelope is there already or the builder already answered
+	// the job for that label.
+	PutAttestation(ctx context.Context, a AttestationRecord, v lantern.Verdict) error
+	Attestation(ctx context.Context, envelope lantern.Digest) (*AttestationRecord, error)
+	// Outcomes returns every builder's outcome for (name, version, label).
+	Outcomes(ctx context.Context, name, version, label string) ([]lantern.Outcome, error)
+	// AttestationsByArtefact pages through the attestations whose output is
+	// artefact, oldest first; a zero builder means all builders.
+	AttestationsByArtefact(ctx context.Context, artefact lantern.Digest, builder lantern.Digest, page Page) ([]AttestationRecord, string, error)
+	// AttestationsBySource returns the attestations about name@version.
+	AttestationsBySource(ctx context.Context, name, version string, page Page) ([]AttestationRecord, string, error)
+	// AttestationsByBuilder pages through a builder's attestations, newest first.
+	AttestationsByBuilder(ctx context.Context, builder lantern.Digest, page Page) ([]AttestationRecord, string, error)
+
+	// Verdicts returns the verdicts on every label of name@version.
+	Verdicts(ctx context.Context, name, version string) ([]lantern.Verdict, error)
+	// VerdictsOfArtefact returns the verdicts of the (source, label)s that
+	// some builder's output, or the published artefact, is artefact.
+	VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest) ([]lantern.Verdict, error)
+
+	PutDeadLetter(ctx context.Context, d DeadLetter) (bool, error)
+	DeadLetters(ctx context.Context, page Page) ([]DeadLetter, string, error)
+
+	PutBuilder(ctx context.Context, b BuilderRecord) error
+	Builders(ctx context.Context) ([]BuilderRecord, error)
+
+	// Reset empties the store, before a reindex.
+	Reset(ctx context.Context) error
+	Close() error
+}
+
+// Errors stores return.
+var (
+	ErrNotFound  = errors.New("not found")
+	ErrDuplicate = errors.New("already recorded")
+	ErrBadCursor = errors.New("bad cursor")
+)
+
+// Page asks for at most Count items after Cursor ("" for the first page).
+// Cursors are opaque strings a store hands out with a page.
+type Page struct {
+	Count  int
+	Cursor string
+}
+
+// ClaimRecord is a verified source claim as stored.
+type ClaimRecord struct {
+	// Envelope is the digest of the envelope's JSON: the claim's id.
+	Envelope lantern.Digest      `json:"envelope"`
+	Raw      []byte              `json:"raw"` // the envelope's JSON, as received
+	Claim    lantern.SourceClaim `json:"claim"`
+	Signer   lantern.Digest      `json:"signer"`
+	Jobs     []string            `json:"jobs"`
+	Received time.Time           `json:"received"`
+}
+
+// JobState is where one builder is with one job.
+type JobState string
+
+// The states of a job for a builder.
+const (
+	JobQueued JobState = "queued"
+	JobDone   JobState = "done"   // a rebuild attestation came back
+	JobFailed JobState = "failed" // a signed failed-rebuild attestation came back
+	JobDead   JobState = "dead"   // the builder's consumer gave up after the last delivery
+)
+
+// BuilderJob is one builder's state of one job.
+type BuilderJob struct {
+	State JobState `json:"state"`
+	// Attestations are the envelopes that answered it, one per label.
+	Attestations []lantern.Digest `json:"attestations,omitempty"`
+	Reason       string           `json:"reason,omitempty"`
+	Updated      time.Time        `json:"updated"`
+}
+
+// JobRecord is a job with its state per builder.
+type JobRecord struct {
+	Job      lantern.Job                   `json:"job"`
+	Builders map[lantern.Digest]BuilderJob `json:"builders"`
+}
+
+// AttestationRecord is a verified rebuild or failed-rebuild attestation.
+type AttestationRecord struct {
+	Envelope lantern.Digest `json:"envelope"`
+	Raw      []byte         `json:"raw"`
+	Kind     lantern.Kind   `json:"kind"` // KindRebuild or KindRebuildFailure
+	Builder  lantern.Digest `json:"builder"`
+	JobID    string         `json:"jobId"`
+	Source   lantern.Source `json:"source"`
+	Label    string         `json:"label"`
+	// Output is the rebuilt artefact's digest; zero for a failure.
+	Output   lantern.Digest `json:"output,omitzero"`
+	Recipe   lantern.Recipe `json:"recipe"`
+	Stage    string         `json:"stage,omitempty"`
+	Reason   string         `json:"reason,omitempty"`
+	Started  time.Time      `json:"started,omitzero"`
+	Finished time.Time      `json:"finished"`
+	Log      lantern.Digest `json:"log,omitzero"`
+	Received time.Time      `json:"received"`
+}
+
+// Outcome returns the record as one builder's outcome.
+func (a AttestationRecord) Outcome() lantern.Outcome {
+	return lantern.Outcome{Builder: a.Builder, Output: a.Output, Stage: a.Stage, Reason: a.Reason, Attestation: a.Envelope, Finished: a.Finished}
+}
+
+// DeadLetter records a job that a builder's consumer gave up on after its
+// last delivery.
+type DeadLetter struct {
+	JobID      string         `json:"jobId"`
+	Builder    lantern.Digest `json:"builder"`
+	Deliveries int            `json:"deliveries"`
+	Time       time.Time      `json:"time"`
+}
+
+// BuilderRecord is a builder the farm sends jobs to: an identity, a key.
+type BuilderRecord struct {
+	ID        lantern.Digest `json:"id"`
+	PublicKey []byte         `json:"publicKey"` // PEM
+	Name      string         `json:"name,omitempty"`
+	Added     time.Time      `json:"added"`
+}
