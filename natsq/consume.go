@@ -53,6 +53,7 @@ func (q *Queue) consumeBatches(ctx context.Context, stream, name string, handle 
 			batch[i] = scheduler.Message{Data: m.Data(), Subject: m.Subject()}
 			if md, err := m.Metadata(); err == nil {
 				batch[i].Deliveries = int(md.NumDelivered)
+				batch[i].Time = md.Timestamp
 			}
 		}
 		return handle(ctx, batch)
@@ -405,7 +406,7 @@ func (q *Queue) replay(ctx context.Context, stream string, handle scheduler.Batc
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", stream, err)
 		}
-		batch = append(batch, scheduler.Message{Data: m.Data(), Subject: m.Subject()})
+		batch = append(batch, scheduler.Message{Data: m.Data(), Subject: m.Subject(), Time: md.Timestamp})
 		seqs = append(seqs, md.Sequence.Stream)
 		// NumPending covers a last message deleted since Info.
 		done = md.Sequence.Stream >= last || md.NumPending == 0

@@ -29,6 +29,7 @@ import (
 //	GET  /api/v1/builders/{id}                 a builder and its recent attestations
 //	GET  /api/v1/jobs?state=S&count=N&cursor=C jobs and their state per builder
 //	GET  /api/v1/jobs/{id}
+//	GET  /api/v1/deadletters?count=N&cursor=C   jobs a builder's consumer gave up on
 //	GET  /healthz, GET /metrics (Prometheus)
 //
 // Posted claims and attestations need no account: their signatures are
@@ -56,6 +57,7 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("GET /api/v1/builders/{id}", "builder", s.getBuilder)
 	handle("GET /api/v1/jobs", "jobs", s.getJobs)
 	handle("GET /api/v1/jobs/{id}", "job", s.getJob)
+	handle("GET /api/v1/deadletters", "deadletters", s.getDeadLetters)
 	handle("/api/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path), "see the routes in the scheduler's package documentation, all under /api/v1")
 	})
@@ -157,7 +159,7 @@ func (s *Scheduler) postClaim(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	vc, err := s.verifyClaim(raw)
+	vc, err := s.verifyClaim(raw, time.Time{})
 	if err != nil {
 		return err
 	}
@@ -467,5 +469,21 @@ func (s *Scheduler) getJob(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, s.viewJob(*j))
+	return nil
+}
+
+func (s *Scheduler) getDeadLetters(w http.ResponseWriter, r *http.Request) error {
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	dls, next, err := s.st.DeadLetters(r.Context(), page)
+	if err != nil {
+		return err
+	}
+	if dls == nil {
+		dls = []DeadLetter{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dls, "next": next})
 	return nil
 }

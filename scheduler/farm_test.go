@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -241,3 +243,34 @@ func groupsOf(v *lantern.Verdict) map[lantern.Digest][]lantern.Digest {
 	}
 	return out
 }
+
+// snapshot is what the API says of a job and an artefact, less the times of
+// receipt, which a reindex sets anew.
+func (f *farm) snapshot(job lantern.Job, artefact lantern.Digest) string {
+	var s strings.Builder
+	for _, path := range []string{"/api/v1/jobs/" + job.ID, "/api/v1/artefacts/" + artefact.String(), "/api/v1/sources/" + job.Source.String()} {
+		var v any
+		code := f.do("GET", path, nil, &v)
+		dropReceived(v)
+		b, _ := json.Marshal(v)
+		fmt.Fprintf(&s, "%s %d %s\n", path, code, b)
+	}
+	return s.String()
+}
+
+func dropReceived(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		delete(v, "received")
+		delete(v, "updated")
+		for _, x := range v {
+			dropReceived(x)
+		}
+	case []any:
+		for _, x := range v {
+			dropReceived(x)
+		}
+	}
+}
+
+func removeStore(f *farm) error { return os.Remove(filepath.Join(f.dir, "scheduler.db")) }

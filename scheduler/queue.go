@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"time"
 
 	"github.com/lanternfarm/lantern"
 )
@@ -47,6 +48,9 @@ type Message struct {
 	// Deliveries counts the deliveries of the message, this one included
 	// (0 where the transport does not count).
 	Deliveries int
+	// Time is when the stream stored the message (zero where unknown): a
+	// reindex gives records the times they first had.
+	Time time.Time
 }
 
 // BatchHandler handles a batch of messages and returns one error per

@@ -173,7 +173,7 @@ type verifiedClaim struct {
 
 // verifyClaim checks a claim envelope: its signature by one of the accepted
 // claim keys, that it is a source claim, and that a recipe can rebuild it.
-func (s *Scheduler) verifyClaim(raw []byte) (*verifiedClaim, error) {
+func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim, error) {
 	env, err := dsse.Unmarshal(raw)
 	if err != nil {
 		return nil, err
@@ -206,7 +206,10 @@ func (s *Scheduler) verifyClaim(raw []byte) (*verifiedClaim, error) {
 		return nil, fmt.Errorf("%w %q: this farm rebuilds with %s", ErrUnknownRecipe, recipe, strings.Join(s.cfg.Recipes, ", "))
 	}
 	id := lantern.JobID(sc.Source.Digest, recipe)
-	now := s.cfg.Now().UTC()
+	now := received.UTC()
+	if received.IsZero() {
+		now = s.cfg.Now().UTC()
+	}
 	d := lantern.DigestOf(raw)
 	return &verifiedClaim{
 		rec: ClaimRecord{Envelope: d, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{id}, Received: now},
@@ -226,7 +229,7 @@ func (s *Scheduler) verifyClaims(msgs []Message) ([]*verifiedClaim, []error) {
 		go func() {
 			defer wg.Done()
 			for i := w; i < len(msgs); i += workers {
-				out[i], errs[i] = s.verifyClaim(msgs[i].Data)
+				out[i], errs[i] = s.verifyClaim(msgs[i].Data, msgs[i].Time)
 			}
 		}()
 	}
@@ -385,7 +388,7 @@ func (s *Scheduler) ingestResults(ctx context.Context, msgs []Message) []error {
 			errs[i] = &Permanent{Err: err}
 			continue
 		}
-		errs[i] = s.recordResult(ctx, builder, m.Data, m.Deliveries)
+		errs[i] = s.recordResult(ctx, builder, m)
 	}
 	return errs
 }
@@ -399,14 +402,14 @@ const unknownJobRetries = 5
 
 // recordResult verifies one attestation, stores it with the new verdict of
 // its (source, label), and reports permanent failures as *Permanent.
-func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, raw []byte, deliveries int) error {
-	vr, err := s.verifyResult(ctx, builder, raw)
+func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, m Message) error {
+	vr, err := s.verifyResult(ctx, builder, m.Data)
 	if err != nil {
 		if isTransient(err) {
 			return err
 		}
-		if errors.Is(err, ErrUnknownJob) && deliveries > 0 && deliveries < unknownJobRetries {
-			s.log.Info("attestation of a job not stored yet; retrying", "builder", builder.Short(), "delivery", deliveries, "error", err)
+		if errors.Is(err, ErrUnknownJob) && m.Deliveries > 0 && m.Deliveries < unknownJobRetries {
+			s.log.Info("attestation of a job not stored yet; retrying", "builder", builder.Short(), "delivery", m.Deliveries, "error", err)
 			return err
 		}
 		s.metrics.attestations.WithLabelValues("refused").Inc()
@@ -414,6 +417,9 @@ func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, ra
 		return &Permanent{Err: err}
 	}
 	rec := vr.rec
+	if !m.Time.IsZero() {
+		rec.Received = m.Time.UTC()
+	}
 	s.resultsMu.Lock()
 	defer s.resultsMu.Unlock()
 	outcomes, err := s.st.Outcomes(ctx, rec.Source.Name, rec.Source.Version, rec.Label)
