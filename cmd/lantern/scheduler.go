@@ -75,6 +75,7 @@ Example:
 			reindex := f.Bool("reindex", false, "rebuild the store from the streams before serving")
 			ackWait := f.Duration("ack-wait", 2*time.Minute, "how long a worker may hold a job without a heartbeat before it is redelivered")
 			maxDeliver := f.Int("max-deliver", 5, "deliveries of a job to one builder before it is dead-lettered")
+			noBackoff := f.Bool("no-backoff", false, "redeliver after --ack-wait every time, instead of doubling the wait from one delivery to the next")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("scheduler takes no arguments, got %q", args)
@@ -85,10 +86,20 @@ Example:
 				if *maxDeliver < 1 {
 					return usagef("--max-deliver %d: want at least 1", *maxDeliver)
 				}
+				// Bounded redelivery with back-off: the wait doubles from one
+				// delivery to the next (heartbeats reset it while a build runs).
+				var backoff []time.Duration
+				if !*noBackoff {
+					d := *ackWait
+					for range *maxDeliver {
+						backoff = append(backoff, d)
+						d = min(2*d, 6*time.Hour)
+					}
+				}
 				cfg := schedulerSetup{
 					natsURL: *natsURL, natsListen: *natsListen, data: *data, listen: *listen,
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
-					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, Batch: 512},
+					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512},
 				}
 				return runScheduler(ctx, io, cfg)
 			}
