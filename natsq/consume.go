@@ -87,6 +87,10 @@ func (q *Queue) consume(ctx context.Context, stream, name string, handle func(co
 	}
 	log := q.log.With("stream", stream, "consumer", name)
 	var retry backoff
+	// A batch's acks go out while the next batch is fetched and handled;
+	// one batch settles at a time.
+	var settling sync.WaitGroup
+	defer settling.Wait()
 	for {
 		msgs, err := q.fetch(ctx, cons, q.cfg.Batch, nil)
 		if ctx.Err() != nil || q.isClosing() {
@@ -115,7 +119,9 @@ func (q *Queue) consume(ctx context.Context, stream, name string, handle func(co
 		if len(msgs) == 0 {
 			continue
 		}
-		q.settle(ctx, log, msgs, handle(ctx, msgs))
+		errs := handle(ctx, msgs)
+		settling.Wait()
+		settling.Go(func() { q.settle(ctx, log, msgs, errs) })
 	}
 }
 
