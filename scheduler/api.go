@@ -205,33 +205,18 @@ func (s *Scheduler) postAttestation(w http.ResponseWriter, r *http.Request) erro
 	return nil
 }
 
-// attestationView is an attestation as the API shows it.
+// attestationView is an attestation as the API shows it: the record, how
+// long the build took, and where to download the signed envelope.
 type attestationView struct {
-	Envelope lantern.Digest `json:"envelope"`
-	Kind     lantern.Kind   `json:"kind"`
-	Builder  lantern.Digest `json:"builder"`
-	JobID    string         `json:"jobId"`
-	Source   lantern.Source `json:"source"`
-	Label    string         `json:"label"`
-	Output   lantern.Digest `json:"output,omitzero"`
-	Recipe   lantern.Recipe `json:"recipe"`
-	Stage    string         `json:"stage,omitempty"`
-	Reason   string         `json:"reason,omitempty"`
-	Started  time.Time      `json:"started,omitzero"`
-	Finished time.Time      `json:"finished"`
-	Seconds  float64        `json:"seconds,omitempty"`
-	Log      lantern.Digest `json:"log,omitzero"`
-	Received time.Time      `json:"received"`
-	// Download is where the signed envelope itself is.
-	Download string `json:"download"`
+	AttestationRecord
+	Seconds  float64 `json:"seconds,omitempty"`
+	Download string  `json:"download"`
 }
 
 func viewAttestations(recs []AttestationRecord) []attestationView {
 	out := make([]attestationView, 0, len(recs))
 	for _, a := range recs {
-		v := attestationView{Envelope: a.Envelope, Kind: a.Kind, Builder: a.Builder, JobID: a.JobID, Source: a.Source,
-			Label: a.Label, Output: a.Output, Recipe: a.Recipe, Stage: a.Stage, Reason: a.Reason, Started: a.Started,
-			Finished: a.Finished, Log: a.Log, Received: a.Received, Download: "/api/v1/attestations/" + a.Envelope.String()}
+		v := attestationView{AttestationRecord: a, Download: "/api/v1/attestations/" + a.Envelope.String()}
 		if !a.Started.IsZero() {
 			v.Seconds = a.Finished.Sub(a.Started).Seconds()
 		}
@@ -355,19 +340,8 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 	if len(claims) == 0 && len(atts) == 0 {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no claim of %s", src), "post a signed source claim to /api/v1/claims")
 	}
-	type claimView struct {
-		Envelope lantern.Digest      `json:"envelope"`
-		Signer   lantern.Digest      `json:"signer"`
-		Claim    lantern.SourceClaim `json:"claim"`
-		Jobs     []string            `json:"jobs"`
-		Received time.Time           `json:"received"`
-	}
-	cv := make([]claimView, 0, len(claims))
-	for _, c := range claims {
-		cv = append(cv, claimView{c.Envelope, c.Signer, c.Claim, c.Jobs, c.Received})
-	}
 	writeJSON(w, http.StatusOK, map[string]any{
-		"name": name, "version": version, "claims": cv, "verdicts": verdicts,
+		"name": name, "version": version, "claims": claims, "verdicts": verdicts,
 		"attestations": viewAttestations(atts), "next": next,
 	})
 	return nil

@@ -80,7 +80,7 @@ type Page struct {
 type ClaimRecord struct {
 	// Envelope is the digest of the envelope's JSON: the claim's id.
 	Envelope lantern.Digest      `json:"envelope"`
-	Raw      []byte              `json:"raw"` // the envelope's JSON, as received
+	Raw      []byte              `json:"-"` // the envelope's JSON, as received; stores keep it beside the record
 	Claim    lantern.SourceClaim `json:"claim"`
 	Signer   lantern.Digest      `json:"signer"`
 	Jobs     []string            `json:"jobs"`
@@ -116,7 +116,7 @@ type JobRecord struct {
 // AttestationRecord is a verified rebuild or failed-rebuild attestation.
 type AttestationRecord struct {
 	Envelope lantern.Digest `json:"envelope"`
-	Raw      []byte         `json:"raw"`
+	Raw      []byte         `json:"-"`    // the envelope's JSON, as received; stores keep it beside the record
 	Kind     lantern.Kind   `json:"kind"` // KindRebuild or KindRebuildFailure
 	Builder  lantern.Digest `json:"builder"`
 	JobID    string         `json:"jobId"`
