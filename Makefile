@@ -4,11 +4,14 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 COSIGN   := $(BIN)/cosign
+BUILDKITD := $(BIN)/buildkitd
+BUILDCTL  := $(BIN)/buildctl
+BUILDKIT_LDFLAGS = -X github.com/moby/buildkit/version.Version=$(shell cd tools/buildkit && $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
 LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 10s
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign clean
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc clean
 
 all: build
 
@@ -17,13 +20,33 @@ build:
 
 # deps installs what the tests need. The cosign CLI is built from the Go
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
-# module, so cosign's dependencies stay out of Lantern's).
-deps: cosign
+# module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
+# from tools/buildkit; runc comes from Debian.
+deps: cosign buildkitd runc
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
 	@echo "== building the cosign CLI from tools/cosign (first time: a few minutes)"
 	cd tools/cosign && $(GO) build -o $(COSIGN) github.com/sigstore/cosign/v2/cmd/cosign
+
+# buildkitd, the build sandbox's daemon, is built from the BuildKit module
+# pinned in tools/buildkit/go.mod ('go install ...@version' is refused
+# because BuildKit's go.mod has exclude directives). The tests start it as
+# root, with Debian's runc.
+buildkitd: $(BUILDKITD)
+$(BUILDKITD): tools/buildkit/go.mod tools/buildkit/go.sum
+	@echo "== building buildkitd from tools/buildkit (first time: a few minutes)"
+	cd tools/buildkit && $(GO) build -ldflags "$(BUILDKIT_LDFLAGS)" -o $(BUILDKITD) github.com/moby/buildkit/cmd/buildkitd
+
+# buildctl is for people debugging a sandbox; Lantern never runs it.
+buildctl: $(BUILDCTL)
+$(BUILDCTL): tools/buildkit/go.mod tools/buildkit/go.sum
+	cd tools/buildkit && $(GO) build -ldflags "$(BUILDKIT_LDFLAGS)" -o $(BUILDCTL) github.com/moby/buildkit/cmd/buildctl
+
+# runc runs the sandbox's build steps: Debian's package, installed if missing.
+runc:
+	@command -v runc >/dev/null || { echo "== installing runc with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc; }
 
 # test runs the whole suite, the cosign interop tests included, then each
 # fuzz target briefly.
@@ -31,7 +54,7 @@ test: deps unit fuzz
 
 unit:
 	$(GO) vet ./...
-	LANTERN_COSIGN=$(COSIGN) $(GO) test -count=1 ./...
+	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -count=1 ./...
 
 # fuzz runs every Fuzz target of every package for FUZZTIME.
 fuzz:
