@@ -1,0 +1,315 @@
+// Package worker is the builder's side of a farm: a process that pulls its
+// builder's jobs from the jobs stream, rebuilds each with the job's recipe in
+// a BuildKit sandbox, hashes the outputs outside the sandbox, signs what it
+// got with the builder's key — a failed rebuild too — and publishes the
+// attestation with its build log.
+//
+// Several processes of one builder (one key) share its jobs: each pulls from
+// the builder's durable consumer. While a build runs the worker sends
+// heartbeats, so a long build is not redelivered; a worker that dies leaves
+// its job to be redelivered to another process of the same builder. On
+// SIGTERM (ctx ending) a worker takes no more jobs, gives the builds it holds
+// a grace period to finish, and hands back those that do not.
+package worker
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/natsq"
+)
+
+// Builder rebuilds jobs of one recipe. Build fetches and checks the job's
+// inputs outside the sandbox, builds in it, and leaves the outputs in
+// outDir, by label. An error that is the build's own result (the source
+// does not match its claim, a build step failed) is a *BuildError; any
+// other error is the infrastructure's, and the job is tried again.
+type Builder interface {
+	Recipe() lantern.Recipe
+	Build(ctx context.Context, job lantern.Job, work string, log io.Writer) (*Result, error)
+}
+
+// Result is what a build produced.
+type Result struct {
+	// Outputs are the output files, label → path.
+	Outputs map[string]string
+	// Dependencies are the resolved inputs besides the source.
+	Dependencies []lantern.Dependency
+	// Environment is the fixed environment of the build.
+	Environment map[string]string
+}
+
+// BuildError is a rebuild that failed as a result, not for want of
+// infrastructure: the builder signs it.
+type BuildError struct {
+	Stage    string         // "verify-inputs", "build", "export"
+	Expected lantern.Digest // for an input that did not match its claim
+	Actual   lantern.Digest
+	Err      error
+}
+
+func (e *BuildError) Error() string { return e.Stage + ": " + e.Err.Error() }
+func (e *BuildError) Unwrap() error { return e.Err }
+
+// Config is what a worker is told.
+type Config struct {
+	Key *keys.Private
+	// Builders are the recipes this worker can rebuild with, by name.
+	Builders map[string]Builder
+	// Concurrency is how many builds run at once (default 1).
+	Concurrency int
+	// Heartbeat is how often a running build tells NATS it is alive
+	// (default 20 s; keep it well under the ack wait).
+	Heartbeat time.Duration
+	// Grace is how long builds may go on after ctx ends (default 1 min).
+	Grace time.Duration
+	// WorkDir holds each build's files while it runs.
+	WorkDir string
+	// MaxLog caps the build log kept (default 4 MiB); the rest is cut.
+	MaxLog int
+	// RetryDelay is how long a job whose build failed for the
+	// infrastructure waits before it is delivered again (default 10 s).
+	RetryDelay time.Duration
+}
+
+// Worker runs builds of its builder's jobs.
+type Worker struct {
+	cfg Config
+	q   *natsq.Queue
+	log *slog.Logger
+}
+
+// New returns a worker on q.
+func New(cfg Config, q *natsq.Queue, log *slog.Logger) (*Worker, error) {
+	if cfg.Key == nil {
+		return nil, errors.New("worker: no key: the builder's private key signs every attestation")
+	}
+	if len(cfg.Builders) == 0 {
+		return nil, errors.New("worker: no recipes to build with")
+	}
+	if cfg.Concurrency < 1 {
+		cfg.Concurrency = 1
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 20 * time.Second
+	}
+	if cfg.Grace <= 0 {
+		cfg.Grace = time.Minute
+	}
+	if cfg.MaxLog <= 0 {
+		cfg.MaxLog = 4 << 20
+	}
+	if cfg.RetryDelay <= 0 {
+		cfg.RetryDelay = 10 * time.Second
+	}
+	if cfg.WorkDir == "" {
+		cfg.WorkDir = os.TempDir()
+	}
+	return &Worker{cfg: cfg, q: q, log: log.With("builder", cfg.Key.ID().Short())}, nil
+}
+
+// Run takes and builds jobs until ctx ends, then lets the builds it holds
+// finish within the grace period and hands back the others.
+func (w *Worker) Run(ctx context.Context) error {
+	jobs, err := w.q.Jobs(ctx, w.cfg.Key.ID())
+	if err != nil {
+		return fmt.Errorf("worker: %w", err)
+	}
+	defer jobs.Close()
+	// Builds outlive ctx by the grace period.
+	buildCtx, cancelBuilds := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelBuilds()
+	var wg sync.WaitGroup
+	slots := make(chan struct{}, w.cfg.Concurrency)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		m, err := jobs.Next(ctx)
+		if err != nil {
+			<-slots
+			if ctx.Err() != nil {
+				break
+			}
+			w.log.Warn("taking a job failed; retrying", "error", err)
+			select {
+			case <-time.After(time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-slots }()
+			w.handle(buildCtx, m)
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.Grace):
+		w.log.Warn("grace period over: handing back the builds still running")
+		cancelBuilds()
+		<-done
+	}
+	return nil
+}
+
+// handle builds one job and settles its message.
+func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
+	job := m.Job
+	log := w.log.With("job", job.ID, "source", job.Source.String(), "delivery", m.Deliveries)
+	hbCtx, stopHB := context.WithCancel(ctx)
+	defer stopHB()
+	go func() {
+		t := time.NewTicker(w.cfg.Heartbeat)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				if err := m.InProgress(hbCtx); err != nil && hbCtx.Err() == nil {
+					log.Warn("heartbeat failed", "error", err)
+				}
+			}
+		}
+	}()
+
+	envs, err := w.build(ctx, job, log)
+	stopHB()
+	settle := context.WithoutCancel(ctx)
+	if err != nil {
+		log.Warn("build failed for the infrastructure; handing the job back", "error", err)
+		if err := m.Nak(settle, w.cfg.RetryDelay); err != nil {
+			log.Warn("nak failed; the job comes back after the ack wait", "error", err)
+		}
+		return
+	}
+	for _, env := range envs {
+		if err := w.q.PublishResult(settle, w.cfg.Key.ID(), env); err != nil {
+			log.Warn("publishing the attestation failed; handing the job back", "error", err)
+			m.Nak(settle, w.cfg.RetryDelay)
+			return
+		}
+	}
+	if err := m.Ack(settle); err != nil {
+		log.Warn("ack failed; the job may come back, and its second answer will be refused as a duplicate", "error", err)
+	}
+}
+
+// build runs one job and returns the signed envelopes to publish: one per
+// output, or one failure. An error means the infrastructure failed.
+func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) ([][]byte, error) {
+	started := time.Now().UTC()
+	b, ok := w.cfg.Builders[job.Recipe]
+	if !ok {
+		return w.failure(job, lantern.Recipe{BuildType: attest.URIBase + "recipes/" + job.Recipe}, started, "fetch",
+			fmt.Sprintf("this worker has no recipe %q", job.Recipe), lantern.Digest{}, lantern.Digest{}, lantern.Digest{})
+	}
+	work, err := os.MkdirTemp(w.cfg.WorkDir, "job-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	var buildLog cappedBuffer
+	buildLog.max = w.cfg.MaxLog
+	log.Info("building")
+	res, err := b.Build(ctx, job, work, &buildLog)
+	finished := time.Now().UTC()
+	logDigest, perr := w.q.PutObject(context.WithoutCancel(ctx), "log of "+job.ID+" by "+w.cfg.Key.ID().String(), bytes.NewReader(buildLog.Bytes()))
+	if perr != nil {
+		return nil, fmt.Errorf("store the build log: %w", perr)
+	}
+	var be *BuildError
+	if errors.As(err, &be) {
+		log.Info("rebuild failed", "stage", be.Stage, "error", be.Err)
+		return w.failure(job, b.Recipe(), started, be.Stage, be.Err.Error(), be.Expected, be.Actual, logDigest)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var envs [][]byte
+	for label, path := range res.Outputs {
+		out, _, err := lantern.DigestFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("hash output %s: %w", label, err)
+		}
+		r := &lantern.Rebuild{
+			Source: job.Source, Label: label, Output: out, Recipe: b.Recipe(), Builder: w.cfg.Key.ID(),
+			Dependencies: res.Dependencies, Environment: res.Environment, JobID: job.ID,
+			Started: started, Finished: finished, Log: logDigest,
+		}
+		env, err := sign(r, w.cfg.Key)
+		if err != nil {
+			return nil, err
+		}
+		log.Info("rebuilt", "label", label, "output", out)
+		envs = append(envs, env)
+	}
+	return envs, nil
+}
+
+func (w *Worker) failure(job lantern.Job, recipe lantern.Recipe, started time.Time, stage, reason string, expected, actual, logDigest lantern.Digest) ([][]byte, error) {
+	f := &lantern.RebuildFailure{
+		Source: job.Source, Recipe: recipe, Builder: w.cfg.Key.ID(), Stage: stage, Reason: reason,
+		Expected: expected, Actual: actual, JobID: job.ID, Started: started, Finished: time.Now().UTC(), Log: logDigest,
+	}
+	env, err := sign(f, w.cfg.Key)
+	if err != nil {
+		return nil, err
+	}
+	return [][]byte{env}, nil
+}
+
+func sign(c lantern.Claim, k *keys.Private) ([]byte, error) {
+	env, err := attest.Sign(c, k)
+	if err != nil {
+		return nil, fmt.Errorf("sign: %w", err)
+	}
+	return json.Marshal(env)
+}
+
+// cappedBuffer keeps the first max bytes written to it and notes the cut.
+type cappedBuffer struct {
+	buf bytes.Buffer
+	max int
+	cut bool
+}
+
+func (c *cappedBuffer) Write(p []byte) (int, error) {
+	if room := c.max - c.buf.Len(); room < len(p) {
+		if room > 0 {
+			c.buf.Write(p[:room])
+		}
+		c.cut = true
+		return len(p), nil
+	}
+	return c.buf.Write(p)
+}
+
+// Bytes returns the log, with a last line saying it was cut if it was.
+func (c *cappedBuffer) Bytes() []byte {
+	if c.cut {
+		return append(bytes.Clone(c.buf.Bytes()), fmt.Sprintf("\n[lantern: log cut at %d bytes]\n", c.max)...)
+	}
+	return c.buf.Bytes()
+}
+
