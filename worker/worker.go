@@ -312,4 +312,3 @@ func (c *cappedBuffer) Bytes() []byte {
 	}
 	return c.buf.Bytes()
 }
-

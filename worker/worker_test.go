@@ -263,4 +263,3 @@ func TestWorkerHandsBackInfrastructureFailures(t *testing.T) {
 		t.Errorf("attestation = %+v, want the rebuild", v.Attestations[0])
 	}
 }
-
