@@ -180,20 +180,30 @@ func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
 	}
 	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	log.Info("scheduler API", "url", "http://"+ln.Addr().String()+"/api/v1/", "builders", len(builders), "threshold", c.threshold)
-	errc := make(chan error, 2)
-	go func() { errc <- s.Run(ctx) }()
-	go func() {
-		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-			errc <- err
-		}
-	}()
+	runCtx, stopRun := context.WithCancel(ctx)
+	defer stopRun()
+	runDone := make(chan error, 1)
+	go func() { runDone <- s.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- hs.Serve(ln) }()
 	select {
 	case <-ctx.Done():
-	case err = <-errc:
+	case err = <-runDone:
+		runDone <- err // for the wait below
+	case err = <-serveDone:
 	}
+	// Stop taking requests, then let ingest settle what it holds, before
+	// the deferred closes of the store and NATS.
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	hs.Shutdown(shutdownCtx)
+	stopRun()
+	if runErr := <-runDone; err == nil {
+		err = runErr
+	}
+	if errors.Is(err, http.ErrServerClosed) {
+		err = nil
+	}
 	return err
 }
 
