@@ -122,9 +122,25 @@ func New(cfg Config, q *natsq.Queue, log *slog.Logger) (*Worker, error) {
 // Run takes and builds jobs until ctx ends, then lets the builds it holds
 // finish within the grace period and hands back the others.
 func (w *Worker) Run(ctx context.Context) error {
-	jobs, err := w.q.Jobs(ctx, w.cfg.Key.ID())
-	if err != nil {
-		return fmt.Errorf("worker: %w", err)
+	// The scheduler makes the builder's consumer; a worker that comes first
+	// waits for it.
+	var jobs *natsq.JobConsumer
+	for waited := false; ; waited = true {
+		var err error
+		if jobs, err = w.q.Jobs(ctx, w.cfg.Key.ID()); err == nil {
+			break
+		}
+		if !errors.Is(err, natsq.ErrUnknownBuilder) {
+			return fmt.Errorf("worker: %w", err)
+		}
+		if !waited {
+			w.log.Warn("the farm does not know this builder yet; waiting", "error", err, "fix", "add the builder's public key to the scheduler (--builder)")
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(2 * time.Second):
+		}
 	}
 	defer jobs.Close()
 	// Builds outlive ctx by the grace period.
