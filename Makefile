@@ -11,7 +11,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 10s
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc clean
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc clean clean-cache
 
 all: build
 
@@ -104,3 +104,8 @@ run: build cosign
 
 clean:
 	rm -rf $(BIN) bench.out $(DEMO)
+
+# The recipes tests download ~80 MB once into $TMPDIR/lantern-recipes-test-cache
+# and keep it between runs; the go command leaves it read-only.
+clean-cache:
+	chmod -R u+w $${TMPDIR:-/tmp}/lantern-recipes-test-cache 2>/dev/null; rm -rf $${TMPDIR:-/tmp}/lantern-recipes-test-cache

@@ -26,6 +26,7 @@ func commands() []command {
 		attestSignCommand(),
 		attestVerifyCommand(),
 		schedulerCommand(),
+		workerCommand(),
 	}
 }
 

@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/worker"
+	"github.com/lanternfarm/lantern/worker/buildkit"
+)
+
+func workerCommand() command {
+	return command{
+		name:    "worker",
+		summary: "run a builder's worker: take its jobs from NATS, rebuild in BuildKit, sign",
+		long: `Worker takes the jobs of its builder (the holder of --key) from a farm's NATS,
+rebuilds each in a BuildKit sandbox with the job's recipe, and publishes a
+signed attestation of what it got — or of why it could not. Several workers
+with the same key share the builder's jobs.
+
+Without --buildkit it starts its own buildkitd (make buildkitd builds it;
+it runs as root with Debian's runc) and stops it on exit. On SIGTERM it
+takes no more jobs, lets running builds finish for --grace, and hands back
+the rest.
+
+The private key's password comes from LANTERN_PASSWORD, else a prompt.
+
+Example:
+  lantern worker --nats nats://farm.example.org:4222 --key builder.key`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS (default $LANTERN_NATS_URL)")
+			key := f.String("key", os.Getenv("LANTERN_KEY"), "the builder's private key `FILE` (default $LANTERN_KEY)")
+			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd, such as unix:///run/buildkit/buildkitd.sock (default $LANTERN_BUILDKIT; empty: start one)")
+			concurrency := f.Int("concurrency", 1, "`N` builds at once")
+			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
+			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
+			heartbeat := f.Duration("heartbeat", 20*time.Second, "how often a running build tells NATS it is alive (under the farm's ack wait)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) > 0 {
+					return usagef("worker takes no arguments, got %q", args)
+				}
+				if *concurrency < 1 {
+					return usagef("--concurrency %d: want at least 1", *concurrency)
+				}
+				k, err := loadPrivate(io, *key)
+				if err != nil {
+					return err
+				}
+				log := slog.New(slog.NewTextHandler(io.err, nil)).With("builder", k.ID().Short())
+				if err := os.MkdirAll(*work, 0o755); err != nil {
+					return fmt.Errorf("--work: %w", err)
+				}
+				addr := *bk
+				if addr == "" {
+					d, err := buildkit.StartDaemon(ctx, buildkit.Options{})
+					if err != nil {
+						return fmt.Errorf("start buildkitd: %w", err)
+					}
+					defer d.Close()
+					addr = d.Addr()
+					log.Info("started buildkitd", "addr", addr)
+				}
+				c, err := buildkit.Connect(ctx, addr)
+				if err != nil {
+					return fmt.Errorf("buildkit %s: %w", addr, err)
+				}
+				defer c.Close()
+				q, err := natsq.Connect(ctx, *natsURL, natsq.Config{}, log)
+				if err != nil {
+					return fmt.Errorf("NATS %s: %w", *natsURL, err)
+				}
+				defer q.Close()
+				gb, err := worker.NewGoBuilder(c, filepath.Join(*work, "modcache"), log)
+				if err != nil {
+					return err
+				}
+				w, err := worker.New(worker.Config{
+					Key: k, Builders: map[string]worker.Builder{"go": gb}, Concurrency: *concurrency,
+					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work,
+				}, q, log)
+				if err != nil {
+					return err
+				}
+				log.Info("worker taking jobs", "nats", *natsURL, "concurrency", *concurrency)
+				return w.Run(ctx)
+			}
+		},
+	}
+}

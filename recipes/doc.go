@@ -1,0 +1,53 @@
+// Package recipes holds Lantern's recipes, the ways it rebuilds each kind of
+// source, and the code that follows them.
+//
+// # Recipe files
+//
+// A recipe is a versioned file, NAME/vN.json, embedded in this package.
+// Its SHA-256 is the recipe's digest, which goes into every attestation made
+// with it, beside its build type, BuildTypeBase + NAME/vN (as
+// lantern.Recipe). A released file never changes, so that an old
+// attestation keeps its meaning; a change is a new file, NAME/vN+1.json, and
+// the test that pins the digests of the released ones says so. Load returns
+// a recipe's latest version, LoadVersion a given one, ByDigest the one an
+// attestation names.
+//
+// # The go recipe
+//
+// It rebuilds a main package of a Go module version the way its users
+// install it, and the way anyone can check a result:
+//
+//	GOTOOLCHAIN=go1.24.4 GOFLAGS=-trimpath CGO_ENABLED=0 go install golang.org/x/tools/cmd/stringer@v0.30.0
+//
+// It has two halves. Outside the sandbox, PrepareGo fetches and checks the
+// inputs: the go command downloads the module and the toolchain module
+// (golang.org/toolchain@v0.0.1-go<version>.linux-<arch>) from GOPROXY and
+// checks them against the Go checksum database; the toolchain's tree gets
+// back the execute bits that module zips cannot keep (and its go.mod
+// files), as the go command's own toolchain switch does; the toolchain then
+// resolves the build itself (go install -n, which downloads and checks
+// every module it needs), and PrepareGo lays out exactly the modules it
+// read as a file GOPROXY. Everything is recorded by SHA-256 and by Go's h1:
+// hash (GoInputs), and a claimed source digest that differs is refused.
+//
+// Inside the sandbox, GoLLB is the build as BuildKit LLB: an empty root, no
+// network, the toolchain and the file GOPROXY mounted read-only, a tmpfs for
+// the caches, and go install -trimpath PKG@VERSION in the recipe's fixed
+// environment (CGO_ENABLED=0, GOTOOLCHAIN=local, GOSUMDB=off as the modules
+// were checked outside, GOPROXY=file:///goproxy, GOOS and GOARCH as
+// declared, TZ=UTC, LC_ALL=C, SOURCE_DATE_EPOCH=0, which Go ignores).
+// BuildGo checks the inputs again with VerifyGo, solves, and exports the
+// output directory; the command is at GoInputs.BinaryPath there. A build
+// of the same inputs is bit for bit the same, on every builder and on
+// anyone's machine.
+//
+// What the recipe does not fix: the umask of the build step (BuildKit's,
+// 0022), which only changes file modes, never the bytes that are hashed;
+// and BuildKit's trace variables (OTEL_*, TRACEPARENT), which a Go build
+// does not embed.
+//
+// Errors that callers branch on: a *DigestError (errors.Is
+// lantern.ErrDigestMismatch) for an input that is not what was claimed or
+// recorded, ErrStepFailed for a build that ran and failed, ErrNoRecipe for
+// a recipe Lantern does not have. Anything else is the machine's fault.
+package recipes

@@ -1,0 +1,960 @@
+package recipes
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/mod/module"
+	"golang.org/x/mod/semver"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// GoSpec names what the go recipe builds: a main package of a module
+// version, for a target, with a Go version.
+type GoSpec struct {
+	// Module and Version are the module version, as in go.sum
+	// (golang.org/x/tools, v0.30.0): the source.
+	Module  string `json:"module"`
+	Version string `json:"version"`
+	// Package is the main package's import path, in Module
+	// (golang.org/x/tools/cmd/stringer).
+	Package string `json:"package"`
+	// GoVersion is the Go release that builds it ("1.24.4"). Empty: the
+	// recipe's default.
+	GoVersion string `json:"goVersion,omitempty"`
+	// GOOS and GOARCH are the target. Empty: the recipe's defaults.
+	GOOS   string `json:"goos,omitempty"`
+	GOARCH string `json:"goarch,omitempty"`
+	// SourceDigest and SourceGoSum, where set, are what a source claim says
+	// the module's zip is: PrepareGo refuses a module that differs.
+	SourceDigest lantern.Digest `json:"sourceDigest,omitzero"`
+	SourceGoSum  string         `json:"sourceGoSum,omitempty"`
+}
+
+// GoInputs are the inputs of one go build, fetched and checked outside the
+// sandbox by PrepareGo and checked again by VerifyGo.
+type GoInputs struct {
+	// Spec is the build, the recipe's defaults filled in.
+	Spec GoSpec `json:"spec"`
+	// Recipe is the recipe PrepareGo followed; GoLLB insists on the same.
+	Recipe lantern.Recipe `json:"recipe"`
+	// Source is the module zip of Spec.Module@Spec.Version.
+	Source lantern.Source `json:"source"`
+	// Toolchain is the golang.org/toolchain module that builds it.
+	Toolchain GoToolchain `json:"toolchain"`
+	// Modules are every module version the build reads from the file
+	// GOPROXY, the source's module included, sorted by path and version.
+	Modules []GoModule `json:"modules"`
+	// ProxyDir is the file GOPROXY: Modules' .mod, .zip and .info files and
+	// a list per module, laid out as a module cache's cache/download.
+	ProxyDir string `json:"proxyDir"`
+	// HostArch is the architecture of the machine the sandbox runs on, and
+	// of the toolchain.
+	HostArch string `json:"hostArch"`
+}
+
+// GoToolchain is the toolchain module and its unpacked tree, which the
+// sandbox mounts as its GOROOT.
+type GoToolchain struct {
+	Module  string `json:"module"`
+	Version string `json:"version"`
+	// Zip is the SHA-256 of the module zip, Sum its h1: hash, which the go
+	// command checked against the checksum database.
+	Zip lantern.Digest `json:"zip"`
+	Sum string         `json:"sum"`
+	// Tree is the h1: hash (dirhash.Hash1, names prefixed with
+	// module@version) of Dir as mounted: the zip's files, and a go.mod beside
+	// each _go.mod, as the go command's own toolchain switch leaves it.
+	Tree string `json:"tree"`
+	// Dir is the unpacked module, its commands made executable.
+	Dir string `json:"dir"`
+}
+
+// GoModule is one module version the build reads.
+type GoModule struct {
+	Path    string `json:"path"`
+	Version string `json:"version"`
+	// Zip is the SHA-256 of the module zip and Sum its h1: hash; both are
+	// zero when the build reads only the module's go.mod.
+	Zip lantern.Digest `json:"zip,omitzero"`
+	Sum string         `json:"sum,omitempty"`
+	// Mod is the SHA-256 of its go.mod and ModSum the h1: hash go.sum
+	// lists for it (path version/go.mod).
+	Mod    lantern.Digest `json:"mod"`
+	ModSum string         `json:"modSum"`
+}
+
+func (m GoModule) String() string { return m.Path + "@" + m.Version }
+
+// PrepareOptions are PrepareGo's settings.
+type PrepareOptions struct {
+	// Go is the go command that downloads the module and the toolchain.
+	// Empty: "go" on the PATH.
+	Go string
+	// ModCache is the Go module cache to download into (GOMODCACHE). The go
+	// command locks what it writes there, so builds may share one. Empty:
+	// dir/modcache.
+	ModCache string
+	// Log receives what PrepareGo does, at debug level. Nil: nothing.
+	Log *slog.Logger
+}
+
+// PrepareGo fetches the inputs of spec outside the sandbox and checks them,
+// following r, the go recipe:
+//
+//  1. the go command ("go mod download", with GOPROXY and GOSUMDB as the
+//     environment has them; GOSUMDB=off is refused) downloads the module
+//     into the module cache and checks it against the checksum database;
+//     PrepareGo hashes the zip and refuses one that is not what spec's
+//     SourceDigest or SourceGoSum claim;
+//  2. it downloads the toolchain module the same way, and restores the
+//     execute bits and go.mod files of its tree as the go command's own
+//     toolchain switch does; the tree must then hash to the zip's files;
+//  3. the toolchain itself resolves the build, "go install -n
+//     PACKAGE@VERSION" in the recipe's environment with the network, which
+//     downloads and checks every module the build needs; then again
+//     offline, from the module cache as a file GOPROXY, which names exactly
+//     the modules it reads;
+//  4. it lays those out as a file GOPROXY in dir/goproxy, listing for each
+//     module only the versions the build reads (the latest version of the
+//     source's module, which go install looks up for retractions, is then
+//     the version being built), and checks with one more offline dry run
+//     that the build needs nothing else.
+//
+// Everything it records is hashed from the files that will be mounted.
+// dir belongs to this call: PrepareGo replaces dir/goproxy.
+func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (*GoInputs, error) {
+	if r == nil || r.Go == nil {
+		return nil, errors.New("prepare go build: want the go recipe")
+	}
+	spec, err := resolveSpec(r.Go, spec)
+	if err != nil {
+		return nil, fmt.Errorf("prepare go build: %w", err)
+	}
+	if runtime.GOOS != "linux" {
+		return nil, fmt.Errorf("prepare go build %s: the toolchain runs in a Linux sandbox, and on this machine, which is %s", spec.Package, runtime.GOOS)
+	}
+	p := &preparer{r: r, spec: spec, log: opts.Log}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("prepare go build %s: %w", spec.Package, err)
+	}
+	p.modCache = opts.ModCache
+	if p.modCache == "" {
+		p.modCache = filepath.Join(p.dir, "modcache")
+	}
+	if p.modCache, err = filepath.Abs(p.modCache); err != nil {
+		return nil, fmt.Errorf("prepare go build %s: %w", spec.Package, err)
+	}
+	p.goCmd = opts.Go
+	if p.goCmd == "" {
+		p.goCmd = "go"
+	}
+	if p.goCmd, err = exec.LookPath(p.goCmd); err != nil {
+		return nil, fmt.Errorf("prepare go build %s: the go command downloads and checks the modules: %w", spec.Package, err)
+	}
+	in, err := p.prepare(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("prepare go build %s@%s: %w", spec.Package, spec.Version, err)
+	}
+	return in, nil
+}
+
+type preparer struct {
+	r        *Recipe
+	spec     GoSpec
+	log      *slog.Logger
+	dir      string
+	modCache string
+	goCmd    string
+	work     string            // dir/tmp, removed at the end
+	hostEnv  map[string]string // GOPROXY, GOSUMDB and GOPATH of the environment
+}
+
+func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
+	for _, d := range []string{p.dir, p.modCache} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	p.work = filepath.Join(p.dir, "tmp")
+	if err := removeAll(p.work); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(p.work, 0o755); err != nil {
+		return nil, err
+	}
+	defer removeAll(p.work)
+	if err := p.readHostEnv(ctx); err != nil {
+		return nil, err
+	}
+
+	// 1. The source.
+	src, err := p.download(ctx, p.spec.Module+"@"+p.spec.Version)
+	if err != nil {
+		return nil, err
+	}
+	source, err := checkSource(p.spec, src)
+	if err != nil {
+		return nil, err
+	}
+
+	// 2. The toolchain.
+	in := &GoInputs{Spec: p.spec, Recipe: p.r.Ref(), Source: source, HostArch: runtime.GOARCH}
+	tcMod, tcVersion, err := p.toolchainModule()
+	if err != nil {
+		return nil, err
+	}
+	tc, err := p.download(ctx, tcMod+"@"+tcVersion)
+	if err != nil {
+		return nil, err
+	}
+	start := time.Now()
+	if in.Toolchain, err = p.toolchain(tc); err != nil {
+		return nil, err
+	}
+	p.log.Debug("checked the toolchain", "module", tc.Path+"@"+tc.Version, "tree", in.Toolchain.Tree, "took", time.Since(start))
+
+	// 3. What the build reads: resolved online by the toolchain itself
+	// (checked against the checksum database), then again offline.
+	if err := p.dryRun(ctx, in, "resolve", "", filepath.Join(p.modCache, "cache", "download"), true); err != nil {
+		return nil, err
+	}
+	offline := filepath.Join(p.work, "offline-modcache")
+	if err := p.dryRun(ctx, in, "resolve offline", offline, filepath.Join(p.modCache, "cache", "download"), false); err != nil {
+		return nil, err
+	}
+	read, err := scanDownloads(filepath.Join(offline, "cache", "download"))
+	if err != nil {
+		return nil, err
+	}
+
+	// 4. The file GOPROXY.
+	in.ProxyDir = filepath.Join(p.dir, "goproxy")
+	start = time.Now()
+	if in.Modules, err = p.layOut(read, in.ProxyDir); err != nil {
+		return nil, err
+	}
+	p.log.Debug("laid out the file GOPROXY", "dir", in.ProxyDir, "modules", len(in.Modules), "took", time.Since(start))
+	if err := checkPackageModule(p.spec, in.Modules); err != nil {
+		return nil, err
+	}
+	check := filepath.Join(p.work, "check-modcache")
+	if err := p.dryRun(ctx, in, "check the file GOPROXY", check, in.ProxyDir, false); err != nil {
+		return nil, err
+	}
+	reread, err := scanDownloads(filepath.Join(check, "cache", "download"))
+	if err != nil {
+		return nil, err
+	}
+	if want := reads(in.Modules); !slices.Equal(reread, want) {
+		return nil, fmt.Errorf("the build read %v from the file GOPROXY, which holds %v: the resolution is not stable", reread, want)
+	}
+	return in, nil
+}
+
+// resolveSpec fills in the recipe's defaults and checks every field.
+func resolveSpec(p *GoParams, s GoSpec) (GoSpec, error) {
+	if s.GoVersion == "" {
+		s.GoVersion = p.DefaultGoVersion
+	}
+	s.GoVersion = strings.TrimPrefix(s.GoVersion, "go")
+	if s.GOOS == "" {
+		s.GOOS = p.DefaultGOOS
+	}
+	if s.GOARCH == "" {
+		s.GOARCH = p.DefaultGOARCH
+	}
+	if err := module.CheckPath(s.Module); err != nil {
+		return s, fmt.Errorf("module %q: %v", s.Module, err)
+	}
+	if !semver.IsValid(s.Version) || semver.Canonical(s.Version) != strings.TrimSuffix(s.Version, "+incompatible") {
+		return s, fmt.Errorf("version %q: want a canonical semantic version such as v1.2.3, as go.sum has it", s.Version)
+	}
+	if err := module.Check(s.Module, s.Version); err != nil {
+		return s, fmt.Errorf("version %q: %v", s.Version, err)
+	}
+	if err := module.CheckImportPath(s.Package); err != nil {
+		return s, fmt.Errorf("package %q: %v", s.Package, err)
+	}
+	if s.Package != s.Module && !strings.HasPrefix(s.Package, s.Module+"/") {
+		return s, fmt.Errorf("package %q: not in module %s", s.Package, s.Module)
+	}
+	if !goVersionRE.MatchString(s.GoVersion) {
+		return s, fmt.Errorf("goVersion %q: want a Go release such as 1.24.4", s.GoVersion)
+	}
+	if !goosArchRE.MatchString(s.GOOS) || !goosArchRE.MatchString(s.GOARCH) {
+		return s, fmt.Errorf("goos/goarch %q/%q: want values of GOOS and GOARCH such as linux/amd64", s.GOOS, s.GOARCH)
+	}
+	if s.SourceGoSum != "" && !strings.HasPrefix(s.SourceGoSum, "h1:") {
+		return s, fmt.Errorf("sourceGoSum %q: want Go's h1: hash, as in go.sum", s.SourceGoSum)
+	}
+	return s, nil
+}
+
+// readHostEnv asks the go command for the proxy, the checksum database and
+// GOPATH that the environment and the user's go env file give, and refuses
+// a switched-off checksum database: it is what the source and every
+// dependency are checked against.
+func (p *preparer) readHostEnv(ctx context.Context) error {
+	out, err := p.runHostGo(ctx, "env", "-json", "GOPROXY", "GOSUMDB", "GOPATH")
+	if err != nil {
+		return err
+	}
+	var env map[string]string
+	if err := json.Unmarshal(out, &env); err != nil {
+		return fmt.Errorf("go env: %w", err)
+	}
+	p.hostEnv = env
+	switch {
+	case p.hostEnv["GOSUMDB"] == "off":
+		return errors.New("GOSUMDB is off: the go recipe checks every module against the Go checksum database; unset GOSUMDB or set it to sum.golang.org")
+	case p.hostEnv["GOPROXY"] == "off":
+		return errors.New("GOPROXY is off: the go recipe downloads modules through it; unset it or set it to https://proxy.golang.org")
+	}
+	return nil
+}
+
+// hostGoEnv is the environment of the go command outside the sandbox: the
+// process's, with the module cache and GOFLAGS set, and once readHostEnv
+// has read them, the proxy and checksum database it found, and nothing
+// else from the user's go env file (GOENV=off): none of the settings that
+// skip the checksum database for some modules (GONOSUMDB, GOPRIVATE,
+// GONOPROXY, GOINSECURE) applies.
+func (p *preparer) hostGoEnv() []string {
+	drop := []string{"GOFLAGS", "GOMODCACHE", "GOTOOLCHAIN", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOINSECURE",
+		"GOWORK", "GO111MODULE", "GOOS", "GOARCH", "CGO_ENABLED", "GOENV", "GOPROXY", "GOSUMDB", "GOPATH"}
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if !slices.Contains(drop, k) || p.hostEnv == nil && (k == "GOENV" || k == "GOPROXY" || k == "GOSUMDB" || k == "GOPATH") {
+			env = append(env, kv)
+		}
+	}
+	env = append(env,
+		"GOFLAGS=-modcacherw",
+		"GOMODCACHE="+p.modCache,
+		"GOTOOLCHAIN=local",
+		"GOWORK=off",
+		"GO111MODULE=on",
+	)
+	if p.hostEnv != nil {
+		env = append(env,
+			"GOENV=off",
+			"GOPROXY="+p.hostEnv["GOPROXY"],
+			"GOSUMDB="+p.hostEnv["GOSUMDB"],
+			"GOPATH="+p.hostEnv["GOPATH"],
+		)
+	}
+	return env
+}
+
+func (p *preparer) runHostGo(ctx context.Context, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, p.goCmd, args...)
+	cmd.Env = p.hostGoEnv()
+	cmd.Dir = p.work // empty: no go.mod around
+	return run(cmd, p.log)
+}
+
+// run runs cmd and returns its standard output; its standard error goes
+// into the error.
+func run(cmd *exec.Cmd, log *slog.Logger) ([]byte, error) {
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	start := time.Now()
+	err := cmd.Run()
+	log.Debug("ran", "cmd", strings.Join(cmd.Args, " "), "dir", cmd.Dir, "took", time.Since(start), "err", err)
+	if err != nil {
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 4096 {
+			msg = "..." + msg[len(msg)-4096:]
+		}
+		return stdout.Bytes(), fmt.Errorf("%s: %w\n%s", strings.Join(cmd.Args, " "), err, msg)
+	}
+	return stdout.Bytes(), nil
+}
+
+// modDownload is what "go mod download -json" says of a module.
+type modDownload struct {
+	Path, Version, Error, Info, GoMod, Zip, Dir, Sum, GoModSum string
+}
+
+func (p *preparer) download(ctx context.Context, modVersion string) (*modDownload, error) {
+	out, runErr := p.runHostGo(ctx, "mod", "download", "-json", modVersion)
+	var m modDownload
+	if err := json.Unmarshal(out, &m); err != nil {
+		if runErr != nil {
+			return nil, runErr
+		}
+		return nil, fmt.Errorf("go mod download %s: %w", modVersion, err)
+	}
+	if m.Error != "" {
+		return nil, fmt.Errorf("go mod download %s: %s", modVersion, m.Error)
+	}
+	if runErr != nil {
+		return nil, runErr
+	}
+	if m.Zip == "" || m.Sum == "" || m.GoMod == "" {
+		return nil, fmt.Errorf("go mod download %s: no zip or no checksum in its report", modVersion)
+	}
+	return &m, nil
+}
+
+// checkSource hashes the source's zip, checks it against the h1: hash the go
+// command checked, and against what the claim says.
+func checkSource(spec GoSpec, m *modDownload) (lantern.Source, error) {
+	input := m.Path + "@" + m.Version + " zip"
+	digest, _, err := lantern.DigestFile(m.Zip)
+	if err != nil {
+		return lantern.Source{}, err
+	}
+	sums, err := zipSums(m.Zip)
+	if err != nil {
+		return lantern.Source{}, err
+	}
+	if got := hash1(sums); got != m.Sum {
+		return lantern.Source{}, &DigestError{Input: input, Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
+			Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
+	}
+	if !spec.SourceDigest.IsZero() && spec.SourceDigest != digest {
+		return lantern.Source{}, &DigestError{Input: input, Path: m.Zip, Expected: spec.SourceDigest, Actual: digest,
+			Hint: "the module from GOPROXY, checked against the checksum database, is not the source the claim names"}
+	}
+	if spec.SourceGoSum != "" && spec.SourceGoSum != m.Sum {
+		return lantern.Source{}, &DigestError{Input: input, Path: m.Zip, ExpectedSum: spec.SourceGoSum, ActualSum: m.Sum,
+			Hint: "the checksum database's hash of the module is not the one the claim names"}
+	}
+	return lantern.Source{Name: spec.Module, Version: spec.Version, Digest: digest, GoSum: m.Sum}, nil
+}
+
+// placeholders are the values of the recipe's placeholders for one build;
+// toolchain, goproxy, tmp and out are where the build sees them.
+func (p *GoParams) placeholders(spec GoSpec, hostArch, toolchain, goproxy, tmp, out string) *strings.Replacer {
+	return strings.NewReplacer(
+		"{goVersion}", spec.GoVersion,
+		"{goos}", spec.GOOS,
+		"{goarch}", spec.GOARCH,
+		"{package}", spec.Package,
+		"{version}", spec.Version,
+		"{hostArch}", hostArch,
+		"{toolchain}", toolchain,
+		"{goproxy}", goproxy,
+		"{goproxyURL}", (&url.URL{Scheme: "file", Path: goproxy}).String(),
+		"{tmp}", tmp,
+		"{out}", out,
+	)
+}
+
+func (p *preparer) toolchainModule() (string, string, error) {
+	rep := p.r.Go.placeholders(p.spec, runtime.GOARCH, "", "", "", "")
+	mod, version, ok := strings.Cut(rep.Replace(p.r.Go.Toolchain), "@")
+	if !ok {
+		return "", "", fmt.Errorf("recipe %s: toolchain %q: want module@version", p.r.BuildType, p.r.Go.Toolchain)
+	}
+	if err := module.Check(mod, version); err != nil {
+		return "", "", fmt.Errorf("recipe %s: toolchain: %w", p.r.BuildType, err)
+	}
+	return mod, version, nil
+}
+
+// toolchain checks the toolchain's zip against the h1: hash the go command
+// checked, makes its tree what the go command's toolchain switch makes of
+// it, and checks the tree against the zip.
+func (p *preparer) toolchain(m *modDownload) (GoToolchain, error) {
+	tc := GoToolchain{Module: m.Path, Version: m.Version, Sum: m.Sum, Dir: m.Dir}
+	var err error
+	if tc.Zip, _, err = lantern.DigestFile(m.Zip); err != nil {
+		return tc, err
+	}
+	sums, err := zipSums(m.Zip)
+	if err != nil {
+		return tc, err
+	}
+	if got := hash1(sums); got != m.Sum {
+		return tc, &DigestError{Input: m.Path + "@" + m.Version + " zip", Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
+			Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
+	}
+	if err := fixToolchain(m.Dir); err != nil {
+		return tc, fmt.Errorf("restore the toolchain's execute bits: %w", err)
+	}
+	// The tree as the go command unpacked it, plus go.mod beside each _go.mod.
+	prefix := m.Path + "@" + m.Version + "/"
+	want := make(map[string][32]byte, len(sums)+16)
+	for name, sum := range sums {
+		want[name] = sum
+		if path.Base(name) == "_go.mod" {
+			want[path.Join(path.Dir(name), "go.mod")] = sum
+		}
+	}
+	tc.Tree = hash1(want)
+	got, err := treeHash(m.Dir, strings.TrimSuffix(prefix, "/"))
+	if err != nil {
+		return tc, err
+	}
+	if got != tc.Tree {
+		return tc, &DigestError{Input: "toolchain tree " + m.Path + "@" + m.Version, Path: m.Dir, ExpectedSum: tc.Tree, ActualSum: got,
+			Hint: "the unpacked toolchain in the module cache is not its zip; remove " + m.Dir + " and try again"}
+	}
+	if err := checkExecutable(m.Dir); err != nil {
+		return tc, err
+	}
+	return tc, nil
+}
+
+// fixToolchain does what the go command does to a toolchain module it has
+// just unpacked, before it runs it (cmd/go/internal/toolchain): module zips
+// keep no file modes, so it sets the execute bits of the files in pkg/tool,
+// of lib's go_*_*_exec scripts and of bin; and it copies each _go.mod to
+// go.mod (a module zip cannot hold a nested go.mod, and the standard
+// library's src/go.mod is one). Both are safe to race with another go
+// command or PrepareGo doing the same.
+func fixToolchain(dir string) error {
+	allowExec := func(root, pattern string) error {
+		return filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			if pattern != "" {
+				if ok, _ := filepath.Match(pattern, d.Name()); !ok {
+					return nil
+				}
+			}
+			info, err := os.Stat(name)
+			if err != nil {
+				return err
+			}
+			if info.Mode()&0o111 == 0o111 {
+				return nil
+			}
+			return os.Chmod(name, info.Mode()&0o777|0o111)
+		})
+	}
+	// In the go command's order: pkg/tool and lib before bin, whose go is
+	// what tells a racing go command that this is done.
+	for _, s := range []struct{ root, pattern string }{
+		{"pkg/tool", ""}, {"lib", "go_?*_?*_exec"}, {"bin/gofmt", ""}, {"bin", ""},
+	} {
+		if err := allowExec(filepath.Join(dir, s.root), s.pattern); err != nil {
+			return err
+		}
+	}
+	return filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() || d.Name() != "_go.mod" {
+			return err
+		}
+		return copyIfDifferent(name, filepath.Join(filepath.Dir(name), "go.mod"))
+	})
+}
+
+// copyIfDifferent makes dst a copy of src, read-only, by renaming a new file
+// into place, so that a racing copy never sees half a file.
+func copyIfDifferent(src, dst string) error {
+	data, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	if old, err := os.ReadFile(dst); err == nil && bytes.Equal(old, data) {
+		return nil
+	}
+	dir := filepath.Dir(dst)
+	info, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if info.Mode()&0o200 == 0 { // a module cache made without -modcacherw
+		if err := os.Chmod(dir, info.Mode()|0o200); err != nil {
+			return err
+		}
+		defer os.Chmod(dir, info.Mode())
+	}
+	f, err := os.CreateTemp(dir, ".go.mod-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(0o444); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), dst)
+}
+
+// checkExecutable checks that the commands in bin and pkg/tool can be run.
+func checkExecutable(dir string) error {
+	for _, root := range []string{"bin", "pkg/tool"} {
+		err := filepath.WalkDir(filepath.Join(dir, root), func(name string, d fs.DirEntry, err error) error {
+			if err != nil || d.IsDir() {
+				return err
+			}
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if info.Mode()&0o111 == 0 {
+				return fmt.Errorf("toolchain command %s is not executable (mode %v): PrepareGo restores the execute bits", name, info.Mode())
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// dryRun runs the recipe's build command with -n (which resolves and
+// downloads the modules but compiles nothing) in the recipe's environment,
+// outside the sandbox, with the toolchain of in. Online, it uses the
+// environment's GOPROXY and GOSUMDB and the shared module cache; offline,
+// proxyDir as a file GOPROXY, no checksum database (what the sandbox does)
+// and modCache, a new module cache, where the modules it read land.
+func (p *preparer) dryRun(ctx context.Context, in *GoInputs, what, modCache, proxyDir string, online bool) error {
+	scratch, err := os.MkdirTemp(p.work, "dryrun-")
+	if err != nil {
+		return err
+	}
+	tmp, out := filepath.Join(scratch, "tmp"), filepath.Join(scratch, "out")
+	for _, d := range []string{tmp, out} {
+		if err := os.Mkdir(d, 0o755); err != nil {
+			return err
+		}
+	}
+	args, env, dir, err := buildCommand(p.r, in, in.Toolchain.Dir, proxyDir, tmp, out)
+	if err != nil {
+		return err
+	}
+	args, err = dryRunArgs(args)
+	if err != nil {
+		return err
+	}
+	env["GOFLAGS"] = strings.TrimSpace(env["GOFLAGS"] + " -modcacherw")
+	if online {
+		env["GOPROXY"] = p.hostEnv["GOPROXY"]
+		env["GOSUMDB"] = p.hostEnv["GOSUMDB"]
+		env["GOMODCACHE"] = p.modCache
+		// The go command keeps the checksum database's latest signed tree
+		// head in GOPATH/pkg/sumdb: the environment's, so that it is
+		// compared with the one seen last time.
+		env["GOPATH"] = p.hostEnv["GOPATH"]
+		env["PATH"] = env["PATH"] + string(os.PathListSeparator) + os.Getenv("PATH")
+		for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
+			if v, ok := os.LookupEnv(k); ok {
+				env[k] = v
+			}
+		}
+	} else {
+		env["GOMODCACHE"] = modCache
+	}
+	cmd := exec.CommandContext(ctx, args[0], args[1:]...)
+	cmd.Dir = dir
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	if _, err := run(cmd, p.log); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// dryRunArgs adds -n after the go command's "install".
+func dryRunArgs(args []string) ([]string, error) {
+	i := slices.Index(args, "install")
+	if i < 0 {
+		return nil, fmt.Errorf("the recipe's command %q has no install", args)
+	}
+	return slices.Concat(args[:i+1], []string{"-n"}, args[i+1:]), nil
+}
+
+// buildCommand expands the recipe's command, environment and working
+// directory for in, with the toolchain, the file GOPROXY, the scratch space
+// and the output directory at the paths given.
+func buildCommand(r *Recipe, in *GoInputs, toolchain, goproxy, tmp, out string) (args []string, env map[string]string, dir string, err error) {
+	if r == nil || r.Go == nil {
+		return nil, nil, "", errors.New("want the go recipe")
+	}
+	rep := r.Go.placeholders(in.Spec, in.HostArch, toolchain, goproxy, tmp, out)
+	for _, a := range r.Go.Args {
+		args = append(args, rep.Replace(a))
+	}
+	env = make(map[string]string, len(r.Go.Env))
+	for k, v := range r.Go.Env {
+		env[k] = rep.Replace(v)
+	}
+	return args, env, rep.Replace(r.Go.Dir), nil
+}
+
+// modRead is a module version the go command read from a GOPROXY: its
+// go.mod, and its zip or not.
+type modRead struct {
+	Path, Version string
+	Zip           bool
+}
+
+func (m modRead) String() string {
+	if m.Zip {
+		return m.Path + "@" + m.Version
+	}
+	return m.Path + "@" + m.Version + "/go.mod"
+}
+
+// scanDownloads lists the module versions whose go.mod is in a module
+// cache's cache/download, sorted.
+func scanDownloads(root string) ([]modRead, error) {
+	var list []modRead
+	err := filepath.WalkDir(root, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			if d.Name() == "sumdb" && filepath.Dir(name) == root {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if !strings.HasSuffix(name, ".mod") || filepath.Base(filepath.Dir(name)) != "@v" {
+			return nil
+		}
+		rel, err := filepath.Rel(root, filepath.Dir(filepath.Dir(name)))
+		if err != nil {
+			return err
+		}
+		mod, err := module.UnescapePath(filepath.ToSlash(rel))
+		if err != nil {
+			return fmt.Errorf("module cache entry %s: %w", name, err)
+		}
+		version, err := module.UnescapeVersion(strings.TrimSuffix(filepath.Base(name), ".mod"))
+		if err != nil {
+			return fmt.Errorf("module cache entry %s: %w", name, err)
+		}
+		_, err = os.Stat(strings.TrimSuffix(name, ".mod") + ".zip")
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		list = append(list, modRead{Path: mod, Version: version, Zip: err == nil})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list the modules the build read: %w", err)
+	}
+	sortReads(list)
+	return list, nil
+}
+
+func sortReads(list []modRead) {
+	slices.SortFunc(list, func(a, b modRead) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return semver.Compare(a.Version, b.Version)
+	})
+}
+
+// reads returns what a build of mods reads.
+func reads(mods []GoModule) []modRead {
+	var list []modRead
+	for _, m := range mods {
+		list = append(list, modRead{Path: m.Path, Version: m.Version, Zip: !m.Zip.IsZero()})
+	}
+	sortReads(list)
+	return list
+}
+
+// layOut makes the file GOPROXY in dst from the shared module cache: for
+// each module version the build read, its go.mod, its zip if it read one, a
+// made-up .info (the version, nothing else: no proxy's word on times goes
+// in) and a list of the versions of the module it read. Versions of the
+// source's module above the one being built are left out: go install looks
+// up the latest version only to warn of retractions.
+func (p *preparer) layOut(read []modRead, dst string) ([]GoModule, error) {
+	if err := removeAll(dst); err != nil {
+		return nil, err
+	}
+	src := filepath.Join(p.modCache, "cache", "download")
+	var mods []GoModule
+	for _, r := range read {
+		mod, version := r.Path, r.Version
+		if mod == p.spec.Module && semver.Compare(version, p.spec.Version) > 0 {
+			continue
+		}
+		m := GoModule{Path: mod, Version: version}
+		srcBase, err := downloadBase(src, mod, version)
+		if err != nil {
+			return nil, err
+		}
+		dstBase, err := downloadBase(dst, mod, version)
+		if err != nil {
+			return nil, err
+		}
+		if err := os.MkdirAll(filepath.Dir(dstBase), 0o755); err != nil {
+			return nil, err
+		}
+		if err := copyFile(srcBase+".mod", dstBase+".mod"); err != nil {
+			return nil, err
+		}
+		if m.Mod, m.ModSum, err = hashGoMod(dstBase + ".mod"); err != nil {
+			return nil, err
+		}
+		if r.Zip {
+			if err := copyFile(srcBase+".zip", dstBase+".zip"); err != nil {
+				return nil, err
+			}
+			if m.Zip, _, err = lantern.DigestFile(dstBase + ".zip"); err != nil {
+				return nil, err
+			}
+			sums, err := zipSums(dstBase + ".zip")
+			if err != nil {
+				return nil, err
+			}
+			m.Sum = hash1(sums)
+			// The h1: hash the go command checked against the checksum
+			// database when it downloaded the zip.
+			checked, err := os.ReadFile(srcBase + ".ziphash")
+			if err != nil {
+				return nil, fmt.Errorf("%s: the go command left no checked hash of its zip: %w", m, err)
+			}
+			if want := strings.TrimSpace(string(checked)); m.Sum != want {
+				return nil, &DigestError{Input: m.String() + " zip", Path: srcBase + ".zip", ExpectedSum: want, ActualSum: m.Sum,
+					Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
+			}
+		}
+		if err := os.WriteFile(dstBase+".info", infoFile(version), 0o644); err != nil {
+			return nil, err
+		}
+		mods = append(mods, m)
+	}
+	sortModules(mods)
+	if len(mods) == 0 || !slices.ContainsFunc(mods, func(m GoModule) bool {
+		return m.Path == p.spec.Module && m.Version == p.spec.Version && !m.Zip.IsZero()
+	}) {
+		return nil, fmt.Errorf("the build did not read %s@%s: is %s a package of it?", p.spec.Module, p.spec.Version, p.spec.Package)
+	}
+	for mod, list := range versionLists(mods) {
+		base, err := downloadBase(dst, mod, "v0.0.0")
+		if err != nil {
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(filepath.Dir(base), "list"), list, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return mods, nil
+}
+
+// downloadBase returns root/<escaped path>/@v/<escaped version>, to which
+// .mod, .zip and .info are added.
+func downloadBase(root, mod, version string) (string, error) {
+	ep, err := module.EscapePath(mod)
+	if err != nil {
+		return "", err
+	}
+	ev, err := module.EscapeVersion(version)
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(root, filepath.FromSlash(ep), "@v", ev), nil
+}
+
+func infoFile(version string) []byte {
+	b, _ := json.Marshal(struct{ Version string }{version})
+	return append(b, '\n')
+}
+
+// versionLists returns the @v/list file of each module path of mods.
+func versionLists(mods []GoModule) map[string][]byte {
+	lists := map[string][]byte{}
+	for _, m := range mods { // sorted by path, then version
+		lists[m.Path] = append(lists[m.Path], m.Version+"\n"...)
+	}
+	return lists
+}
+
+func sortModules(mods []GoModule) {
+	slices.SortFunc(mods, func(a, b GoModule) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return semver.Compare(a.Version, b.Version)
+	})
+}
+
+// checkPackageModule refuses a package that the build found in a module
+// other than the source's: a nested module, whose zip is not the source.
+func checkPackageModule(spec GoSpec, mods []GoModule) error {
+	for _, m := range mods {
+		if m.Zip.IsZero() || len(m.Path) <= len(spec.Module) {
+			continue
+		}
+		if spec.Package == m.Path || strings.HasPrefix(spec.Package, m.Path+"/") {
+			return fmt.Errorf("package %s is in module %s, not %s: build that module's version", spec.Package, m.Path, spec.Module)
+		}
+	}
+	return nil
+}
+
+func hashGoMod(name string) (lantern.Digest, string, error) {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return lantern.Digest{}, "", err
+	}
+	d := lantern.DigestOf(data)
+	return d, hash1(map[string][32]byte{"go.mod": d.Sum()}), nil
+}
+
+func copyFile(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// removeAll removes dir, made writable first: module caches are read-only.
+func removeAll(dir string) error {
+	if _, err := os.Lstat(dir); errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			os.Chmod(name, 0o755)
+		}
+		return nil
+	})
+	return os.RemoveAll(dir)
+}

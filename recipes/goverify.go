@@ -1,0 +1,414 @@
+package recipes
+
+import (
+	"archive/zip"
+	"bytes"
+	"crypto/sha256"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"maps"
+	"os"
+	"path"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// DigestError reports an input whose bytes are not the ones claimed or
+// recorded. It wraps lantern.ErrDigestMismatch.
+type DigestError struct {
+	// Input names what was checked ("golang.org/x/tools@v0.30.0 zip").
+	Input string
+	// Path is the file, where there is one.
+	Path string
+	// Expected and Actual are the SHA-256 digests, where those differ;
+	// a zero Actual means the file is missing, a zero Expected that none was
+	// recorded (the file should not be there).
+	Expected, Actual lantern.Digest
+	// ExpectedSum and ActualSum are Go's h1: hashes, where those differ.
+	ExpectedSum, ActualSum string
+	// Hint says what to do about it.
+	Hint string
+}
+
+func (e *DigestError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Input)
+	if e.Path != "" {
+		fmt.Fprintf(&b, " (%s)", e.Path)
+	}
+	b.WriteString(": ")
+	b.WriteString(lantern.ErrDigestMismatch.Error())
+	switch {
+	case e.ExpectedSum != "" || e.ActualSum != "":
+		fmt.Fprintf(&b, ": want %s, have %s", orNone(e.ExpectedSum), orNone(e.ActualSum))
+	case e.Expected.IsZero():
+		fmt.Fprintf(&b, ": want no such file, have %s", e.Actual)
+	case e.Actual.IsZero():
+		fmt.Fprintf(&b, ": want %s, have no file", e.Expected)
+	default:
+		fmt.Fprintf(&b, ": want %s, have %s", e.Expected, e.Actual)
+	}
+	if e.Hint != "" {
+		b.WriteString("; ")
+		b.WriteString(e.Hint)
+	}
+	return b.String()
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "none"
+	}
+	return s
+}
+
+// Unwrap returns lantern.ErrDigestMismatch.
+func (e *DigestError) Unwrap() error { return lantern.ErrDigestMismatch }
+
+// VerifyGo checks that the files a build of in would mount are the ones
+// PrepareGo recorded: the toolchain's tree, and every file of the file
+// GOPROXY (each zip by SHA-256 and h1: hash, each go.mod likewise, the
+// .info and list files it made up), with nothing added. A difference is a
+// *DigestError, which wraps lantern.ErrDigestMismatch.
+func VerifyGo(in *GoInputs) error {
+	if err := verifyToolchain(in.Toolchain); err != nil {
+		return fmt.Errorf("verify go inputs: %w", err)
+	}
+	if err := verifyProxy(in); err != nil {
+		return fmt.Errorf("verify go inputs: %w", err)
+	}
+	return nil
+}
+
+func verifyToolchain(tc GoToolchain) error {
+	got, err := treeHash(tc.Dir, tc.Module+"@"+tc.Version)
+	if err != nil {
+		return err
+	}
+	if got != tc.Tree {
+		return &DigestError{Input: "toolchain tree " + tc.Module + "@" + tc.Version, Path: tc.Dir, ExpectedSum: tc.Tree, ActualSum: got}
+	}
+	return checkExecutable(tc.Dir)
+}
+
+func verifyProxy(in *GoInputs) error {
+	var source *GoModule
+	want := map[string]func(name string) error{} // file, relative → its check
+	for i := range in.Modules {
+		m := in.Modules[i]
+		base, err := downloadBase("", m.Path, m.Version)
+		if err != nil {
+			return err
+		}
+		want[base+".mod"] = func(name string) error {
+			d, sum, err := hashGoMod(name)
+			if err != nil {
+				return err
+			}
+			if d != m.Mod || sum != m.ModSum {
+				return &DigestError{Input: m.String() + " go.mod", Path: name, Expected: m.Mod, Actual: d}
+			}
+			return nil
+		}
+		want[base+".info"] = sameBytes(m.String()+" .info", infoFile(m.Version))
+		if m.Zip.IsZero() {
+			continue
+		}
+		if m.Path == in.Spec.Module && m.Version == in.Spec.Version {
+			source = &in.Modules[i]
+		}
+		want[base+".zip"] = func(name string) error {
+			d, _, err := lantern.DigestFile(name)
+			if err != nil {
+				return err
+			}
+			if d != m.Zip {
+				return &DigestError{Input: m.String() + " zip", Path: name, Expected: m.Zip, Actual: d}
+			}
+			sums, err := zipSums(name)
+			if err != nil {
+				return err
+			}
+			if sum := hash1(sums); sum != m.Sum {
+				return &DigestError{Input: m.String() + " zip", Path: name, ExpectedSum: m.Sum, ActualSum: sum}
+			}
+			return nil
+		}
+	}
+	if source == nil {
+		return fmt.Errorf("the inputs hold no zip of the source, %s@%s", in.Spec.Module, in.Spec.Version)
+	}
+	if source.Zip != in.Source.Digest || source.Sum != in.Source.GoSum {
+		return &DigestError{Input: "source " + source.String(), Expected: in.Source.Digest, Actual: source.Zip}
+	}
+	for mod, list := range versionLists(in.Modules) {
+		base, err := downloadBase("", mod, "v0.0.0")
+		if err != nil {
+			return err
+		}
+		want[filepath.Join(filepath.Dir(base), "list")] = sameBytes(mod+" version list", list)
+	}
+
+	seen := map[string]bool{}
+	err := filepath.WalkDir(in.ProxyDir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		rel, err := filepath.Rel(in.ProxyDir, name)
+		if err != nil {
+			return err
+		}
+		check, ok := want[rel]
+		if !ok || !d.Type().IsRegular() {
+			actual, _, _ := lantern.DigestFile(name)
+			return &DigestError{Input: "file GOPROXY: unrecorded file " + rel, Path: name, Actual: actual,
+				Hint: "the sandbox would see it; PrepareGo again"}
+		}
+		seen[rel] = true
+		return check(name)
+	})
+	if err != nil {
+		return err
+	}
+	for _, rel := range slices.Sorted(maps.Keys(want)) {
+		if !seen[rel] {
+			return &DigestError{Input: "file GOPROXY: " + rel, Path: filepath.Join(in.ProxyDir, rel), Hint: "it is missing; PrepareGo again"}
+		}
+	}
+	return nil
+}
+
+func sameBytes(input string, want []byte) func(string) error {
+	return func(name string) error {
+		got, err := os.ReadFile(name)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(got, want) {
+			return &DigestError{Input: input, Path: name, Expected: lantern.DigestOf(want), Actual: lantern.DigestOf(got)}
+		}
+		return nil
+	}
+}
+
+// zipSums returns the SHA-256 of each file in a zip, by name. Two files of
+// one name are an error: Go's h1: hash would count both.
+func zipSums(name string) (map[string][32]byte, error) {
+	z, err := zip.OpenReader(name)
+	if err != nil {
+		return nil, fmt.Errorf("open module zip: %w", err)
+	}
+	defer z.Close()
+	names := make(map[string]bool, len(z.File))
+	for _, f := range z.File {
+		if names[f.Name] {
+			return nil, fmt.Errorf("module zip %s: %q twice", name, f.Name)
+		}
+		names[f.Name] = true
+	}
+	sums, err := hashAll(z.File, func(f *zip.File) (string, io.ReadCloser, error) {
+		r, err := f.Open()
+		return f.Name, r, err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("module zip %s: %w", name, err)
+	}
+	return sums, nil
+}
+
+// hashAll hashes what open opens for each item, on all CPUs: a toolchain
+// is 250 MB in 10,000 files.
+func hashAll[T any](items []T, open func(T) (string, io.ReadCloser, error)) (map[string][32]byte, error) {
+	sums := make(map[string][32]byte, len(items))
+	var (
+		mu       sync.Mutex
+		firstErr error
+		next     atomic.Int64
+		wg       sync.WaitGroup
+	)
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			h := sha256.New()
+			buf := make([]byte, 64<<10)
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= len(items) {
+					return
+				}
+				name, r, err := open(items[i])
+				if err == nil {
+					h.Reset()
+					_, err = io.CopyBuffer(h, r, buf)
+					r.Close()
+				}
+				mu.Lock()
+				if err != nil {
+					if firstErr == nil {
+						firstErr = fmt.Errorf("%s: %w", name, err)
+					}
+					next.Store(int64(len(items)))
+				} else {
+					sums[name] = [32]byte(h.Sum(nil))
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, firstErr
+	}
+	return sums, nil
+}
+
+// hash1 is Go's h1: hash (golang.org/x/mod/sumdb/dirhash.Hash1) of files
+// given by name and SHA-256: the base64 SHA-256 of the lines
+// "<hex sha256>  <name>\n", sorted by name.
+func hash1(sums map[string][32]byte) string {
+	names := slices.Sorted(maps.Keys(sums))
+	h := sha256.New()
+	for _, name := range names {
+		sum := sums[name]
+		fmt.Fprintf(h, "%x  %s\n", sum[:], name)
+	}
+	return "h1:" + base64.StdEncoding.EncodeToString(h.Sum(nil))
+}
+
+// treeHash is the h1: hash of the regular files under dir, named
+// prefix/relative path; anything else (a symbolic link, a device) is an
+// error.
+func treeHash(dir, prefix string) (string, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return nil
+		}
+		if !d.Type().IsRegular() {
+			return fmt.Errorf("%s: not a regular file (%v)", name, d.Type())
+		}
+		rel, err := filepath.Rel(dir, name)
+		if err != nil {
+			return err
+		}
+		files = append(files, rel)
+		return nil
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", dir, err)
+	}
+	sums, err := hashAll(files, func(rel string) (string, io.ReadCloser, error) {
+		f, err := os.Open(filepath.Join(dir, rel))
+		return path.Join(prefix, filepath.ToSlash(rel)), f, err
+	})
+	if err != nil {
+		return "", fmt.Errorf("hash %s: %w", dir, err)
+	}
+	return hash1(sums), nil
+}
+
+// Dependencies returns the build's inputs besides the source, each by the
+// SHA-256 of what was downloaded: the toolchain's zip, every other module's
+// zip the build reads, and the go.mod of every module in its graph (the
+// source's too), named as go.sum names them.
+func (in *GoInputs) Dependencies() []lantern.Dependency {
+	tc := in.Toolchain
+	deps := []lantern.Dependency{{
+		Name:   tc.Module + "@" + tc.Version,
+		URI:    purl(tc.Module, tc.Version, ""),
+		Digest: tc.Zip,
+	}}
+	for _, m := range in.Modules {
+		if !m.Zip.IsZero() && !(m.Path == in.Spec.Module && m.Version == in.Spec.Version) {
+			deps = append(deps, lantern.Dependency{Name: m.String(), URI: purl(m.Path, m.Version, ""), Digest: m.Zip})
+		}
+		deps = append(deps, lantern.Dependency{Name: m.String() + "/go.mod", URI: purl(m.Path, m.Version, "go.mod"), Digest: m.Mod})
+	}
+	return deps
+}
+
+// purl is the package URL of a Go module version, or of a file of it.
+func purl(mod, version, subpath string) string {
+	u := "pkg:golang/" + mod + "@" + strings.ReplaceAll(version, "+", "%2B")
+	if subpath != "" {
+		u += "#" + subpath
+	}
+	return u
+}
+
+// Environment returns the build's environment as the sandbox sees it: the
+// recipe's, filled in for in. (BuildKit adds its trace variables, which
+// differ from run to run and which a Go build does not embed.)
+func (in *GoInputs) Environment(r *Recipe) (map[string]string, error) {
+	if r == nil || r.Go == nil {
+		return nil, errors.New("want the go recipe")
+	}
+	p := r.Go.Paths
+	_, env, _, err := buildCommand(r, in, p.Toolchain, p.GoProxy, p.Tmp, p.Out)
+	return env, err
+}
+
+// BinaryPath returns where the built command is in the output directory,
+// slash-separated: as go install places it, GOBIN, or GOPATH's bin, in a
+// GOOS_GOARCH directory when it cross-compiles.
+func (in *GoInputs) BinaryPath(r *Recipe) (string, error) {
+	env, err := in.Environment(r)
+	if err != nil {
+		return "", err
+	}
+	out := r.Go.Paths.Out
+	exe := execName(in.Spec.Package)
+	if in.Spec.GOOS == "windows" {
+		exe += ".exe"
+	}
+	dir := env["GOBIN"]
+	if dir == "" {
+		gopath, _, _ := strings.Cut(env["GOPATH"], ":")
+		dir = path.Join(gopath, "bin")
+		if in.Spec.GOOS != "linux" || in.Spec.GOARCH != in.HostArch {
+			dir = path.Join(dir, in.Spec.GOOS+"_"+in.Spec.GOARCH)
+		}
+	}
+	rel, ok := strings.CutPrefix(path.Join(dir, exe), out+"/")
+	if !ok {
+		return "", fmt.Errorf("recipe %s installs %s into %s, outside the output directory %s", r.BuildType, exe, dir, out)
+	}
+	return rel, nil
+}
+
+// execName is the go command's name for the executable of a main package
+// (cmd/go/internal/load.DefaultExecName): the last element of its path, or,
+// when that is a major version (example.com/cmd/v2), the one before.
+func execName(importPath string) string {
+	elem := path.Base(importPath)
+	if elem != importPath && isVersionElement(elem) {
+		elem = path.Base(path.Dir(importPath))
+	}
+	return elem
+}
+
+func isVersionElement(s string) bool {
+	if len(s) < 2 || s[0] != 'v' || s[1] == '0' || s == "v1" {
+		return false
+	}
+	for _, c := range s[1:] {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,112 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/moby/buildkit/client"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/recipes"
+)
+
+// GoBuilder rebuilds jobs with the go recipe: the inputs are fetched and
+// checked outside the sandbox (recipes.PrepareGo), the build runs in the
+// BuildKit c is a client of (recipes.BuildGo).
+type GoBuilder struct {
+	c        *client.Client
+	r        *recipes.Recipe
+	modCache string
+	log      *slog.Logger
+}
+
+var _ Builder = (*GoBuilder)(nil)
+
+// NewGoBuilder returns the go recipe's Builder. modCache is a Go module cache
+// shared by the worker's builds (the go command locks what it writes).
+func NewGoBuilder(c *client.Client, modCache string, log *slog.Logger) (*GoBuilder, error) {
+	r, err := recipes.Load("go")
+	if err != nil {
+		return nil, err
+	}
+	return &GoBuilder{c: c, r: r, modCache: modCache, log: log}, nil
+}
+
+// Recipe implements Builder.
+func (g *GoBuilder) Recipe() lantern.Recipe { return g.r.Ref() }
+
+// Build implements Builder. A go source claim names the main package and
+// its module's version; the module is the longest prefix of the package
+// path that the module proxy has at that version.
+func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log io.Writer) (*Result, error) {
+	var (
+		in      *recipes.GoInputs
+		lastErr error
+	)
+	for _, module := range modulePrefixes(job.Source.Name) {
+		spec := recipes.GoSpec{Module: module, Version: job.Source.Version, Package: job.Source.Name,
+			SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
+		fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs\n", module, job.Source.Version)
+		var err error
+		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log})
+		if err == nil {
+			break
+		}
+		var de *recipes.DigestError
+		if errors.As(err, &de) {
+			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
+		}
+		lastErr = err
+		in = nil
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	if in == nil {
+		return nil, &BuildError{Stage: "fetch", Err: fmt.Errorf("no module at %s contains %s: %w", job.Source.Version, job.Source.Name, lastErr)}
+	}
+	out := filepath.Join(work, "out")
+	if err := recipes.BuildGo(ctx, g.c, in, g.r, out, log); err != nil {
+		var de *recipes.DigestError
+		switch {
+		case errors.As(err, &de):
+			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
+		case errors.Is(err, recipes.ErrStepFailed):
+			return nil, &BuildError{Stage: "build", Err: err}
+		}
+		return nil, err
+	}
+	bin, err := in.BinaryPath(g.r)
+	if err != nil {
+		return nil, err
+	}
+	env, err := in.Environment(g.r)
+	if err != nil {
+		return nil, err
+	}
+	label := path.Base(job.Source.Name) + "-" + in.Spec.GOOS + "-" + in.Spec.GOARCH
+	return &Result{
+		Outputs:      map[string]string{label: filepath.Join(out, filepath.FromSlash(strings.TrimPrefix(bin, "/")))},
+		Dependencies: in.Dependencies(),
+		Environment:  env,
+	}, nil
+}
+
+// modulePrefixes returns the import path and its parents, longest first:
+// the candidates for the module that holds a package.
+func modulePrefixes(pkg string) []string {
+	var out []string
+	for p := pkg; p != "." && p != "/" && p != ""; p = path.Dir(p) {
+		out = append(out, p)
+		if !strings.Contains(p, "/") {
+			break
+		}
+	}
+	return out
+}
