@@ -150,7 +150,12 @@ func (f *farm) startWorker(cfg worker.Config, qcfg natsq.Config) (stop func()) {
 
 func (f *farm) claim(name string) lantern.Job {
 	f.t.Helper()
-	c := &lantern.SourceClaim{Source: lantern.Source{Name: name, Version: "v1", Digest: lantern.DigestOf([]byte(name))}, Recipe: "go", Time: time.Now().UTC().Truncate(time.Second)}
+	return f.claimSource(&lantern.SourceClaim{Source: lantern.Source{Name: name, Version: "v1", Digest: lantern.DigestOf([]byte(name))}, Recipe: "go", Time: time.Now().UTC().Truncate(time.Second)})
+}
+
+// claimSource posts a signed source claim to the farm's API and returns its job.
+func (f *farm) claimSource(c *lantern.SourceClaim) lantern.Job {
+	f.t.Helper()
 	env, err := attest.Sign(c, f.claimKey)
 	if err != nil {
 		f.t.Fatal(err)

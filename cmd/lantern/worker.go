@@ -51,7 +51,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				log := slog.New(slog.NewTextHandler(io.err, nil)).With("builder", k.ID().Short())
+				log := slog.New(slog.NewTextHandler(io.err, nil))
 				if err := os.MkdirAll(*work, 0o755); err != nil {
 					return fmt.Errorf("--work: %w", err)
 				}
@@ -86,7 +86,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				log.Info("worker taking jobs", "nats", *natsURL, "concurrency", *concurrency)
+				log.Info("worker taking jobs", "builder", k.ID().Short(), "nats", *natsURL, "concurrency", *concurrency)
 				return w.Run(ctx)
 			}
 		},

@@ -1,0 +1,86 @@
+package worker_test
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/worker"
+	"github.com/lanternfarm/lantern/worker/buildkit"
+)
+
+// TestStringerThroughTheFarm is the whole path with every real part: a
+// source claim of golang.org/x/tools/cmd/stringer@v0.30.0 posted to the
+// scheduler's API, two workers with different keys, each with its own
+// buildkitd and runc, rebuilding it with the go recipe, and the farm's
+// verdict that they got the same bytes. (That those are the bytes of a plain
+// host go install is shown in package recipes.)
+func TestStringerThroughTheFarm(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rebuilds stringer twice in BuildKit: about a minute")
+	}
+	a, b := mustKey(t), mustKey(t)
+	f := newFarm(t, natsq.Config{}, a, b)
+	for i, key := range []*worker.Config{{Key: a}, {Key: b}} {
+		d, err := buildkit.StartDaemon(t.Context(), buildkit.Options{})
+		if err != nil {
+			if os.Getenv("CI") == "" && (errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc)) {
+				t.Skipf("no BuildKit here (%v): run make buildkitd and apt-get install runc", err)
+			}
+			t.Fatalf("start buildkitd %d: %v", i, err)
+		}
+		t.Cleanup(func() { d.Close() })
+		c, err := buildkit.Connect(t.Context(), d.Addr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		gb, err := worker.NewGoBuilder(c, filepath.Join(t.TempDir(), "modcache"), logger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		key.Builders = map[string]worker.Builder{"go": gb}
+		key.Heartbeat = 5 * time.Second
+		f.startWorker(*key, natsq.Config{})
+	}
+
+	// The claim a maintainer (or a bridge from the checksum database) makes:
+	// the module zip's digest and its h1: hash, as the go command has them.
+	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	var dl struct{ Zip, Sum string }
+	if err := json.Unmarshal(out, &dl); err != nil {
+		t.Fatal(err)
+	}
+	zip, _, err := lantern.DigestFile(dl.Zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: zip, GoSum: dl.Sum}
+	job := f.claimSource(&lantern.SourceClaim{Source: src, Recipe: "go", Fetch: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip", Time: time.Now().UTC().Truncate(time.Second)})
+
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		v := f.source(job)
+		if len(v.Verdicts) == 1 && v.Verdicts[0].Status != lantern.StatusPending {
+			vd := v.Verdicts[0]
+			if vd.Status != lantern.StatusReproduced || len(vd.Groups) != 1 || len(vd.Groups[0].Builders) != 2 {
+				t.Fatalf("verdict = %+v, want reproduced by both builders", vd)
+			}
+			t.Logf("%s: %s, %s by %d builders", vd.Label, vd.Status, vd.Groups[0].Output, len(vd.Groups[0].Builders))
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no verdict after 10 minutes: %+v", v)
+		}
+		time.Sleep(time.Second)
+	}
+}
