@@ -3,7 +3,6 @@ package recipes_test
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"os"
@@ -11,17 +10,14 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/moby/buildkit/client"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/buildkittest"
 	"github.com/lanternfarm/lantern/recipes"
-	"github.com/lanternfarm/lantern/worker/buildkit"
 )
 
 // These tests download from GOPROXY and check against the checksum
@@ -106,8 +102,7 @@ func TestStringerReproduces(t *testing.T) {
 	for i := range 2 {
 		// A daemon of its own, so that the second build is a rebuild and
 		// not a cache hit; and a key of its own.
-		d := startDaemon(t)
-		c := connect(t, d)
+		d, c := buildkittest.Start(t)
 		key, err := keys.Generate()
 		if err != nil {
 			t.Fatal(err)
@@ -385,68 +380,6 @@ func linkTree(t *testing.T, src, dst string) {
 		})
 	})
 }
-
-// startDaemon starts a buildkitd for one test and stops it when the test
-// ends. Where buildkitd, runc or root is missing it skips, and fails under
-// CI, which must run these tests.
-func startDaemon(t *testing.T) *buildkit.Daemon {
-	t.Helper()
-	// Not t.TempDir(): its path can be too long for a unix socket.
-	dir, err := os.MkdirTemp("", "bk")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	log := new(syncBuffer)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("buildkitd's output:\n%s", log)
-		}
-	})
-	d, err := buildkit.StartDaemon(t.Context(), buildkit.Options{Dir: dir, Log: log})
-	if errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc) || errors.Is(err, buildkit.ErrNotRoot) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%v\nCI must run the BuildKit tests: 'make buildkitd', and as root, 'apt-get install runc'", err)
-		}
-		t.Skipf("%v\n(to run this test: 'make buildkitd' and, as root, 'apt-get install runc')", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { d.Close() })
-	return d
-}
-
-func connect(t *testing.T, d *buildkit.Daemon) *client.Client {
-	t.Helper()
-	c, err := buildkit.Connect(t.Context(), d.Addr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-// syncBuffer is a bytes.Buffer that the daemon's output goroutines may
-// write to while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-var _ fmt.Stringer = (*syncBuffer)(nil)
 
 // TestPrepareGoNeedsTheChecksumDatabase: with the checksum database off,
 // nothing would check the modules, so PrepareGo refuses before it downloads

@@ -2,17 +2,15 @@ package worker_test
 
 import (
 	"encoding/json"
-	"errors"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/buildkittest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/worker"
-	"github.com/lanternfarm/lantern/worker/buildkit"
 )
 
 // TestStringerThroughTheFarm is the whole path with every real part: a
@@ -27,20 +25,8 @@ func TestStringerThroughTheFarm(t *testing.T) {
 	}
 	a, b := mustKey(t), mustKey(t)
 	f := newFarm(t, natsq.Config{}, a, b)
-	for i, key := range []*worker.Config{{Key: a}, {Key: b}} {
-		d, err := buildkit.StartDaemon(t.Context(), buildkit.Options{})
-		if err != nil {
-			if os.Getenv("CI") == "" && (errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc)) {
-				t.Skipf("no BuildKit here (%v): run make buildkitd and apt-get install runc", err)
-			}
-			t.Fatalf("start buildkitd %d: %v", i, err)
-		}
-		t.Cleanup(func() { d.Close() })
-		c, err := buildkit.Connect(t.Context(), d.Addr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
+	for _, key := range []*worker.Config{{Key: a}, {Key: b}} {
+		_, c := buildkittest.Start(t)
 		gb, err := worker.NewGoBuilder(c, filepath.Join(t.TempDir(), "modcache"), logger())
 		if err != nil {
 			t.Fatal(err)

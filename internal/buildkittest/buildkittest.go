@@ -1,0 +1,71 @@
+// Package buildkittest starts a real buildkitd for a test of a package that
+// builds in BuildKit (recipes, worker). Where buildkitd, runc or root is
+// missing it skips the test — and fails it under CI, which must run them.
+package buildkittest
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+
+	"github.com/moby/buildkit/client"
+
+	"github.com/lanternfarm/lantern/worker/buildkit"
+)
+
+// Start starts a buildkitd for one test, stops it when the test ends, and
+// returns a client of it. On failure the test's log shows the daemon's
+// output.
+func Start(t testing.TB) (*buildkit.Daemon, *client.Client) {
+	t.Helper()
+	// Not t.TempDir(): its path can be too long for a unix socket.
+	dir, err := os.MkdirTemp("", "bk")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	log := new(syncBuffer)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("buildkitd's output:\n%s", log)
+		}
+	})
+	d, err := buildkit.StartDaemon(t.Context(), buildkit.Options{Dir: dir, Log: log})
+	if errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc) || errors.Is(err, buildkit.ErrNotRoot) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v\nCI must run the BuildKit tests: 'make buildkitd', and as root, 'apt-get install runc'", err)
+		}
+		t.Skipf("%v\n(to run this test: 'make buildkitd' and, as root, 'apt-get install runc')", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { d.Close() })
+	c, err := buildkit.Connect(t.Context(), d.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return d, c
+}
+
+// syncBuffer is a bytes.Buffer that the daemon's output goroutines may
+// write to while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
