@@ -110,6 +110,22 @@ func (f *farm) startScheduler() {
 	f.q, f.st, f.s, f.cancel, f.done = q, st, s, cancel, make(chan error, 1)
 	go func() { f.done <- s.Run(ctx) }()
 	f.api = httptest.NewServer(s.Handler())
+	// Run registers the builders first: wait for their consumers, so that a
+	// test's builder never asks before the scheduler has added it.
+	deadline := time.Now().Add(60 * time.Second)
+	for _, b := range f.builders {
+		for {
+			jc, err := q.Jobs(f.t.Context(), b.ID())
+			if err == nil {
+				jc.Close()
+				break
+			}
+			if time.Now().After(deadline) {
+				f.t.Fatalf("builder %s never registered: %v", b.ID().Short(), err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 }
 
 func (f *farm) stopScheduler() {
