@@ -57,14 +57,13 @@ var DefaultRecipes = []string{"go", "generic"}
 
 // Scheduler ingests claims and results and keeps verdicts.
 type Scheduler struct {
-	cfg       Config
-	q         Queue
-	st        Store
-	log       *slog.Logger
-	metrics   *metrics
-	claimKeys []*keys.Public
-	builders  map[lantern.Digest]*keys.Public
-	recipes   map[string]bool
+	cfg      Config
+	q        Queue
+	st       Store
+	log      *slog.Logger
+	metrics  *metrics
+	builders map[lantern.Digest]*keys.Public
+	recipes  map[string]bool
 
 	// resultsMu serialises the read-decide-write of verdicts.
 	resultsMu sync.Mutex
@@ -85,14 +84,13 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 		cfg.Recipes = DefaultRecipes
 	}
 	s := &Scheduler{
-		cfg:       cfg,
-		q:         q,
-		st:        st,
-		log:       log,
-		metrics:   newMetrics(),
-		claimKeys: cfg.ClaimKeys,
-		builders:  map[lantern.Digest]*keys.Public{},
-		recipes:   map[string]bool{},
+		cfg:      cfg,
+		q:        q,
+		st:       st,
+		log:      log,
+		metrics:  newMetrics(),
+		builders: map[lantern.Digest]*keys.Public{},
+		recipes:  map[string]bool{},
 	}
 	for _, b := range cfg.Builders {
 		s.builders[b.ID()] = b
@@ -180,7 +178,7 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	}
 	var v *attest.Verified
 	var lastErr error = ErrUnknownSigner
-	for _, k := range s.claimKeys {
+	for _, k := range s.cfg.ClaimKeys {
 		if v, lastErr = attest.Verify(env, k); lastErr == nil {
 			break
 		}
@@ -190,7 +188,7 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	}
 	if v == nil {
 		if errors.Is(lastErr, dsse.ErrSignature) || errors.Is(lastErr, ErrUnknownSigner) {
-			return nil, fmt.Errorf("%w (%d keys tried)", ErrUnknownSigner, len(s.claimKeys))
+			return nil, fmt.Errorf("%w (%d keys tried)", ErrUnknownSigner, len(s.cfg.ClaimKeys))
 		}
 		return nil, lastErr
 	}
