@@ -74,7 +74,10 @@ type SourceClaim struct {
 	Recipe string `json:"recipe,omitempty"`
 	// Artefacts are the published outputs, label → digest.
 	Artefacts map[string]Digest `json:"artefacts,omitempty"`
-	Time      time.Time         `json:"time"`
+	// Build says how the generic recipe builds the source; only claims
+	// with that recipe have one, and they must.
+	Build *BuildSpec `json:"build,omitempty"`
+	Time  time.Time  `json:"time"`
 }
 
 // Kind implements Claim.
@@ -93,6 +96,19 @@ func (c *SourceClaim) Validate() error {
 	if c.Recipe != "" {
 		if err := validName("recipe", c.Recipe); err != nil {
 			return err
+		}
+	}
+	switch {
+	case c.Recipe == RecipeGeneric && c.Build == nil:
+		return fmt.Errorf("build: missing: the generic recipe needs a build spec (image, commands, outputs)")
+	case c.Recipe != RecipeGeneric && c.Build != nil:
+		return fmt.Errorf("build: only claims with recipe %q have a build spec, not %q", RecipeGeneric, c.Recipe)
+	case c.Build != nil:
+		if err := c.Build.Validate(); err != nil {
+			return fmt.Errorf("build.%w", err)
+		}
+		if c.Fetch == "" {
+			return fmt.Errorf("fetch: missing: the generic recipe downloads the source tarball from it")
 		}
 	}
 	for label, d := range c.Artefacts {

@@ -173,6 +173,29 @@ func decodeSource(d *decoder, s *lantern.Source) error {
 	})
 }
 
+func decodeBuildSpec(d *decoder, s *lantern.BuildSpec) error {
+	return d.Object(func(d *decoder, name []byte) error {
+		switch string(name) {
+		case "image":
+			return str(d, &s.Image)
+		case "commands":
+			s.Commands = []string{}
+			return d.Array(func(d *decoder) error {
+				c, err := d.String()
+				s.Commands = append(s.Commands, c)
+				return err
+			})
+		case "outputs":
+			return stringMap(d, &s.Outputs)
+		case "env":
+			return stringMap(d, &s.Env)
+		case "sourceDate":
+			return timeValue(d, &s.SourceDate)
+		}
+		return d.UnknownField(name)
+	})
+}
+
 func decodeRecipe(d *decoder, r *lantern.Recipe) error {
 	return d.Object(func(d *decoder, name []byte) error {
 		switch string(name) {
@@ -429,6 +452,9 @@ func claimField(d *decoder, c lantern.Claim, name string) (bool, error) {
 				c.Artefacts[string(label)] = dg
 				return nil
 			})
+		case "build":
+			c.Build = new(lantern.BuildSpec)
+			return true, decodeBuildSpec(d, c.Build)
 		case "time":
 			return true, timeValue(d, &c.Time)
 		}

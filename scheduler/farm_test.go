@@ -161,7 +161,7 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, lantern.Job{ID: lantern.JobID(c.Source.Digest, "go"), Source: c.Source}
+	return b, lantern.Job{ID: lantern.JobID(c.Source.Digest, "go", nil), Source: c.Source}
 }
 
 // rebuilt signs, as builder, a rebuild of job's source to output.

@@ -203,7 +203,7 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	if !s.recipes[recipe] {
 		return nil, fmt.Errorf("%w %q: this farm rebuilds with %s", ErrUnknownRecipe, recipe, strings.Join(s.cfg.Recipes, ", "))
 	}
-	id := lantern.JobID(sc.Source.Digest, recipe)
+	id := lantern.JobID(sc.Source.Digest, recipe, sc.Build)
 	now := received.UTC()
 	if received.IsZero() {
 		now = s.cfg.Now().UTC()
@@ -211,7 +211,7 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	d := lantern.DigestOf(raw)
 	return &verifiedClaim{
 		rec: ClaimRecord{Envelope: d, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{id}, Received: now},
-		job: lantern.Job{ID: id, Source: sc.Source, Recipe: recipe, Fetch: sc.Fetch, Published: sc.Artefacts, Claim: d, Created: now},
+		job: lantern.Job{ID: id, Source: sc.Source, Recipe: recipe, Fetch: sc.Fetch, Published: sc.Artefacts, Build: sc.Build, Claim: d, Created: now},
 	}, nil
 }
 

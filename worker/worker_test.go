@@ -169,7 +169,7 @@ func (f *farm) claimSource(c *lantern.SourceClaim) lantern.Job {
 	if resp.StatusCode != http.StatusAccepted {
 		f.t.Fatalf("POST claim = %d", resp.StatusCode)
 	}
-	return lantern.Job{ID: lantern.JobID(c.Source.Digest, "go"), Source: c.Source}
+	return lantern.Job{ID: lantern.JobID(c.Source.Digest, "go", nil), Source: c.Source}
 }
 
 func (f *farm) get(path string, out any) int {

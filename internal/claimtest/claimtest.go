@@ -49,6 +49,20 @@ func Examples(builder lantern.Digest) []Example {
 			},
 			Time: Started,
 		}},
+		{"source-generic", &lantern.SourceClaim{
+			Source: lantern.Source{Name: "hello", Version: "2.12.1", Digest: d("hello-2.12.1.tar.gz")},
+			Fetch:  "https://ftp.gnu.org/gnu/hello/hello-2.12.1.tar.gz",
+			Recipe: lantern.RecipeGeneric,
+			Build: &lantern.BuildSpec{
+				Image:      "registry.example/builders/debian:bookworm@sha256:" + d("image").Hex(),
+				Commands:   []string{"./configure --prefix=/usr", "make", "cp hello \"$OUT/hello\""},
+				Outputs:    map[string]string{"hello-linux-amd64": "hello"},
+				Env:        map[string]string{"CFLAGS": "-O2"},
+				SourceDate: Started.In(time.FixedZone("CET", 3600)),
+			},
+			Artefacts: map[string]lantern.Digest{"hello-linux-amd64": d("hello binary")},
+			Time:      Started,
+		}},
 		{"rebuild", &lantern.Rebuild{
 			Source:  Stringer,
 			Label:   "stringer-linux-amd64",
