@@ -14,7 +14,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc busybox clean clean-cache
 
 all: build
 
@@ -25,7 +25,7 @@ build:
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
 # from tools/buildkit; runc comes from Debian.
-deps: cosign buildkitd runc
+deps: cosign buildkitd runc busybox
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -50,6 +50,12 @@ $(BUILDCTL): tools/buildkit/go.mod tools/buildkit/go.sum
 runc:
 	@command -v runc >/dev/null || { echo "== installing runc with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc; }
+
+# busybox (Debian's static one) is what the generic recipe's tests assemble
+# their builder image from.
+busybox:
+	@test -x /bin/busybox || { echo "== installing busybox-static with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static; }
 
 # test runs the whole suite, the cosign interop tests included, then each
 # fuzz target briefly.

@@ -46,6 +46,8 @@ type Recipe struct {
 	Check string
 	// Go holds the parameters of the go recipe; nil for other recipes.
 	Go *GoParams
+	// Generic holds the parameters of the generic recipe; nil for others.
+	Generic *GenericParams
 
 	raw []byte
 }
@@ -187,12 +189,13 @@ func validRecipeName(name string) bool { return recipeName.MatchString(name) }
 
 // file is the JSON form of a recipe file.
 type file struct {
-	Name      string    `json:"name"`
-	Version   int       `json:"version"`
-	BuildType string    `json:"buildType"`
-	Summary   string    `json:"summary"`
-	Check     string    `json:"check"`
-	Go        *GoParams `json:"go"`
+	Name      string         `json:"name"`
+	Version   int            `json:"version"`
+	BuildType string         `json:"buildType"`
+	Summary   string         `json:"summary"`
+	Check     string         `json:"check"`
+	Go        *GoParams      `json:"go"`
+	Generic   *GenericParams `json:"generic"`
 }
 
 // Parse reads a recipe file strictly: unknown fields, a build type that does
@@ -220,7 +223,11 @@ func Parse(b []byte) (*Recipe, error) {
 	if f.Summary == "" {
 		return nil, fmt.Errorf("parse recipe %s: summary: missing", f.Name)
 	}
-	if err := checkPlaceholders("check", f.Check, checkKeys); err != nil {
+	keys := checkKeys
+	if f.Name == lantern.RecipeGeneric {
+		keys = genericCheckKeys
+	}
+	if err := checkPlaceholders("check", f.Check, keys); err != nil {
 		return nil, fmt.Errorf("parse recipe %s: %w", f.Name, err)
 	}
 	switch {
@@ -228,10 +235,19 @@ func Parse(b []byte) (*Recipe, error) {
 		return nil, fmt.Errorf("parse recipe go: go: missing")
 	case f.Name != "go" && f.Go != nil:
 		return nil, fmt.Errorf("parse recipe %s: go: only the go recipe has Go parameters", f.Name)
+	case f.Name == lantern.RecipeGeneric && f.Generic == nil:
+		return nil, fmt.Errorf("parse recipe generic: generic: missing")
+	case f.Name != lantern.RecipeGeneric && f.Generic != nil:
+		return nil, fmt.Errorf("parse recipe %s: generic: only the generic recipe has generic parameters", f.Name)
 	}
 	if f.Go != nil {
 		if err := f.Go.validate(); err != nil {
 			return nil, fmt.Errorf("parse recipe %s: go.%w", f.Name, err)
+		}
+	}
+	if f.Generic != nil {
+		if err := f.Generic.validate(); err != nil {
+			return nil, fmt.Errorf("parse recipe %s: generic.%w", f.Name, err)
 		}
 	}
 	return &Recipe{
@@ -242,6 +258,7 @@ func Parse(b []byte) (*Recipe, error) {
 		Summary:   f.Summary,
 		Check:     f.Check,
 		Go:        f.Go,
+		Generic:   f.Generic,
 		raw:       bytes.Clone(b),
 	}, nil
 }

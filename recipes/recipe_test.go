@@ -25,7 +25,8 @@ import (
 // changing it would change what they meant. A new recipe version is a new
 // file, NAME/vN+1.json, added here.
 var released = map[string]string{
-	"go/v1.json": "sha256:ebe7eb30598b6c27ae4037840fca294318070b6db7174db4cff8e1b876f0f358",
+	"go/v1.json":      "sha256:ebe7eb30598b6c27ae4037840fca294318070b6db7174db4cff8e1b876f0f358",
+	"generic/v1.json": "sha256:cb5dbe480d1eed630b1bf15bba1034759111bca273609d6d81f2243c1b3480f5",
 }
 
 func TestReleasedRecipesNeverChange(t *testing.T) {

@@ -169,7 +169,11 @@ func (f *farm) claimSource(c *lantern.SourceClaim) lantern.Job {
 	if resp.StatusCode != http.StatusAccepted {
 		f.t.Fatalf("POST claim = %d", resp.StatusCode)
 	}
-	return lantern.Job{ID: lantern.JobID(c.Source.Digest, "go", nil), Source: c.Source}
+	recipe := c.Recipe
+	if recipe == "" {
+		recipe = "go"
+	}
+	return lantern.Job{ID: lantern.JobID(c.Source.Digest, recipe, c.Build), Source: c.Source}
 }
 
 func (f *farm) get(path string, out any) int {

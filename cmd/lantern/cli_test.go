@@ -64,9 +64,10 @@ func TestClaimSignVerify(t *testing.T) {
 	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen")
 	putFile(t, dir, "hello-1.2.0.tar.gz", "source bytes")
 	putFile(t, dir, "hello", "binary bytes")
+	putFile(t, dir, "build.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("cd", 32)+`", "commands": ["make"], "outputs": {"hello-linux-amd64": "hello"}}`)
 	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.2.0",
 		"--source-file", "hello-1.2.0.tar.gz", "--fetch", "https://example.org/hello-1.2.0.tar.gz",
-		"--recipe", "generic", "--artefact", "hello-linux-amd64=hello", "-o", "claim.json").must(t, "claim sign")
+		"--recipe", "generic", "--build", "build.json", "--artefact", "hello-linux-amd64=hello", "-o", "claim.json").must(t, "claim sign")
 	r := runLantern(t, dir, nil, "claim", "verify", "--key", "maint.pub", "--json", "claim.json").must(t, "claim verify")
 	var got struct {
 		Kind  string
@@ -74,16 +75,19 @@ func TestClaimSignVerify(t *testing.T) {
 			Source    struct{ Name, Version, Digest string }
 			Fetch     string
 			Artefacts map[string]string
+			Build     struct{ Commands []string }
 		}
 	}
 	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil {
 		t.Fatalf("claim verify --json printed %q: %v", r.stdout, err)
 	}
 	if got.Kind != "source" || got.Claim.Source.Name != "example.org/hello" || got.Claim.Source.Version != "v1.2.0" ||
-		got.Claim.Source.Digest != "sha256:"+sha256hex("source bytes") || got.Claim.Artefacts["hello-linux-amd64"] != "sha256:"+sha256hex("binary bytes") {
+		got.Claim.Source.Digest != "sha256:"+sha256hex("source bytes") || got.Claim.Artefacts["hello-linux-amd64"] != "sha256:"+sha256hex("binary bytes") ||
+		len(got.Claim.Build.Commands) != 1 || got.Claim.Build.Commands[0] != "make" {
 		t.Errorf("verified claim = %+v", got)
 	}
 
+	putFile(t, dir, "bad.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("cd", 32)+`", "command": ["make"], "outputs": {"a": "a"}}`)
 	for _, tt := range []struct {
 		name string
 		args []string
@@ -96,6 +100,8 @@ func TestClaimSignVerify(t *testing.T) {
 		{"bad artefact", []string{"--key", "maint.key", "--source", "a@1", "--source-digest", "sha256:" + sha256hex("x"), "--artefact", "nolabel"}, "want LABEL=sha256:<hex> or LABEL=FILE"},
 		{"relative fetch", []string{"--key", "maint.key", "--source", "a@1", "--source-digest", "sha256:" + sha256hex("x"), "--fetch", "a.tgz"}, "want an absolute URL"},
 		{"no key", []string{"--source", "a@1", "--source-digest", "sha256:" + sha256hex("x")}, "--key is required"},
+		{"generic without a spec", []string{"--key", "maint.key", "--source", "a@1", "--source-digest", "sha256:" + sha256hex("x"), "--fetch", "https://example.org/a.tgz", "--recipe", "generic"}, "build: missing"},
+		{"spec with a typo", []string{"--key", "maint.key", "--source", "a@1", "--source-digest", "sha256:" + sha256hex("x"), "--fetch", "https://example.org/a.tgz", "--recipe", "generic", "--build", "bad.json"}, `unknown field "command"`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			runLantern(t, dir, pw, append([]string{"claim", "sign"}, tt.args...)...).fails(t, tt.name, 2, tt.want)

@@ -75,8 +75,9 @@ func TestSchedulerCommand(t *testing.T) {
 	}
 
 	putFile(t, dir, "hello.tar.gz", "hello source")
+	putFile(t, dir, "build.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("cd", 32)+`", "commands": ["make"], "outputs": {"hello-linux-amd64": "hello"}}`)
 	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.0.0",
-		"--source-file", "hello.tar.gz", "--recipe", "generic", "-o", "claim.json").must(t, "claim sign")
+		"--source-file", "hello.tar.gz", "--fetch", "http://127.0.0.1:1/hello.tar.gz", "--recipe", "generic", "--build", "build.json", "-o", "claim.json").must(t, "claim sign")
 	resp, err := http.Post(base+"/api/v1/claims", "application/json", strings.NewReader(readFile(t, filepath.Join(dir, "claim.json"))))
 	if err != nil {
 		t.Fatal(err)

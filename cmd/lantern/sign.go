@@ -1,8 +1,10 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -98,10 +100,18 @@ with this sha256", optionally with the artefacts the project published, by
 label. The claim is an in-toto statement in a DSSE envelope; the scheduler
 turns it into rebuild jobs.
 
+The generic recipe needs a build spec, a JSON file given with --build:
+  {"image": "registry.example/builder@sha256:<hex>",
+   "commands": ["./configure", "make", "cp hello \"$OUT/hello\""],
+   "outputs": {"hello-linux-amd64": "hello"},
+   "env": {"CFLAGS": "-O2"}, "sourceDate": "2024-01-02T03:04:05Z"}
+(env and sourceDate, the build's SOURCE_DATE_EPOCH, may be left out).
+
 Example:
   lantern claim sign --key maintainer.key \
     --source example.org/hello@v1.2.0 --source-file hello-1.2.0.tar.gz \
     --fetch https://example.org/hello-1.2.0.tar.gz --recipe generic \
+    --build hello.build.json \
     --artefact hello-linux-amd64=dist/hello -o hello-1.2.0.claim.json`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "private key `FILE` (default $LANTERN_KEY)")
@@ -109,6 +119,7 @@ Example:
 			src.register(f)
 			fetch := f.String("fetch", "", "`URL` the source archive can be downloaded from")
 			recipe := f.String("recipe", "", "the `RECIPE` that rebuilds it: go, generic")
+			build := f.String("build", "", "the generic recipe's build spec, a JSON `FILE` (see above)")
 			arts := artefactFlag{}
 			f.Var(arts, "artefact", "a published artefact, `LABEL=sha256:<hex>` or LABEL=FILE (repeat for more)")
 			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
@@ -123,6 +134,11 @@ Example:
 				c := &lantern.SourceClaim{Source: s, Fetch: *fetch, Recipe: *recipe, Time: time.Now().UTC().Truncate(time.Second)}
 				if len(arts) > 0 {
 					c.Artefacts = arts
+				}
+				if *build != "" {
+					if c.Build, err = readBuildSpec(*build); err != nil {
+						return usagef("--build %s: %v", *build, err)
+					}
 				}
 				if err := c.Validate(); err != nil {
 					return usagef("%v", err)
@@ -343,4 +359,23 @@ func describe(v *attest.Verified) string {
 		return fmt.Sprintf("key %s says %s is NOT source %s: %s", v.Signer, c.Source, c.Source.Digest, c.Reason)
 	}
 	return string(v.Claim.Kind())
+}
+
+// readBuildSpec reads a build spec file strictly: an unknown field is
+// a mistake to report, not to drop.
+func readBuildSpec(file string) (*lantern.BuildSpec, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	var s lantern.BuildSpec
+	if err := dec.Decode(&s); err != nil {
+		return nil, fmt.Errorf("want a JSON object with image, commands, outputs (and optionally env, sourceDate): %w", err)
+	}
+	if dec.More() {
+		return nil, errors.New("data after the spec's object")
+	}
+	return &s, nil
 }

@@ -9,7 +9,9 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker"
 	"github.com/lanternfarm/lantern/worker/buildkit"
 )
@@ -23,8 +25,10 @@ rebuilds each in a BuildKit sandbox with the job's recipe, and publishes a
 signed attestation of what it got — or of why it could not. Several workers
 with the same key share the builder's jobs.
 
-Without --buildkit it starts its own buildkitd (make buildkitd builds it;
-it runs as root with Debian's runc) and stops it on exit. On SIGTERM it
+It rebuilds with the go recipe and the generic one (a source tarball built
+by its claim's build spec in a builder image pulled by digest). Without
+--buildkit it starts its own buildkitd (make buildkitd builds it; it runs as
+root with Debian's runc) and stops it on exit. On SIGTERM it
 takes no more jobs, lets running builds finish for --grace, and hands back
 the rest.
 
@@ -40,6 +44,9 @@ Example:
 			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
 			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
 			heartbeat := f.Duration("heartbeat", 20*time.Second, "how often a running build tells NATS it is alive (under the farm's ack wait)")
+			timeLimit := f.Duration("time-limit", 0, "how long a generic build may run before it is killed and reported failed (default: the recipe's, 2h)")
+			var plainHTTP listFlag
+			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("worker takes no arguments, got %q", args)
@@ -55,9 +62,15 @@ Example:
 				if err := os.MkdirAll(*work, 0o755); err != nil {
 					return fmt.Errorf("--work: %w", err)
 				}
+				if *timeLimit < 0 {
+					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
+				}
 				addr := *bk
+				if addr != "" && len(plainHTTP) > 0 {
+					return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
+				}
 				if addr == "" {
-					d, err := buildkit.StartDaemon(ctx, buildkit.Options{})
+					d, err := buildkit.StartDaemon(ctx, buildkit.Options{PlainHTTPRegistries: plainHTTP})
 					if err != nil {
 						return fmt.Errorf("start buildkitd: %w", err)
 					}
@@ -79,8 +92,12 @@ Example:
 				if err != nil {
 					return err
 				}
+				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log)
+				if err != nil {
+					return err
+				}
 				w, err := worker.New(worker.Config{
-					Key: k, Builders: map[string]worker.Builder{"go": gb}, Concurrency: *concurrency,
+					Key: k, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
 					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work,
 				}, q, log)
 				if err != nil {

@@ -20,6 +20,12 @@ import (
 // output.
 func Start(t testing.TB) (*buildkit.Daemon, *client.Client) {
 	t.Helper()
+	return StartWith(t, buildkit.Options{})
+}
+
+// StartWith is Start with options; Dir and Log are the helper's own.
+func StartWith(t testing.TB, opts buildkit.Options) (*buildkit.Daemon, *client.Client) {
+	t.Helper()
 	// Not t.TempDir(): its path can be too long for a unix socket.
 	dir, err := os.MkdirTemp("", "bk")
 	if err != nil {
@@ -32,7 +38,8 @@ func Start(t testing.TB) (*buildkit.Daemon, *client.Client) {
 			t.Logf("buildkitd's output:\n%s", log)
 		}
 	})
-	d, err := buildkit.StartDaemon(t.Context(), buildkit.Options{Dir: dir, Log: log})
+	opts.Dir, opts.Log = dir, log
+	d, err := buildkit.StartDaemon(t.Context(), opts)
 	if errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc) || errors.Is(err, buildkit.ErrNotRoot) {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("%v\nCI must run the BuildKit tests: 'make buildkitd', and as root, 'apt-get install runc'", err)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -52,6 +53,11 @@ type Options struct {
 	// Log receives buildkitd's output. Nil: it is discarded, but for its
 	// last lines, which errors from StartDaemon and Close quote.
 	Log io.Writer
+	// PlainHTTPRegistries are registries, HOST:PORT, that the daemon pulls
+	// images from over plain HTTP: a registry on the machine itself, as in
+	// tests. Images are pulled by digest, which the daemon checks, so the
+	// transport's integrity is not what their trust rests on.
+	PlainHTTPRegistries []string
 }
 
 // Daemon is a buildkitd started by StartDaemon, running until Close.
@@ -104,7 +110,12 @@ func StartDaemon(ctx context.Context, opts Options) (*Daemon, error) {
 			return nil, fmt.Errorf("start buildkitd: %w", err)
 		}
 	}
-	d, err := start(ctx, bin, runc, dir, opts.Log)
+	for _, r := range opts.PlainHTTPRegistries {
+		if r == "" || strings.ContainsAny(r, "\"/ \t\n[]") {
+			return nil, fmt.Errorf("start buildkitd: plain-HTTP registry %q: want HOST:PORT", r)
+		}
+	}
+	d, err := start(ctx, bin, runc, dir, opts)
 	if err != nil {
 		if ownDir {
 			os.RemoveAll(dir)
@@ -115,7 +126,7 @@ func StartDaemon(ctx context.Context, opts Options) (*Daemon, error) {
 	return d, nil
 }
 
-func start(ctx context.Context, bin, runc, dir string, log io.Writer) (*Daemon, error) {
+func start(ctx context.Context, bin, runc, dir string, opts Options) (*Daemon, error) {
 	sock := filepath.Join(dir, "buildkitd.sock")
 	if len(sock) > maxSocketPath {
 		return nil, fmt.Errorf("start buildkitd: socket path %q is %d bytes, more than a unix socket allows (%d): use a shorter Dir", sock, len(sock), maxSocketPath)
@@ -138,18 +149,24 @@ func start(ctx context.Context, bin, runc, dir string, log io.Writer) (*Daemon, 
 			return nil, fmt.Errorf("start buildkitd: %w", err)
 		}
 	}
-	// An empty config file keeps the machine's /etc/buildkit/buildkitd.toml
-	// out: what a rebuild sees is set here, by flags.
+	// A config file of its own keeps the machine's
+	// /etc/buildkit/buildkitd.toml out: what a rebuild sees is set here, by
+	// flags, but for the registries to reach over plain HTTP.
 	config := filepath.Join(dir, "buildkitd.toml")
-	if err := os.WriteFile(config, []byte("# Lantern configures buildkitd with flags; see worker/buildkit.\n"), 0o644); err != nil {
+	var toml strings.Builder
+	toml.WriteString("# Lantern configures buildkitd with flags; see worker/buildkit.\n")
+	for _, r := range opts.PlainHTTPRegistries {
+		fmt.Fprintf(&toml, "\n[registry.%q]\n  http = true\n", r)
+	}
+	if err := os.WriteFile(config, []byte(toml.String()), 0o644); err != nil {
 		return nil, fmt.Errorf("start buildkitd: %w", err)
 	}
 
 	addr := "unix://" + sock
 	out := &tail{max: 16 << 10}
 	var w io.Writer = out
-	if log != nil {
-		w = io.MultiWriter(out, log)
+	if opts.Log != nil {
+		w = io.MultiWriter(out, opts.Log)
 	}
 	cmd := exec.Command(bin,
 		"--root", filepath.Join(dir, "root"),
