@@ -16,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/moby/buildkit/client"
@@ -371,7 +370,7 @@ func GenericLLB(in *GenericInputs, r *Recipe) (llb.State, error) {
 		llb.Network(llb.NetModeNone),
 		llb.ReadonlyRootFS(),
 		llb.AddMount(p.Src, src, llb.Readonly),
-		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(llb.TmpfsSize(in.Limits.Tmp))),
+		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(tmpfsSize(in.Limits.Tmp)...)),
 		llb.WithCustomName("build " + in.Source.String()),
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
@@ -402,20 +401,10 @@ func BuildGeneric(ctx context.Context, c *client.Client, in *GenericInputs, r *R
 	if logw == nil {
 		logw = io.Discard
 	}
-	sctx, cancel := context.WithTimeoutCause(ctx, in.Limits.Time, ErrTimeLimit)
-	defer cancel()
-	status := make(chan *client.SolveStatus)
-	var wg sync.WaitGroup
-	wg.Go(func() { writeProgress(logw, status) })
-	_, err = c.Solve(sctx, def, client.SolveOpt{
-		LocalMounts: mounts,
-		Exports:     []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: outDir}},
-	}, status) // closes status
-	wg.Wait()
+	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, logw)
 	if err != nil {
-		if ctx.Err() == nil && errors.Is(context.Cause(sctx), ErrTimeLimit) {
-			fmt.Fprintf(logw, "lantern: the build ran past its time limit of %s and was killed\n", in.Limits.Time)
-			return fmt.Errorf("build %s: %w of %s: killed", what, ErrTimeLimit, in.Limits.Time)
+		if errors.Is(err, ErrTimeLimit) {
+			return fmt.Errorf("build %s: %w", what, err)
 		}
 		if exit, ok := errors.AsType[*gatewaypb.ExitError](err); ok {
 			return fmt.Errorf("build %s: %w (exit code %d): %v", what, ErrStepFailed, exit.ExitCode, err)

@@ -67,6 +67,8 @@ type GoInputs struct {
 	// HostArch is the architecture of the machine the sandbox runs on, and
 	// of the toolchain.
 	HostArch string `json:"hostArch"`
+	// Limits bound the build (PrepareOptions.Limits, defaults filled in).
+	Limits Limits `json:"-"`
 }
 
 // GoToolchain is the toolchain module and its unpacked tree, which the
@@ -113,7 +115,15 @@ type PrepareOptions struct {
 	ModCache string
 	// Log receives what PrepareGo does, at debug level. Nil: nothing.
 	Log *slog.Logger
+	// Limits bound the build: its time (DefaultGoLimits.Time if zero) and
+	// the size of its scratch tmpfs, which holds the build cache and the
+	// unpacked modules (DefaultGoLimits.Tmp if zero). They are the
+	// builder's, not the recipe's: they change no output.
+	Limits Limits
 }
+
+// DefaultGoLimits are the go recipe's limits where PrepareOptions sets none.
+var DefaultGoLimits = Limits{Time: 2 * time.Hour, Tmp: 8 << 30}
 
 // PrepareGo fetches the inputs of spec outside the sandbox and checks them,
 // following r, the go recipe:
@@ -150,7 +160,7 @@ func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts Pre
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("prepare go build %s: the toolchain runs in a Linux sandbox, and on this machine, which is %s", spec.Package, runtime.GOOS)
 	}
-	p := &preparer{r: r, spec: spec, log: opts.Log}
+	p := &preparer{r: r, spec: spec, log: opts.Log, limits: opts.Limits}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -187,6 +197,7 @@ type preparer struct {
 	goCmd    string
 	work     string            // dir/tmp, removed at the end
 	hostEnv  map[string]string // GOPROXY, GOSUMDB and GOPATH of the environment
+	limits   Limits
 }
 
 func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
@@ -218,7 +229,13 @@ func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
 	}
 
 	// 2. The toolchain.
-	in := &GoInputs{Spec: p.spec, Recipe: p.r.Ref(), Source: source, HostArch: runtime.GOARCH}
+	in := &GoInputs{Spec: p.spec, Recipe: p.r.Ref(), Source: source, HostArch: runtime.GOARCH, Limits: p.limits}
+	if in.Limits.Time <= 0 {
+		in.Limits.Time = DefaultGoLimits.Time
+	}
+	if in.Limits.Tmp <= 0 {
+		in.Limits.Tmp = DefaultGoLimits.Tmp
+	}
 	tcMod, tcVersion, err := p.toolchainModule()
 	if err != nil {
 		return nil, err

@@ -65,7 +65,7 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 		llb.Network(llb.NetModeNone),
 		llb.AddMount(p.Toolchain, toolchain, llb.Readonly),
 		llb.AddMount(p.GoProxy, goproxy, llb.Readonly),
-		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs()),
+		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(tmpfsSize(in.Limits.Tmp)...)),
 		llb.WithCustomName(fmt.Sprintf("go%s install %s@%s for %s/%s",
 			in.Spec.GoVersion, in.Spec.Package, in.Spec.Version, in.Spec.GOOS, in.Spec.GOARCH)),
 	}
@@ -74,6 +74,15 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 	}
 	root := llb.Scratch().Platform(ocispecs.Platform{OS: "linux", Architecture: in.HostArch})
 	return root.Run(opts...).AddMount(p.Out, llb.Scratch()), nil
+}
+
+// tmpfsSize caps a tmpfs at size bytes; zero leaves the kernel's default
+// (half the memory).
+func tmpfsSize(size int64) []llb.TmpfsOption {
+	if size <= 0 {
+		return nil
+	}
+	return []llb.TmpfsOption{llb.TmpfsSize(size)}
 }
 
 // proxyKey names the content of the file GOPROXY.
@@ -103,7 +112,8 @@ func (in *GoInputs) LocalMounts() (map[string]fsutil.FS, error) {
 // client of, following r, and exports the output directory to outDir; the
 // command is at in.BinaryPath(r) there. The build's progress and output
 // go to logw. A mismatching input is a *DigestError, found before anything
-// is sent to BuildKit; a build step that failed is ErrStepFailed.
+// is sent to BuildKit; a build step that failed is ErrStepFailed, one that
+// ran past in.Limits.Time ErrTimeLimit.
 func BuildGo(ctx context.Context, c *client.Client, in *GoInputs, r *Recipe, outDir string, logw io.Writer) error {
 	what := in.Spec.Package + "@" + in.Spec.Version
 	if err := VerifyGo(in); err != nil {
@@ -128,15 +138,11 @@ func BuildGo(ctx context.Context, c *client.Client, in *GoInputs, r *Recipe, out
 	if logw == nil {
 		logw = io.Discard
 	}
-	status := make(chan *client.SolveStatus)
-	var wg sync.WaitGroup
-	wg.Go(func() { writeProgress(logw, status) })
-	_, err = c.Solve(ctx, def, client.SolveOpt{
-		LocalMounts: mounts,
-		Exports:     []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: outDir}},
-	}, status) // closes status
-	wg.Wait()
+	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, logw)
 	if err != nil {
+		if errors.Is(err, ErrTimeLimit) {
+			return fmt.Errorf("build %s: %w", what, err)
+		}
 		if exit, ok := errors.AsType[*gatewaypb.ExitError](err); ok {
 			return fmt.Errorf("build %s: %w (exit code %d): %v", what, ErrStepFailed, exit.ExitCode, err)
 		}
@@ -146,6 +152,31 @@ func BuildGo(ctx context.Context, c *client.Client, in *GoInputs, r *Recipe, out
 		return fmt.Errorf("build %s: %w: the build exported no %s", what, ErrStepFailed, bin)
 	}
 	return nil
+}
+
+// solve solves def with the local sources mounts and exports its result to
+// outDir, writing the progress to logw. A solve still running after limit
+// (if above 0) is cancelled, which kills its build step, and reported as
+// ErrTimeLimit.
+func solve(ctx context.Context, c *client.Client, def *llb.Definition, mounts map[string]fsutil.FS, limit time.Duration, outDir string, logw io.Writer) error {
+	sctx, cancel := ctx, context.CancelFunc(func() {})
+	if limit > 0 {
+		sctx, cancel = context.WithTimeoutCause(ctx, limit, ErrTimeLimit)
+	}
+	defer cancel()
+	status := make(chan *client.SolveStatus)
+	var wg sync.WaitGroup
+	wg.Go(func() { writeProgress(logw, status) })
+	_, err := c.Solve(sctx, def, client.SolveOpt{
+		LocalMounts: mounts,
+		Exports:     []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: outDir}},
+	}, status) // closes status
+	wg.Wait()
+	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), ErrTimeLimit) {
+		fmt.Fprintf(logw, "lantern: the build ran past its time limit of %s and was killed\n", limit)
+		return fmt.Errorf("%w of %s: killed", ErrTimeLimit, limit)
+	}
+	return err
 }
 
 // writeProgress writes what a solve reports, as plain text: each step as

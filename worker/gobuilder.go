@@ -20,6 +20,9 @@ import (
 // checked outside the sandbox (recipes.PrepareGo), the build runs in the
 // BuildKit c is a client of (recipes.BuildGo).
 type GoBuilder struct {
+	// Limits bound each build; zero fields take recipes.DefaultGoLimits.
+	Limits recipes.Limits
+
 	c        *client.Client
 	r        *recipes.Recipe
 	modCache string
@@ -54,7 +57,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 			SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
 		fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs\n", module, job.Source.Version)
 		var err error
-		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log})
+		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits})
 		if err == nil {
 			break
 		}
@@ -77,7 +80,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 		switch {
 		case errors.As(err, &de):
 			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
-		case errors.Is(err, recipes.ErrStepFailed):
+		case errors.Is(err, recipes.ErrStepFailed), errors.Is(err, recipes.ErrTimeLimit):
 			return nil, &BuildError{Stage: "build", Err: err}
 		}
 		return nil, err

@@ -44,7 +44,7 @@ Example:
 			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
 			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
 			heartbeat := f.Duration("heartbeat", 20*time.Second, "how often a running build tells NATS it is alive (under the farm's ack wait)")
-			timeLimit := f.Duration("time-limit", 0, "how long a generic build may run before it is killed and reported failed (default: the recipe's, 2h)")
+			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			return func(ctx context.Context, io *stdio, args []string) error {
@@ -92,6 +92,7 @@ Example:
 				if err != nil {
 					return err
 				}
+				gb.Limits.Time = *timeLimit
 				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log)
 				if err != nil {
 					return err
