@@ -46,8 +46,32 @@
 // and BuildKit's trace variables (OTEL_*, TRACEPARENT), which a Go build
 // does not embed.
 //
+// # The generic recipe
+//
+// It builds a source tarball the way its source claim's build spec
+// (lantern.BuildSpec, the shape of Reproducible Central's buildspec files)
+// says: a builder image by digest, shell commands, the output files by
+// label. Outside the sandbox, PrepareGeneric downloads the tarball from the
+// claim's fetch URL, checks it against the claimed sha256 — a mismatch is a
+// *DigestError and nothing is unpacked — and unpacks it through an os.Root,
+// so that no entry lands outside its directory (a single top-level
+// directory is stripped). Inside, GenericLLB runs one step on the image,
+// pulled by digest by BuildKit, with a read-only root file system, no
+// network, the source mounted read-only at /src, a tmpfs of Limits.Tmp bytes
+// at /tmp and /out for the outputs: /bin/sh -e runs the recipe's prelude
+// (which drops BuildKit's trace variables, sets the umask to 022 and copies
+// the source to /tmp/build) and then the spec's commands, in the recipe's
+// environment (SOURCE_DATE_EPOCH from the spec's sourceDate, TZ=UTC,
+// LC_ALL=C, HOME, TMPDIR, SRC, OUT, PATH) plus the spec's own variables.
+// BuildGeneric kills the step at Limits.Time, exports /out and refuses
+// outputs that are missing, undeclared or past Limits.Output. Limits come
+// from the recipe file, and a worker may lower or raise them.
+//
 // Errors that callers branch on: a *DigestError (errors.Is
 // lantern.ErrDigestMismatch) for an input that is not what was claimed or
-// recorded, ErrStepFailed for a build that ran and failed, ErrNoRecipe for
-// a recipe Lantern does not have. Anything else is the machine's fault.
+// recorded, ErrStepFailed for a build that ran and failed, ErrTimeLimit for
+// one killed at its time limit, ErrOutputs for outputs the spec or the
+// limits refuse, ErrSourceTooLarge for a source past the source limit,
+// ErrNoRecipe for a recipe Lantern does not have. Anything else is the
+// machine's fault.
 package recipes
