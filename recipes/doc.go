@@ -41,6 +41,10 @@
 // of the same inputs is bit for bit the same, on every builder and on
 // anyone's machine.
 //
+// Each build step has a hostname of its own, lantern-<random>, and ignores
+// BuildKit's cache (both recipes): no builder's rebuild is ever another's
+// result, even when two share a daemon.
+//
 // What the recipe does not fix: the umask of the build step (BuildKit's,
 // 0022), which only changes file modes, never the bytes that are hashed;
 // and BuildKit's trace variables (OTEL_*, TRACEPARENT), which a Go build

@@ -341,7 +341,8 @@ func (in *GenericInputs) LocalMounts() (map[string]fsutil.FS, error) {
 	return map[string]fsutil.FS{LocalSource: src}, nil
 }
 
-// GenericLLB returns the build of in as BuildKit LLB, following r: on the
+// GenericLLB returns the build of in as BuildKit LLB, following r, new for
+// each call (see buildHostname): on the
 // spec's builder image, pulled by digest, with a read-only root and no
 // network, the source mounted read-only, a tmpfs of in.Limits.Tmp bytes for
 // scratch, it runs the build script in the recipe's environment. The
@@ -369,6 +370,8 @@ func GenericLLB(in *GenericInputs, r *Recipe) (llb.State, error) {
 		llb.Dir("/"),
 		llb.Network(llb.NetModeNone),
 		llb.ReadonlyRootFS(),
+		llb.Hostname(buildHostname()),
+		llb.IgnoreCache, // see buildHostname
 		llb.AddMount(p.Src, src, llb.Readonly),
 		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(tmpfsSize(in.Limits.Tmp)...)),
 		llb.WithCustomName("build " + in.Source.String()),

@@ -5,11 +5,13 @@ import (
 	"bytes"
 	"compress/gzip"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -57,6 +59,7 @@ type genericEnv struct {
 	c        *client.Client
 	image    string
 	files    *httptest.Server
+	mu       sync.Mutex
 	served   map[string][]byte
 	requests atomic.Int32
 	r        *recipes.Recipe
@@ -74,7 +77,9 @@ func newGenericEnv(t *testing.T) *genericEnv {
 	e := &genericEnv{c: c, image: image, served: map[string][]byte{}, r: r}
 	e.files = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
 		e.requests.Add(1)
+		e.mu.Lock()
 		b, ok := e.served[req.URL.Path]
+		e.mu.Unlock()
 		if !ok {
 			http.NotFound(w, req)
 			return
@@ -96,8 +101,15 @@ func (e *genericEnv) build(t *testing.T, tarball []byte, commands []string, outp
 // buildLog is build, returning the build's log too.
 func (e *genericEnv) buildLog(t *testing.T, tarball []byte, commands []string, outputs map[string]string, limits recipes.Limits) (string, string, error) {
 	t.Helper()
-	name := "/" + t.Name() + ".tar.gz"
+	return e.buildLogAs(t, "", tarball, commands, outputs, limits)
+}
+
+// buildLogAs is buildLog, serving the tarball under a name of its own.
+func (e *genericEnv) buildLogAs(t *testing.T, as string, tarball []byte, commands []string, outputs map[string]string, limits recipes.Limits) (string, string, error) {
+	name := "/" + t.Name() + as + ".tar.gz"
+	e.mu.Lock()
 	e.served[name] = tarball
+	e.mu.Unlock()
 	src := lantern.Source{Name: "hello", Version: "1.0", Digest: lantern.DigestOf(tarball)}
 	spec := &lantern.BuildSpec{Image: e.image, Commands: commands, Outputs: outputs,
 		SourceDate: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}
@@ -105,12 +117,12 @@ func (e *genericEnv) buildLog(t *testing.T, tarball []byte, commands []string, o
 	in, err := recipes.PrepareGeneric(t.Context(), e.r, src, e.files.URL+name, spec, filepath.Join(dir, "inputs"),
 		recipes.GenericOptions{Limits: limits})
 	if err != nil {
-		t.Fatalf("PrepareGeneric: %v", err)
+		return "", "", fmt.Errorf("PrepareGeneric: %w", err) // not Fatal: it may run in a goroutine
 	}
 	var log bytes.Buffer
 	out := filepath.Join(dir, "out")
+	defer func() { t.Logf("build log:\n%s", log.String()) }()
 	err = recipes.BuildGeneric(t.Context(), e.c, in, e.r, out, &log)
-	t.Logf("build log:\n%s", log.String())
 	return out, log.String(), err
 }
 
@@ -146,6 +158,31 @@ func TestGeneric(t *testing.T) {
 		}, "\n")
 		if string(env) != want {
 			t.Errorf("the build's environment:\n%s\nwant exactly:\n%s", env, want)
+		}
+	})
+
+	t.Run("each build builds", func(t *testing.T) {
+		// Two builds of one spec at once on one daemon, as two builders
+		// sharing a BuildKit run them: neither is answered from the cache or
+		// merged with the other, so a build that is not reproducible — here
+		// it writes a random id — differs.
+		stamp := []string{`cat /proc/sys/kernel/random/uuid > "$OUT/stamp"`, "sleep 1"}
+		outs := make([]string, 2)
+		errs := make([]error, 2)
+		var wg sync.WaitGroup
+		for i := range 2 {
+			wg.Go(func() {
+				outs[i], _, errs[i] = e.buildLogAs(t, fmt.Sprintf("stamp%d", i), tarball, stamp, map[string]string{"stamp": "stamp"}, recipes.Limits{})
+			})
+		}
+		wg.Wait()
+		if errs[0] != nil || errs[1] != nil {
+			t.Fatalf("builds: %v, %v", errs[0], errs[1])
+		}
+		a, _ := os.ReadFile(filepath.Join(outs[0], "stamp"))
+		b, _ := os.ReadFile(filepath.Join(outs[1], "stamp"))
+		if len(a) == 0 || bytes.Equal(a, b) {
+			t.Errorf("two builds stamped %q and %q: want two different ids", a, b)
 		}
 	})
 

@@ -2,6 +2,7 @@ package recipes
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -33,7 +34,8 @@ const (
 var ErrStepFailed = errors.New("build step failed")
 
 // GoLLB returns the build of in as BuildKit LLB, following r (the recipe
-// PrepareGo followed): on an empty root, with no network, the toolchain
+// PrepareGo followed), new for each call (see buildHostname): on an empty
+// root, with no network, the toolchain
 // and the file GOPROXY mounted read-only from the local sources
 // LocalToolchain and LocalGoProxy, a tmpfs for the scratch space, it runs
 // the recipe's command in the recipe's environment. The returned state is
@@ -63,6 +65,8 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 		llb.Args(args),
 		llb.Dir(dir),
 		llb.Network(llb.NetModeNone),
+		llb.Hostname(buildHostname()),
+		llb.IgnoreCache, // see buildHostname
 		llb.AddMount(p.Toolchain, toolchain, llb.Readonly),
 		llb.AddMount(p.GoProxy, goproxy, llb.Readonly),
 		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(tmpfsSize(in.Limits.Tmp)...)),
@@ -74,6 +78,17 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 	}
 	root := llb.Scratch().Platform(ocispecs.Platform{OS: "linux", Architecture: in.HostArch})
 	return root.Run(opts...).AddMount(p.Out, llb.Scratch()), nil
+}
+
+// buildHostname returns a new hostname for one build step, lantern-<random>.
+// With llb.IgnoreCache it makes the step its own: BuildKit neither answers
+// it from its cache nor merges it with the same step of another build
+// running at the same time (which it does for steps that are alike and have
+// the same inputs, ignoring the cache or not) — two builders sharing one
+// daemon each really build. And as reprotest varies the hostname, a build
+// that records the host it ran on shows up as not reproducible.
+func buildHostname() string {
+	return "lantern-" + strings.ToLower(rand.Text()[:12])
 }
 
 // tmpfsSize caps a tmpfs at size bytes; zero leaves the kernel's default
