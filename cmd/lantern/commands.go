@@ -27,6 +27,8 @@ func commands() []command {
 		attestVerifyCommand(),
 		schedulerCommand(),
 		workerCommand(),
+		upCommand(),
+		verdictCommand(),
 	}
 }
 

@@ -113,20 +113,61 @@ type schedulerSetup struct {
 	builders, claimKeys               []string
 	backlog, reindex                  bool
 	queue                             natsq.Config
+	// handler, if set, wraps the API's handler: the dashboard beside it.
+	handler func(s *scheduler.Scheduler, st scheduler.Store, api http.Handler) http.Handler
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
 	log := slog.New(slog.NewTextHandler(io.err, nil))
+	rs, err := startScheduler(ctx, log, c)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-rs.failed:
+	}
+	if serr := rs.stop(); err == nil {
+		err = serr
+	}
+	return err
+}
+
+// runningScheduler is a scheduler started by startScheduler: its NATS
+// (embedded or not), store, ingest loop and HTTP server.
+type runningScheduler struct {
+	natsURL string // where workers connect
+	apiURL  string // http://HOST:PORT
+	// failed receives the error of the loop or the server if either ends
+	// before stop.
+	failed chan error
+	// stop stops the server, lets ingest settle what it holds, and closes
+	// the store and NATS, in that order.
+	stop func() error
+}
+
+func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ *runningScheduler, err error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			closeAll()
+		}
+	}()
 	if err := os.MkdirAll(c.data, 0o755); err != nil {
-		return fmt.Errorf("data directory: %w", err)
+		return nil, fmt.Errorf("data directory: %w", err)
 	}
 	builders, err := loadKeys(c.builders, filepath.Join(c.data, "builders"))
 	if err != nil {
-		return fmt.Errorf("builders: %w", err)
+		return nil, fmt.Errorf("builders: %w", err)
 	}
 	claimKeys, err := loadKeys(c.claimKeys, filepath.Join(c.data, "claimers"))
 	if err != nil {
-		return fmt.Errorf("claim keys: %w", err)
+		return nil, fmt.Errorf("claim keys: %w", err)
 	}
 	if len(builders) == 0 {
 		log.Warn("no builders: jobs will wait until one is added", "fix", "pass --builder FILE.pub or put .pub files in "+filepath.Join(c.data, "builders"))
@@ -139,72 +180,81 @@ func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
 	if url == "" {
 		host, port, err := splitHostPort(c.natsListen)
 		if err != nil {
-			return usagef("--nats-listen: %v", err)
+			return nil, usagef("--nats-listen: %v", err)
 		}
 		if port == 0 {
 			port = -1 // natsq: a free port
 		}
 		srv, err := natsq.StartServer(ctx, natsq.Options{Dir: filepath.Join(c.data, "nats"), Host: host, Port: port})
 		if err != nil {
-			return fmt.Errorf("embedded NATS: %w", err)
+			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
-		defer srv.Shutdown()
+		closers = append(closers, srv.Shutdown)
 		url = srv.URL()
 		log.Info("embedded NATS with JetStream", "url", url, "dir", filepath.Join(c.data, "nats"))
 	}
 	q, err := natsq.Connect(ctx, url, c.queue, log)
 	if err != nil {
-		return fmt.Errorf("NATS %s: %w", url, err)
+		return nil, fmt.Errorf("NATS %s: %w", url, err)
 	}
-	defer q.Close()
+	closers = append(closers, func() { q.Close() })
 	st, err := boltstore.Open(filepath.Join(c.data, "scheduler.db"))
 	if err != nil {
-		return err
+		return nil, err
 	}
-	defer st.Close()
+	closers = append(closers, func() { st.Close() })
 
 	s, err := scheduler.New(scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}, q, st, log)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	if c.reindex {
 		log.Info("reindexing the store from the streams")
 		if err := s.Reindex(ctx); err != nil {
-			return err
+			return nil, err
 		}
 		log.Info("reindexed")
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
-		return fmt.Errorf("--listen %s: %w", c.listen, err)
+		return nil, fmt.Errorf("--listen %s: %w", c.listen, err)
 	}
-	hs := &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second}
-	log.Info("scheduler API", "url", "http://"+ln.Addr().String()+"/api/v1/", "builders", len(builders), "threshold", c.threshold)
-	runCtx, stopRun := context.WithCancel(ctx)
-	defer stopRun()
+	handler := s.Handler()
+	if c.handler != nil {
+		handler = c.handler(s, st, handler)
+	}
+	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	rs := &runningScheduler{natsURL: url, apiURL: "http://" + ln.Addr().String(), failed: make(chan error, 2)}
+	log.Info("scheduler API", "url", rs.apiURL+"/api/v1/", "builders", len(builders), "threshold", c.threshold)
+	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	runDone := make(chan error, 1)
-	go func() { runDone <- s.Run(runCtx) }()
-	serveDone := make(chan error, 1)
-	go func() { serveDone <- hs.Serve(ln) }()
-	select {
-	case <-ctx.Done():
-	case err = <-runDone:
-		runDone <- err // for the wait below
-	case err = <-serveDone:
+	go func() {
+		err := s.Run(runCtx)
+		runDone <- err
+		if runCtx.Err() == nil {
+			rs.failed <- fmt.Errorf("scheduler: %w", err)
+		}
+	}()
+	go func() {
+		if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			rs.failed <- fmt.Errorf("HTTP server: %w", err)
+		}
+	}()
+	rs.stop = func() error {
+		// Stop taking requests, then let ingest settle what it holds,
+		// before the store and NATS close.
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		hs.Shutdown(shutdownCtx)
+		stopRun()
+		err := <-runDone
+		closeAll()
+		if errors.Is(err, context.Canceled) {
+			err = nil
+		}
+		return err
 	}
-	// Stop taking requests, then let ingest settle what it holds, before
-	// the deferred closes of the store and NATS.
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	hs.Shutdown(shutdownCtx)
-	stopRun()
-	if runErr := <-runDone; err == nil {
-		err = runErr
-	}
-	if errors.Is(err, http.ErrServerClosed) {
-		err = nil
-	}
-	return err
+	return rs, nil
 }
 
 // loadKeys reads the public key files named and the .pub files of dir (which

@@ -120,6 +120,7 @@ Example:
 			fetch := f.String("fetch", "", "`URL` the source archive can be downloaded from")
 			recipe := f.String("recipe", "", "the `RECIPE` that rebuilds it: go, generic")
 			build := f.String("build", "", "the generic recipe's build spec, a JSON `FILE` (see above)")
+			post := f.String("post", "", "post the signed claim to the scheduler at `URL` (such as http://127.0.0.1:8080) and print its job")
 			arts := artefactFlag{}
 			f.Var(arts, "artefact", "a published artefact, `LABEL=sha256:<hex>` or LABEL=FILE (repeat for more)")
 			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
@@ -147,7 +148,32 @@ Example:
 				if err != nil {
 					return err
 				}
-				return signAndWrite(io, c, k, *out)
+				if *post == "" {
+					return signAndWrite(io, c, k, *out)
+				}
+				env, err := attest.Sign(c, k)
+				if err != nil {
+					return err
+				}
+				b, err := json.Marshal(env)
+				if err != nil {
+					return err
+				}
+				if *out != "" {
+					if err := writeOutput(io, *out, append(b, '\n')); err != nil {
+						return err
+					}
+				}
+				job, dup, err := postClaim(ctx, *post, b)
+				if err != nil {
+					return err
+				}
+				if dup {
+					fmt.Fprintf(io.out, "%s: already claimed; job %s\n", s, job)
+				} else {
+					fmt.Fprintf(io.out, "%s: claim accepted; job %s\n", s, job)
+				}
+				return nil
 			}
 		},
 	}

@@ -1,0 +1,230 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// postClaim posts a signed claim's envelope to the scheduler's API at api
+// and returns the job it made.
+func postClaim(ctx context.Context, api string, envelope []byte) (job string, duplicate bool, err error) {
+	u, err := apiURL(api, "/api/v1/claims")
+	if err != nil {
+		return "", false, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(envelope))
+	if err != nil {
+		return "", false, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", false, fmt.Errorf("post the claim: %w (is the scheduler running at %s?)", err, api)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
+		return "", false, fmt.Errorf("post the claim: %s: %s", resp.Status, apiError(body))
+	}
+	var r struct {
+		Job       string
+		Duplicate bool
+	}
+	if err := json.Unmarshal(body, &r); err != nil {
+		return "", false, fmt.Errorf("post the claim: the API answered %q: %w", body, err)
+	}
+	return r.Job, r.Duplicate, nil
+}
+
+// apiURL joins the API's base URL and a path.
+func apiURL(api, path string) (string, error) {
+	u, err := url.Parse(api)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", usagef("API %q: want the scheduler's URL, such as http://127.0.0.1:8080", api)
+	}
+	return strings.TrimSuffix(u.String(), "/") + path, nil
+}
+
+// apiError returns the message of an API error body ({error, fix}).
+func apiError(body []byte) string {
+	var e struct{ Error, Fix string }
+	if json.Unmarshal(body, &e) == nil && e.Error != "" {
+		if e.Fix != "" {
+			return e.Error + " (" + e.Fix + ")"
+		}
+		return e.Error
+	}
+	return strings.TrimSpace(string(body))
+}
+
+func verdictCommand() command {
+	return command{
+		name:    "verdict",
+		args:    "NAME@VERSION",
+		summary: "print the farm's verdicts on a source, waiting for them if asked",
+		long: `Verdict asks the scheduler's API for the verdicts on NAME@VERSION — one per
+label: reproduced, mismatch, failed or pending — and prints them with the
+builders of each output. With --wait it polls until no verdict is pending,
+for at most that long, printing progress; it exits 1 if the time runs out.
+
+Example:
+  lantern verdict --wait 20m golang.org/x/tools/cmd/stringer@v0.30.0`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			api := f.String("api", envOr("LANTERN_API", "http://127.0.0.1:8080"), "the scheduler's `URL` (default $LANTERN_API)")
+			wait := f.Duration("wait", 0, "wait up to `DURATION` for the verdicts to settle")
+			asJSON := f.Bool("json", false, "print the verdicts as JSON")
+			builders := f.Int("builders", 0, "with --wait, wait until `N` builders have answered (default: until no verdict is pending)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) != 1 || !strings.Contains(args[0], "@") {
+					return usagef("verdict takes one NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0")
+				}
+				u, err := apiURL(*api, "/api/v1/sources/"+args[0])
+				if err != nil {
+					return err
+				}
+				deadline := time.Now().Add(*wait)
+				last := ""
+				for {
+					vs, err := getVerdicts(ctx, u)
+					if err == nil && settled(vs, *builders) {
+						return printVerdicts(io, args[0], vs, *asJSON)
+					}
+					if time.Now().After(deadline) {
+						if err != nil {
+							return err
+						}
+						if *wait > 0 {
+							printVerdicts(io, args[0], vs, *asJSON)
+							return fmt.Errorf("%s: verdicts still pending after %s", args[0], *wait)
+						}
+						return printVerdicts(io, args[0], vs, *asJSON)
+					}
+					status := "waiting for the scheduler"
+					if err == nil {
+						status = progress(vs)
+					}
+					if status != last {
+						fmt.Fprintf(io.err, "%s %s: %s\n", time.Now().Format("15:04:05"), args[0], status)
+						last = status
+					}
+					select {
+					case <-ctx.Done():
+						return ctx.Err()
+					case <-time.After(2 * time.Second):
+					}
+				}
+			}
+		},
+	}
+}
+
+func getVerdicts(ctx context.Context, u string) ([]lantern.Verdict, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	if resp.StatusCode == http.StatusNotFound {
+		return nil, nil // not claimed yet, or no job done
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, apiError(body))
+	}
+	var v struct{ Verdicts []lantern.Verdict }
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("the API answered %q: %w", truncateBytes(body), err)
+	}
+	return v.Verdicts, nil
+}
+
+func truncateBytes(b []byte) string {
+	if len(b) > 200 {
+		return string(b[:200]) + "…"
+	}
+	return string(b)
+}
+
+// settled reports whether no verdict is pending and, if builders is above
+// 0, that many builders have answered.
+func settled(vs []lantern.Verdict, builders int) bool {
+	if len(vs) == 0 {
+		return false
+	}
+	answered := map[lantern.Digest]bool{}
+	for _, v := range vs {
+		if v.Status == lantern.StatusPending {
+			return false
+		}
+		for _, g := range v.Groups {
+			for _, b := range g.Builders {
+				answered[b] = true
+			}
+		}
+		for _, f := range v.Failures {
+			answered[f.Builder] = true
+		}
+	}
+	return len(answered) >= builders
+}
+
+func progress(vs []lantern.Verdict) string {
+	if len(vs) == 0 {
+		return "no rebuild yet"
+	}
+	var parts []string
+	for _, v := range vs {
+		n := 0
+		for _, g := range v.Groups {
+			n += len(g.Builders)
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%d rebuilt, %d failed)", v.Label, v.Status, n, len(v.Failures)))
+	}
+	return strings.Join(parts, "; ")
+}
+
+func printVerdicts(io *stdio, source string, vs []lantern.Verdict, asJSON bool) error {
+	if asJSON {
+		b, err := json.MarshalIndent(vs, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(io.out, "%s\n", b)
+		return err
+	}
+	if len(vs) == 0 {
+		return errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
+	}
+	for _, v := range vs {
+		fmt.Fprintf(io.out, "%s %s: %s\n", source, v.Label, v.Status)
+		if !v.Published.IsZero() {
+			fmt.Fprintf(io.out, "  published  %s\n", v.Published)
+		}
+		for _, g := range v.Groups {
+			fmt.Fprintf(io.out, "  %s  built by %d:", g.Output, len(g.Builders))
+			for _, b := range g.Builders {
+				fmt.Fprintf(io.out, " %s", b.Short())
+			}
+			fmt.Fprintln(io.out)
+		}
+		for _, f := range v.Failures {
+			fmt.Fprintf(io.out, "  failed     %s: %s\n", f.Builder.Short(), f.Reason)
+		}
+	}
+	return nil
+}

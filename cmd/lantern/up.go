@@ -1,0 +1,247 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/recipes"
+	"github.com/lanternfarm/lantern/worker"
+	"github.com/lanternfarm/lantern/worker/buildkit"
+)
+
+func upCommand() command {
+	return command{
+		name:    "up",
+		summary: "run a whole farm on this machine: NATS, the scheduler and dashboard, two builders, BuildKit",
+		long: `Up runs the embedded default farm on one machine: an embedded NATS server
+with JetStream, the scheduler with its JSON API and dashboard, and --builders
+workers, each a builder with a key of its own, sharing one BuildKit. Without
+--buildkit it starts buildkitd (make buildkitd builds it; it runs as root with
+Debian's runc) and stops it on exit. Ctrl-C stops everything; the next start
+resumes with all data.
+
+On first start it makes the builders' keys and a claim key in DATA/up
+(builder-N.key, claimer.key, with their .pub files), protected by
+LANTERN_PASSWORD (empty if unset). Sign claims with DATA/up/claimer.key
+and post them to the API; more builders and claim keys are accepted from
+DATA/builders and DATA/claimers, as with 'lantern scheduler'.
+
+Example:
+  lantern up
+  lantern claim sign --key ~/.local/share/lantern/up/claimer.key \
+    --source example.org/hello@v1.0.0 --source-file hello-1.0.0.tar.gz \
+    --fetch https://example.org/hello-1.0.0.tar.gz --recipe generic --build hello.build.json \
+    --post http://127.0.0.1:8080`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "data `DIR` (default $LANTERN_DATA or ~/.local/share/lantern)")
+			listen := f.String("listen", envOr("LANTERN_LISTEN", "127.0.0.1:8080"), "`ADDR` of the dashboard and the API")
+			natsListen := f.String("nats-listen", envOr("LANTERN_NATS_LISTEN", "127.0.0.1:4222"), "`ADDR` the embedded NATS server listens on, for more workers (port 0: a free one)")
+			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd to build in (default $LANTERN_BUILDKIT; empty: start one in DATA/buildkit)")
+			nBuilders := f.Int("builders", 2, "`N` builders, each with its own key and worker")
+			threshold := f.Int("threshold", 2, "`N` distinct builders that must agree for reproduced")
+			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
+			var plainHTTP listFlag
+			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) > 0 {
+					return usagef("up takes no arguments, got %q", args)
+				}
+				if *nBuilders < 1 || *nBuilders > 16 {
+					return usagef("--builders %d: want 1 to 16", *nBuilders)
+				}
+				if *threshold < 1 {
+					return usagef("--threshold %d: want at least 1", *threshold)
+				}
+				if *timeLimit < 0 {
+					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
+				}
+				if *bk != "" && len(plainHTTP) > 0 {
+					return usagef("--registry-http configures the buildkitd that up starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
+				}
+				return runUp(ctx, io, upSetup{
+					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
+					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
+				})
+			}
+		},
+	}
+}
+
+type upSetup struct {
+	data, listen, natsListen, buildkit string
+	builders, threshold                int
+	timeLimit                          time.Duration
+	plainHTTP                          []string
+}
+
+func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
+	log := slog.New(slog.NewTextHandler(io.err, nil))
+	dir := filepath.Join(c.data, "up")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	pw := []byte(os.Getenv(passwordEnv))
+	var builderKeys []*keys.Private
+	var builderPubs []string
+	for i := range c.builders {
+		prefix := filepath.Join(dir, "builder-"+strconv.Itoa(i+1))
+		k, made, err := ensureKey(prefix, pw)
+		if err != nil {
+			return err
+		}
+		if made {
+			log.Info("made a builder key", "file", prefix+".key", "key", k.ID())
+		}
+		builderKeys = append(builderKeys, k)
+		builderPubs = append(builderPubs, prefix+".pub")
+	}
+	claimer := filepath.Join(dir, "claimer")
+	ck, made, err := ensureKey(claimer, pw)
+	if err != nil {
+		return err
+	}
+	if made {
+		log.Info("made a claim key", "file", claimer+".key", "key", ck.ID())
+	}
+
+	rs, err := startScheduler(ctx, log, schedulerSetup{
+		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
+		builders: builderPubs, claimKeys: []string{claimer + ".pub"}, backlog: true,
+		queue: natsq.Config{Batch: 512},
+	})
+	if err != nil {
+		return err
+	}
+	// Last: the scheduler, its store and NATS, once the workers are gone.
+	defer func() {
+		if serr := rs.stop(); err == nil {
+			err = serr
+		}
+	}()
+
+	addr := c.buildkit
+	if addr == "" {
+		d, err := buildkit.StartDaemon(ctx, buildkit.Options{Dir: filepath.Join(c.data, "buildkit"), PlainHTTPRegistries: c.plainHTTP})
+		if err != nil {
+			return fmt.Errorf("start buildkitd: %w", err)
+		}
+		defer d.Close()
+		addr = d.Addr()
+		log.Info("started buildkitd", "addr", addr)
+	}
+	bc, err := buildkit.Connect(ctx, addr)
+	if err != nil {
+		return fmt.Errorf("buildkit %s: %w", addr, err)
+	}
+	defer bc.Close()
+
+	// The workers stop when ctx ends (Ctrl-C), handing back what they hold,
+	// or when a part of the farm fails.
+	wctx, stopWorkers := context.WithCancel(ctx)
+	defer stopWorkers()
+	var wg sync.WaitGroup
+	workErr := make(chan error, len(builderKeys))
+	for i, k := range builderKeys {
+		name := "builder-" + strconv.Itoa(i+1)
+		wlog := log.With("worker", name)
+		q, err := natsq.Connect(ctx, rs.natsURL, natsq.Config{}, wlog)
+		if err != nil {
+			return fmt.Errorf("%s: NATS %s: %w", name, rs.natsURL, err)
+		}
+		defer q.Close()
+		work := filepath.Join(dir, "work", name)
+		if err := os.MkdirAll(work, 0o755); err != nil {
+			return err
+		}
+		gb, err := worker.NewGoBuilder(bc, filepath.Join(dir, "work", "modcache"), wlog)
+		if err != nil {
+			return err
+		}
+		gb.Limits.Time = c.timeLimit
+		generic, err := worker.NewGenericBuilder(bc, recipes.Limits{Time: c.timeLimit}, wlog)
+		if err != nil {
+			return err
+		}
+		w, err := worker.New(worker.Config{
+			Key:      k,
+			Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic},
+			Grace:    5 * time.Second, WorkDir: work,
+		}, q, wlog)
+		if err != nil {
+			return err
+		}
+		wg.Go(func() {
+			if err := w.Run(wctx); err != nil {
+				workErr <- fmt.Errorf("%s: %w", name, err)
+			}
+		})
+	}
+	fmt.Fprintf(io.err, `
+Lantern is up.
+  dashboard  %s/
+  API        %s/api/v1/
+  NATS       %s  (more workers: lantern worker --nats %s --key KEY, with KEY.pub in %s)
+  builders   %d, keys in %s
+  claims     sign with %s.key and post to the API (lantern claim sign --post %s)
+Ctrl-C stops it; the next start resumes.
+
+`, rs.apiURL, rs.apiURL, rs.natsURL, rs.natsURL, filepath.Join(c.data, "builders"), len(builderKeys), dir, claimer, rs.apiURL)
+
+	select {
+	case <-ctx.Done():
+		log.Info("stopping: workers hand back what they hold")
+	case err = <-rs.failed:
+	case err = <-workErr:
+	}
+	if err != nil {
+		log.Error("stopping", "err", err)
+	}
+	stopWorkers()
+	wg.Wait()
+	return err
+}
+
+// ensureKey loads prefix.key with password pw, or, where there is none
+// yet, makes a key pair and writes prefix.key and prefix.pub.
+func ensureKey(prefix string, pw []byte) (k *keys.Private, made bool, err error) {
+	b, err := os.ReadFile(prefix + ".key")
+	switch {
+	case err == nil:
+		k, err := keys.ParsePrivate(b, pw)
+		if errors.Is(err, keys.ErrPassword) {
+			return nil, false, fmt.Errorf("%s.key: %w: it was made with another %s", prefix, err, passwordEnv)
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("%s.key: %w", prefix, err)
+		}
+		return k, false, nil
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, false, err
+	}
+	if k, err = keys.Generate(); err != nil {
+		return nil, false, err
+	}
+	priv, err := k.MarshalEncrypted(pw)
+	if err != nil {
+		return nil, false, err
+	}
+	if err := writeFile(prefix+".key", priv, 0o600); err != nil {
+		return nil, false, fmt.Errorf("write private key: %w", err)
+	}
+	if err := writeFile(prefix+".pub", k.Public().MarshalPEM(), 0o644); err != nil {
+		return nil, false, fmt.Errorf("write public key: %w", err)
+	}
+	return k, true, nil
+}
