@@ -3,6 +3,7 @@ package scheduler
 import (
 	"context"
 	"errors"
+	"strings"
 	"time"
 
 	"github.com/lanternfarm/lantern"
@@ -50,6 +51,13 @@ type Store interface {
 	// VerdictsOfArtefact returns the verdicts of the (source, label)s that
 	// some builder's output, or the published artefact, is artefact.
 	VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest) ([]lantern.Verdict, error)
+
+	// Sources pages through the sources (name@version) that a claim or an
+	// attestation is about, newest first, each with its verdicts.
+	Sources(ctx context.Context, page Page) ([]SourceRecord, string, error)
+	// SearchSources pages through the sources that q selects, ordered by
+	// name and version, each with its verdicts.
+	SearchSources(ctx context.Context, q SourceQuery, page Page) ([]SourceRecord, string, error)
 
 	PutDeadLetter(ctx context.Context, d DeadLetter) (bool, error)
 	DeadLetters(ctx context.Context, page Page) ([]DeadLetter, string, error)
@@ -153,4 +161,52 @@ type BuilderRecord struct {
 	PublicKey []byte         `json:"publicKey"` // PEM
 	Name      string         `json:"name,omitempty"`
 	Added     time.Time      `json:"added"`
+}
+
+// SourceRecord is one source name and version as Sources lists it: the
+// source archives claimed or attested for it and the verdicts on its labels.
+type SourceRecord struct {
+	Name    string `json:"name"`
+	Version string `json:"version"`
+	// Digests are the source archives named for name@version, in the order
+	// they were first seen; more than one means that claims disagree.
+	Digests []lantern.Digest `json:"digests"`
+	// Added is when the first claim or attestation of it was stored.
+	Added time.Time `json:"added"`
+	// Verdicts are the verdicts on its labels, as Verdicts returns them.
+	Verdicts []lantern.Verdict `json:"verdicts"`
+}
+
+// SourceQuery selects sources for SearchSources: by text in their name and
+// version, or by a digest. ParseSourceQuery reads one from what a person
+// types into a search box.
+type SourceQuery struct {
+	// Text selects the sources whose "name@version" contains it, ignoring
+	// case.
+	Text string
+	// DigestHex, 8 to 64 lower-case hex digits, selects the sources whose
+	// source archive, some builder's output or published artefact has a
+	// SHA-256 that starts with them.
+	DigestHex string
+}
+
+// Digest prefixes shorter than this are searched for as text: fewer hex
+// digits select too much to be meant as a digest.
+const minDigestQuery = 8
+
+// ParseSourceQuery reads a search: "sha256:" and at least 8 hex digits, or
+// 12 to 64 hex digits alone (what a digest's Short form shows), is a digest
+// prefix; anything else is text.
+func ParseSourceQuery(s string) SourceQuery {
+	s = strings.TrimSpace(s)
+	lower := strings.ToLower(s)
+	h, prefixed := strings.CutPrefix(lower, lantern.DigestPrefix)
+	isHex := len(h) <= 64 && strings.Trim(h, "0123456789abcdef") == ""
+	switch {
+	case isHex && prefixed && len(h) >= minDigestQuery:
+		return SourceQuery{DigestHex: h}
+	case isHex && !prefixed && len(h) >= 12:
+		return SourceQuery{DigestHex: h}
+	}
+	return SourceQuery{Text: s}
 }

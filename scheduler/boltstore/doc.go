@@ -35,6 +35,7 @@
 //	outcomes   name\0 version\0 label\0 N          → Outcome
 //	dead       job id\0 D(builder)                 → DeadLetter
 //	builders   D(builder id)                       → BuilderRecord
+//	sources    name\0 version\0                     → SourceRecord, Verdicts left out
 //	meta       "layout"                            → layout version
 //
 // Indexes, each with the bucket its values point into:
@@ -49,12 +50,15 @@
 //	atts.answer            job id\0 D(builder) label   → D           atts
 //	verdicts.artefact      D(artefact) verdicts key    → (empty)     verdicts
 //	dead.time              T(time) dead key            → dead key    dead
+//	sources.seq            N                           → sources key sources
+//	sources.digest         D(source) sources key       → (empty)     sources
 //
 // N in the atts indexes is the sequence of the atts bucket, in
-// claims.source that of claims, in outcomes that of outcomes. Queries read
+// claims.source that of claims, in outcomes that of outcomes, in
+// sources.seq that of sources. Queries read
 // forward for oldest first (AttestationsByArtefact, AttestationsBySource,
 // ClaimsOf, Outcomes) and backward for newest first (Jobs,
-// AttestationsByBuilder, DeadLetters). A page's cursor is the base64url of
+// AttestationsByBuilder, DeadLetters, Sources). A page's cursor is the base64url of
 // the last key it returned.
 //
 // Notes for the next developer:
@@ -77,6 +81,16 @@
 //     failed, whatever order the messages arrive in, so a replay ends where
 //     the live run did. Failed ranks above done because a job with several
 //     labels that built some and failed one has failed.
+//   - A source (name@version) gets its record and its place in sources.seq
+//     from the first claim or attestation about it, whichever is stored
+//     first; every source archive named for it is added to its record and
+//     to sources.digest. The record keeps no verdicts: Sources reads them
+//     from the verdicts bucket, under the same name\0 version\0 prefix.
+//   - SearchSources by text reads the keys of the sources bucket (one
+//     scan, no record decoded but those it returns); by digest prefix it
+//     reads sources.digest and verdicts.artefact under the prefix.
 //   - Changing a key or a value's meaning means a new layout version in
 //     meta; Open refuses a file of another version (reindex into a new one).
+//     Layout 2 added the sources buckets: Open fills them in a file of
+//     layout 1 from its claims and attestations, and marks it 2.
 package boltstore

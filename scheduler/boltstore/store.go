@@ -19,7 +19,9 @@ import (
 var ErrLocked = errors.New("store file is locked")
 
 // layout is the version of the bucket layout described in the package doc.
-const layout = "1"
+// Version 1 had no sources buckets; Open adds them to a file of version 1
+// (see migrate).
+const layout = "2"
 
 // lockTimeout is how long Open waits for another process to let go of the
 // file before it gives up.
@@ -44,6 +46,9 @@ var (
 	bDead             = []byte("dead")
 	bDeadTime         = []byte("dead.time")
 	bBuilders         = []byte("builders")
+	bSources          = []byte("sources")
+	bSourcesSeq       = []byte("sources.seq")
+	bSourcesDigest    = []byte("sources.digest")
 	bMeta             = []byte("meta")
 )
 
@@ -55,6 +60,7 @@ var dataBuckets = [][]byte{
 	bOutcomes, bVerdicts, bVerdictsArtefact,
 	bDead, bDeadTime,
 	bBuilders,
+	bSources, bSourcesSeq, bSourcesDigest,
 }
 
 // Store is a [scheduler.Store] in one bbolt file. Its methods may be called
@@ -91,11 +97,13 @@ func open(path string, timeout time.Duration) (*Store, error) {
 		if err != nil {
 			return err
 		}
-		switch v := meta.Get([]byte("layout")); {
+		v := meta.Get([]byte("layout"))
+		switch {
 		case v == nil:
 			if err := meta.Put([]byte("layout"), []byte(layout)); err != nil {
 				return err
 			}
+		case string(v) == "1":
 		case string(v) != layout:
 			return fmt.Errorf("the file has layout version %q, this lantern reads %q: reindex into a new file", v, layout)
 		}
@@ -103,6 +111,9 @@ func open(path string, timeout time.Duration) (*Store, error) {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
+		}
+		if string(v) == "1" {
+			return migrate(tx)
 		}
 		return nil
 	})
@@ -206,6 +217,9 @@ func (s *Store) PutClaims(ctx context.Context, claims []scheduler.ClaimRecord, j
 			key = appendText(key, c.Claim.Source.Version)
 			key = appendSeq(key, seq)
 			if err := cs.Put(key, env); err != nil {
+				return err
+			}
+			if err := noteSource(tx, c.Claim.Source, c.Received); err != nil {
 				return err
 			}
 			added[i] = true
@@ -562,6 +576,13 @@ func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, v lantern.Verdic
 	}
 	source := appendText(appendText(nil, a.Source.Name), a.Source.Version)
 	if err := tx.Bucket(bAttsSource).Put(appendSeq(bytes.Clone(source), seq), env); err != nil {
+		return err
+	}
+	seen := a.Received
+	if seen.IsZero() {
+		seen = a.Finished
+	}
+	if err := noteSource(tx, a.Source, seen); err != nil {
 		return err
 	}
 	if err := tx.Bucket(bAttsBuilder).Put(appendSeq(appendDigest(nil, a.Builder), seq), env); err != nil {
