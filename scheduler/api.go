@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,8 +23,10 @@ import (
 //	POST /api/v1/claims                        a signed source claim (the DSSE envelope) → 202, its job
 //	POST /api/v1/attestations                  a builder's signed attestation → 202
 //	GET  /api/v1/attestations/{digest}         the signed envelope itself, as the builder sent it
+//	GET  /api/v1/attestations/{digest}/log     the build log it names, as text
 //	GET  /api/v1/artefacts/{digest}            verdicts on it; who built it, from what
 //	GET  /api/v1/artefacts/{digest}/attestations?count=N&cursor=C&builder=K
+//	GET  /api/v1/sources?q=Q&count=N&cursor=C  sources with their verdicts: newest first, or those Q finds
 //	GET  /api/v1/sources/{name}@{version}      its claims, verdicts and attestations
 //	GET  /api/v1/builders                      the farm's builders
 //	GET  /api/v1/builders/{id}                 a builder and its recent attestations
@@ -50,8 +53,10 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("POST /api/v1/claims", "claims", s.postClaim)
 	handle("POST /api/v1/attestations", "attestations", s.postAttestation)
 	handle("GET /api/v1/attestations/{digest}", "attestation", s.getAttestation)
+	handle("GET /api/v1/attestations/{digest}/log", "attestation-log", s.getAttestationLog)
 	handle("GET /api/v1/artefacts/{digest}", "artefact", s.getArtefact)
 	handle("GET /api/v1/artefacts/{digest}/attestations", "artefact-attestations", s.getArtefactAttestations)
+	handle("GET /api/v1/sources", "sources", s.getSources)
 	handle("GET /api/v1/sources/{source...}", "source", s.getSource)
 	handle("GET /api/v1/builders", "builders", s.getBuilders)
 	handle("GET /api/v1/builders/{id}", "builder", s.getBuilder)
@@ -459,5 +464,94 @@ func (s *Scheduler) getDeadLetters(w http.ResponseWriter, r *http.Request) error
 		dls = []DeadLetter{}
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"deadLetters": dls, "next": next})
+	return nil
+}
+
+// ObjectReader reads the farm's object store, where workers keep their build
+// logs by digest (natsq.Queue is one). The API serves logs when the
+// scheduler's Queue is also an ObjectReader.
+type ObjectReader interface {
+	// GetObject opens the object named d; the reader fails at its end if
+	// the bytes are not d's.
+	GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser, error)
+}
+
+// MaxLogBytes is the most of a build log the API serves; workers cut their
+// logs at 4 MiB by default, so only a worker configured otherwise reaches
+// it, and the rest is left out with a last line saying so.
+const MaxLogBytes = 8 << 20
+
+// ReadLog reads at most max bytes of the object d from objects and reports
+// whether there was more. A log read to its end has been checked against d.
+func ReadLog(ctx context.Context, objects ObjectReader, d lantern.Digest, max int64) ([]byte, bool, error) {
+	rc, err := objects.GetObject(ctx, d)
+	if err != nil {
+		return nil, false, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, max+1))
+	if err != nil {
+		return nil, false, fmt.Errorf("read log %s: %w", d, err)
+	}
+	if int64(len(b)) > max {
+		return b[:max], true, nil
+	}
+	return b, false, nil
+}
+
+// getAttestationLog serves the build log an attestation names, as plain
+// text that no browser may take for a page: the log is the builder's, and
+// holds whatever the build printed.
+func (s *Scheduler) getAttestationLog(w http.ResponseWriter, r *http.Request) error {
+	d, err := digestParam(r.PathValue("digest"), "attestation digest")
+	if err != nil {
+		return err
+	}
+	a, err := s.st.Attestation(r.Context(), d)
+	if err != nil {
+		return err
+	}
+	if a.Log.IsZero() {
+		return apiErr(http.StatusNotFound, fmt.Sprintf("attestation %s names no build log", d), "nothing to do: its builder kept none")
+	}
+	objects, ok := s.q.(ObjectReader)
+	if !ok {
+		return apiErr(http.StatusNotImplemented, "this scheduler has no object store to read logs from", "read the log from the farm's NATS object store "+a.Log.String())
+	}
+	b, cut, err := ReadLog(r.Context(), objects, a.Log, MaxLogBytes)
+	if err != nil {
+		s.log.Warn("build log unreadable", "attestation", d.Short(), "log", a.Log.Short(), "error", err)
+		return apiErr(http.StatusBadGateway, fmt.Sprintf("log %s of attestation %s: %v", a.Log, d, err), "the farm's object store lacks the log or could not be read; try again, or ask the farm's operator")
+	}
+	if cut {
+		b = append(b, fmt.Sprintf("\n[lantern: log cut at %d bytes]\n", MaxLogBytes)...)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
+	h.Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", a.Log.Hex()[:16]+".log"))
+	_, err = w.Write(b)
+	return err
+}
+
+// getSources lists sources with their verdicts: newest first, or those the
+// query q finds (a name, a version, name@version, or a digest), by name.
+func (s *Scheduler) getSources(w http.ResponseWriter, r *http.Request) error {
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	var sources []SourceRecord
+	var next string
+	if q := r.URL.Query().Get("q"); q != "" {
+		sources, next, err = s.st.SearchSources(r.Context(), ParseSourceQuery(q), page)
+	} else {
+		sources, next, err = s.st.Sources(r.Context(), page)
+	}
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"sources": sources, "next": next})
 	return nil
 }
