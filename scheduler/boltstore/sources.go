@@ -92,6 +92,11 @@ func (s *Store) Sources(ctx context.Context, page scheduler.Page) ([]scheduler.S
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
 	}
+	if page.Cursor != "" {
+		if k, err := decodeCursor(page.Cursor, nil); err != nil || len(k) != seqLen {
+			return nil, "", fmt.Errorf("sources: cursor %q: %w: not a cursor of this listing; start again without one", truncate(page.Cursor), scheduler.ErrBadCursor)
+		}
+	}
 	sources := []scheduler.SourceRecord{}
 	var next string
 	err := s.db.View(func(tx *bolt.Tx) error {
@@ -119,6 +124,12 @@ func (s *Store) Sources(ctx context.Context, page scheduler.Page) ([]scheduler.S
 func (s *Store) SearchSources(ctx context.Context, q scheduler.SourceQuery, page scheduler.Page) ([]scheduler.SourceRecord, string, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, "", err
+	}
+	if page.Cursor != "" {
+		k, err := decodeCursor(page.Cursor, nil)
+		if _, _, ok := splitSourceKey(k); err != nil || !ok {
+			return nil, "", fmt.Errorf("search sources: cursor %q: %w: not a cursor of this listing; start again without one", truncate(page.Cursor), scheduler.ErrBadCursor)
+		}
 	}
 	sources := []scheduler.SourceRecord{}
 	var next string

@@ -1,6 +1,7 @@
 package boltstore
 
 import (
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -170,8 +171,13 @@ func TestSourcesPaging(t *testing.T) {
 	if diff := cmp.Diff([]int{10, 10, 3}, sizes); diff != "" {
 		t.Errorf("SearchSources(digest ab) page sizes (-want +got):\n%s", diff)
 	}
-	if _, _, err := s.Sources(ctx, scheduler.Page{Cursor: "not a cursor!"}); err == nil {
-		t.Error("Sources(bad cursor) = nil error, want one")
+	for _, cursor := range []string{"not a cursor!", "bm90IGEgY3Vyc29y"} {
+		if _, _, err := s.Sources(ctx, scheduler.Page{Cursor: cursor}); !errors.Is(err, scheduler.ErrBadCursor) {
+			t.Errorf("Sources(cursor %q) = %v, want ErrBadCursor", cursor, err)
+		}
+		if _, _, err := s.SearchSources(ctx, scheduler.SourceQuery{Text: "m"}, scheduler.Page{Cursor: cursor}); !errors.Is(err, scheduler.ErrBadCursor) {
+			t.Errorf("SearchSources(cursor %q) = %v, want ErrBadCursor", cursor, err)
+		}
 	}
 }
 
