@@ -43,7 +43,7 @@ func chromium(t *testing.T) string {
 
 // browser starts a headless chromium that may reach 127.0.0.1 only, and
 // returns a context to drive it with, which ends with the test or after a
-// minute.
+// two minutes.
 func browser(t *testing.T) context.Context {
 	t.Helper()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
@@ -60,7 +60,7 @@ func browser(t *testing.T) context.Context {
 		// Chromium refuses to start its sandbox as root.
 		opts = append(opts, chromedp.NoSandbox)
 	}
-	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	t.Cleanup(cancel)
 	actx, acancel := chromedp.NewExecAllocator(ctx, opts...)
 	t.Cleanup(acancel)

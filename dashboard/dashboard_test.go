@@ -108,6 +108,7 @@ func TestSourcePage(t *testing.T) {
 		`href="/builders/`+carol.ID().String()+`"`,
 		`href="/artefacts/`+s.amd.String()+`"`,
 		`<img src="/badge/golang.org/x/tools/cmd/stringer@v0.30.0.svg"`,
+		"[![Lantern](http://example.com/badge/golang.org/x/tools/cmd/stringer@v0.30.0.svg)](http://example.com/sources/golang.org/x/tools/cmd/stringer@v0.30.0)",
 	)
 	if strings.Contains(body, "data-live") {
 		t.Error("a source with no build running has data-live: it would reload for nothing")

@@ -184,6 +184,8 @@ type sourcePage struct {
 	Waiting       []waitingRow
 	// Disagree: claims name more than one source archive.
 	Disagree bool
+	// Markdown shows the badge and links here, for a README.
+	Markdown string
 	running  bool
 }
 
@@ -237,6 +239,8 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 		return "", nil, err
 	}
 	p := &sourcePage{Name: name, Version: version, Status: overall(verdicts)}
+	base := origin(r)
+	p.Markdown = "[![Lantern](" + base + badgeURL(name, version) + ")](" + base + sourceURL(name, version) + ")"
 
 	sources := map[lantern.Digest]bool{}
 	published := map[lantern.Digest]map[string]lantern.Digest{} // source → label → artefact
@@ -341,6 +345,17 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 		}
 	}
 	return "source", p, nil
+}
+
+// origin is the scheme and host the request came to, for links that leave
+// the dashboard (a badge in a README). Behind a proxy that terminates TLS,
+// X-Forwarded-Proto says https.
+func origin(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https" {
+		scheme = "https"
+	}
+	return scheme + "://" + r.Host
 }
 
 func pendingSummary(threshold int) string {
