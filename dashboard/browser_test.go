@@ -42,7 +42,7 @@ func chromium(t *testing.T) string {
 }
 
 // browser starts a headless chromium that may reach 127.0.0.1 only, and
-// returns a context to drive it with, which ends with the test or after a
+// returns a context to drive it with, which ends with the test or after
 // two minutes.
 func browser(t *testing.T) context.Context {
 	t.Helper()
