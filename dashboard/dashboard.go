@@ -302,8 +302,12 @@ func badgeURL(name, version string) string {
 }
 
 // sourcePath returns name@version as a path of escaped segments, and false
-// if the path would not come back as the same name.
+// if the path would not come back as the same name and version (the last @
+// of a path ends the name).
 func sourcePath(name, version string) (string, bool) {
+	if strings.Contains(version, "@") {
+		return "", false
+	}
 	segs := strings.Split(name+"@"+version, "/")
 	for i, s := range segs {
 		if s == "" || s == "." || s == ".." {

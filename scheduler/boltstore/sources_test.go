@@ -258,3 +258,38 @@ func TestMigrateLayout1(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// FuzzSearchSources: whatever a person types into the search box, the
+// search answers without an error, and a text search finds only sources
+// whose name@version holds the text.
+func FuzzSearchSources(f *testing.F) {
+	s := openStore(f)
+	for i, name := range []string{"golang.org/x/tools/cmd/stringer", "example.com/Tool", "ünï/cödé", "a"} {
+		src := source(name, fmt.Sprintf("v1.%d.0", i))
+		c, j := claimOf(src, i, nil)
+		if _, err := s.PutClaims(f.Context(), []scheduler.ClaimRecord{c}, []lantern.Job{j}); err != nil {
+			f.Fatal(err)
+		}
+		record(f, s, rebuild(src, "bin", digest("builder"), digest("out "+name), i), lantern.Digest{})
+	}
+	for _, q := range []string{"stringer", "TOOL", "sha256:" + digest("out a").Hex()[:9], digest("x").Hex(), "v1.2", "@", "", "\x00", "ÜNÏ"} {
+		f.Add(q, 3)
+	}
+	f.Fuzz(func(t *testing.T, query string, count int) {
+		q := scheduler.ParseSourceQuery(query)
+		recs, next, err := s.SearchSources(t.Context(), q, scheduler.Page{Count: count})
+		if err != nil {
+			t.Fatalf("SearchSources(%q) = %v", query, err)
+		}
+		if next != "" {
+			if _, _, err := s.SearchSources(t.Context(), q, scheduler.Page{Count: count, Cursor: next}); err != nil {
+				t.Fatalf("SearchSources(%q), next page = %v", query, err)
+			}
+		}
+		for _, r := range recs {
+			if q.Text != "" && !strings.Contains(strings.ToLower(r.Name+"@"+r.Version), strings.ToLower(q.Text)) {
+				t.Errorf("SearchSources(%q) found %s@%s", query, r.Name, r.Version)
+			}
+		}
+	})
+}
