@@ -233,47 +233,53 @@ type titled interface{ title() string }
 func (h *handler) serve(fn func(w http.ResponseWriter, r *http.Request) (string, any, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		name, data, err := fn(w, r)
-		code := http.StatusOK
-		if err != nil {
-			var pe *pageError
-			switch {
-			case errors.As(err, &pe):
-				code, name, data = pe.code, "notfound", pe
-				if pe.code != http.StatusNotFound {
-					name = "error"
-				}
-			case errors.Is(err, scheduler.ErrBadCursor):
-				code, name, data = http.StatusBadRequest, "error", &pageError{http.StatusBadRequest, "That link to a next page is not one of this list's; start again from the first page."}
-			default:
-				if r.Context().Err() == nil {
-					h.log.Error("dashboard page", "path", r.URL.Path, "error", err)
-				}
-				code, name, data = http.StatusInternalServerError, "error", &pageError{http.StatusInternalServerError, "The page could not be made; the scheduler's log says why."}
-			}
-		}
-		l := layout{Query: r.URL.Query().Get("q"), Refresh: int(h.cfg.Refresh.Round(time.Second) / time.Second), RefreshMs: h.cfg.Refresh.Milliseconds(), Page: data}
-		if l.Refresh < 1 {
-			l.Refresh = 1
-		}
-		if lp, ok := data.(livePage); ok {
-			l.Live = lp.live()
-		}
-		if t, ok := data.(titled); ok {
-			l.Title = t.title()
-		}
-		var buf bytes.Buffer
-		if err := h.pages[name].Execute(&buf, l); err != nil {
-			h.log.Error("dashboard template", "page", name, "error", err)
-			http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
-			return
-		}
-		hd := w.Header()
-		securityHeaders(hd)
-		hd.Set("Content-Type", "text/html; charset=utf-8")
-		hd.Set("Cache-Control", "no-cache")
-		w.WriteHeader(code)
-		w.Write(buf.Bytes())
+		h.render(w, r, name, data, err)
 	}
+}
+
+// render writes the page name with data, or, if err is not nil, the page
+// that says what went wrong.
+func (h *handler) render(w http.ResponseWriter, r *http.Request, name string, data any, err error) {
+	code := http.StatusOK
+	if err != nil {
+		var pe *pageError
+		switch {
+		case errors.As(err, &pe):
+			code, name, data = pe.code, "notfound", pe
+			if pe.code != http.StatusNotFound {
+				name = "error"
+			}
+		case errors.Is(err, scheduler.ErrBadCursor):
+			code, name, data = http.StatusBadRequest, "error", &pageError{http.StatusBadRequest, "That link to a next page is not one of this list's; start again from the first page."}
+		default:
+			if r.Context().Err() == nil {
+				h.log.Error("dashboard page", "path", r.URL.Path, "error", err)
+			}
+			code, name, data = http.StatusInternalServerError, "error", &pageError{http.StatusInternalServerError, "The page could not be made; the scheduler's log says why."}
+		}
+	}
+	l := layout{Query: r.URL.Query().Get("q"), Refresh: int(h.cfg.Refresh.Round(time.Second) / time.Second), RefreshMs: h.cfg.Refresh.Milliseconds(), Page: data}
+	if l.Refresh < 1 {
+		l.Refresh = 1
+	}
+	if lp, ok := data.(livePage); ok {
+		l.Live = lp.live()
+	}
+	if t, ok := data.(titled); ok {
+		l.Title = t.title()
+	}
+	var buf bytes.Buffer
+	if err := h.pages[name].Execute(&buf, l); err != nil {
+		h.log.Error("dashboard template", "page", name, "error", err)
+		http.Error(w, "the page could not be rendered", http.StatusInternalServerError)
+		return
+	}
+	hd := w.Header()
+	securityHeaders(hd)
+	hd.Set("Content-Type", "text/html; charset=utf-8")
+	hd.Set("Cache-Control", "no-cache")
+	w.WriteHeader(code)
+	w.Write(buf.Bytes())
 }
 
 func (h *handler) serveStatic(w http.ResponseWriter, r *http.Request) {

@@ -294,7 +294,9 @@ func TestHostileNames(t *testing.T) {
 		reason  = `<iframe/src=javascript:alert(4)>`
 		logText = "<script>alert(5)</script>\n"
 	)
+	f.fetch = "javascript:alert(6)" // a URL, to url.Parse
 	job := f.claim(name, version, map[string]string{label: "published <b>"})
+	f.fetch = ""
 	out := f.rebuilt(job, alice, label, "output", time.Minute, logText)
 	failed := f.failed(job, bob, label, "build", reason, logText)
 	h := f.handler()
@@ -340,6 +342,9 @@ func TestHostileNames(t *testing.T) {
 		"&lt;iframe/src=javascript:alert(4)&gt;",
 	)
 	mustContain(t, "its text", text(body), name+"@"+version, label, reason)
+	if strings.Contains(body, `href="javascript:`) || !strings.Contains(body, `href="#ZgotmplZ"`) {
+		t.Error("the claim's javascript: fetch URL is a live link")
+	}
 	_, body = get(t, h, "/attestations/"+out.Envelope.String())
 	mustContain(t, "the log", body, "&lt;script&gt;alert(5)&lt;/script&gt;")
 	// The name's URL is its path, escaped segment by segment.

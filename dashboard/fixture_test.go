@@ -46,8 +46,10 @@ type fixture struct {
 	st        *boltstore.Store
 	threshold int
 	objects   *memObjects
-	mu        sync.Mutex // serialises record's read-decide-write, as the scheduler does
-	n         int
+	// fetch, if set, is where the claims say their source is.
+	fetch string
+	mu    sync.Mutex // serialises record's read-decide-write, as the scheduler does
+	n     int
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -85,6 +87,7 @@ func (f *fixture) claim(name, version string, published map[string]string) lante
 	c := &lantern.SourceClaim{
 		Source: lantern.Source{Name: name, Version: version, Digest: lantern.DigestOf([]byte("source of " + name + "@" + version))},
 		Recipe: "go",
+		Fetch:  f.fetch,
 		Time:   t0.Add(time.Duration(f.n) * time.Minute),
 	}
 	if len(published) > 0 {
