@@ -75,15 +75,21 @@ fuzz:
 	done
 
 # bench prints the report: the signing and hashing benchmarks on one core,
-# the scheduler's on both. The verify ratio comes from
-# BenchmarkVerifyInterleaved, which alternates the two sides in one run so
-# that a busy moment of the machine slows both alike.
-bench:
+# the scheduler's on both, then stringer rebuilt through the farm, by a
+# direct BuildKit solve and by the host's go install (BenchmarkStringer, a
+# minute a round, six rounds, with a buildkitd of its own). The verify
+# ratio comes from BenchmarkVerifyInterleaved, which alternates the two
+# sides in one run so that a busy moment of the machine slows both alike;
+# BenchmarkStringer takes turns likewise.
+bench: buildkitd runc
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 . ./attest/... | tee bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 2 -count 3 ./scheduler/... | tee -a bench.out
+	LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -run '^$$' -bench '^BenchmarkStringer$$' -benchtime 1x -count 6 -timeout 30m ./worker/ | tee -a bench.out
 	$(GO) run ./internal/benchtable \
 	  -ratio 'attestation verify / bare ecdsa.VerifyASN1=BenchmarkVerifyInterleaved:ns/attest/BenchmarkVerifyInterleaved:ns/bare<=1.2' \
 	  -ratio 'Digest hashing / stdlib sha256=BenchmarkDigestReader/BenchmarkSHA256Stdlib<=1.05' \
+	  -ratio 'stringer rebuild: farm / direct BuildKit solve=BenchmarkStringer:s/farm/BenchmarkStringer:s/direct<=1.10' \
+	  -ratio 'stringer rebuild: direct BuildKit solve / host go install=BenchmarkStringer:s/direct/BenchmarkStringer:s/host<=2' \
 	  -target 'claims ingested end to end=BenchmarkIngestClaims:claims/s>=5000' \
 	  -target 'GET an artefact with 100,000 attestations, p99=BenchmarkGetArtefact/api:p99-ms<=10' \
 	  < bench.out
