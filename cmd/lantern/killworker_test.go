@@ -180,9 +180,51 @@ func TestKillWorkerMidBuild(t *testing.T) {
 	if procAlive(daemon2) {
 		t.Errorf("worker 2 stopped, but its buildkitd %d runs on", daemon2)
 	}
-	if _, err := os.Stat(daemon2Dir); !os.IsNotExist(err) {
-		t.Errorf("worker 2 stopped, but left its buildkitd's directory %s (stat: %v)", daemon2Dir, err)
+	if m := mountsUnder(daemon2Dir); len(m) > 0 {
+		t.Errorf("worker 2 stopped, but left mounts under its buildkitd's directory: %q", m)
 	}
+
+	// What the killed worker left in its --work, a new worker there cleans
+	// up as its buildkitd starts.
+	for deadline := time.Now().Add(60 * time.Second); procAlive(daemon1); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed worker's buildkitd %d still runs a minute after its parent died", daemon1)
+		}
+	}
+	left := len(runcContainersUnder(daemon1Dir)) + len(mountsUnder(daemon1Dir))
+	w3 := startLanternProc(t, "", workerArgs(1)...)
+	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(w3.log.String(), "worker taking jobs"); time.Sleep(100 * time.Millisecond) {
+		if w3.exitedNow() || time.Now().After(deadline) {
+			t.Fatalf("a new worker in the killed one's --work did not start:\n%s", w3.log)
+		}
+	}
+	if c, m := runcContainersUnder(daemon1Dir), mountsUnder(daemon1Dir); len(c) > 0 || len(m) > 0 {
+		t.Errorf("a new worker in the killed one's --work left its containers %q and mounts %q", c, m)
+	} else {
+		t.Logf("the killed worker left %d containers and mounts; a new worker in its --work cleaned them up", left)
+	}
+	if err := w3.stop(t, 90*time.Second); err != nil {
+		t.Errorf("worker 3 after SIGTERM: %v\n%s", err, w3.log)
+	}
+}
+
+// runcContainersUnder returns the ids of runc's containers whose bundle is
+// under dir.
+func runcContainersUnder(dir string) []string {
+	runc, err := exec.LookPath("runc")
+	if err != nil {
+		return nil
+	}
+	out, _ := exec.Command(runc, "list", "--format", "json").Output()
+	var cs []struct{ ID, Bundle string }
+	json.Unmarshal(out, &cs)
+	var ids []string
+	for _, c := range cs {
+		if strings.HasPrefix(c.Bundle, dir+"/") {
+			ids = append(ids, c.ID)
+		}
+	}
+	return ids
 }
 
 // cleanUpAfterKilled waits for the buildkitd of a worker killed with SIGKILL

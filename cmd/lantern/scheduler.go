@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/dashboard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
@@ -50,7 +51,8 @@ func schedulerCommand() command {
 queues one rebuild job per source and recipe on NATS JetStream for every
 builder, verifies the attestations the builders send back, keeps claims,
 attestations and verdicts in a bbolt file in the data directory, and serves
-the JSON API under /api/v1 with /healthz and /metrics.
+the dashboard at / and the JSON API under /api/v1, with /healthz and
+/metrics.
 
 Without --nats it runs an embedded NATS server with JetStream, storing its
 streams in DATA/nats and listening on --nats-listen for workers.
@@ -113,8 +115,6 @@ type schedulerSetup struct {
 	builders, claimKeys               []string
 	backlog, reindex                  bool
 	queue                             natsq.Config
-	// handler, if set, wraps the API's handler: the dashboard beside it.
-	handler func(s *scheduler.Scheduler, st scheduler.Store, api http.Handler) http.Handler
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -219,13 +219,13 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", c.listen, err)
 	}
-	handler := s.Handler()
-	if c.handler != nil {
-		handler = c.handler(s, st, handler)
+	dash, err := dashboard.New(dashboard.Config{Store: st, Objects: q, Threshold: c.threshold, Log: log.With("component", "dashboard")})
+	if err != nil {
+		return nil, err
 	}
-	hs := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	hs := &http.Server{Handler: dashboard.Mount(s.Handler(), dash), ReadHeaderTimeout: 10 * time.Second}
 	rs := &runningScheduler{natsURL: url, apiURL: "http://" + ln.Addr().String(), failed: make(chan error, 2)}
-	log.Info("scheduler API", "url", rs.apiURL+"/api/v1/", "builders", len(builders), "threshold", c.threshold)
+	log.Info("scheduler API and dashboard", "api", rs.apiURL+"/api/v1/", "dashboard", rs.apiURL+"/", "builders", len(builders), "threshold", c.threshold)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	runDone := make(chan error, 1)
 	go func() {

@@ -135,7 +135,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	if addr == "" {
 		d, err := buildkit.StartDaemon(ctx, buildkit.Options{Dir: filepath.Join(c.data, "buildkit"), PlainHTTPRegistries: c.plainHTTP})
 		if err != nil {
-			return fmt.Errorf("start buildkitd: %w", err)
+			return err // it says "start buildkitd"
 		}
 		defer d.Close()
 		addr = d.Addr()

@@ -27,8 +27,10 @@ with the same key share the builder's jobs.
 
 It rebuilds with the go recipe and the generic one (a source tarball built
 by its claim's build spec in a builder image pulled by digest). Without
---buildkit it starts its own buildkitd (make buildkitd builds it; it runs as
-root with Debian's runc) and stops it on exit. On SIGTERM it
+--buildkit it starts its own buildkitd in WORK/buildkit (make buildkitd
+builds it; it runs as root with Debian's runc) and stops it on exit; what a
+worker killed with SIGKILL leaves there, the next start in the same --work
+cleans up. On SIGTERM it
 takes no more jobs, lets running builds finish for --grace, and hands back
 the rest.
 
@@ -70,9 +72,9 @@ Example:
 					return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
 				}
 				if addr == "" {
-					d, err := buildkit.StartDaemon(ctx, buildkit.Options{PlainHTTPRegistries: plainHTTP})
+					d, err := buildkit.StartDaemon(ctx, buildkit.Options{Dir: filepath.Join(*work, "buildkit"), PlainHTTPRegistries: plainHTTP})
 					if err != nil {
-						return fmt.Errorf("start buildkitd: %w", err)
+						return err // it says "start buildkitd"
 					}
 					defer d.Close()
 					addr = d.Addr()

@@ -23,6 +23,30 @@ func Start(t testing.TB) (*buildkit.Daemon, *client.Client) {
 	return StartWith(t, buildkit.Options{})
 }
 
+// Require skips the test where buildkitd, runc or root is missing — and
+// fails it under CI — for a test that starts buildkitd some other way (a
+// lantern process that starts its own). It returns the buildkitd binary,
+// for $LANTERN_BUILDKITD of such a process.
+func Require(t testing.TB) string {
+	t.Helper()
+	bin, err := buildkit.Check("")
+	missing(t, err)
+	return bin
+}
+
+func missing(t testing.TB, err error) {
+	t.Helper()
+	if errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc) || errors.Is(err, buildkit.ErrNotRoot) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v\nCI must run the BuildKit tests: 'make buildkitd', and as root, 'apt-get install runc'", err)
+		}
+		t.Skipf("%v\n(to run this test: 'make buildkitd' and, as root, 'apt-get install runc')", err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 // StartWith is Start with options; Dir and Log are the helper's own.
 func StartWith(t testing.TB, opts buildkit.Options) (*buildkit.Daemon, *client.Client) {
 	t.Helper()
@@ -40,15 +64,7 @@ func StartWith(t testing.TB, opts buildkit.Options) (*buildkit.Daemon, *client.C
 	})
 	opts.Dir, opts.Log = dir, log
 	d, err := buildkit.StartDaemon(t.Context(), opts)
-	if errors.Is(err, buildkit.ErrNoBuildkitd) || errors.Is(err, buildkit.ErrNoRunc) || errors.Is(err, buildkit.ErrNotRoot) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%v\nCI must run the BuildKit tests: 'make buildkitd', and as root, 'apt-get install runc'", err)
-		}
-		t.Skipf("%v\n(to run this test: 'make buildkitd' and, as root, 'apt-get install runc')", err)
-	}
-	if err != nil {
-		t.Fatal(err)
-	}
+	missing(t, err)
 	t.Cleanup(func() { d.Close() })
 	c, err := buildkit.Connect(t.Context(), d.Addr())
 	if err != nil {

@@ -76,24 +76,42 @@ type Daemon struct {
 	closeErr  error
 }
 
+// Check reports whether StartDaemon could start a buildkitd here, without
+// starting one, and returns the absolute path of the buildkitd it would
+// run: binary, or the one found as the package doc says. Its errors are
+// StartDaemon's: ErrNoBuildkitd, ErrNotRoot, ErrNoRunc.
+func Check(binary string) (string, error) {
+	bin, _, err := prerequisites(binary)
+	return bin, err
+}
+
+// prerequisites returns the absolute path of buildkitd and of runc.
+func prerequisites(binary string) (bin, runc string, err error) {
+	bin, err = findBinary(binary)
+	if err != nil {
+		return "", "", fmt.Errorf("start buildkitd: %w", err)
+	}
+	// Absolute, as the daemon starts in its own directory.
+	if bin, err = filepath.Abs(bin); err != nil {
+		return "", "", fmt.Errorf("start buildkitd: %w", err)
+	}
+	if uid := os.Geteuid(); uid != 0 {
+		return "", "", fmt.Errorf("start buildkitd: %w: the OCI worker makes namespaces, mounts and cgroups, and this process runs as uid %d; run as root, or point the worker at a buildkitd that runs as root", ErrNotRoot, uid)
+	}
+	runc, err = exec.LookPath("runc")
+	if err != nil {
+		return "", "", fmt.Errorf("start buildkitd: %w on the PATH: the OCI worker runs build steps with it; on Debian: apt-get install runc", ErrNoRunc)
+	}
+	return bin, runc, nil
+}
+
 // StartDaemon starts buildkitd as a child process, with its state and socket
 // under opts.Dir and the OCI worker (runc), and returns once a client can list
 // its workers. ctx bounds the start only; the daemon runs until Close.
 func StartDaemon(ctx context.Context, opts Options) (*Daemon, error) {
-	bin, err := findBinary(opts.Binary)
+	bin, runc, err := prerequisites(opts.Binary)
 	if err != nil {
-		return nil, fmt.Errorf("start buildkitd: %w", err)
-	}
-	// Absolute, as the daemon starts in its own directory.
-	if bin, err = filepath.Abs(bin); err != nil {
-		return nil, fmt.Errorf("start buildkitd: %w", err)
-	}
-	if uid := os.Geteuid(); uid != 0 {
-		return nil, fmt.Errorf("start buildkitd: %w: the OCI worker makes namespaces, mounts and cgroups, and this process runs as uid %d; run as root, or point the worker at a buildkitd that runs as root", ErrNotRoot, uid)
-	}
-	runc, err := exec.LookPath("runc")
-	if err != nil {
-		return nil, fmt.Errorf("start buildkitd: %w on the PATH: the OCI worker runs build steps with it; on Debian: apt-get install runc", ErrNoRunc)
+		return nil, err
 	}
 
 	dir, ownDir := opts.Dir, false

@@ -1,0 +1,273 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/buildkittest"
+	"github.com/lanternfarm/lantern/internal/ocitest"
+)
+
+// syncBuffer collects a process's output while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// upProcess is a running `lantern up`.
+type upProcess struct {
+	cmd    *exec.Cmd
+	logs   *syncBuffer
+	exited  chan error
+	stopped bool
+	url     string // the dashboard's and the API's base URL
+}
+
+var upBanner = regexp.MustCompile(`dashboard +(http://127\.0\.0\.1:[0-9]+)/`)
+
+// startUp runs `lantern up` on data with args, and waits for its banner.
+func startUp(t *testing.T, dir, data, buildkitd string, args ...string) *upProcess {
+	t.Helper()
+	cmd := exec.Command(lanternBin, append([]string{"up", "--data", data, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, args...)...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "LANTERN_PASSWORD=", "LANTERN_BUILDKITD="+buildkitd)
+	p := &upProcess{cmd: cmd, logs: new(syncBuffer), exited: make(chan error, 1)}
+	cmd.Stdout, cmd.Stderr = p.logs, p.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		if !p.stopped {
+			cmd.Process.Kill()
+			<-p.exited
+		}
+		if t.Failed() {
+			t.Logf("lantern up's output:\n%s", p.logs)
+		}
+	})
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		if m := upBanner.FindStringSubmatch(p.logs.String()); m != nil {
+			p.url = m[1]
+			return p
+		}
+		select {
+		case err := <-p.exited:
+			p.stopped = true
+			t.Fatalf("lantern up exited before it was up: %v\n%s", err, p.logs)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lantern up not up after 2 minutes:\n%s", p.logs)
+		}
+	}
+}
+
+// stop sends what Ctrl-C sends and expects a clean exit.
+func (p *upProcess) stop(t *testing.T) {
+	t.Helper()
+	p.stopped = true
+	p.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case err := <-p.exited:
+		if err != nil {
+			t.Fatalf("lantern up after Ctrl-C: %v\n%s", err, p.logs)
+		}
+	case <-time.After(2 * time.Minute):
+		p.cmd.Process.Kill()
+		t.Fatalf("lantern up did not stop on Ctrl-C\n%s", p.logs)
+	}
+}
+
+type sourceJSON struct {
+	Verdicts     []lantern.Verdict
+	Attestations []struct {
+		Builder lantern.Digest
+		Kind    lantern.Kind
+		Output  lantern.Digest
+	}
+}
+
+func (p *upProcess) source(t *testing.T, src string) (sourceJSON, int) {
+	t.Helper()
+	var v sourceJSON
+	resp, err := http.Get(p.url + "/api/v1/sources/" + src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	json.NewDecoder(resp.Body).Decode(&v)
+	return v, resp.StatusCode
+}
+
+// waitAnswered waits until n builders answered every label of src.
+func (p *upProcess) waitAnswered(t *testing.T, src string, n int, within time.Duration) sourceJSON {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		v, code := p.source(t, src)
+		if code == http.StatusOK && len(v.Attestations) >= n && len(v.Verdicts) > 0 && v.Verdicts[0].Status != lantern.StatusPending {
+			return v
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not answered by %d builders within %s: %+v", src, n, within, v)
+		}
+		time.Sleep(time.Second)
+	}
+}
+
+// TestUp is the embedded default end to end, with every real part: `lantern
+// up` starts NATS, the scheduler, buildkitd and two workers with keys of
+// their own; a real Go command from the module proxy is rebuilt by both,
+// which agree; a generic build that stamps the time and host into its output
+// makes two disagreeing groups; Ctrl-C stops it all, and the next start
+// has everything.
+func TestUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("rebuilds stringer twice in BuildKit: minutes")
+	}
+	buildkitd := buildkittest.Require(t)
+	reg := ocitest.StartRegistry(t)
+	image := reg.PushBusybox(t)
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	up := startUp(t, dir, data, buildkitd, "--registry-http", reg.Host)
+	claimKey := filepath.Join(data, "up", "claimer.key")
+
+	// 1. A Go command, claimed as its maintainer would.
+	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	var dl struct{ Zip, Sum string }
+	if err := json.Unmarshal(out, &dl); err != nil {
+		t.Fatal(err)
+	}
+	stringer := "golang.org/x/tools/cmd/stringer@v0.30.0"
+	runLantern(t, dir, []string{"LANTERN_PASSWORD="}, "claim", "sign", "--key", claimKey, "--source", stringer,
+		"--source-file", dl.Zip, "--go-sum", dl.Sum, "--fetch", "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip",
+		"--recipe", "go", "--post", up.url).must(t, "claim sign --post stringer")
+
+	// 2. A generic build that is not reproducible: it stamps the time and
+	// the host it ran on.
+	tarball := helloTarball(t)
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(tarball) }))
+	defer files.Close()
+	putFile(t, dir, "stamp.json", fmt.Sprintf(`{"image": %q, "commands": ["echo \"built at $(date -u) on $(hostname)\" > \"$OUT/stamp.txt\""], "outputs": {"stamp": "stamp.txt"}}`, image))
+	putFile(t, dir, "hello.tar.gz", string(tarball))
+	runLantern(t, dir, []string{"LANTERN_PASSWORD="}, "claim", "sign", "--key", claimKey, "--source", "stamp@1.0",
+		"--source-file", "hello.tar.gz", "--fetch", files.URL+"/hello.tar.gz", "--recipe", "generic", "--build", "stamp.json",
+		"--post", up.url).must(t, "claim sign --post stamp")
+
+	agree := up.waitAnswered(t, stringer, 2, 15*time.Minute)
+	vd := agree.Verdicts[0]
+	if vd.Status != lantern.StatusReproduced || len(vd.Groups) != 1 || len(vd.Groups[0].Builders) != 2 {
+		t.Errorf("%s: verdict %+v, want reproduced by both builders", stringer, vd)
+	}
+	t.Logf("%s %s: %s, %s by %d builders", stringer, vd.Label, vd.Status, vd.Groups[0].Output, len(vd.Groups[0].Builders))
+	// The same through the command line a person would use.
+	r := runLantern(t, dir, nil, "verdict", "--api", up.url, stringer).must(t, "lantern verdict")
+	if !strings.Contains(r.stdout, "reproduced") || !strings.Contains(r.stdout, vd.Groups[0].Output.String()) {
+		t.Errorf("lantern verdict printed %q, want reproduced and the output", r.stdout)
+	}
+
+	up.dashboardShows(t, stringer, vd)
+
+	disagree := up.waitAnswered(t, "stamp@1.0", 2, 5*time.Minute)
+	vd = disagree.Verdicts[0]
+	if vd.Status != lantern.StatusMismatch || len(vd.Groups) != 2 || len(vd.Groups[0].Builders) != 1 || len(vd.Groups[1].Builders) != 1 {
+		t.Errorf("stamp@1.0: verdict %+v, want a mismatch of two groups of one builder", vd)
+	}
+	up.dashboardShows(t, "stamp@1.0", vd)
+
+	// Ctrl-C, and a new start that resumes with all data.
+	up.stop(t)
+	up = startUp(t, dir, data, buildkitd, "--registry-http", reg.Host)
+	if v, code := up.source(t, stringer); code != http.StatusOK || len(v.Verdicts) != 1 || v.Verdicts[0].Status != lantern.StatusReproduced || len(v.Attestations) != 2 {
+		t.Errorf("after a restart: %d %+v, want the same verdict and both attestations", code, v)
+	}
+	if strings.Count(up.logs.String(), "made a builder key") != 0 {
+		t.Errorf("the restart made new keys")
+	}
+	up.stop(t)
+}
+
+// dashboardShows checks that the dashboard's page of src shows the verdict
+// vd: its status, and each group's output with its builders.
+func (p *upProcess) dashboardShows(t *testing.T, src string, vd lantern.Verdict) {
+	t.Helper()
+	resp, err := http.Get(p.url + "/sources/" + src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	page := string(b)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("dashboard %s: %s\n%s", src, resp.Status, page)
+	}
+	if !strings.Contains(page, `id="status">`+string(vd.Status)+`<`) {
+		t.Errorf("dashboard %s does not show the status %s", src, vd.Status)
+	}
+	if n := strings.Count(page, `<div class="group `); n != len(vd.Groups) {
+		t.Errorf("dashboard %s shows %d groups, want %d", src, n, len(vd.Groups))
+	}
+	for _, g := range vd.Groups {
+		if !strings.Contains(page, `title="`+g.Output.String()+`"`) {
+			t.Errorf("dashboard %s does not show the output %s", src, g.Output)
+		}
+		for _, b := range g.Builders {
+			if !strings.Contains(page, `title="`+b.String()+`"`) {
+				t.Errorf("dashboard %s does not show the builder %s", src, b)
+			}
+		}
+	}
+}
+
+// helloTarball is a small source tarball.
+func helloTarball(t *testing.T) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	body := "hello, world\n"
+	tw.WriteHeader(&tar.Header{Name: "hello-1.0/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(1700000000, 0)})
+	tw.WriteHeader(&tar.Header{Name: "hello-1.0/greeting.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)})
+	tw.Write([]byte(body))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
+}
