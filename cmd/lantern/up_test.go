@@ -44,8 +44,8 @@ func (b *syncBuffer) String() string {
 
 // upProcess is a running `lantern up`.
 type upProcess struct {
-	cmd    *exec.Cmd
-	logs   *syncBuffer
+	cmd     *exec.Cmd
+	logs    *syncBuffer
 	exited  chan error
 	stopped bool
 	url     string // the dashboard's and the API's base URL
