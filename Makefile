@@ -14,7 +14,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc busybox clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc busybox chromium diffoscope clean clean-cache
 
 all: build
 
@@ -25,7 +25,7 @@ build:
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
 # from tools/buildkit; runc comes from Debian.
-deps: cosign buildkitd runc busybox
+deps: cosign buildkitd runc busybox chromium
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -51,6 +51,16 @@ runc:
 	@command -v runc >/dev/null || { echo "== installing runc with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc; }
 
+# diffoscope shows what differs between two builders' outputs.
+diffoscope:
+	@command -v diffoscope >/dev/null || { echo "== installing diffoscope-minimal with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope-minimal; }
+
+# chromium is what the dashboard's browser test drives, headless (chromedp).
+chromium:
+	@command -v chromium >/dev/null || { echo "== installing chromium with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core; }
+
 # busybox (Debian's static one) is what the generic recipe's tests assemble
 # their builder image from.
 busybox:
@@ -61,9 +71,11 @@ busybox:
 # fuzz target briefly.
 test: deps unit fuzz
 
+# unit keeps what tests save (the dashboard's screenshots) in test-output/.
 unit:
 	$(GO) vet ./...
-	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -count=1 ./...
+	@mkdir -p $(CURDIR)/test-output
+	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -count=1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # fuzz runs every Fuzz target of every package for FUZZTIME executions.
 fuzz:
@@ -94,31 +106,16 @@ bench: buildkitd runc
 	  -target 'GET an artefact with 100,000 attestations, p99=BenchmarkGetArtefact/api:p99-ms<=10' \
 	  < bench.out
 
-# run shows what Lantern does today, for real: it makes a builder key, signs
-# a rebuild attestation for the lantern binary it just built from this
-# checkout's source, and verifies it with lantern and with the cosign CLI.
-run: build cosign
-	@mkdir -p $(DEMO)
-	@set -e; export LANTERN_PASSWORD="$${LANTERN_PASSWORD-}" COSIGN_PASSWORD="$${LANTERN_PASSWORD-}"; \
-	cd $(DEMO); \
-	if [ ! -f builder.key ]; then $(LANTERN) keygen --output-key-prefix builder; fi; \
-	git -C $(CURDIR) archive --format=tar.gz -o $(DEMO)/source.tar.gz HEAD; \
-	version=$$(git -C $(CURDIR) describe --always --dirty); \
-	$(LANTERN) claim sign --key builder.key --source github.com/lanternfarm/lantern@$$version \
-	  --source-file source.tar.gz --recipe go -o claim.json; \
-	$(LANTERN) attest sign --key builder.key --source github.com/lanternfarm/lantern@$$version \
-	  --source-file source.tar.gz --label lantern-$$($(GO) env GOOS)-$$($(GO) env GOARCH) -o lantern.att.json $(LANTERN); \
-	echo "== lantern verifies the claim and the attestation"; \
-	$(LANTERN) claim verify --key builder.pub claim.json; \
-	$(LANTERN) attest verify --key builder.pub lantern.att.json $(LANTERN); \
-	echo "== cosign verifies the same attestation"; \
-	touch no-fulcio-roots.pem; \
-	SIGSTORE_ROOT_FILE=$(DEMO)/no-fulcio-roots.pem $(COSIGN) verify-blob-attestation --key builder.pub \
-	  --type https://slsa.dev/provenance/v1 --insecure-ignore-tlog --signature lantern.att.json $(LANTERN); \
-	echo "== files in $(DEMO): builder.key builder.pub source.tar.gz claim.json lantern.att.json"
+# run is the first thing to try, as root on a fresh Debian machine: it
+# installs what is missing (runc, diffoscope, buildkitd), starts 'lantern up'
+# (NATS, the scheduler and dashboard, two builders, BuildKit; data in
+# $(DEMO)), claims a first real Go command, and prints the verdict and the
+# dashboard's address once both builders are done. Ctrl-C stops it.
+run: build buildkitd runc diffoscope
+	LANTERN=$(LANTERN) DATA=$(DEMO) sh deploy/run.sh
 
 clean:
-	rm -rf $(BIN) bench.out $(DEMO)
+	rm -rf $(BIN) bench.out $(DEMO) test-output
 
 # The recipes tests download ~80 MB once into $TMPDIR/lantern-recipes-test-cache
 # and keep it between runs; the go command leaves it read-only.
