@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/mod/module"
@@ -86,6 +87,10 @@ type GoToolchain struct {
 	Tree string `json:"tree"`
 	// Dir is the unpacked module, its commands made executable.
 	Dir string `json:"dir"`
+
+	// snapshot is what PrepareGo read of Dir, which lets VerifyGo skip
+	// the files unchanged since (see treeHashSince).
+	snapshot *treeSnapshot
 }
 
 // GoModule is one module version the build reads.
@@ -120,6 +125,13 @@ type PrepareOptions struct {
 	// unpacked modules (DefaultGoLimits.Tmp if zero). They are the
 	// builder's, not the recipe's: they change no output.
 	Limits Limits
+	// Scratch is where the offline dry runs make their new module caches,
+	// each of which unpacks every module the build reads: thousands of
+	// files, created and removed in a second, which on a disk cost seconds
+	// of kernel time. Empty: a new directory in /dev/shm (a tmpfs) where
+	// that can be made, else dir. A dry run that fails in /dev/shm (which
+	// may be full) is run again in dir.
+	Scratch string
 }
 
 // DefaultGoLimits are the go recipe's limits where PrepareOptions sets none.
@@ -181,7 +193,7 @@ func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts Pre
 	if p.goCmd, err = exec.LookPath(p.goCmd); err != nil {
 		return nil, fmt.Errorf("prepare go build %s: the go command downloads and checks the modules: %w", spec.Package, err)
 	}
-	in, err := p.prepare(ctx)
+	in, err := p.prepare(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("prepare go build %s@%s: %w", spec.Package, spec.Version, err)
 	}
@@ -196,11 +208,12 @@ type preparer struct {
 	modCache string
 	goCmd    string
 	work     string            // dir/tmp, removed at the end
+	scratch  string            // the offline dry runs' module caches, removed at the end
 	hostEnv  map[string]string // GOPROXY, GOSUMDB and GOPATH of the environment
 	limits   Limits
 }
 
-func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
+func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs, error) {
 	for _, d := range []string{p.dir, p.modCache} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err
@@ -250,17 +263,38 @@ func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
 	}
 	p.log.Debug("checked the toolchain", "module", tc.Path+"@"+tc.Version, "tree", in.Toolchain.Tree, "took", time.Since(start))
 
-	// 3. What the build reads: resolved online by the toolchain itself
-	// (checked against the checksum database), then again offline.
-	if err := p.dryRun(ctx, in, "resolve", "", filepath.Join(p.modCache, "cache", "download"), true); err != nil {
+	// 3. What the build reads. Each of the three dry runs proves its own
+	// part, and none can stand in for another:
+	//   - "resolve", online, with the environment's GOPROXY and GOSUMDB and
+	//     the shared module cache: every module the build needs is
+	//     downloaded and checked against the checksum database (the zips'
+	//     checked h1: hashes are what layOut compares with);
+	//   - "resolve offline", from the shared module cache as a file GOPROXY
+	//     into an empty module cache, as the sandbox does: what lands there
+	//     is exactly what the build reads (the online run, whose cache is
+	//     warm, cannot tell);
+	//   - "check the file GOPROXY", after layOut, from the file GOPROXY the
+	//     sandbox will mount into another empty module cache: that it
+	//     needs nothing else (version lists cut down to what was read
+	//     resolve the same), and reads all of it.
+	// The two offline runs need empty module caches and fill them with the
+	// unpacked modules: they go in the scratch directory, a tmpfs where
+	// there is one.
+	if err := p.dryRun(ctx, in, "resolve", p.work, "", filepath.Join(p.modCache, "cache", "download"), true); err != nil {
 		return nil, err
 	}
-	offline := filepath.Join(p.work, "offline-modcache")
-	if err := p.dryRun(ctx, in, "resolve offline", offline, filepath.Join(p.modCache, "cache", "download"), false); err != nil {
+	p.scratch = p.scratchDir(opts.Scratch)
+	defer removeAll(p.scratch)
+	offline, err := p.offlineDryRun(ctx, in, "resolve offline", "offline-modcache", filepath.Join(p.modCache, "cache", "download"))
+	if err != nil {
 		return nil, err
 	}
 	read, err := scanDownloads(filepath.Join(offline, "cache", "download"))
 	if err != nil {
+		return nil, err
+	}
+	// Room on the tmpfs for the next one.
+	if err := removeAll(offline); err != nil {
 		return nil, err
 	}
 
@@ -274,8 +308,8 @@ func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
 	if err := checkPackageModule(p.spec, in.Modules); err != nil {
 		return nil, err
 	}
-	check := filepath.Join(p.work, "check-modcache")
-	if err := p.dryRun(ctx, in, "check the file GOPROXY", check, in.ProxyDir, false); err != nil {
+	check, err := p.offlineDryRun(ctx, in, "check the file GOPROXY", "check-modcache", in.ProxyDir)
+	if err != nil {
 		return nil, err
 	}
 	reread, err := scanDownloads(filepath.Join(check, "cache", "download"))
@@ -286,6 +320,63 @@ func (p *preparer) prepare(ctx context.Context) (*GoInputs, error) {
 		return nil, fmt.Errorf("the build read %v from the file GOPROXY, which holds %v: the resolution is not stable", reread, want)
 	}
 	return in, nil
+}
+
+// LookupGoModules returns those of mods that the module proxy has at
+// version, in their order: "go list -m" of each, all at the same time, in
+// PrepareGo's environment (opts' go command and module cache). It checks
+// nothing, which PrepareGo does: it lets a caller that knows a package but
+// not its module skip the candidates that do not exist, each a round trip
+// to the proxy, and more where it falls back to "direct". A module whose
+// lookup failed for another reason is left out too; the error is for a go
+// command that could not run at all.
+func LookupGoModules(ctx context.Context, mods []string, version string, opts PrepareOptions) ([]string, error) {
+	p := &preparer{log: opts.Log, modCache: opts.ModCache, goCmd: opts.Go}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	if p.goCmd == "" {
+		p.goCmd = "go"
+	}
+	var err error
+	if p.goCmd, err = exec.LookPath(p.goCmd); err != nil {
+		return nil, fmt.Errorf("look up modules: %w", err)
+	}
+	if p.modCache != "" {
+		if p.modCache, err = filepath.Abs(p.modCache); err != nil {
+			return nil, fmt.Errorf("look up modules: %w", err)
+		}
+	}
+	// An empty directory: no go.mod around.
+	if p.work, err = os.MkdirTemp("", "lantern-lookup-"); err != nil {
+		return nil, fmt.Errorf("look up modules: %w", err)
+	}
+	defer os.RemoveAll(p.work)
+	if err := p.readHostEnv(ctx); err != nil {
+		return nil, fmt.Errorf("look up modules: %w", err)
+	}
+	found := make([]bool, len(mods))
+	var wg sync.WaitGroup
+	for i, mod := range mods {
+		if module.Check(mod, version) != nil {
+			continue
+		}
+		wg.Go(func() {
+			_, err := p.runHostGo(ctx, "list", "-m", "-json", mod+"@"+version)
+			found[i] = err == nil
+		})
+	}
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var out []string
+	for i, mod := range mods {
+		if found[i] {
+			out = append(out, mod)
+		}
+	}
+	return out, nil
 }
 
 // resolveSpec fills in the recipe's defaults and checks every field.
@@ -522,7 +613,7 @@ func (p *preparer) toolchain(m *modDownload) (GoToolchain, error) {
 		}
 	}
 	tc.Tree = hash1(want)
-	got, err := treeHash(m.Dir, strings.TrimSuffix(prefix, "/"))
+	got, snap, err := treeHashSince(m.Dir, strings.TrimSuffix(prefix, "/"), nil)
 	if err != nil {
 		return tc, err
 	}
@@ -533,6 +624,7 @@ func (p *preparer) toolchain(m *modDownload) (GoToolchain, error) {
 	if err := checkExecutable(m.Dir); err != nil {
 		return tc, err
 	}
+	tc.snapshot = snap
 	return tc, nil
 }
 
@@ -644,17 +736,57 @@ func checkExecutable(dir string) error {
 	return nil
 }
 
+// scratchDir returns a new directory for the offline dry runs: in dir if
+// it is set, else in /dev/shm if one can be made there, else p.work.
+func (p *preparer) scratchDir(dir string) string {
+	if dir == "" {
+		dir = "/dev/shm"
+	}
+	if d, err := os.MkdirTemp(dir, "lantern-prepare-"); err == nil {
+		return d
+	}
+	return p.work
+}
+
+// offlineDryRun runs dryRun offline, reading proxyDir, into a new module
+// cache named name in the scratch directory, which it returns. One that
+// fails there (a full tmpfs) is run again in p.work, on the disk; an error
+// there is the dry run's.
+func (p *preparer) offlineDryRun(ctx context.Context, in *GoInputs, what, name, proxyDir string) (string, error) {
+	if p.scratch != p.work {
+		modCache := filepath.Join(p.scratch, name)
+		err := p.dryRun(ctx, in, what, p.scratch, modCache, proxyDir, false)
+		if err == nil {
+			return modCache, nil
+		}
+		if ctx.Err() != nil {
+			return "", err
+		}
+		p.log.Debug("dry run failed in the scratch directory; again on the disk", "scratch", p.scratch, "err", err)
+		if err := removeAll(modCache); err != nil {
+			return "", err
+		}
+	}
+	modCache := filepath.Join(p.work, name)
+	if err := removeAll(modCache); err != nil {
+		return "", err
+	}
+	return modCache, p.dryRun(ctx, in, what, p.work, modCache, proxyDir, false)
+}
+
 // dryRun runs the recipe's build command with -n (which resolves and
 // downloads the modules but compiles nothing) in the recipe's environment,
 // outside the sandbox, with the toolchain of in. Online, it uses the
 // environment's GOPROXY and GOSUMDB and the shared module cache; offline,
 // proxyDir as a file GOPROXY, no checksum database (what the sandbox does)
-// and modCache, a new module cache, where the modules it read land.
-func (p *preparer) dryRun(ctx context.Context, in *GoInputs, what, modCache, proxyDir string, online bool) error {
-	scratch, err := os.MkdirTemp(p.work, "dryrun-")
+// and modCache, a new module cache, where the modules it read land. Its
+// GOCACHE and output directory go in a new directory in base.
+func (p *preparer) dryRun(ctx context.Context, in *GoInputs, what, base, modCache, proxyDir string, online bool) error {
+	scratch, err := os.MkdirTemp(base, "dryrun-")
 	if err != nil {
 		return err
 	}
+	defer removeAll(scratch)
 	tmp, out := filepath.Join(scratch, "tmp"), filepath.Join(scratch, "out")
 	for _, d := range []string{tmp, out} {
 		if err := os.Mkdir(d, 0o755); err != nil {

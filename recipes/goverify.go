@@ -13,11 +13,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/lanternfarm/lantern"
 )
@@ -90,7 +92,7 @@ func VerifyGo(in *GoInputs) error {
 }
 
 func verifyToolchain(tc GoToolchain) error {
-	got, err := treeHash(tc.Dir, tc.Module+"@"+tc.Version)
+	got, _, err := treeHashSince(tc.Dir, tc.Module+"@"+tc.Version, tc.snapshot)
 	if err != nil {
 		return err
 	}
@@ -290,7 +292,65 @@ func hash1(sums map[string][32]byte) string {
 // prefix/relative path; anything else (a symbolic link, a device) is an
 // error.
 func treeHash(dir, prefix string) (string, error) {
-	var files []string
+	h, _, err := treeHashSince(dir, prefix, nil)
+	return h, err
+}
+
+// treeSnapshot is what treeHashSince read of a tree: the SHA-256 of each
+// file, with the file's stamp from before it was read. It is kept in
+// memory only, with the GoInputs it was made for, so that VerifyGo need
+// not read again, seconds after PrepareGo, a toolchain of 13,000 files.
+type treeSnapshot struct {
+	dir string
+	// files are the files hashed, by relative path, whose stamps were
+	// older than the hash, and so trusted.
+	files map[string]stampedSum
+}
+
+type stampedSum struct {
+	stamp fileStamp
+	sum   [32]byte
+}
+
+// fileStamp is what the kernel says of a file that any change to it
+// changes: its device and inode, size, mode, modification time and, as no
+// process can set it, its change time (ctime), which every write, chmod,
+// utimes and link count change moves to the present.
+type fileStamp struct {
+	dev, ino     uint64
+	size         int64
+	mode         fs.FileMode
+	mtime, ctime int64 // Unix nanoseconds
+}
+
+// racyWindow is how far before a hash a file's stamp must be for the
+// stamp to vouch for its content later. The kernel's file times come from
+// a coarse clock (a few milliseconds): a file changed in the same tick as
+// it was last changed before keeps its ctime. A file changed within
+// racyWindow of the hash that recorded it is read again, as git does
+// with a "racily clean" index entry.
+var racyWindow = time.Second
+
+// treeHashSince is treeHash, reading only the files that prev does not
+// vouch for: those that are not in it, whose stamp differs from the one
+// prev recorded, or that were changed within racyWindow before prev
+// hashed them. prev is only used for the directory it was made of. It
+// returns the hash and a snapshot of what it read and what prev vouched
+// for, or a nil one where this platform gives no stamps.
+func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapshot, error) {
+	if prev != nil && prev.dir != dir {
+		prev = nil
+	}
+	start := time.Now()
+	type file struct {
+		rel   string
+		stamp fileStamp
+		ok    bool // the stamp is known
+	}
+	var (
+		files []file // to read
+		known = map[string]stampedSum{}
+	)
 	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -305,20 +365,94 @@ func treeHash(dir, prefix string) (string, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, rel)
+		// Lstat, before anything is read: a change after it changes the
+		// stamp.
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if !info.Mode().IsRegular() {
+			return fmt.Errorf("%s: not a regular file (%v)", name, info.Mode().Type())
+		}
+		stamp, ok := stampOf(info)
+		if ok && prev != nil {
+			if s, found := prev.files[rel]; found && s.stamp == stamp {
+				known[rel] = s
+				return nil
+			}
+		}
+		files = append(files, file{rel, stamp, ok})
 		return nil
 	})
 	if err != nil {
-		return "", fmt.Errorf("hash %s: %w", dir, err)
+		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
 	}
-	sums, err := hashAll(files, func(rel string) (string, io.ReadCloser, error) {
-		f, err := os.Open(filepath.Join(dir, rel))
-		return path.Join(prefix, filepath.ToSlash(rel)), f, err
+	name := func(rel string) string { return path.Join(prefix, filepath.ToSlash(rel)) }
+	sums, err := hashAll(files, func(f file) (string, io.ReadCloser, error) {
+		r, err := os.Open(filepath.Join(dir, f.rel))
+		return name(f.rel), r, err
 	})
 	if err != nil {
-		return "", fmt.Errorf("hash %s: %w", dir, err)
+		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
 	}
-	return hash1(sums), nil
+	snap := &treeSnapshot{dir: dir, files: known}
+	for _, f := range files {
+		if !f.ok {
+			snap = nil
+			break
+		}
+		// A file changed just before the hash may change again without
+		// moving its ctime: it is not vouched for.
+		if racy := start.Add(-racyWindow).UnixNano(); f.stamp.ctime >= racy || f.stamp.mtime >= racy {
+			continue
+		}
+		snap.files[f.rel] = stampedSum{f.stamp, sums[name(f.rel)]}
+	}
+	for rel, s := range known {
+		sums[name(rel)] = s.sum
+	}
+	return hash1(sums), snap, nil
+}
+
+// stampOf returns the stamp of the file info describes, from its
+// syscall.Stat_t, whose fields are named alike on Linux and the BSDs
+// (Dev, Ino, Ctim); false where there is none (Windows, macOS).
+func stampOf(info fs.FileInfo) (fileStamp, bool) {
+	v := reflect.ValueOf(info.Sys())
+	if v.Kind() != reflect.Pointer || v.IsNil() || v.Elem().Kind() != reflect.Struct {
+		return fileStamp{}, false
+	}
+	v = v.Elem()
+	dev, ok1 := intField(v, "Dev")
+	ino, ok2 := intField(v, "Ino")
+	ctim := v.FieldByName("Ctim")
+	if !ok1 || !ok2 || ctim.Kind() != reflect.Struct {
+		return fileStamp{}, false
+	}
+	sec, ok3 := intField(ctim, "Sec")
+	nsec, ok4 := intField(ctim, "Nsec")
+	if !ok3 || !ok4 {
+		return fileStamp{}, false
+	}
+	return fileStamp{
+		dev: dev, ino: ino,
+		size:  info.Size(),
+		mode:  info.Mode(),
+		mtime: info.ModTime().UnixNano(),
+		ctime: time.Unix(int64(sec), int64(nsec)).UnixNano(),
+	}, true
+}
+
+// intField returns the integer field name of the struct v, as a uint64.
+func intField(v reflect.Value, name string) (uint64, bool) {
+	f := v.FieldByName(name)
+	switch {
+	case f.CanUint():
+		return f.Uint(), true
+	case f.CanInt():
+		return uint64(f.Int()), true
+	}
+	return 0, false
 }
 
 // Dependencies returns the build's inputs besides the source, each by the

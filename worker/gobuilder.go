@@ -46,13 +46,24 @@ func (g *GoBuilder) Recipe() lantern.Recipe { return g.r.Ref() }
 
 // Build implements Builder. A go source claim names the main package and
 // its module's version; the module is the longest prefix of the package
-// path that the module proxy has at that version.
+// path that the module proxy has at that version and that holds the
+// package.
 func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log io.Writer) (*Result, error) {
 	var (
 		in      *recipes.GoInputs
 		lastErr error
 	)
-	for _, module := range modulePrefixes(job.Source.Name) {
+	// The prefixes the proxy has, looked up at once; where none is found,
+	// each one is tried, for PrepareGo's errors.
+	candidates := modulePrefixes(job.Source.Name)
+	found, err := recipes.LookupGoModules(ctx, candidates, job.Source.Version, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log})
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if len(found) > 0 {
+		candidates = found
+	}
+	for _, module := range candidates {
 		spec := recipes.GoSpec{Module: module, Version: job.Source.Version, Package: job.Source.Name,
 			SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
 		fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs\n", module, job.Source.Version)
