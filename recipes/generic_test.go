@@ -1,9 +1,7 @@
 package recipes_test
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,33 +22,6 @@ import (
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker/buildkit"
 )
-
-// sourceTarball returns a gzipped tarball of files under one top-level
-// directory, as release tarballs are laid out.
-func sourceTarball(t *testing.T, top string, files map[string]string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	if err := tw.WriteHeader(&tar.Header{Name: top + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}); err != nil {
-		t.Fatal(err)
-	}
-	for name, body := range files {
-		h := &tar.Header{Name: top + "/" + name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: mtime}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		tw.Write([]byte(body))
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
 
 // genericEnv is what every generic build here has: a buildkitd that pulls
 // from a registry on 127.0.0.1 holding the busybox image, and a file server
@@ -133,7 +104,7 @@ func TestGeneric(t *testing.T) {
 		t.Skip("builds in BuildKit")
 	}
 	e := newGenericEnv(t)
-	tarball := sourceTarball(t, "hello-1.0", helloSource)
+	tarball := ocitest.TarGz(t, "hello-1.0", helloSource)
 
 	t.Run("builds", func(t *testing.T) {
 		out, err := e.build(t, tarball, []string{
@@ -280,8 +251,8 @@ func processesWith(s string) []string {
 }
 
 func TestGenericSourceMismatch(t *testing.T) {
-	claimed := sourceTarball(t, "hello-1.0", helloSource)
-	served := sourceTarball(t, "hello-1.0", map[string]string{"greeting.txt": "hello, mallory\n"})
+	claimed := ocitest.TarGz(t, "hello-1.0", helloSource)
+	served := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, mallory\n"})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write(served) }))
 	defer srv.Close()
 	r, err := recipes.Load(lantern.RecipeGeneric)

@@ -1,9 +1,6 @@
 package worker_test
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -23,25 +20,6 @@ import (
 	"github.com/lanternfarm/lantern/worker/buildkit"
 )
 
-// tarGz returns a gzipped tarball of one file under a top-level directory.
-func tarGz(t *testing.T, top, name, body string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	tw.WriteHeader(&tar.Header{Name: top + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime})
-	tw.WriteHeader(&tar.Header{Name: top + "/" + name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: mtime})
-	tw.Write([]byte(body))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // TestGenericThroughTheFarm runs the generic recipe with every real part:
 // source claims posted to the scheduler, two builders with their own keys
 // and buildkitds, the builder image pulled by digest from a registry on
@@ -56,9 +34,9 @@ func TestGenericThroughTheFarm(t *testing.T) {
 	reg := ocitest.StartRegistry(t)
 	image := reg.PushBusybox(t)
 
-	good := tarGz(t, "hello-1.0", "greeting.txt", "hello, world\n")
-	claimed := tarGz(t, "hello-1.1", "greeting.txt", "hello, world\n")
-	tampered := tarGz(t, "hello-1.1", "greeting.txt", "hello, mallory\n")
+	good := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
+	claimed := ocitest.TarGz(t, "hello-1.1", map[string]string{"greeting.txt": "hello, world\n"})
+	tampered := ocitest.TarGz(t, "hello-1.1", map[string]string{"greeting.txt": "hello, mallory\n"})
 	served := map[string][]byte{"/hello-1.0.tar.gz": good, "/hello-1.1.tar.gz": tampered, "/slow-1.0.tar.gz": good}
 	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, ok := served[r.URL.Path]

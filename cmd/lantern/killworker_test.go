@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -18,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -54,7 +50,7 @@ func TestKillWorkerMidBuild(t *testing.T) {
 
 	// The build sleeps long enough to be killed in the middle; its sleep's
 	// argument is unique, so that the test finds the step's process.
-	source := sourceTarGz(t, "hello-1.0", "greeting.txt", "hello, world\n")
+	source := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
 	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/hello-1.0.tar.gz" {
 			http.NotFound(w, r)
@@ -277,31 +273,11 @@ func cleanUpAfterKilled(t *testing.T, daemon int, dir, sleepArg string) {
 	}
 }
 
-// sourceTarGz returns a gzipped tarball of one file under a top-level
-// directory.
-func sourceTarGz(t *testing.T, top, name, body string) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
-	tw.WriteHeader(&tar.Header{Name: top + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime})
-	tw.WriteHeader(&tar.Header{Name: top + "/" + name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: mtime})
-	tw.Write([]byte(body))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
-}
-
 // lanternProc is a long-running lantern command, such as a scheduler or a
 // worker, started by a test.
 type lanternProc struct {
 	cmd     *exec.Cmd
-	log     *lockedBuffer
+	log     *buildkittest.SyncBuffer
 	exited  chan struct{} // closed once cmd.Wait has returned
 	waitErr error
 }
@@ -319,7 +295,7 @@ func startLanternProc(t *testing.T, dir string, args ...string) *lanternProc {
 		}
 	}
 	cmd.Env = append(cmd.Env, pw...)
-	p := &lanternProc{cmd: cmd, log: new(lockedBuffer), exited: make(chan struct{})}
+	p := &lanternProc{cmd: cmd, log: new(buildkittest.SyncBuffer), exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.log, p.log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -361,24 +337,6 @@ func (p *lanternProc) stop(t *testing.T, timeout time.Duration) error {
 		<-p.exited
 		return fmt.Errorf("lantern %s did not stop within %s of SIGTERM", p.cmd.Args[1], timeout)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer a process writes to while the test reads.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // farmAPI is a client of a scheduler's JSON API in a test.

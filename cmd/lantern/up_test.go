@@ -1,9 +1,6 @@
 package main
 
 import (
-	"archive/tar"
-	"bytes"
-	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -14,7 +11,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -24,28 +20,10 @@ import (
 	"github.com/lanternfarm/lantern/internal/ocitest"
 )
 
-// syncBuffer collects a process's output while the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // upProcess is a running `lantern up`.
 type upProcess struct {
 	cmd     *exec.Cmd
-	logs    *syncBuffer
+	logs    *buildkittest.SyncBuffer
 	exited  chan error
 	stopped bool
 	url     string // the dashboard's and the API's base URL
@@ -59,7 +37,7 @@ func startUp(t *testing.T, dir, data, buildkitd string, args ...string) *upProce
 	cmd := exec.Command(lanternBin, append([]string{"up", "--data", data, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LANTERN_PASSWORD=", "LANTERN_BUILDKITD="+buildkitd)
-	p := &upProcess{cmd: cmd, logs: new(syncBuffer), exited: make(chan error, 1)}
+	p := &upProcess{cmd: cmd, logs: new(buildkittest.SyncBuffer), exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -179,7 +157,7 @@ func TestUp(t *testing.T) {
 
 	// 2. A generic build that is not reproducible: it stamps the time and
 	// the host it ran on.
-	tarball := helloTarball(t)
+	tarball := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
 	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(tarball) }))
 	defer files.Close()
 	putFile(t, dir, "stamp.json", fmt.Sprintf(`{"image": %q, "commands": ["echo \"built at $(date -u) on $(hostname)\" > \"$OUT/stamp.txt\""], "outputs": {"stamp": "stamp.txt"}}`, image))
@@ -251,23 +229,4 @@ func (p *upProcess) dashboardShows(t *testing.T, src string, vd lantern.Verdict)
 			}
 		}
 	}
-}
-
-// helloTarball is a small source tarball.
-func helloTarball(t *testing.T) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
-	body := "hello, world\n"
-	tw.WriteHeader(&tar.Header{Name: "hello-1.0/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Unix(1700000000, 0)})
-	tw.WriteHeader(&tar.Header{Name: "hello-1.0/greeting.txt", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: time.Unix(1700000000, 0)})
-	tw.Write([]byte(body))
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := zw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return buf.Bytes()
 }

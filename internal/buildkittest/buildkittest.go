@@ -56,7 +56,7 @@ func StartWith(t testing.TB, opts buildkit.Options) (*buildkit.Daemon, *client.C
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	log := new(syncBuffer)
+	log := new(SyncBuffer)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("buildkitd's output:\n%s", log)
@@ -74,20 +74,20 @@ func StartWith(t testing.TB, opts buildkit.Options) (*buildkit.Daemon, *client.C
 	return d, c
 }
 
-// syncBuffer is a bytes.Buffer that the daemon's output goroutines may
+// SyncBuffer is a bytes.Buffer that a process's output goroutines may
 // write to while the test reads it.
-type syncBuffer struct {
+type SyncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) {
+func (b *SyncBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.Write(p)
 }
 
-func (b *syncBuffer) String() string {
+func (b *SyncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()

@@ -1,17 +1,21 @@
-// Package ocitest serves builder images to the tests of the generic recipe:
-// a real OCI registry (go-containerregistry's, in process, on 127.0.0.1)
-// holding an image that the test assembles from Debian's static busybox.
+// Package ocitest serves what the tests of the generic recipe build from: a
+// real OCI registry (go-containerregistry's, in process, on 127.0.0.1)
+// holding an image that the test assembles from Debian's static busybox,
+// and source tarballs (TarGz).
 package ocitest
 
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"io"
 	"log"
+	"maps"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -115,4 +119,34 @@ func (r *Registry) PushBusybox(t testing.TB) string {
 		t.Fatal(err)
 	}
 	return tag.String() + "@" + d.String()
+}
+
+// TarGz returns a gzipped tarball of files (name → content) under one
+// top-level directory, as release tarballs are laid out; the same files
+// make the same bytes.
+func TarGz(t testing.TB, top string, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	mtime := time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := tw.WriteHeader(&tar.Header{Name: top + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		body := files[name]
+		if err := tw.WriteHeader(&tar.Header{Name: top + "/" + name, Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(body)), ModTime: mtime}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write([]byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
