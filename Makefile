@@ -24,8 +24,8 @@ build:
 # deps installs what the tests need. The cosign CLI is built from the Go
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
-# from tools/buildkit; runc comes from Debian.
-deps: cosign buildkitd runc busybox chromium
+# from tools/buildkit; runc and diffoscope come from Debian.
+deps: cosign buildkitd runc busybox chromium diffoscope
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -51,7 +51,8 @@ runc:
 	@command -v runc >/dev/null || { echo "== installing runc with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq runc; }
 
-# diffoscope shows what differs between two builders' outputs.
+# diffoscope shows what differs between two builders' outputs: the
+# scheduler runs it when builders disagree.
 diffoscope:
 	@command -v diffoscope >/dev/null || { echo "== installing diffoscope-minimal with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope-minimal; }
