@@ -2,7 +2,9 @@
 // builder's jobs from the jobs stream, rebuilds each with the job's recipe in
 // a BuildKit sandbox, hashes the outputs outside the sandbox, signs what it
 // got with the builder's key — a failed rebuild too — and publishes the
-// attestation with its build log.
+// attestation with its build log. It uploads its outputs to the farm's
+// object store too, where the scheduler finds them to show how two
+// builders' outputs differ.
 //
 // Several processes of one builder (one key) share its jobs: each pulls from
 // the builder's durable consumer. While a build runs the worker sends
@@ -81,6 +83,10 @@ type Config struct {
 	// RetryDelay is how long a job whose build failed for the
 	// infrastructure waits before it is delivered again (default 10 s).
 	RetryDelay time.Duration
+	// MaxUpload is the largest output uploaded to the farm's object store
+	// (default 1 GiB; negative: none). The scheduler needs two builders'
+	// outputs there to report how they differ.
+	MaxUpload int64
 }
 
 // Worker runs builds of its builder's jobs.
@@ -115,6 +121,9 @@ func New(cfg Config, q *natsq.Queue, log *slog.Logger) (*Worker, error) {
 	}
 	if cfg.WorkDir == "" {
 		cfg.WorkDir = os.TempDir()
+	}
+	if cfg.MaxUpload == 0 {
+		cfg.MaxUpload = 1 << 30
 	}
 	return &Worker{cfg: cfg, q: q, log: log.With("builder", cfg.Key.ID().Short())}, nil
 }
@@ -264,9 +273,12 @@ func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) (
 	}
 	var envs [][]byte
 	for label, path := range res.Outputs {
-		out, _, err := lantern.DigestFile(path)
+		out, size, err := lantern.DigestFile(path)
 		if err != nil {
 			return nil, fmt.Errorf("hash output %s: %w", label, err)
+		}
+		if err := w.upload(ctx, job, label, path, out, size, log); err != nil {
+			return nil, err
 		}
 		r := &lantern.Rebuild{
 			Source: job.Source, Label: label, Output: out, Recipe: b.Recipe(), Builder: w.cfg.Key.ID(),
@@ -281,6 +293,28 @@ func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) (
 		envs = append(envs, env)
 	}
 	return envs, nil
+}
+
+// upload puts the output at path, which hashed to out, in the farm's
+// object store, unless it is larger than MaxUpload.
+func (w *Worker) upload(ctx context.Context, job lantern.Job, label, path string, out lantern.Digest, size int64, log *slog.Logger) error {
+	if size > w.cfg.MaxUpload {
+		log.Info("output not uploaded: larger than the upload limit", "label", label, "bytes", size, "limit", w.cfg.MaxUpload)
+		return nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("upload output %s: %w", label, err)
+	}
+	defer f.Close()
+	got, err := w.q.PutObject(context.WithoutCancel(ctx), label+" of "+job.ID+" by "+w.cfg.Key.ID().String(), f)
+	if err != nil {
+		return fmt.Errorf("upload output %s: %w", label, err)
+	}
+	if got != out {
+		return fmt.Errorf("upload output %s: it hashed to %s, then to %s: it changed under the worker", label, out, got)
+	}
+	return nil
 }
 
 func (w *Worker) failure(job lantern.Job, recipe lantern.Recipe, started time.Time, stage, reason string, expected, actual, logDigest lantern.Digest) ([][]byte, error) {

@@ -272,3 +272,35 @@ func TestWorkerHandsBackInfrastructureFailures(t *testing.T) {
 		t.Errorf("attestation = %+v, want the rebuild", v.Attestations[0])
 	}
 }
+
+// TestWorkerUploadsOutputs: a worker puts its outputs in the farm's object
+// store, where the scheduler reads them for difference reports, unless
+// they are larger than its upload limit.
+func TestWorkerUploadsOutputs(t *testing.T) {
+	a, b := mustKey(t), mustKey(t)
+	f := newFarm(t, natsq.Config{}, a, b)
+	fa := &fakeBuilder{out: func(j lantern.Job) (string, error) { return "output of A", nil }}
+	fb := &fakeBuilder{out: func(j lantern.Job) (string, error) { return "output of B, too large to upload", nil }}
+	f.startWorker(worker.Config{Key: a, Builders: map[string]worker.Builder{"go": fa}}, natsq.Config{})
+	f.startWorker(worker.Config{Key: b, Builders: map[string]worker.Builder{"go": fb}, MaxUpload: 16}, natsq.Config{})
+	job := f.claim("example.org/uploaded")
+	eventually(t, "both answers", func() bool { return len(f.source(job).Attestations) == 2 })
+
+	q, err := natsq.Connect(t.Context(), f.url, natsq.Config{}, logger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer q.Close()
+	rc, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of A")))
+	if err != nil {
+		t.Fatalf("A's output is not in the object store: %v", err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || string(got) != "output of A" {
+		t.Errorf("A's output in the object store = %q, %v", got, err)
+	}
+	if _, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of B, too large to upload"))); !errors.Is(err, natsq.ErrObjectNotFound) {
+		t.Errorf("B's output, past its upload limit: GetObject = %v, want ErrObjectNotFound", err)
+	}
+}

@@ -23,7 +23,9 @@ func workerCommand() command {
 		long: `Worker takes the jobs of its builder (the holder of --key) from a farm's NATS,
 rebuilds each in a BuildKit sandbox with the job's recipe, and publishes a
 signed attestation of what it got — or of why it could not. Several workers
-with the same key share the builder's jobs.
+with the same key share the builder's jobs. It uploads its outputs (up to
+--max-upload-mib each) to the farm's object store, where the scheduler
+finds them to report how two builders' outputs differ.
 
 It rebuilds with the go recipe and the generic one (a source tarball built
 by its claim's build spec in a builder image pulled by digest). Without
@@ -47,6 +49,7 @@ Example:
 			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
 			heartbeat := f.Duration("heartbeat", 20*time.Second, "how often a running build tells NATS it is alive (under the farm's ack wait)")
 			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
+			maxUpload := f.Int64("max-upload-mib", 1024, "the largest output, in `MiB`, uploaded to the farm's object store for difference reports (0: none)")
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			return func(ctx context.Context, io *stdio, args []string) error {
@@ -55,6 +58,9 @@ Example:
 				}
 				if *concurrency < 1 {
 					return usagef("--concurrency %d: want at least 1", *concurrency)
+				}
+				if *maxUpload < 0 {
+					return usagef("--max-upload-mib %d: want 0 (upload nothing) or more", *maxUpload)
 				}
 				k, err := loadPrivate(io, *key)
 				if err != nil {
@@ -101,7 +107,7 @@ Example:
 				}
 				w, err := worker.New(worker.Config{
 					Key: k, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
-					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work,
+					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work, MaxUpload: uploadLimit(*maxUpload),
 				}, q, log)
 				if err != nil {
 					return err
@@ -111,4 +117,13 @@ Example:
 			}
 		},
 	}
+}
+
+// uploadLimit turns --max-upload-mib into worker.Config.MaxUpload, where 0
+// means the default and a negative number none.
+func uploadLimit(mib int64) int64 {
+	if mib == 0 {
+		return -1
+	}
+	return mib << 20
 }
