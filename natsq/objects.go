@@ -14,9 +14,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/scheduler"
 )
 
 // ErrObjectNotFound reports a digest that names no object in LANTERN_OBJECTS.
+// GetObject's error wraps it and scheduler.ErrNoObject.
 var ErrObjectNotFound = jetstream.ErrObjectNotFound
 
 const (
@@ -104,6 +106,10 @@ func (q *Queue) GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser,
 		ctx, cancel = context.WithTimeout(ctx, maxObjectRead)
 	}
 	res, err := q.objects.Get(ctx, d.String())
+	if errors.Is(err, jetstream.ErrObjectNotFound) {
+		cancel()
+		return nil, fmt.Errorf("get object %s: %w (%w)", d, scheduler.ErrNoObject, err)
+	}
 	if err != nil {
 		cancel()
 		return nil, fmt.Errorf("get object %s: %w", d, err)

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/scheduler"
 )
 
 func bytesReader(s string) io.Reader { return strings.NewReader(s) }
@@ -67,7 +68,7 @@ func TestObjects(t *testing.T) {
 			}
 		})
 	}
-	if _, err := q.GetObject(testCtx(t), lantern.DigestOf([]byte("never stored"))); !errors.Is(err, ErrObjectNotFound) {
-		t.Errorf("GetObject(missing) = %v, want ErrObjectNotFound", err)
+	if _, err := q.GetObject(testCtx(t), lantern.DigestOf([]byte("never stored"))); !errors.Is(err, ErrObjectNotFound) || !errors.Is(err, scheduler.ErrNoObject) {
+		t.Errorf("GetObject(missing) = %v, want ErrObjectNotFound and scheduler.ErrNoObject", err)
 	}
 }

@@ -28,6 +28,8 @@ import (
 //	GET  /api/v1/artefacts/{digest}/attestations?count=N&cursor=C&builder=K
 //	GET  /api/v1/sources?q=Q&count=N&cursor=C  sources with their verdicts: newest first, or those Q finds
 //	GET  /api/v1/sources/{name}@{version}      its claims, verdicts and attestations
+//	GET  /api/v1/diffs/{a}/{b}                 the difference report on outputs a and b (either order): its state
+//	GET  /api/v1/diffs/{a}/{b}/report          the report itself, diffoscope's text
 //	GET  /api/v1/builders                      the farm's builders
 //	GET  /api/v1/builders/{id}                 a builder and its recent attestations
 //	GET  /api/v1/jobs?state=S&count=N&cursor=C jobs and their state per builder
@@ -58,6 +60,8 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("GET /api/v1/artefacts/{digest}/attestations", "artefact-attestations", s.getArtefactAttestations)
 	handle("GET /api/v1/sources", "sources", s.getSources)
 	handle("GET /api/v1/sources/{source...}", "source", s.getSource)
+	handle("GET /api/v1/diffs/{a}/{b}", "diff", s.getDiff)
+	handle("GET /api/v1/diffs/{a}/{b}/report", "diff-report", s.getDiffReport)
 	handle("GET /api/v1/builders", "builders", s.getBuilders)
 	handle("GET /api/v1/builders/{id}", "builder", s.getBuilder)
 	handle("GET /api/v1/jobs", "jobs", s.getJobs)
@@ -526,13 +530,74 @@ func (s *Scheduler) getAttestationLog(w http.ResponseWriter, r *http.Request) er
 	if cut {
 		b = append(b, fmt.Sprintf("\n[lantern: log cut at %d bytes]\n", MaxLogBytes)...)
 	}
+	return writeText(w, b, a.Log.Hex()[:16]+".log")
+}
+
+// writeText serves b as plain text that no browser may take for a page.
+func writeText(w http.ResponseWriter, b []byte, filename string) error {
 	h := w.Header()
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("Content-Security-Policy", "sandbox; default-src 'none'")
-	h.Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", a.Log.Hex()[:16]+".log"))
-	_, err = w.Write(b)
+	h.Set("Content-Disposition", fmt.Sprintf("inline; filename=%q", filename))
+	_, err := w.Write(b)
 	return err
+}
+
+// diffOf reads the difference report the path's {a} and {b} name.
+func (s *Scheduler) diffOf(r *http.Request) (*DiffRecord, error) {
+	a, err := digestParam(r.PathValue("a"), "output a")
+	if err != nil {
+		return nil, err
+	}
+	b, err := digestParam(r.PathValue("b"), "output b")
+	if err != nil {
+		return nil, err
+	}
+	d, err := s.st.Diff(r.Context(), a, b)
+	if errors.Is(err, ErrNotFound) {
+		return nil, apiErr(http.StatusNotFound, fmt.Sprintf("no difference report on %s and %s", a, b),
+			"reports are made for the outputs of two groups of one verdict that disagree; see the verdict's groups under /api/v1/sources")
+	}
+	return d, err
+}
+
+// getDiff serves the record of a difference report: pending, done (with
+// the report's digest) or failed (with the reason).
+func (s *Scheduler) getDiff(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.diffOf(r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, d)
+	return nil
+}
+
+// getDiffReport serves diffoscope's report as plain text: it quotes the
+// builders' outputs, which hold whatever their builds wrote.
+func (s *Scheduler) getDiffReport(w http.ResponseWriter, r *http.Request) error {
+	d, err := s.diffOf(r)
+	if err != nil {
+		return err
+	}
+	switch d.State {
+	case DiffPending:
+		return apiErr(http.StatusNotFound, fmt.Sprintf("the report on %s and %s is not made yet", d.A, d.B), "wait a little and ask again")
+	case DiffFailed:
+		return apiErr(http.StatusNotFound, fmt.Sprintf("the report on %s and %s failed: %s", d.A, d.B, d.Reason), "nothing to do here: the farm's operator sees why in the scheduler's log")
+	}
+	objects, ok := s.q.(ObjectReader)
+	if !ok {
+		return apiErr(http.StatusNotImplemented, "this scheduler has no object store to read reports from", "read the report from the farm's NATS object store "+d.Report.String())
+	}
+	b, cut, err := ReadLog(r.Context(), objects, d.Report, MaxLogBytes)
+	if err != nil {
+		return apiErr(http.StatusBadGateway, fmt.Sprintf("report %s: %v", d.Report, err), "the farm's object store lacks the report or could not be read; try again, or ask the farm's operator")
+	}
+	if cut {
+		b = append(b, fmt.Sprintf("\n[lantern: report cut at %d bytes]\n", MaxLogBytes)...)
+	}
+	return writeText(w, b, "diffoscope-"+d.A.Hex()[:12]+"-"+d.B.Hex()[:12]+".txt")
 }
 
 // getSources lists sources with their verdicts: newest first, or those the

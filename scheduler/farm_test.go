@@ -49,6 +49,7 @@ type farm struct {
 	dir      string
 	cfg      natsq.Config
 	builders []*keys.Private
+	differ   scheduler.Differ
 
 	srv    *natsq.Server
 	q      *natsq.Queue
@@ -69,7 +70,14 @@ func testLogger(t testing.TB) *slog.Logger {
 // newFarm starts a farm whose builders are builders.
 func newFarm(t testing.TB, cfg natsq.Config, builders ...*keys.Private) *farm {
 	t.Helper()
-	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders}
+	return newDiffingFarm(t, cfg, nil, builders...)
+}
+
+// newDiffingFarm starts a farm whose scheduler reports differences with
+// differ.
+func newDiffingFarm(t testing.TB, cfg natsq.Config, differ scheduler.Differ, builders ...*keys.Private) *farm {
+	t.Helper()
+	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders, differ: differ}
 	f.startNATS()
 	f.startScheduler()
 	t.Cleanup(func() {
@@ -102,7 +110,7 @@ func (f *farm) startScheduler() {
 	for _, b := range f.builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, testLogger(f.t))
+	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}, q, st, testLogger(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ type metrics struct {
 	jobs         prometheus.Counter
 	deadLetters  prometheus.Counter
 	requests     *prometheus.CounterVec
+	diffs        *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -34,8 +35,11 @@ func newMetrics() *metrics {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "lantern_api_requests_total", Help: "API requests, by route and status code.",
 		}, []string{"route", "code"}),
+		diffs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "lantern_diffs_total", Help: "Difference reports made with diffoscope, by result (done, failed).",
+		}, []string{"result"}),
 	}
-	m.reg.MustRegister(m.claims, m.attestations, m.jobs, m.deadLetters, m.requests,
+	m.reg.MustRegister(m.claims, m.attestations, m.jobs, m.deadLetters, m.requests, m.diffs,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

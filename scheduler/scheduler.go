@@ -4,7 +4,8 @@
 // the builders send back against the key of the builder whose job they
 // answer, keeps everything in its Store, and recomputes the verdict of each
 // (source, label) as results arrive. Its JSON API (api.go) serves the
-// verdicts and the evidence.
+// verdicts and the evidence. When builders disagree, it asks its Differ
+// (diffoscope) how their outputs differ and keeps the report (diffs.go).
 //
 // The transport is a Queue (package natsq: NATS JetStream, whose streams
 // outlive any process and are the record the store can be rebuilt from); the
@@ -50,6 +51,14 @@ type Config struct {
 	MaxBody int64
 	// Now is the clock (default time.Now).
 	Now func() time.Time
+	// Differ, if set, makes a report of how two outputs of a mismatch
+	// differ, for every pair DiffsWanted names; the scheduler's Queue must
+	// then be an Objects too, where workers upload their outputs. Without
+	// one, the reports stay pending.
+	Differ Differ
+	// DiffRetry is how long a report that failed for the store or the
+	// object store waits before the next try (default 30 seconds).
+	DiffRetry time.Duration
 }
 
 // DefaultRecipes are the recipes Lantern knows.
@@ -67,6 +76,8 @@ type Scheduler struct {
 
 	// resultsMu serialises the read-decide-write of verdicts.
 	resultsMu sync.Mutex
+	// diffWake wakes runDiffs up when a verdict may want new reports.
+	diffWake chan struct{}
 }
 
 // New returns a scheduler over q and st.
@@ -83,6 +94,12 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 	if len(cfg.Recipes) == 0 {
 		cfg.Recipes = DefaultRecipes
 	}
+	if cfg.DiffRetry <= 0 {
+		cfg.DiffRetry = 30 * time.Second
+	}
+	if _, ok := q.(Objects); cfg.Differ != nil && !ok {
+		return nil, fmt.Errorf("a differ needs the outputs: the queue (%T) has no object store", q)
+	}
 	s := &Scheduler{
 		cfg:      cfg,
 		q:        q,
@@ -91,6 +108,7 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 		metrics:  newMetrics(),
 		builders: map[lantern.Digest]*keys.Public{},
 		recipes:  map[string]bool{},
+		diffWake: make(chan struct{}, 1),
 	}
 	for _, b := range cfg.Builders {
 		s.builders[b.ID()] = b
@@ -118,6 +136,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.q.ConsumeResults(ctx, s.ingestResults) })
 	g.Go(func() error { return s.q.ConsumeDeadLetters(ctx, s.deadLetter) })
+	if s.cfg.Differ != nil {
+		g.Go(func() error { return s.runDiffs(ctx, s.q.(Objects)) })
+	}
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
 		return nil
@@ -434,6 +455,9 @@ func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, m 
 		return err
 	}
 	s.metrics.attestations.WithLabelValues("accepted").Inc()
+	if len(verdict.Groups) > 1 {
+		s.wakeDiffs()
+	}
 	s.log.Info("attestation recorded", "builder", rec.Builder.Short(), "job", rec.JobID, "source", rec.Source.String(), "label", rec.Label, "verdict", verdict.Status)
 	return nil
 }

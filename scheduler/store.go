@@ -65,6 +65,17 @@ type Store interface {
 	PutBuilder(ctx context.Context, b BuilderRecord) error
 	Builders(ctx context.Context) ([]BuilderRecord, error)
 
+	// Diff returns the difference report on outputs a and b, in either
+	// order. PutAttestation adds a pending one for every pair of outputs
+	// that DiffsWanted of its verdict names, and puts a failed one back to
+	// pending (an output it could not read may be there now).
+	Diff(ctx context.Context, a, b lantern.Digest) (*DiffRecord, error)
+	// PendingDiffs returns at most count pending difference reports, in no
+	// particular order.
+	PendingDiffs(ctx context.Context, count int) ([]DiffRecord, error)
+	// PutDiff stores a difference report over the one on its pair.
+	PutDiff(ctx context.Context, d DiffRecord) error
+
 	// Reset empties the store, before a reindex.
 	Reset(ctx context.Context) error
 	Close() error
@@ -161,6 +172,45 @@ type BuilderRecord struct {
 	PublicKey []byte         `json:"publicKey"` // PEM
 	Name      string         `json:"name,omitempty"`
 	Added     time.Time      `json:"added"`
+}
+
+// DiffState is where a difference report is.
+type DiffState string
+
+// The states of a difference report.
+const (
+	DiffPending DiffState = "pending" // asked for, not made yet
+	DiffDone    DiffState = "done"    // Report is in the object store
+	DiffFailed  DiffState = "failed"  // Reason says why there is none
+)
+
+// DiffRecord is diffoscope's report on two outputs that builders got for
+// one (source, label): what a maintainer reads to learn why they differ.
+type DiffRecord struct {
+	Source lantern.Source `json:"source"`
+	Label  string         `json:"label"`
+	// A is the output of the verdict's first group when the report was
+	// asked for (the largest), B the other one.
+	A     lantern.Digest `json:"a"`
+	B     lantern.Digest `json:"b"`
+	State DiffState      `json:"state"`
+	// Report is the digest of the plain-text report in the farm's object
+	// store, once done.
+	Report lantern.Digest `json:"report,omitzero"`
+	// Reason says why a report failed.
+	Reason  string    `json:"reason,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// DiffsWanted returns the difference reports that verdict v calls for, as
+// pending records: the output of its first group (the largest) against the
+// output of each other group.
+func DiffsWanted(v lantern.Verdict, now time.Time) []DiffRecord {
+	var out []DiffRecord
+	for _, g := range v.Groups[min(1, len(v.Groups)):] {
+		out = append(out, DiffRecord{Source: v.Source, Label: v.Label, A: v.Groups[0].Output, B: g.Output, State: DiffPending, Updated: now})
+	}
+	return out
 }
 
 // SourceRecord is one source name and version as Sources lists it: the

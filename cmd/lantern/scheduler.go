@@ -18,6 +18,7 @@ import (
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
+	"github.com/lanternfarm/lantern/scheduler/diffoscope"
 )
 
 // listFlag collects a repeated string flag.
@@ -52,7 +53,9 @@ queues one rebuild job per source and recipe on NATS JetStream for every
 builder, verifies the attestations the builders send back, keeps claims,
 attestations and verdicts in a bbolt file in the data directory, and serves
 the dashboard at / and the JSON API under /api/v1, with /healthz and
-/metrics.
+/metrics. When builders disagree, it runs diffoscope on their outputs
+(which the workers upload to the NATS object store) and keeps the report
+for the dashboard; without diffoscope it warns and makes none.
 
 Without --nats it runs an embedded NATS server with JetStream, storing its
 streams in DATA/nats and listening on --nats-listen for workers.
@@ -78,6 +81,7 @@ Example:
 			ackWait := f.Duration("ack-wait", 2*time.Minute, "how long a worker may hold a job without a heartbeat before it is redelivered")
 			maxDeliver := f.Int("max-deliver", 5, "deliveries of a job to one builder before it is dead-lettered")
 			noBackoff := f.Bool("no-backoff", false, "redeliver after --ack-wait every time, instead of doubling the wait from one delivery to the next")
+			diffo := diffoscopeFlag(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("scheduler takes no arguments, got %q", args)
@@ -102,6 +106,7 @@ Example:
 					natsURL: *natsURL, natsListen: *natsListen, data: *data, listen: *listen,
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
 					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512},
+					diffoscope: *diffo,
 				}
 				return runScheduler(ctx, io, cfg)
 			}
@@ -111,6 +116,7 @@ Example:
 
 type schedulerSetup struct {
 	natsURL, natsListen, data, listen string
+	diffoscope                        string // the program; "none": no reports
 	threshold                         int
 	builders, claimKeys               []string
 	backlog, reindex                  bool
@@ -204,7 +210,17 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	}
 	closers = append(closers, func() { st.Close() })
 
-	s, err := scheduler.New(scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}, q, st, log)
+	cfg := scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
+	if c.diffoscope != "none" {
+		d, err := diffoscope.Find(c.diffoscope)
+		if err != nil {
+			log.Warn("no difference reports: builders that disagree are shown without one", "error", err, "fix", diffoscope.Install+", or pass --diffoscope PATH")
+		} else {
+			cfg.Differ = d
+			log.Info("difference reports by diffoscope", "program", d.Path)
+		}
+	}
+	s, err := scheduler.New(cfg, q, st, log)
 	if err != nil {
 		return nil, err
 	}
@@ -255,6 +271,11 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return err
 	}
 	return rs, nil
+}
+
+// diffoscopeFlag is --diffoscope, of the commands that run a scheduler.
+func diffoscopeFlag(f *flag.FlagSet) *string {
+	return f.String("diffoscope", envOr("LANTERN_DIFFOSCOPE", ""), "the diffoscope `PROGRAM` that reports how disagreeing outputs differ (default $LANTERN_DIFFOSCOPE, else diffoscope on the PATH; none: no reports)")
 }
 
 // loadKeys reads the public key files named and the .pub files of dir (which

@@ -29,7 +29,8 @@ func upCommand() command {
 with JetStream, the scheduler with its JSON API and dashboard, and --builders
 workers, each a builder with a key of its own, sharing one BuildKit. Without
 --buildkit it starts buildkitd (make buildkitd builds it; it runs as root with
-Debian's runc) and stops it on exit. Ctrl-C stops everything; the next start
+Debian's runc) and stops it on exit. Where builders disagree, diffoscope
+(apt-get install diffoscope-minimal) reports how. Ctrl-C stops everything; the next start
 resumes with all data.
 
 On first start it makes the builders' keys and a claim key in DATA/up
@@ -52,6 +53,7 @@ Example:
 			nBuilders := f.Int("builders", 2, "`N` builders, each with its own key and worker")
 			threshold := f.Int("threshold", 2, "`N` distinct builders that must agree for reproduced")
 			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
+			diffo := diffoscopeFlag(f)
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
 			return func(ctx context.Context, io *stdio, args []string) error {
@@ -73,6 +75,7 @@ Example:
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
 					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
+					diffoscope: *diffo,
 				})
 			}
 		},
@@ -81,6 +84,7 @@ Example:
 
 type upSetup struct {
 	data, listen, natsListen, buildkit string
+	diffoscope                         string
 	builders, threshold                int
 	timeLimit                          time.Duration
 	plainHTTP                          []string
@@ -119,7 +123,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
 		builders: builderPubs, claimKeys: []string{claimer + ".pub"}, backlog: true,
-		queue: natsq.Config{Batch: 512},
+		queue: natsq.Config{Batch: 512}, diffoscope: c.diffoscope,
 	})
 	if err != nil {
 		return err

@@ -1,7 +1,8 @@
 // Package boltstore keeps the scheduler's state in one bbolt file in the
 // data dir: the source claims it accepted, the jobs they made and where each
 // builder is with each job, the rebuild and failed-rebuild attestations that
-// came back, the verdicts they led to, dead letters and builders. It
+// came back, the verdicts they led to, the difference reports they call
+// for, dead letters and builders. It
 // implements [scheduler.Store]. Everything in it can be rebuilt by replaying
 // the NATS streams (lantern scheduler --reindex calls [Store.Reset] first).
 //
@@ -36,6 +37,7 @@
 //	dead       job id\0 D(builder)                 → DeadLetter
 //	builders   D(builder id)                       → BuilderRecord
 //	sources    name\0 version\0                     → SourceRecord, Verdicts left out
+//	diffs      D(output) D(output), smaller first   → DiffRecord
 //	meta       "layout"                            → layout version
 //
 // Indexes, each with the bucket its values point into:
@@ -52,6 +54,7 @@
 //	dead.time              T(time) dead key            → dead key    dead
 //	sources.seq            N                           → sources key sources
 //	sources.digest         D(source) sources key       → (empty)     sources
+//	diffs.pending          diffs key                   → (empty)     diffs
 //
 // N in the atts indexes is the sequence of the atts bucket, in
 // claims.source that of claims, in outcomes that of outcomes, in
@@ -93,4 +96,11 @@
 //     meta; Open refuses a file of another version (reindex into a new one).
 //     Layout 2 added the sources buckets: Open fills them in a file of
 //     layout 1 from its claims and attestations, and marks it 2.
+//   - The diffs buckets came later within layout 2: Open creates them where
+//     they are missing. A file from before them holds no reports on its
+//     old mismatches until an attestation of the same (source, label)
+//     arrives, or a reindex replays them.
+//   - diffs.pending lists the reports that are to be made; PutDiff takes a
+//     report off it when it is done or failed, and PutAttestation puts a
+//     failed one back on.
 package boltstore

@@ -49,6 +49,8 @@ var (
 	bSources          = []byte("sources")
 	bSourcesSeq       = []byte("sources.seq")
 	bSourcesDigest    = []byte("sources.digest")
+	bDiffs            = []byte("diffs")
+	bDiffsPending     = []byte("diffs.pending")
 	bMeta             = []byte("meta")
 )
 
@@ -61,6 +63,7 @@ var dataBuckets = [][]byte{
 	bDead, bDeadTime,
 	bBuilders,
 	bSources, bSourcesSeq, bSourcesDigest,
+	bDiffs, bDiffsPending,
 }
 
 // Store is a [scheduler.Store] in one bbolt file. Its methods may be called
@@ -633,6 +636,9 @@ func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, v lantern.Verdic
 			if err := index(g.Output); err != nil {
 				return err
 			}
+		}
+		if err := wantDiffs(tx, v, a); err != nil {
+			return err
 		}
 	}
 
