@@ -12,6 +12,7 @@
 //	/artefacts/{digest}             who built this artefact, from what
 //	/builders, /builders/{id}       the builders: key, recent rebuilds, how often each agrees with the others
 //	/attestations/{digest}          one attestation: its statement, its build log
+//	/diffs/{a}/{b}                  diffoscope's report on how two builders' outputs differ
 //	/badge/{name}@{version}.svg     an SVG badge for READMEs: "reproduced 2/2"
 //	/static/...                     the style sheet and the script
 //
@@ -62,12 +63,14 @@ type Store interface {
 	Builders(ctx context.Context) ([]scheduler.BuilderRecord, error)
 	Sources(ctx context.Context, page scheduler.Page) ([]scheduler.SourceRecord, string, error)
 	SearchSources(ctx context.Context, q scheduler.SourceQuery, page scheduler.Page) ([]scheduler.SourceRecord, string, error)
+	Diff(ctx context.Context, a, b lantern.Digest) (*scheduler.DiffRecord, error)
 }
 
 var _ Store = scheduler.Store(nil)
 
 // Objects reads the farm's object store, where workers keep their build
-// logs by digest; natsq.Queue is one.
+// logs and the scheduler its difference reports, by digest; natsq.Queue is
+// one.
 type Objects interface {
 	GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser, error)
 }
@@ -76,8 +79,8 @@ type Objects interface {
 type Config struct {
 	// Store is the scheduler's store, read only.
 	Store Store
-	// Objects, if set, is where the build logs are read from; without it
-	// the pages link to the logs but do not show them.
+	// Objects, if set, is where the build logs and difference reports are
+	// read from; without it the pages link to them but do not show them.
 	Objects Objects
 	// Threshold is the farm's: how many builders must agree. Verdicts carry
 	// their own; this one is shown for sources no builder has answered yet
@@ -130,7 +133,7 @@ func New(cfg Config) (http.Handler, error) {
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
-	for _, page := range []string{"home", "source", "artefact", "builders", "builder", "attestation", "notfound", "error"} {
+	for _, page := range []string{"home", "source", "artefact", "builders", "builder", "attestation", "diff", "notfound", "error"} {
 		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/parts.html", "templates/"+page+".html")
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: template %s: %w", page, err)
@@ -156,6 +159,7 @@ func New(cfg Config) (http.Handler, error) {
 	mux.HandleFunc("GET /builders", h.serve(h.builders))
 	mux.HandleFunc("GET /builders/{id}", h.serve(h.builder))
 	mux.HandleFunc("GET /attestations/{digest}", h.serve(h.attestation))
+	mux.HandleFunc("GET /diffs/{a}/{b}", h.serve(h.diff))
 	mux.HandleFunc("GET /badge/{source...}", h.serveBadge)
 	mux.HandleFunc("GET /badge.svg", h.serveBadge)
 	mux.HandleFunc("GET /static/", h.serveStatic)

@@ -28,6 +28,8 @@ var funcs = template.FuncMap{
 	// The API's: the signed envelope and the raw log.
 	"downloadURL": func(d lantern.Digest) string { return "/api/v1/attestations/" + d.String() },
 	"logURL":      func(d lantern.Digest) string { return "/api/v1/attestations/" + d.String() + "/log" },
+	"diffURL":     diffURL,
+	"reportURL":   func(a, b lantern.Digest) string { return "/api/v1" + diffURL(a, b) + "/report" },
 	"time":        func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05 UTC") },
 	"isoTime":     func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 	"duration":    duration,
@@ -42,6 +44,9 @@ var funcs = template.FuncMap{
 		return strconv.Itoa(n) + " " + many
 	},
 }
+
+// diffURL is the page of the difference report on outputs a and b.
+func diffURL(a, b lantern.Digest) string { return "/diffs/" + a.String() + "/" + b.String() }
 
 func itoa(n int) string { return strconv.Itoa(n) }
 

@@ -132,6 +132,9 @@ type groupView struct {
 	Agrees    bool
 	Role      string
 	Rows      []outcomeRow
+	// Diff is the difference report on this group's output against the
+	// first group's, where one was asked for.
+	Diff *scheduler.DiffRecord
 }
 
 // labelView is the verdict on one label of a source, with its evidence.
@@ -296,6 +299,15 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 			gv := groupView{Output: g.Output, Published: g.Published, Agrees: i == reference(v), Role: role(v, i)}
 			for _, b := range g.Builders {
 				gv.Rows = append(gv.Rows, row(v, b))
+			}
+			if i > 0 {
+				d, err := h.cfg.Store.Diff(ctx, v.Groups[0].Output, g.Output)
+				switch {
+				case err == nil:
+					gv.Diff = d // a pending one keeps its own page live, not this one
+				case !errors.Is(err, scheduler.ErrNotFound):
+					return "", nil, err
+				}
 			}
 			lv.Groups = append(lv.Groups, gv)
 		}
@@ -631,6 +643,55 @@ func (h *handler) attestation(w http.ResponseWriter, r *http.Request) (string, a
 		}
 	}
 	return "attestation", p, nil
+}
+
+// diffPage is diffoscope's report on two outputs.
+type diffPage struct {
+	D           scheduler.DiffRecord
+	Report      string
+	ReportRead  bool
+	ReportCut   bool
+	ReportError string
+}
+
+func (p *diffPage) title() string {
+	return "How " + p.D.A.Short() + " and " + p.D.B.Short() + " differ"
+}
+
+func (p *diffPage) live() bool { return p.D.State == scheduler.DiffPending }
+
+func (h *handler) diff(w http.ResponseWriter, r *http.Request) (string, any, error) {
+	ctx := r.Context()
+	a, err := digestParam(r, "a", "an output")
+	if err != nil {
+		return "", nil, err
+	}
+	b, err := digestParam(r, "b", "an output")
+	if err != nil {
+		return "", nil, err
+	}
+	d, err := h.cfg.Store.Diff(ctx, a, b)
+	if errors.Is(err, scheduler.ErrNotFound) {
+		return "", nil, notFound("No report on how %s and %s differ is kept here.", a, b)
+	}
+	if err != nil {
+		return "", nil, err
+	}
+	p := &diffPage{D: *d}
+	switch {
+	case d.State != scheduler.DiffDone:
+	case h.cfg.Objects == nil:
+		p.ReportError = "This dashboard does not read the farm's object store; download the report instead."
+	default:
+		b, cut, err := scheduler.ReadLog(ctx, h.cfg.Objects, d.Report, maxLogShown)
+		if err != nil {
+			h.log.Warn("difference report unreadable", "report", d.Report.Short(), "error", err)
+			p.ReportError = "The report could not be read from the farm's object store."
+		} else {
+			p.ReportRead, p.Report, p.ReportCut = true, strings.ToValidUTF8(string(b), "\uFFFD"), cut
+		}
+	}
+	return "diff", p, nil
 }
 
 func sortedKeys[V any](m map[string]V) []string {
