@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -186,6 +187,9 @@ func TestUp(t *testing.T) {
 		t.Errorf("stamp@1.0: verdict %+v, want a mismatch of two groups of one builder", vd)
 	}
 	up.dashboardShows(t, "stamp@1.0", vd)
+	if len(vd.Groups) == 2 {
+		up.diffShows(t, vd)
+	}
 
 	// Ctrl-C, and a new start that resumes with all data.
 	up.stop(t)
@@ -197,6 +201,54 @@ func TestUp(t *testing.T) {
 		t.Errorf("the restart made new keys")
 	}
 	up.stop(t)
+}
+
+// diffShows checks that the farm made diffoscope's report on the two
+// groups' outputs of vd, a verdict on stamp@1.0, and that the API and the
+// dashboard show it: the two stamps.
+func (p *upProcess) diffShows(t *testing.T, vd lantern.Verdict) {
+	t.Helper()
+	if _, err := exec.LookPath("diffoscope"); err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("no diffoscope: %v\nCI must run the diffoscope tests ('make diffoscope')", err)
+		}
+		t.Logf("no diffoscope on the PATH: not checking the difference report (%v)", err)
+		return
+	}
+	path := "/diffs/" + vd.Groups[0].Output.String() + "/" + vd.Groups[1].Output.String()
+	var rec struct{ State, Reason string }
+	deadline := time.Now().Add(2 * time.Minute)
+	for rec.State == "" || rec.State == "pending" {
+		if time.Now().After(deadline) {
+			t.Fatalf("no difference report after 2 minutes: %+v", rec)
+		}
+		time.Sleep(200 * time.Millisecond)
+		resp, err := http.Get(p.url + "/api/v1" + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		json.NewDecoder(resp.Body).Decode(&rec)
+		resp.Body.Close()
+	}
+	if rec.State != "done" {
+		t.Fatalf("difference report: %+v, want done", rec)
+	}
+	stamps := regexp.MustCompile(`(?m)^([-+])built at .* on .*$`)
+	for _, url := range []string{p.url + "/api/v1" + path + "/report", p.url + path} {
+		resp, err := http.Get(url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		found := map[string]bool{}
+		for _, m := range stamps.FindAllStringSubmatch(html.UnescapeString(string(b)), -1) {
+			found[m[1]] = true
+		}
+		if resp.StatusCode != http.StatusOK || !found["-"] || !found["+"] || !strings.Contains(string(b), "a/stamp") {
+			t.Errorf("GET %s = %s, want diffoscope's report with both stamps:\n%s", url, resp.Status, b)
+		}
+	}
 }
 
 // dashboardShows checks that the dashboard's page of src shows the verdict
