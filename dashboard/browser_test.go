@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/scheduler"
 )
 
 // The dashboard as a person sees it: Debian's chromium, headless, driven
@@ -179,6 +180,32 @@ func TestBrowserSourcePage(t *testing.T) {
 		t.Errorf("the attestation page shows the log %q, want alice's or bob's", log)
 	}
 	screenshot(t, ctx, "attestation-page.png")
+
+	// The disagreeing group links diffoscope's report on the two outputs.
+	d, err := f.st.Diff(t.Context(), s.armAlicesOut, s.armCs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.State, d.Report = scheduler.DiffDone, f.objects.put("--- a/stringer-linux-arm64\n+++ b/stringer-linux-arm64\n@@ -1 +1 @@\n-stringer arm64 bytes\n+stringer arm64 bytes, but other\n")
+	if err := f.st.PutDiff(t.Context(), *d); err != nil {
+		t.Fatal(err)
+	}
+	err = chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+sourceURL(s.stringer.Source.Name, s.stringer.Source.Version)),
+		chromedp.WaitVisible(chromedp.CSS("section.mismatch p.diff a")),
+		chromedp.Click(chromedp.CSS("section.mismatch p.diff a")),
+		chromedp.WaitVisible(chromedp.CSS("pre.diff")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	report := run(t, ctx, chromedp.Text(chromedp.CSS("pre.diff")))
+	for _, want := range []string{"--- a/stringer-linux-arm64", "-stringer arm64 bytes\n", "+stringer arm64 bytes, but other"} {
+		if !strings.Contains(report, want) {
+			t.Errorf("the report's page shows %q, want it to hold %q", report, want)
+		}
+	}
+	screenshot(t, ctx, "diff-page.png")
 }
 
 // run runs a chromedp action that gives a value, and fails t if it fails.
