@@ -125,6 +125,11 @@ type PrepareOptions struct {
 	// unpacked modules (DefaultGoLimits.Tmp if zero). They are the
 	// builder's, not the recipe's: they change no output.
 	Limits Limits
+	// Toolchain, if set, is the toolchain PrepareGoToolchain prepared and
+	// checked for the same recipe and spec: PrepareGo takes it instead of
+	// checking the toolchain again (VerifyGo checks it before the build
+	// all the same).
+	Toolchain *GoToolchain
 	// Scratch is where the offline dry runs make their new module caches,
 	// each of which unpacks every module the build reads: thousands of
 	// files, created and removed in a second, which on a disk cost seconds
@@ -162,6 +167,39 @@ var DefaultGoLimits = Limits{Time: 2 * time.Hour, Tmp: 8 << 30}
 // Everything it records is hashed from the files that will be mounted.
 // dir belongs to this call: PrepareGo replaces dir/goproxy.
 func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (*GoInputs, error) {
+	p, err := newPreparer(r, spec, dir, opts)
+	if err != nil {
+		return nil, err
+	}
+	in, err := p.prepare(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("prepare go build %s@%s: %w", p.spec.Package, p.spec.Version, err)
+	}
+	return in, nil
+}
+
+// PrepareGoToolchain is step 2 of PrepareGo alone: it downloads the
+// toolchain that spec's build needs, following r, and checks it the same
+// way. It needs nothing of the source, so a worker runs it while it looks
+// up the source's module, and sends the toolchain to BuildKit
+// (SendToolchain) while PrepareGo, given it in PrepareOptions.Toolchain,
+// does the rest. dir is a working directory of its own.
+func PrepareGoToolchain(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (GoToolchain, error) {
+	if spec.Module == "" {
+		spec.Module = spec.Package // not known yet, and not needed
+	}
+	p, err := newPreparer(r, spec, dir, opts)
+	if err != nil {
+		return GoToolchain{}, err
+	}
+	tc, err := p.prepareToolchain(ctx)
+	if err != nil {
+		return GoToolchain{}, fmt.Errorf("prepare the go%s toolchain: %w", p.spec.GoVersion, err)
+	}
+	return tc, nil
+}
+
+func newPreparer(r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (*preparer, error) {
 	if r == nil || r.Go == nil {
 		return nil, errors.New("prepare go build: want the go recipe")
 	}
@@ -193,11 +231,55 @@ func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts Pre
 	if p.goCmd, err = exec.LookPath(p.goCmd); err != nil {
 		return nil, fmt.Errorf("prepare go build %s: the go command downloads and checks the modules: %w", spec.Package, err)
 	}
-	in, err := p.prepare(ctx, opts)
-	if err != nil {
-		return nil, fmt.Errorf("prepare go build %s@%s: %w", spec.Package, spec.Version, err)
+	return p, nil
+}
+
+// setUp makes the preparer's directories and reads the host's go env.
+func (p *preparer) setUp(ctx context.Context) (cleanup func(), err error) {
+	for _, d := range []string{p.dir, p.modCache} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
 	}
-	return in, nil
+	p.work = filepath.Join(p.dir, "tmp")
+	if err := removeAll(p.work); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(p.work, 0o755); err != nil {
+		return nil, err
+	}
+	cleanup = func() { removeAll(p.work) }
+	if err := p.readHostEnv(ctx); err != nil {
+		cleanup()
+		return nil, err
+	}
+	return cleanup, nil
+}
+
+// prepareToolchain downloads the toolchain module and checks it.
+func (p *preparer) prepareToolchain(ctx context.Context) (GoToolchain, error) {
+	if p.hostEnv == nil {
+		cleanup, err := p.setUp(ctx)
+		if err != nil {
+			return GoToolchain{}, err
+		}
+		defer cleanup()
+	}
+	tcMod, tcVersion, err := p.toolchainModule()
+	if err != nil {
+		return GoToolchain{}, err
+	}
+	tc, err := p.download(ctx, tcMod+"@"+tcVersion)
+	if err != nil {
+		return GoToolchain{}, err
+	}
+	start := time.Now()
+	checked, err := p.toolchain(tc)
+	if err != nil {
+		return GoToolchain{}, err
+	}
+	p.log.Debug("checked the toolchain", "module", tc.Path+"@"+tc.Version, "tree", checked.Tree, "took", time.Since(start))
+	return checked, nil
 }
 
 type preparer struct {
@@ -214,22 +296,11 @@ type preparer struct {
 }
 
 func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs, error) {
-	for _, d := range []string{p.dir, p.modCache} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return nil, err
-		}
-	}
-	p.work = filepath.Join(p.dir, "tmp")
-	if err := removeAll(p.work); err != nil {
+	cleanup, err := p.setUp(ctx)
+	if err != nil {
 		return nil, err
 	}
-	if err := os.Mkdir(p.work, 0o755); err != nil {
-		return nil, err
-	}
-	defer removeAll(p.work)
-	if err := p.readHostEnv(ctx); err != nil {
-		return nil, err
-	}
+	defer cleanup()
 
 	// 1. The source.
 	src, err := p.download(ctx, p.spec.Module+"@"+p.spec.Version)
@@ -253,15 +324,11 @@ func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs,
 	if err != nil {
 		return nil, err
 	}
-	tc, err := p.download(ctx, tcMod+"@"+tcVersion)
-	if err != nil {
+	if tc := opts.Toolchain; tc != nil && tc.Module == tcMod && tc.Version == tcVersion && tc.snapshot != nil {
+		in.Toolchain = *tc // checked by PrepareGoToolchain, and again by VerifyGo
+	} else if in.Toolchain, err = p.prepareToolchain(ctx); err != nil {
 		return nil, err
 	}
-	start := time.Now()
-	if in.Toolchain, err = p.toolchain(tc); err != nil {
-		return nil, err
-	}
-	p.log.Debug("checked the toolchain", "module", tc.Path+"@"+tc.Version, "tree", in.Toolchain.Tree, "took", time.Since(start))
 
 	// 3. What the build reads. Each of the three dry runs proves its own
 	// part, and none can stand in for another:
@@ -300,7 +367,7 @@ func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs,
 
 	// 4. The file GOPROXY.
 	in.ProxyDir = filepath.Join(p.dir, "goproxy")
-	start = time.Now()
+	start := time.Now()
 	if in.Modules, err = p.layOut(read, in.ProxyDir); err != nil {
 		return nil, err
 	}

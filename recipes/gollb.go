@@ -55,9 +55,7 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 	}
 	// The hints name the content, so that a daemon reuses what it has of
 	// a directory only when it is the same one.
-	toolchain := llb.Local(LocalToolchain,
-		llb.SharedKeyHint("go-toolchain "+in.Toolchain.Tree),
-		llb.WithCustomName(fmt.Sprintf("toolchain %s@%s", in.Toolchain.Module, in.Toolchain.Version)))
+	toolchain := toolchainSource(in.Toolchain)
 	goproxy := llb.Local(LocalGoProxy,
 		llb.SharedKeyHint("go-proxy "+proxyKey(in)),
 		llb.WithCustomName(fmt.Sprintf("file GOPROXY: %d module versions", len(in.Modules))))
@@ -78,6 +76,37 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 	}
 	root := llb.Scratch().Platform(ocispecs.Platform{OS: "linux", Architecture: in.HostArch})
 	return root.Run(opts...).AddMount(p.Out, llb.Scratch()), nil
+}
+
+// toolchainSource is the local source of the toolchain tc, as GoLLB and
+// SendToolchain name it: its hint names the checked tree, so that a daemon
+// reuses what it has of a directory only when it is the same one.
+func toolchainSource(tc GoToolchain) llb.State {
+	return llb.Local(LocalToolchain,
+		llb.SharedKeyHint("go-toolchain "+tc.Tree),
+		llb.WithCustomName(fmt.Sprintf("toolchain %s@%s", tc.Module, tc.Version)))
+}
+
+// SendToolchain sends the toolchain tc to the BuildKit c is a client of,
+// ahead of a build, and runs nothing: BuildKit keeps the copy under the key
+// of GoLLB's local source of the same toolchain, so that the build's own
+// solve sends only what changed since (nothing, for files as they were).
+// A worker sends it while it prepares the rest of the inputs; what the
+// build runs with is still the directory as it is at the build's solve,
+// after VerifyGo, as without it.
+func SendToolchain(ctx context.Context, c *client.Client, tc GoToolchain) error {
+	def, err := toolchainSource(tc).Marshal(ctx)
+	if err != nil {
+		return fmt.Errorf("send the toolchain: marshal LLB: %w", err)
+	}
+	fs, err := fsutil.NewFS(tc.Dir)
+	if err != nil {
+		return fmt.Errorf("send the toolchain: %w", err)
+	}
+	if _, err := c.Solve(ctx, def, client.SolveOpt{LocalMounts: map[string]fsutil.FS{LocalToolchain: fs}}, nil); err != nil {
+		return fmt.Errorf("send the toolchain %s@%s: %w", tc.Module, tc.Version, err)
+	}
+	return nil
 }
 
 // buildHostname returns a new hostname for one build step, lantern-<random>.

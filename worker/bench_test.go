@@ -56,9 +56,10 @@ var stringerRounds int
 //
 //   - farm: a source claim posted to the scheduler's API, a job over NATS to
 //     one worker, which fetches and checks the inputs (recipes.PrepareGo,
-//     with a warm module cache), checks them again and builds in BuildKit
-//     (recipes.BuildGo), hashes and signs the output and publishes the
-//     attestation, until the scheduler's verdict says reproduced;
+//     with a warm module cache; the toolchain is checked first and sent to
+//     BuildKit while the rest is prepared), checks them again and builds in
+//     BuildKit (recipes.BuildGo), hashes and signs the output and publishes
+//     the attestation, until the scheduler's verdict says reproduced;
 //   - direct: the same LLB (recipes.GoLLB of inputs prepared before the
 //     round) solved and exported with the BuildKit client, nothing else;
 //   - host: the plain go install anyone can run to check a rebuild, with

@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/moby/buildkit/client"
 
@@ -53,6 +54,11 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 		in      *recipes.GoInputs
 		lastErr error
 	)
+	// The toolchain needs nothing of the source: it is fetched and checked
+	// while the module is looked up, then sent to BuildKit while PrepareGo
+	// does the rest.
+	tc := g.sendToolchain(ctx, job, filepath.Join(work, "toolchain"))
+	defer tc.stop()
 	// The prefixes the proxy has, looked up at once; where none is found,
 	// each one is tried, for PrepareGo's errors.
 	candidates := modulePrefixes(job.Source.Name)
@@ -68,7 +74,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 			SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
 		fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs\n", module, job.Source.Version)
 		var err error
-		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits})
+		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits, Toolchain: tc.checked()})
 		if err == nil {
 			break
 		}
@@ -85,6 +91,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 	if in == nil {
 		return nil, &BuildError{Stage: "fetch", Err: fmt.Errorf("no module at %s contains %s: %w", job.Source.Version, job.Source.Name, lastErr)}
 	}
+	tc.wait() // the build's solve finds the toolchain sent, or sends it itself
 	out := filepath.Join(work, "out")
 	if err := recipes.BuildGo(ctx, g.c, in, g.r, out, log); err != nil {
 		var de *recipes.DigestError
@@ -123,4 +130,59 @@ func modulePrefixes(pkg string) []string {
 		}
 	}
 	return out
+}
+
+// toolchainSend is a toolchain being fetched, checked and sent to BuildKit
+// ahead of a build.
+type toolchainSend struct {
+	ready  chan struct{} // closed when tc and err are set
+	tc     recipes.GoToolchain
+	err    error
+	sent   chan struct{} // closed when the send is over
+	cancel context.CancelFunc
+}
+
+// sendToolchain starts fetching and checking the toolchain of job's build
+// with the go recipe, and once checked, sending it to BuildKit. A failure
+// is only logged: PrepareGo and the build's own solve do the same work
+// again, and report it.
+func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, dir string) *toolchainSend {
+	ctx, cancel := context.WithCancel(ctx)
+	t := &toolchainSend{ready: make(chan struct{}), sent: make(chan struct{}), cancel: cancel}
+	go func() {
+		defer close(t.sent)
+		spec := recipes.GoSpec{Version: job.Source.Version, Package: job.Source.Name}
+		t.tc, t.err = recipes.PrepareGoToolchain(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log})
+		close(t.ready)
+		if t.err != nil {
+			g.log.Debug("toolchain not sent ahead", "error", t.err)
+			return
+		}
+		start := time.Now()
+		if err := recipes.SendToolchain(ctx, g.c, t.tc); err != nil {
+			g.log.Debug("toolchain not sent ahead", "error", err)
+			return
+		}
+		g.log.Debug("sent the toolchain to BuildKit", "took", time.Since(start))
+	}()
+	return t
+}
+
+// checked waits for the toolchain's check and returns the toolchain, or
+// nil if it failed.
+func (t *toolchainSend) checked() *recipes.GoToolchain {
+	<-t.ready
+	if t.err != nil {
+		return nil
+	}
+	return &t.tc
+}
+
+// wait waits for the send to be over.
+func (t *toolchainSend) wait() { <-t.sent }
+
+// stop stops the send if it is still going, and waits for it.
+func (t *toolchainSend) stop() {
+	t.cancel()
+	<-t.sent
 }
