@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -107,6 +109,21 @@ func TestStringerReproduces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		if i == 1 {
+			// The second builder is sent the toolchain ahead, as a worker
+			// does while it prepares the rest: the build is the same.
+			tc, err := recipes.PrepareGoToolchain(t.Context(), r, recipes.GoSpec{Version: stringer.Version, Package: stringer.Package}, t.TempDir(),
+				recipes.PrepareOptions{ModCache: filepath.Join(cacheDir(t), "modcache")})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if tc.Tree != in.Toolchain.Tree || tc.Dir != in.Toolchain.Dir {
+				t.Fatalf("PrepareGoToolchain = %s in %s, PrepareGo's toolchain %s in %s: want the same", tc.Tree, tc.Dir, in.Toolchain.Tree, in.Toolchain.Dir)
+			}
+			if err := recipes.SendToolchain(t.Context(), c, tc); err != nil {
+				t.Fatal(err)
+			}
+		}
 		out := t.TempDir()
 		var log bytes.Buffer
 		started := time.Now()
@@ -117,6 +134,11 @@ func TestStringerReproduces(t *testing.T) {
 		t.Logf("builder %d built in %v; its log:\n%s", i+1, finished.Sub(started).Round(time.Millisecond), &log)
 		if strings.Contains(log.String(), "CACHED") {
 			t.Errorf("builder %d: a step came from the cache, want a rebuild:\n%s", i+1, &log)
+		}
+		if m := regexp.MustCompile(`transferring toolchain: ([0-9.]+) MB`).FindStringSubmatch(log.String()); i == 1 && m != nil {
+			if mb, _ := strconv.ParseFloat(m[1], 64); mb > 50 {
+				t.Errorf("builder 2 was sent the toolchain ahead, and its build sent %s MB of it again, want only what changed", m[1])
+			}
 		}
 		if !strings.Contains(log.String(), "install golang.org/x/tools/cmd/stringer@v0.30.0") {
 			t.Errorf("builder %d: the log does not show the build step:\n%s", i+1, &log)
