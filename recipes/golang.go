@@ -1,6 +1,7 @@
 package recipes
 
 import (
+	"crypto/rand"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -91,6 +92,28 @@ type GoToolchain struct {
 	// snapshot is what PrepareGo read of Dir, which lets VerifyGo skip
 	// the files unchanged since (see treeHashSince).
 	snapshot *treeSnapshot
+	// fetchedStamps, of a toolchain not checked yet (PrepareOptions.Fetched),
+	// is the stampsDigest of its files before it was sent to BuildKit.
+	fetchedStamps string
+}
+
+// sourceKey names tc's tree for BuildKit's copy of it (llb.SharedKeyHint):
+// the module's checked h1: hash and the stamps of every file, as the check
+// found them (as the send found them, for a toolchain not checked yet).
+// BuildKit reuses a copy, sending only what changed by size and time, only
+// under the same key: for files with the very stamps that the check
+// vouched for, unchanged since — so never a copy of files that were
+// changed and put back while they were sent or checked. Where nothing
+// vouches for every file, the key is new: a full copy.
+func (tc GoToolchain) sourceKey() string {
+	stamps := tc.fetchedStamps
+	if tc.snapshot != nil {
+		stamps = tc.snapshot.stampsKey()
+	}
+	if stamps == "" {
+		stamps = "unvouched " + rand.Text()
+	}
+	return "go-toolchain " + tc.Module + "@" + tc.Version + " " + tc.Sum + " " + stamps
 }
 
 // GoModule is one module version the build reads.
@@ -125,6 +148,13 @@ type PrepareOptions struct {
 	// unpacked modules (DefaultGoLimits.Tmp if zero). They are the
 	// builder's, not the recipe's: they change no output.
 	Limits Limits
+	// Fetched, if set, is called by PrepareGoToolchain with the toolchain
+	// once it is downloaded and its execute bits restored, before it is
+	// checked: a worker sends it to BuildKit (SendToolchain) while it is
+	// checked and the rest prepared. Its key in BuildKit (sourceKey) is
+	// made of the stamps its files had before the send, so that a build
+	// reuses the copy only if the check vouches for the same stamps.
+	Fetched func(tc GoToolchain)
 	// Toolchain, if set, is the toolchain PrepareGoToolchain prepared and
 	// checked for the same recipe and spec: PrepareGo takes it instead of
 	// checking the toolchain again (VerifyGo checks it before the build
@@ -210,7 +240,7 @@ func newPreparer(r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (*prep
 	if runtime.GOOS != "linux" {
 		return nil, fmt.Errorf("prepare go build %s: the toolchain runs in a Linux sandbox, and on this machine, which is %s", spec.Package, runtime.GOOS)
 	}
-	p := &preparer{r: r, spec: spec, log: opts.Log, limits: opts.Limits}
+	p := &preparer{r: r, spec: spec, log: opts.Log, limits: opts.Limits, fetched: opts.Fetched}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -274,7 +304,7 @@ func (p *preparer) prepareToolchain(ctx context.Context) (GoToolchain, error) {
 		return GoToolchain{}, err
 	}
 	start := time.Now()
-	checked, err := p.toolchain(tc)
+	checked, err := p.toolchain(tc, p.fetched)
 	if err != nil {
 		return GoToolchain{}, err
 	}
@@ -293,6 +323,7 @@ type preparer struct {
 	scratch  string            // the offline dry runs' module caches, removed at the end
 	hostEnv  map[string]string // GOPROXY, GOSUMDB and GOPATH of the environment
 	limits   Limits
+	fetched  func(GoToolchain) // PrepareOptions.Fetched
 }
 
 func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs, error) {
@@ -653,8 +684,18 @@ func (p *preparer) toolchainModule() (string, string, error) {
 // toolchain checks the toolchain's zip against the h1: hash the go command
 // checked, makes its tree what the go command's toolchain switch makes of
 // it, and checks the tree against the zip.
-func (p *preparer) toolchain(m *modDownload) (GoToolchain, error) {
+func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (GoToolchain, error) {
 	tc := GoToolchain{Module: m.Path, Version: m.Version, Sum: m.Sum, Dir: m.Dir}
+	if err := fixToolchain(m.Dir); err != nil {
+		return tc, fmt.Errorf("restore the toolchain's execute bits: %w", err)
+	}
+	if fetched != nil {
+		if stamps, err := treeStamps(m.Dir); err == nil && stamps != "" {
+			f := tc
+			f.fetchedStamps = stamps
+			fetched(f)
+		}
+	}
 	var err error
 	if tc.Zip, _, err = lantern.DigestFile(m.Zip); err != nil {
 		return tc, err
@@ -666,9 +707,6 @@ func (p *preparer) toolchain(m *modDownload) (GoToolchain, error) {
 	if got := hash1(sums); got != m.Sum {
 		return tc, &DigestError{Input: m.Path + "@" + m.Version + " zip", Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
 			Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
-	}
-	if err := fixToolchain(m.Dir); err != nil {
-		return tc, fmt.Errorf("restore the toolchain's execute bits: %w", err)
 	}
 	// The tree as the go command unpacked it, plus go.mod beside each _go.mod.
 	prefix := m.Path + "@" + m.Version + "/"

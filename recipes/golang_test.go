@@ -109,25 +109,34 @@ func TestStringerReproduces(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		build := in
 		if i == 1 {
-			// The second builder is sent the toolchain ahead, as a worker
-			// does while it prepares the rest: the build is the same.
+			// The second builder works as a worker does: the toolchain is
+			// sent to BuildKit as soon as it is fetched, while it is
+			// checked; PrepareGo takes the checked one. The build is the
+			// same, and sends only what changed of the toolchain.
+			var sent *recipes.GoToolchain
 			tc, err := recipes.PrepareGoToolchain(t.Context(), r, recipes.GoSpec{Version: stringer.Version, Package: stringer.Package}, t.TempDir(),
-				recipes.PrepareOptions{ModCache: filepath.Join(cacheDir(t), "modcache")})
+				recipes.PrepareOptions{ModCache: filepath.Join(cacheDir(t), "modcache"), Fetched: func(tc recipes.GoToolchain) { sent = &tc }})
 			if err != nil {
 				t.Fatal(err)
 			}
-			if tc.Tree != in.Toolchain.Tree || tc.Dir != in.Toolchain.Dir {
-				t.Fatalf("PrepareGoToolchain = %s in %s, PrepareGo's toolchain %s in %s: want the same", tc.Tree, tc.Dir, in.Toolchain.Tree, in.Toolchain.Dir)
+			if sent == nil || tc.Tree != in.Toolchain.Tree || tc.Dir != in.Toolchain.Dir {
+				t.Fatalf("PrepareGoToolchain = %s in %s (fetched: %v), PrepareGo's toolchain %s in %s: want the same", tc.Tree, tc.Dir, sent != nil, in.Toolchain.Tree, in.Toolchain.Dir)
 			}
-			if err := recipes.SendToolchain(t.Context(), c, tc); err != nil {
+			if err := recipes.SendToolchain(t.Context(), c, *sent); err != nil {
+				t.Fatal(err)
+			}
+			if build, err = recipes.PrepareGo(t.Context(), r, stringer, t.TempDir(), recipes.PrepareOptions{
+				ModCache: filepath.Join(cacheDir(t), "modcache"), Toolchain: &tc,
+			}); err != nil {
 				t.Fatal(err)
 			}
 		}
 		out := t.TempDir()
 		var log bytes.Buffer
 		started := time.Now()
-		if err := recipes.BuildGo(t.Context(), c, in, r, out, &log); err != nil {
+		if err := recipes.BuildGo(t.Context(), c, build, r, out, &log); err != nil {
 			t.Fatalf("builder %d: BuildGo() = %v\nits log:\n%s", i+1, err, &log)
 		}
 		finished := time.Now()

@@ -79,21 +79,23 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 }
 
 // toolchainSource is the local source of the toolchain tc, as GoLLB and
-// SendToolchain name it: its hint names the checked tree, so that a daemon
-// reuses what it has of a directory only when it is the same one.
+// SendToolchain name it: its hint (GoToolchain.sourceKey) names the module
+// and its files' stamps, so that a daemon reuses what it has of the
+// directory only for the same files, unchanged.
 func toolchainSource(tc GoToolchain) llb.State {
 	return llb.Local(LocalToolchain,
-		llb.SharedKeyHint("go-toolchain "+tc.Tree),
+		llb.SharedKeyHint(tc.sourceKey()),
 		llb.WithCustomName(fmt.Sprintf("toolchain %s@%s", tc.Module, tc.Version)))
 }
 
 // SendToolchain sends the toolchain tc to the BuildKit c is a client of,
 // ahead of a build, and runs nothing: BuildKit keeps the copy under the key
-// of GoLLB's local source of the same toolchain, so that the build's own
-// solve sends only what changed since (nothing, for files as they were).
-// A worker sends it while it prepares the rest of the inputs; what the
-// build runs with is still the directory as it is at the build's solve,
-// after VerifyGo, as without it.
+// of tc's files' stamps (GoToolchain.sourceKey). A worker sends the
+// toolchain PrepareOptions.Fetched gives it while the toolchain is checked
+// and the rest prepared; the build's own solve, whose key is made of the
+// stamps the check vouched for, then reuses the copy and sends only what
+// changed — if the files are the ones sent, unchanged since; else it makes
+// a copy of its own.
 func SendToolchain(ctx context.Context, c *client.Client, tc GoToolchain) error {
 	def, err := toolchainSource(tc).Marshal(ctx)
 	if err != nil {

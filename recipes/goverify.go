@@ -305,6 +305,62 @@ type treeSnapshot struct {
 	// files are the files hashed, by relative path, whose stamps were
 	// older than the hash, and so trusted.
 	files map[string]stampedSum
+	// all reports whether files holds every file of the tree.
+	all bool
+}
+
+// stampsKey names the stamps of every file of the tree, for BuildKit's
+// key of its copy of the tree (toolchainSource); "" when the snapshot
+// does not vouch for every file.
+func (s *treeSnapshot) stampsKey() string {
+	if s == nil || !s.all {
+		return ""
+	}
+	stamps := make(map[string]fileStamp, len(s.files))
+	for rel, f := range s.files {
+		stamps[rel] = f.stamp
+	}
+	return stampsDigest(stamps)
+}
+
+// stampsDigest is the SHA-256 of the files' paths and stamps, in path
+// order.
+func stampsDigest(stamps map[string]fileStamp) string {
+	h := sha256.New()
+	for _, rel := range slices.Sorted(maps.Keys(stamps)) {
+		st := stamps[rel]
+		fmt.Fprintf(h, "%q %d %d %d %d %d %d\n", rel, st.dev, st.ino, st.size, st.mode, st.mtime, st.ctime)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// treeStamps returns stampsDigest of every regular file under dir, read
+// with Lstat alone; "" where the platform gives no stamps, or the tree
+// holds anything but directories and regular files.
+func treeStamps(dir string) (string, error) {
+	stamps := map[string]fileStamp{}
+	ok := true
+	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(dir, name)
+		if err != nil {
+			return err
+		}
+		st, found := stampOf(info)
+		ok = ok && found && info.Mode().IsRegular()
+		stamps[rel] = st
+		return nil
+	})
+	if err != nil || !ok {
+		return "", err
+	}
+	return stampsDigest(stamps), nil
 }
 
 type stampedSum struct {
@@ -395,7 +451,7 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 	if err != nil {
 		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
 	}
-	snap := &treeSnapshot{dir: dir, files: known}
+	snap := &treeSnapshot{dir: dir, files: known, all: true}
 	for _, f := range files {
 		if !f.ok {
 			snap = nil
@@ -404,6 +460,7 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 		// A file changed just before the hash may change again without
 		// moving its ctime: it is not vouched for.
 		if racy := start.Add(-racyWindow).UnixNano(); f.stamp.ctime >= racy || f.stamp.mtime >= racy {
+			snap.all = false
 			continue
 		}
 		snap.files[f.rel] = stampedSum{f.stamp, sums[name(f.rel)]}

@@ -129,3 +129,79 @@ func TestTreeHashSinceRacy(t *testing.T) {
 		t.Errorf("treeHashSince() snapshot of a file just written = %+v, want it left out", snap)
 	}
 }
+
+// TestSourceKey: BuildKit's key of a toolchain's copy is the same for a
+// toolchain sent before its check and for the checked one when no file
+// changed between the two, and differs when a file was written and put
+// back (same bytes, size and modification time) in between: the build then
+// makes a copy of its own instead of reusing one that may hold what was
+// there while it was sent.
+func TestSourceKey(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	racyWindow = 0 // the files below are made just before the hash
+	t.Cleanup(func() { racyWindow = old })
+	dir := t.TempDir()
+	for name, data := range map[string]string{"bin/go": "go\n", "src/go.mod": "module std\n"} {
+		os.MkdirAll(filepath.Join(dir, filepath.Dir(name)), 0o755)
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tc := GoToolchain{Module: "golang.org/toolchain", Version: "v0.0.1-go1.24.4.linux-amd64", Sum: "h1:x", Dir: dir}
+	fetched := func() GoToolchain {
+		t.Helper()
+		stamps, err := treeStamps(dir)
+		if err != nil || stamps == "" {
+			t.Fatalf("treeStamps = %q, %v", stamps, err)
+		}
+		f := tc
+		f.fetchedStamps = stamps
+		return f
+	}
+	checked := func() GoToolchain {
+		t.Helper()
+		_, snap, err := treeHashSince(dir, tc.Module+"@"+tc.Version, nil)
+		if err != nil || snap == nil || !snap.all {
+			t.Fatalf("treeHashSince: snapshot %+v, %v; want one of every file", snap, err)
+		}
+		c := tc
+		c.snapshot = snap
+		return c
+	}
+
+	sent := fetched()
+	if k1, k2 := sent.sourceKey(), checked().sourceKey(); k1 != k2 {
+		t.Errorf("unchanged files: the sent toolchain's key %q, the checked one's %q; want the same", k1, k2)
+	}
+
+	sent = fetched()
+	name := filepath.Join(dir, "bin", "go")
+	info, _ := os.Stat(name)
+	before, _ := stampOf(info)
+	// The kernel's ctime comes from a coarse clock: write until it moves.
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		os.WriteFile(name, []byte("GO\n"), 0o644) // what a send would read
+		os.WriteFile(name, []byte("go\n"), 0o644) // put back before the check
+		os.Chtimes(name, info.ModTime(), info.ModTime())
+		now, _ := os.Stat(name)
+		if after, _ := stampOf(now); after.ctime != before.ctime {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the file's ctime did not move in 10 seconds")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if k1, k2 := sent.sourceKey(), checked().sourceKey(); k1 == k2 {
+		t.Errorf("a file written and put back between the send and the check: both keys are %q; want different ones", k1)
+	}
+
+	// Nothing vouches for every file: a key of its own each time.
+	unvouched := tc
+	if k1, k2 := unvouched.sourceKey(), unvouched.sourceKey(); k1 == k2 {
+		t.Errorf("a toolchain with no stamps: the key %q twice; want a new one each time", k1)
+	}
+}

@@ -132,38 +132,46 @@ func modulePrefixes(pkg string) []string {
 	return out
 }
 
-// toolchainSend is a toolchain being fetched, checked and sent to BuildKit
-// ahead of a build.
+// toolchainSend is a toolchain being fetched and checked, and sent to
+// BuildKit while it is checked.
 type toolchainSend struct {
 	ready  chan struct{} // closed when tc and err are set
 	tc     recipes.GoToolchain
 	err    error
-	sent   chan struct{} // closed when the send is over
+	sent   chan struct{} // closed when the send is over, or never started
 	cancel context.CancelFunc
 }
 
-// sendToolchain starts fetching and checking the toolchain of job's build
-// with the go recipe, and once checked, sending it to BuildKit. A failure
-// is only logged: PrepareGo and the build's own solve do the same work
-// again, and report it.
+// sendToolchain starts fetching the toolchain of job's build with the go
+// recipe, sending it to BuildKit as soon as it is fetched, and checking it
+// meanwhile. A failure is only logged: PrepareGo and the build's own solve
+// do the same work again, and report it.
 func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, dir string) *toolchainSend {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &toolchainSend{ready: make(chan struct{}), sent: make(chan struct{}), cancel: cancel}
 	go func() {
-		defer close(t.sent)
+		sending := false
+		fetched := func(tc recipes.GoToolchain) {
+			sending = true
+			go func() {
+				defer close(t.sent)
+				start := time.Now()
+				if err := recipes.SendToolchain(ctx, g.c, tc); err != nil {
+					g.log.Debug("toolchain not sent ahead", "error", err)
+					return
+				}
+				g.log.Debug("sent the toolchain to BuildKit", "took", time.Since(start))
+			}()
+		}
 		spec := recipes.GoSpec{Version: job.Source.Version, Package: job.Source.Name}
-		t.tc, t.err = recipes.PrepareGoToolchain(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log})
-		close(t.ready)
+		t.tc, t.err = recipes.PrepareGoToolchain(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Fetched: fetched})
 		if t.err != nil {
-			g.log.Debug("toolchain not sent ahead", "error", t.err)
-			return
+			g.log.Debug("toolchain not checked ahead", "error", t.err)
 		}
-		start := time.Now()
-		if err := recipes.SendToolchain(ctx, g.c, t.tc); err != nil {
-			g.log.Debug("toolchain not sent ahead", "error", err)
-			return
+		if !sending {
+			close(t.sent)
 		}
-		g.log.Debug("sent the toolchain to BuildKit", "took", time.Since(start))
+		close(t.ready)
 	}()
 	return t
 }
@@ -178,11 +186,15 @@ func (t *toolchainSend) checked() *recipes.GoToolchain {
 	return &t.tc
 }
 
-// wait waits for the send to be over.
-func (t *toolchainSend) wait() { <-t.sent }
+// wait waits for the check and the send to be over.
+func (t *toolchainSend) wait() {
+	<-t.ready
+	<-t.sent
+}
 
-// stop stops the send if it is still going, and waits for it.
+// stop stops the check and the send if they are still going, and waits
+// for them.
 func (t *toolchainSend) stop() {
 	t.cancel()
-	<-t.sent
+	t.wait()
 }
