@@ -1,9 +1,9 @@
 package recipes
 
 import (
-	"crypto/rand"
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
