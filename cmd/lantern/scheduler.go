@@ -214,7 +214,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if c.diffoscope != "none" {
 		d, err := diffoscope.Find(c.diffoscope)
 		if err != nil {
-			log.Warn("no difference reports: builders that disagree are shown without one", "error", err, "fix", diffoscope.Install+", or pass --diffoscope PATH")
+			log.Warn("no difference reports: builders that disagree are shown without one", "error", err, "fix", "install it, or pass --diffoscope PATH to one, or --diffoscope none")
 		} else {
 			cfg.Differ = d
 			log.Info("difference reports by diffoscope", "program", d.Path)
