@@ -54,9 +54,9 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 		in      *recipes.GoInputs
 		lastErr error
 	)
-	// The toolchain needs nothing of the source: it is fetched and checked
-	// while the module is looked up, then sent to BuildKit while PrepareGo
-	// does the rest.
+	// The toolchain needs nothing of the source: it is fetched while the
+	// module is looked up, and sent to BuildKit while it is checked and
+	// PrepareGo does the rest.
 	tc := g.sendToolchain(ctx, job, filepath.Join(work, "toolchain"))
 	defer tc.stop()
 	// The prefixes the proxy has, looked up at once; where none is found,
