@@ -476,12 +476,25 @@ func isTransient(err error) bool {
 	return true
 }
 
+// deadLetterWait is how long a dead letter of a job the store does not
+// have yet is retried. A job is published before its claim is stored (see
+// ingestClaims), so a builder can fail it to the end before the store has
+// it, on a busy machine; a job nobody stored is not worth waiting for
+// longer.
+const deadLetterWait = 2 * time.Minute
+
 func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
 	added, err := s.st.PutDeadLetter(ctx, d)
 	if err != nil {
 		return err
 	}
-	if err := s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time}); err != nil && !errors.Is(err, ErrNotFound) {
+	err = s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time})
+	switch {
+	case errors.Is(err, ErrNotFound) && s.cfg.Now().Sub(d.Time) < deadLetterWait:
+		return fmt.Errorf("dead letter of job %s: the job is not stored yet: %w", d.JobID, err) // tried again
+	case errors.Is(err, ErrNotFound):
+		s.log.Warn("dead letter of a job this farm never stored", "job", d.JobID, "builder", d.Builder.Short())
+	case err != nil:
 		return err
 	}
 	if added {
