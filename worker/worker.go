@@ -29,6 +29,7 @@ import (
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/capped"
 	"github.com/lanternfarm/lantern/natsq"
 )
 
@@ -254,12 +255,11 @@ func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) (
 		return nil, err
 	}
 	defer os.RemoveAll(work)
-	var buildLog cappedBuffer
-	buildLog.max = w.cfg.MaxLog
+	buildLog := &capped.Buffer{Max: int64(w.cfg.MaxLog)}
 	log.Info("building")
-	res, err := b.Build(ctx, job, work, &buildLog)
+	res, err := b.Build(ctx, job, work, buildLog)
 	finished := time.Now().UTC()
-	logDigest, perr := w.q.PutObject(context.WithoutCancel(ctx), "log of "+job.ID+" by "+w.cfg.Key.ID().String(), bytes.NewReader(buildLog.Bytes()))
+	logDigest, perr := w.q.PutObject(context.WithoutCancel(ctx), "log of "+job.ID+" by "+w.cfg.Key.ID().String(), bytes.NewReader(buildLog.Bytes("log")))
 	if perr != nil {
 		return nil, fmt.Errorf("store the build log: %w", perr)
 	}
@@ -335,30 +335,4 @@ func sign(c lantern.Claim, k *keys.Private) ([]byte, error) {
 		return nil, fmt.Errorf("sign: %w", err)
 	}
 	return json.Marshal(env)
-}
-
-// cappedBuffer keeps the first max bytes written to it and notes the cut.
-type cappedBuffer struct {
-	buf bytes.Buffer
-	max int
-	cut bool
-}
-
-func (c *cappedBuffer) Write(p []byte) (int, error) {
-	if room := c.max - c.buf.Len(); room < len(p) {
-		if room > 0 {
-			c.buf.Write(p[:room])
-		}
-		c.cut = true
-		return len(p), nil
-	}
-	return c.buf.Write(p)
-}
-
-// Bytes returns the log, with a last line saying it was cut if it was.
-func (c *cappedBuffer) Bytes() []byte {
-	if c.cut {
-		return append(bytes.Clone(c.buf.Bytes()), fmt.Sprintf("\n[lantern: log cut at %d bytes]\n", c.max)...)
-	}
-	return c.buf.Bytes()
 }

@@ -9,7 +9,6 @@
 package diffoscope
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,6 +19,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/lanternfarm/lantern/internal/capped"
 )
 
 // ErrNotInstalled reports that no diffoscope program was found.
@@ -85,16 +86,14 @@ func (d *Differ) Diff(ctx context.Context, name string, a, b io.Reader) ([]byte,
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	var out, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, d.Path,
 		"--text", "-", "--text-color", "never", "--no-progress",
 		// diffoscope's own best effort; the context kills it a little later.
 		"--timeout", strconv.Itoa(max(1, int(timeout.Seconds()*0.9))),
 		"a/"+name, "b/"+name)
 	cmd.Dir = dir
-	report := &limitedBuffer{buf: &out, max: maxReport}
-	cmd.Stdout = report
-	cmd.Stderr = &limitedBuffer{buf: &stderr, max: 64 << 10}
+	report, stderr := &capped.Buffer{Max: maxReport}, &capped.Buffer{Max: 64 << 10}
+	cmd.Stdout, cmd.Stderr = report, stderr
 	// Its temporary files go into dir, which goes with it.
 	cmd.Env = append(os.Environ(), "TMPDIR="+dir, "LC_ALL=C.UTF-8", "TZ=UTC")
 	cmd.WaitDelay = 5 * time.Second
@@ -104,15 +103,12 @@ func (d *Differ) Diff(ctx context.Context, name string, a, b io.Reader) ([]byte,
 	}
 	// Exit 0: no difference; 1: a report of the differences; others: it failed.
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok && ee.ExitCode() == 1 {
-		if report.cut {
-			fmt.Fprintf(&out, "\n[lantern: report cut at %d bytes]\n", maxReport)
-		}
-		return out.Bytes(), nil
+		return report.Bytes("report"), nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("diffoscope %s: %w: %s", name, err, lastLine(stderr.String()))
+		return nil, fmt.Errorf("diffoscope %s: %w: %s", name, err, lastLine(string(stderr.Kept())))
 	}
-	return out.Bytes(), nil
+	return report.Bytes("report"), nil
 }
 
 // fileName makes name safe as one file name: an artefact's label may hold
@@ -147,24 +143,6 @@ func writeFile(path string, r io.Reader) error {
 		return err
 	}
 	return f.Close()
-}
-
-// limitedBuffer keeps the first max bytes written to it and notes the cut.
-type limitedBuffer struct {
-	buf *bytes.Buffer
-	max int64
-	cut bool
-}
-
-func (l *limitedBuffer) Write(p []byte) (int, error) {
-	if room := l.max - int64(l.buf.Len()); room < int64(len(p)) {
-		if room > 0 {
-			l.buf.Write(p[:room])
-		}
-		l.cut = true
-		return len(p), nil
-	}
-	return l.buf.Write(p)
 }
 
 func lastLine(s string) string {
