@@ -6,6 +6,7 @@ BIN      := $(CURDIR)/bin
 COSIGN   := $(BIN)/cosign
 BUILDKITD := $(BIN)/buildkitd
 BUILDCTL  := $(BIN)/buildctl
+NATS_SERVER := $(BIN)/nats-server
 BUILDKIT_LDFLAGS = -X github.com/moby/buildkit/version.Version=$(shell cd tools/buildkit && $(GO) list -m -f '{{.Version}}' github.com/moby/buildkit)
 LANTERN  := $(BIN)/lantern
 # A count, not a duration: with a duration, Go 1.26's fuzzer can fail a
@@ -14,7 +15,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl runc busybox chromium diffoscope clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl nats-server runc busybox chromium diffoscope iproute2 clean clean-cache
 
 all: build
 
@@ -25,7 +26,7 @@ build:
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
 # from tools/buildkit; runc and diffoscope come from Debian.
-deps: cosign buildkitd runc busybox chromium diffoscope
+deps: cosign buildkitd nats-server runc busybox chromium diffoscope iproute2
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -40,6 +41,12 @@ buildkitd: $(BUILDKITD)
 $(BUILDKITD): tools/buildkit/go.mod tools/buildkit/go.sum
 	@echo "== building buildkitd from tools/buildkit (first time: a few minutes)"
 	cd tools/buildkit && $(GO) build -ldflags "$(BUILDKIT_LDFLAGS)" -o $(BUILDKITD) github.com/moby/buildkit/cmd/buildkitd
+
+# nats-server, built from the very nats-server module Lantern embeds, is the
+# "operator's own server" of the tests that run a farm on an external NATS.
+nats-server: $(NATS_SERVER)
+$(NATS_SERVER): go.mod go.sum
+	$(GO) build -o $(NATS_SERVER) github.com/nats-io/nats-server/v2
 
 # buildctl is for people debugging a sandbox; Lantern never runs it.
 buildctl: $(BUILDCTL)
@@ -56,6 +63,12 @@ runc:
 diffoscope:
 	@command -v diffoscope >/dev/null || { echo "== installing diffoscope-minimal with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope-minimal; }
+
+# iproute2's ip makes the network namespaces and veth pairs of the test that
+# runs a scheduler and two workers as three machines (nsenter is util-linux's).
+iproute2:
+	@command -v ip >/dev/null || { echo "== installing iproute2 with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }
 
 # chromium is what the dashboard's browser test drives, headless (chromedp).
 chromium:
@@ -76,7 +89,7 @@ test: deps unit fuzz
 unit:
 	$(GO) vet ./...
 	@mkdir -p $(CURDIR)/test-output
-	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -count=1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-output ./...
+	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) LANTERN_NATS_SERVER=$(NATS_SERVER) $(GO) test -count=1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # fuzz runs every Fuzz target of every package for FUZZTIME executions.
 fuzz:
@@ -104,6 +117,7 @@ bench: buildkitd runc
 	  -ratio 'stringer rebuild: farm / direct BuildKit solve=BenchmarkStringer:s/farm/BenchmarkStringer:s/direct<=1.10' \
 	  -ratio 'stringer rebuild: direct BuildKit solve / host go install=BenchmarkStringer:s/direct/BenchmarkStringer:s/host<=2' \
 	  -target 'claims ingested end to end=BenchmarkIngestClaims:claims/s>=5000' \
+	  -ratio 'claims ingested: open bus / authenticated bus=BenchmarkIngestClaimsOpen:claims/s/BenchmarkIngestClaims:claims/s<=1.1' \
 	  -target 'GET an artefact with 100,000 attestations, p99=BenchmarkGetArtefact/api:p99-ms<=10' \
 	  < bench.out
 

@@ -258,7 +258,20 @@ func TestBuilderPages(t *testing.T) {
 	if resp, _ := get(t, h, "/builders/"+claimKey.ID().String()); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("GET the page of a key that is no builder = %d, want 404", resp.StatusCode)
 	}
-	_ = s
+
+	// alice is removed from the farm: her past attestations stay, shown
+	// as from a revoked builder, on her page, the builders' and the
+	// sources'.
+	revoked := t0.Add(48 * time.Hour)
+	if err := f.st.PutBuilder(t.Context(), scheduler.BuilderRecord{ID: alice.ID(), PublicKey: alice.Public().MarshalPEM(), Name: "alice", Added: t0, Revoked: revoked}); err != nil {
+		t.Fatal(err)
+	}
+	_, body = get(t, h, "/builders/"+alice.ID().String())
+	mustContain(t, "revoked alice's page", text(body), "Revoked", "stringer-linux-amd64")
+	_, body = get(t, h, "/builders")
+	mustContain(t, "the builders with alice revoked", text(body), "alice", "2026-11-27")
+	_, body = get(t, h, sourceURL(s.stringer.Source.Name, s.stringer.Source.Version))
+	mustContain(t, "a source alice rebuilt", text(body), "alice (revoked)")
 }
 
 func TestAttestationPage(t *testing.T) {

@@ -1,33 +1,29 @@
 package dashboard
 
 import (
-	"log/slog"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
 )
 
 // TestLogsFromNATS: the build logs come from the farm's real object store,
-// NATS JetStream's, where workers put them.
+// NATS JetStream's, where workers put them: a builder uploads to its own
+// bucket, and the dashboard reads through the scheduler's connection.
 func TestLogsFromNATS(t *testing.T) {
-	srv, err := natsq.StartServer(t.Context(), natsq.Options{Dir: filepath.Join(t.TempDir(), "nats"), Port: -1})
-	if err != nil {
+	nf := natstest.Start(t)
+	q := nf.Scheduler(natsq.Config{})
+	if err := q.EnsureBuilder(t.Context(), alice.ID(), true); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.Shutdown)
-	q, err := natsq.Connect(t.Context(), srv.URL(), natsq.Config{}, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
+	w := nf.Builder(alice.ID(), natsq.Config{})
 
 	f := newFixture(t)
 	const logText = "step 1: go install -trimpath\n<script>alert(1)</script>\nok\n"
-	if _, err := q.PutObject(t.Context(), "build.log", strings.NewReader(logText)); err != nil {
+	if _, err := w.PutObject(t.Context(), "build.log", strings.NewReader(logText)); err != nil {
 		t.Fatal(err)
 	}
 	job := f.claim("example.org/logged", "v1.0.0", nil)

@@ -196,7 +196,8 @@ func (p *sourcePage) live() bool { return p.running || p.Status == lantern.Statu
 
 func (p *sourcePage) title() string { return p.Name + "@" + p.Version }
 
-// builderNames maps the farm's builders to their names ("" for none).
+// builderNames maps the farm's builders to their names ("" for none); a
+// revoked builder's name says so, wherever its attestations are shown.
 func (h *handler) builderNames(ctx context.Context) (map[lantern.Digest]string, []scheduler.BuilderRecord, error) {
 	bs, err := h.cfg.Store.Builders(ctx)
 	if err != nil {
@@ -205,6 +206,9 @@ func (h *handler) builderNames(ctx context.Context) (map[lantern.Digest]string, 
 	names := make(map[lantern.Digest]string, len(bs))
 	for _, b := range bs {
 		names[b.ID] = b.Name
+		if !b.Revoked.IsZero() {
+			names[b.ID] = strings.TrimSpace(b.Name + " (revoked)")
+		}
 	}
 	return names, bs, nil
 }

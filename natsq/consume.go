@@ -14,7 +14,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/scheduler"
 )
 
 const (
@@ -29,7 +28,7 @@ const (
 // ConsumeClaims calls handle with batches of source claims from the durable
 // consumer scheduler-claims until ctx ends, and then returns nil. See
 // [Queue.ConsumeResults].
-func (q *Queue) ConsumeClaims(ctx context.Context, handle scheduler.BatchHandler) error {
+func (q *Queue) ConsumeClaims(ctx context.Context, handle lantern.BatchHandler) error {
 	return q.consumeBatches(ctx, StreamClaims, ConsumerClaims, handle)
 }
 
@@ -38,19 +37,19 @@ func (q *Queue) ConsumeClaims(ctx context.Context, handle scheduler.BatchHandler
 // is what is there, up to Config.Batch messages: a lone message is handed
 // over at once. Message.Deliveries is JetStream's delivery count (1 the
 // first time). Each message is acked (and the server has confirmed the
-// ack) when handle returns nil or a *scheduler.Permanent error for it, and
+// ack) when handle returns nil or a *lantern.Permanent error for it, and
 // nak'd to be redelivered after Config.NakDelay otherwise. It keeps going
 // through disconnects and server restarts; it returns an error only when
 // the consumer cannot be made or the connection is closed.
-func (q *Queue) ConsumeResults(ctx context.Context, handle scheduler.BatchHandler) error {
+func (q *Queue) ConsumeResults(ctx context.Context, handle lantern.BatchHandler) error {
 	return q.consumeBatches(ctx, StreamResults, ConsumerResults, handle)
 }
 
-func (q *Queue) consumeBatches(ctx context.Context, stream, name string, handle scheduler.BatchHandler) error {
+func (q *Queue) consumeBatches(ctx context.Context, stream, name string, handle lantern.BatchHandler) error {
 	return q.consume(ctx, stream, name, func(ctx context.Context, msgs []jetstream.Msg) []error {
-		batch := make([]scheduler.Message, len(msgs))
+		batch := make([]lantern.Message, len(msgs))
 		for i, m := range msgs {
-			batch[i] = scheduler.Message{Data: m.Data(), Subject: m.Subject()}
+			batch[i] = lantern.Message{Data: m.Data(), Subject: m.Subject()}
 			if md, err := m.Metadata(); err == nil {
 				batch[i].Deliveries = int(md.NumDelivered)
 				batch[i].Time = md.Timestamp
@@ -195,7 +194,7 @@ func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.M
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i, m := range msgs {
-		var perm *scheduler.Permanent
+		var perm *lantern.Permanent
 		switch err := errs[i]; {
 		case err == nil:
 		case errors.As(err, &perm):
@@ -253,10 +252,10 @@ type maxDeliverAdvisory struct {
 // ConsumeDeadLetters calls handle for every job a builder's consumer gave
 // up on, read from LANTERN_DEAD with the durable consumer scheduler-dead,
 // until ctx ends, and then returns nil. An advisory is acked when handle
-// returns nil or a *scheduler.Permanent error and redelivered otherwise.
+// returns nil or a *lantern.Permanent error and redelivered otherwise.
 // Advisories that name no job in LANTERN_JOBS any more, or a consumer that
 // is not a builder's, are logged and dropped.
-func (q *Queue) ConsumeDeadLetters(ctx context.Context, handle func(ctx context.Context, d scheduler.DeadLetter) error) error {
+func (q *Queue) ConsumeDeadLetters(ctx context.Context, handle func(ctx context.Context, d lantern.DeadLetter) error) error {
 	return q.consume(ctx, StreamDead, ConsumerDead, func(ctx context.Context, msgs []jetstream.Msg) []error {
 		errs := make([]error, len(msgs))
 		for i, m := range msgs {
@@ -275,36 +274,36 @@ func (q *Queue) ConsumeDeadLetters(ctx context.Context, handle func(ctx context.
 // deadLetter turns a max-deliveries advisory into a dead letter. It
 // reports false, after logging why, for an advisory there is nothing to do
 // about, and an error when it could not find out (to try again).
-func (q *Queue) deadLetter(ctx context.Context, data []byte) (scheduler.DeadLetter, bool, error) {
+func (q *Queue) deadLetter(ctx context.Context, data []byte) (lantern.DeadLetter, bool, error) {
 	var a maxDeliverAdvisory
 	if err := json.Unmarshal(data, &a); err != nil || a.StreamSeq == 0 {
 		q.log.Warn("dropping malformed max-deliveries advisory", "err", err, "data", truncate(data))
-		return scheduler.DeadLetter{}, false, nil
+		return lantern.DeadLetter{}, false, nil
 	}
 	log := q.log.With("consumer", a.Consumer, "seq", a.StreamSeq)
 	if a.Stream != StreamJobs || !strings.HasPrefix(a.Consumer, builderConsumerPrefix) {
 		log.Debug("ignoring max-deliveries advisory of a consumer that is not a builder's", "stream", a.Stream)
-		return scheduler.DeadLetter{}, false, nil
+		return lantern.DeadLetter{}, false, nil
 	}
 	builder, err := q.builderOf(ctx, a.Consumer)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, errNoBuilder):
 		log.Warn("dropping dead letter: cannot tell its builder", "err", err)
-		return scheduler.DeadLetter{}, false, nil
+		return lantern.DeadLetter{}, false, nil
 	case err != nil:
-		return scheduler.DeadLetter{}, false, fmt.Errorf("dead letter of %s: %w", a.Consumer, err)
+		return lantern.DeadLetter{}, false, fmt.Errorf("dead letter of %s: %w", a.Consumer, err)
 	}
 	jobs, err := q.js.Stream(ctx, StreamJobs)
 	if err != nil {
-		return scheduler.DeadLetter{}, false, fmt.Errorf("dead letter of %s: %w", a.Consumer, err)
+		return lantern.DeadLetter{}, false, fmt.Errorf("dead letter of %s: %w", a.Consumer, err)
 	}
 	raw, err := jobs.GetMsg(ctx, a.StreamSeq)
 	switch {
 	case errors.Is(err, jetstream.ErrMsgNotFound):
 		log.Warn("dropping dead letter: its job is no longer in " + StreamJobs)
-		return scheduler.DeadLetter{}, false, nil
+		return lantern.DeadLetter{}, false, nil
 	case err != nil:
-		return scheduler.DeadLetter{}, false, fmt.Errorf("dead letter of %s: get job %d: %w", a.Consumer, a.StreamSeq, err)
+		return lantern.DeadLetter{}, false, fmt.Errorf("dead letter of %s: get job %d: %w", a.Consumer, a.StreamSeq, err)
 	}
 	var job lantern.Job
 	if err := json.Unmarshal(raw.Data, &job); err != nil || job.ID == "" {
@@ -312,13 +311,13 @@ func (q *Queue) deadLetter(ctx context.Context, data []byte) (scheduler.DeadLett
 	}
 	if job.ID == "" {
 		log.Warn("dropping dead letter: its job message has no job id", "data", truncate(raw.Data))
-		return scheduler.DeadLetter{}, false, nil
+		return lantern.DeadLetter{}, false, nil
 	}
 	t := a.Time
 	if t.IsZero() {
 		t = time.Now().UTC()
 	}
-	return scheduler.DeadLetter{JobID: job.ID, Builder: builder, Deliveries: int(a.Deliveries), Time: t}, true, nil
+	return lantern.DeadLetter{JobID: job.ID, Builder: builder, Deliveries: int(a.Deliveries), Time: t}, true, nil
 }
 
 // errNoBuilder reports a consumer whose metadata names no builder.
@@ -369,16 +368,16 @@ func builderFromMetadata(name string, md map[string]string) (lantern.Digest, err
 // stream had when it started on it. Nothing is acked: replay reads with an
 // ordered consumer and moves no durable consumer, and Message.Deliveries is
 // 0 (a replay is not a delivery). A message whose handler
-// returns a *scheduler.Permanent error is skipped; any other error stops
+// returns a *lantern.Permanent error is skipped; any other error stops
 // the replay and is returned.
-func (q *Queue) Replay(ctx context.Context, claims, results scheduler.BatchHandler) error {
+func (q *Queue) Replay(ctx context.Context, claims, results lantern.BatchHandler) error {
 	if err := q.replay(ctx, StreamClaims, claims); err != nil {
 		return err
 	}
 	return q.replay(ctx, StreamResults, results)
 }
 
-func (q *Queue) replay(ctx context.Context, stream string, handle scheduler.BatchHandler) error {
+func (q *Queue) replay(ctx context.Context, stream string, handle lantern.BatchHandler) error {
 	s, err := q.js.Stream(ctx, stream)
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", stream, err)
@@ -401,7 +400,7 @@ func (q *Queue) replay(ctx context.Context, stream string, handle scheduler.Batc
 	}
 	defer it.Stop()
 
-	batch := make([]scheduler.Message, 0, q.cfg.Batch)
+	batch := make([]lantern.Message, 0, q.cfg.Batch)
 	seqs := make([]uint64, 0, q.cfg.Batch)
 	for done := false; !done; {
 		m, err := it.Next(jetstream.NextContext(ctx))
@@ -412,7 +411,7 @@ func (q *Queue) replay(ctx context.Context, stream string, handle scheduler.Batc
 		if err != nil {
 			return fmt.Errorf("replay %s: %w", stream, err)
 		}
-		batch = append(batch, scheduler.Message{Data: m.Data(), Subject: m.Subject(), Time: md.Timestamp})
+		batch = append(batch, lantern.Message{Data: m.Data(), Subject: m.Subject(), Time: md.Timestamp})
 		seqs = append(seqs, md.Sequence.Stream)
 		// NumPending covers a last message deleted since Info.
 		done = md.Sequence.Stream >= last || md.NumPending == 0
@@ -424,13 +423,13 @@ func (q *Queue) replay(ctx context.Context, stream string, handle scheduler.Batc
 			return fmt.Errorf("replay %s: handler returned %d results for %d messages", stream, len(errs), len(batch))
 		}
 		for i, err := range errs {
-			var perm *scheduler.Permanent
+			var perm *lantern.Permanent
 			if err != nil && !errors.As(err, &perm) {
 				return fmt.Errorf("replay %s: message %d: %w", stream, seqs[i], err)
 			}
 		}
 		// Fresh slices: the handler may keep the ones it had.
-		batch = make([]scheduler.Message, 0, q.cfg.Batch)
+		batch = make([]lantern.Message, 0, q.cfg.Batch)
 		seqs = seqs[:0]
 	}
 	return nil

@@ -1,6 +1,8 @@
 // Package natsq is Lantern's queue and transport over NATS JetStream: the
-// scheduler's [scheduler.Queue] and the workers' job consumers, plus an
-// embedded NATS server for `lantern up` and for tests.
+// scheduler's queue (scheduler.Queue) and the workers' job consumers. It
+// imports only the domain package lantern: the scheduler and the worker each
+// declare what they use of it. The embedded NATS server is package
+// natsq/natsserver, and the farm's identities package natsq/natsauth.
 //
 // Claims, jobs and results are JetStream streams that outlive every process:
 // a scheduler or a worker that restarts picks up where its durable consumer
@@ -23,9 +25,26 @@
 //
 // LANTERN_DEAD captures the server's advisories, so a job that exhausted its
 // deliveries while the scheduler was down is still there when it comes back.
-// Logs and artefacts go to the object store bucket LANTERN_OBJECTS (stream
-// OBJ_LANTERN_OBJECTS); an object's name is the "sha256:<hex>" digest of its
-// bytes, and its description the name its uploader gave it.
+// Logs and artefacts go to object store buckets: each builder's own,
+// LANTERN_OBJECTS_<key id, 16 hex> (stream OBJ_LANTERN_OBJECTS_<...>), which
+// only that builder uploads to, and the farm's LANTERN_OBJECTS, where the
+// scheduler keeps its difference reports. An object's name is the
+// "sha256:<hex>" digest of its bytes, and its description the name its
+// uploader gave it; a reader takes an object only once its bytes hash to its
+// name ([Queue.GetObject]).
+//
+// # Who may do what
+//
+// Nobody connects anonymously, and each user's role ([Role]) limits what it
+// may publish and subscribe to; the NATS server enforces it, from the user's
+// JWT (package natsq/natsauth makes them from [RolePermissions], the one
+// table of the wire's rights). A builder binds and pulls only its own
+// consumer, acks only its own jobs, publishes only on its own results
+// subject, uploads only to its own bucket, and reads replies only in its own
+// inbox ([InboxPrefix]); nobody but the server publishes advisories, and
+// nobody but the scheduler creates, updates, purges or deletes streams,
+// consumers or buckets. A worker's [Connect] creates nothing; the scheduler's
+// [Queue.Setup] and [Queue.EnsureBuilder] do.
 //
 // Durable consumers (all pull consumers, explicit acks):
 //
@@ -51,5 +70,5 @@
 // redelivered after the ack wait. When the last delivery times out, or is
 // nak'd and the consumer is next pulled, the server publishes the
 // max-deliveries advisory that [Queue.ConsumeDeadLetters] turns into a
-// [scheduler.DeadLetter].
+// [lantern.DeadLetter].
 package natsq

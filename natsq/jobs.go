@@ -26,6 +26,13 @@ var (
 	// ErrSettled reports a job message that was already acked, nak'd or
 	// terminated.
 	ErrSettled = errors.New("job already acked, nak'd or terminated")
+	// ErrConnClosed reports a connection that is closed for good: closed
+	// by this process, or by the server, which refused the credentials
+	// (a builder that was removed from the farm).
+	ErrConnClosed = nats.ErrConnectionClosed
+	// ErrNotSetUp reports a farm whose streams or buckets are missing: the
+	// scheduler has not set it up (workers never create them).
+	ErrNotSetUp = errors.New("the farm is not set up")
 )
 
 // ackTimeout bounds an ack, nak, term or heartbeat whose ctx has no
@@ -56,7 +63,8 @@ func (q *Queue) builderConsumer(builder lantern.Digest, backlog bool) jetstream.
 }
 
 // EnsureBuilder makes sure builder has its durable consumer on LANTERN_JOBS,
-// builder-<first 16 hex of its key id>. A new consumer starts with every job
+// builder-<first 16 hex of its key id>, and its object store bucket
+// (BuilderBucket), where only it can upload. A new consumer starts with every job
 // in the stream when backlog is true, and with the jobs published from now
 // on otherwise. An existing consumer keeps its position (backlog does not
 // matter then); its ack wait, max deliver and back-off are brought up to
@@ -64,6 +72,9 @@ func (q *Queue) builderConsumer(builder lantern.Digest, backlog bool) jetstream.
 func (q *Queue) EnsureBuilder(ctx context.Context, builder lantern.Digest, backlog bool) error {
 	if builder.IsZero() {
 		return errors.New("ensure builder: key id is empty")
+	}
+	if err := q.ensureBucket(ctx, BuilderBucket(builder), "Lantern builder "+builder.String()+"'s build logs and outputs, named by their sha256 digest"); err != nil {
+		return fmt.Errorf("ensure builder %s: %w", builder, err)
 	}
 	want := q.builderConsumer(builder, backlog)
 	name := want.Durable
@@ -107,6 +118,24 @@ func (q *Queue) EnsureBuilder(ctx context.Context, builder lantern.Digest, backl
 	return fmt.Errorf("ensure builder %s: consumer %s keeps changing; try again", builder, name)
 }
 
+// RemoveBuilder deletes builder's consumer: its workers can take no more
+// jobs. Its bucket stays, with what it uploaded: its past attestations
+// name those logs and outputs. A builder without a consumer is no error.
+func (q *Queue) RemoveBuilder(ctx context.Context, builder lantern.Digest) error {
+	if builder.IsZero() {
+		return errors.New("remove builder: key id is empty")
+	}
+	name := ConsumerName(builder)
+	err := q.js.DeleteConsumer(ctx, StreamJobs, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return fmt.Errorf("remove builder %s: delete consumer %s: %w", builder, name, err)
+	}
+	q.mu.Lock()
+	delete(q.builders, name)
+	q.mu.Unlock()
+	return nil
+}
+
 func (q *Queue) recordBuilder(name string, builder lantern.Digest) {
 	q.mu.Lock()
 	q.builders[name] = builder
@@ -138,6 +167,9 @@ func (q *Queue) Jobs(ctx context.Context, builder lantern.Digest) (*JobConsumer,
 	c, err := q.js.Consumer(ctx, StreamJobs, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("jobs of builder %s: %w (the scheduler adds builders)", builder, ErrUnknownBuilder)
+	}
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("jobs of builder %s: %w: the stream %s does not exist; start the farm's scheduler, which sets the farm up", builder, ErrNotSetUp, StreamJobs)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("jobs of builder %s: consumer %s: %w", builder, name, err)
@@ -208,7 +240,11 @@ func (c *JobConsumer) stopped(ctx context.Context) error {
 	default:
 	}
 	if c.q.isClosing() {
-		return fmt.Errorf("next job: %w", nats.ErrConnectionClosed)
+		if last := c.q.nc.LastError(); last != nil {
+			// The server closed it: revoked credentials, most likely.
+			return fmt.Errorf("next job: %w: %v", ErrConnClosed, last)
+		}
+		return fmt.Errorf("next job: %w", ErrConnClosed)
 	}
 	return ctx.Err()
 }

@@ -1,22 +1,31 @@
-package natsq
+package natsq_test
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
+	neturl "net/url"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/natstest"
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/natsq/natsserver"
 	"github.com/lanternfarm/lantern/scheduler"
 )
+
+// The scheduler's queue is a natsq.Queue.
+var _ scheduler.Queue = (*natsq.Queue)(nil)
 
 // patience bounds every wait in these tests: generous, because the machine
 // may be loaded. Nothing asserts on how long anything took.
@@ -30,33 +39,36 @@ func testLog(t *testing.T) *slog.Logger {
 	return nil
 }
 
-// startServer starts an embedded server on dir (a fresh one if ""), on
-// port (-1 for a random one), and shuts it down when the test ends.
-func startServer(t *testing.T, dir string, port int) *Server {
-	t.Helper()
-	if dir == "" {
-		dir = t.TempDir()
-	}
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	s, err := StartServer(ctx, Options{Dir: dir, Port: port})
-	if err != nil {
-		t.Fatalf("StartServer() = %v", err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
-
-func connect(t *testing.T, url string, cfg Config) *Queue {
+// connect connects to f's server with cfg (credentials included), logging
+// to the test's log with -v, and closes the connection when the test ends.
+func connect(t *testing.T, f *natstest.Farm, cfg natsq.Config) *natsq.Queue {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	defer cancel()
-	q, err := Connect(ctx, url, cfg, testLog(t))
+	q, err := natsq.Connect(ctx, f.URL(), cfg, testLog(t))
 	if err != nil {
 		t.Fatalf("Connect() = %v", err)
 	}
 	t.Cleanup(func() { q.Close() })
 	return q
+}
+
+// connectScheduler connects as the farm's scheduler and sets the farm up,
+// as every scheduler does when it starts.
+func connectScheduler(t *testing.T, f *natstest.Farm, cfg natsq.Config) *natsq.Queue {
+	t.Helper()
+	q := connect(t, f, f.SchedulerConfig(cfg))
+	if err := q.Setup(testCtx(t)); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	return q
+}
+
+// connectBuilder connects as a worker of builder, with new credentials of
+// that builder.
+func connectBuilder(t *testing.T, f *natstest.Farm, builder lantern.Digest, cfg natsq.Config) *natsq.Queue {
+	t.Helper()
+	return connect(t, f, f.BuilderConfig(builder, cfg))
 }
 
 // testCtx is the test's context with a deadline of patience.
@@ -107,9 +119,10 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func streamMsgs(t *testing.T, q *Queue, stream string) uint64 {
+// streamMsgs counts a stream's messages; q must be the scheduler's.
+func streamMsgs(t *testing.T, q *natsq.Queue, stream string) uint64 {
 	t.Helper()
-	s, err := q.js.Stream(testCtx(t), stream)
+	s, err := q.JetStreamForTest().Stream(testCtx(t), stream)
 	if err != nil {
 		t.Fatalf("Stream(%s) = %v", stream, err)
 	}
@@ -120,9 +133,10 @@ func streamMsgs(t *testing.T, q *Queue, stream string) uint64 {
 	return info.State.Msgs
 }
 
-func consumerInfo(t *testing.T, q *Queue, stream, name string) *jetstream.ConsumerInfo {
+// consumerInfo describes a consumer; q must be the scheduler's.
+func consumerInfo(t *testing.T, q *natsq.Queue, stream, name string) *jetstream.ConsumerInfo {
 	t.Helper()
-	c, err := q.js.Consumer(testCtx(t), stream, name)
+	c, err := q.JetStreamForTest().Consumer(testCtx(t), stream, name)
 	if err != nil {
 		t.Fatalf("Consumer(%s, %s) = %v", stream, name, err)
 	}
@@ -134,16 +148,18 @@ func consumerInfo(t *testing.T, q *Queue, stream, name string) *jetstream.Consum
 }
 
 // settled reports whether the consumer has had every message of the stream
-// acked (or terminated). It goes by the ack floor, not by the consumer's
-// count of pending messages, which the server updates asynchronously.
-func settled(t *testing.T, q *Queue, stream, name string) bool {
+// acked (or terminated); q must be the scheduler's. It goes by the ack
+// floor, not by the consumer's count of pending messages, which the server
+// updates asynchronously.
+func settled(t *testing.T, q *natsq.Queue, stream, name string) bool {
 	t.Helper()
-	s, err := q.js.Stream(testCtx(t), stream)
+	js := q.JetStreamForTest()
+	s, err := js.Stream(testCtx(t), stream)
 	if err != nil {
 		t.Fatalf("Stream(%s) = %v", stream, err)
 	}
 	last := s.CachedInfo().State.LastSeq
-	c, err := q.js.Consumer(testCtx(t), stream, name)
+	c, err := js.Consumer(testCtx(t), stream, name)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return false // not made yet
 	}
@@ -154,7 +170,7 @@ func settled(t *testing.T, q *Queue, stream, name string) bool {
 	return info.AckFloor.Stream >= last && info.NumAckPending == 0
 }
 
-func jobsOf(t *testing.T, q *Queue, builder lantern.Digest) *JobConsumer {
+func jobsOf(t *testing.T, q *natsq.Queue, builder lantern.Digest) *natsq.JobConsumer {
 	t.Helper()
 	c, err := q.Jobs(testCtx(t), builder)
 	if err != nil {
@@ -164,7 +180,7 @@ func jobsOf(t *testing.T, q *Queue, builder lantern.Digest) *JobConsumer {
 	return c
 }
 
-func next(t *testing.T, c *JobConsumer) *JobMsg {
+func next(t *testing.T, c *natsq.JobConsumer) *natsq.JobMsg {
 	t.Helper()
 	m, err := c.Next(testCtx(t))
 	if err != nil {
@@ -173,19 +189,20 @@ func next(t *testing.T, c *JobConsumer) *JobMsg {
 	return m
 }
 
-func ack(t *testing.T, m *JobMsg) {
+func ack(t *testing.T, m *natsq.JobMsg) {
 	t.Helper()
 	if err := m.Ack(testCtx(t)); err != nil {
 		t.Fatalf("Ack() = %v", err)
 	}
 }
 
-// takeAll takes and acks jobs until the builder's consumer has none left,
-// and returns their ids in the order they came.
-func takeAll(t *testing.T, q *Queue, c *JobConsumer) []string {
+// takeAll takes and acks jobs with c, a consumer of builder's jobs, until
+// the builder's consumer has none left (as the scheduler's connection sched
+// sees it), and returns their ids in the order they came.
+func takeAll(t *testing.T, sched *natsq.Queue, c *natsq.JobConsumer, builder lantern.Digest) []string {
 	t.Helper()
 	var ids []string
-	for !settled(t, q, StreamJobs, ConsumerName(c.builder)) {
+	for !settled(t, sched, natsq.StreamJobs, natsq.ConsumerName(builder)) {
 		m := next(t, c)
 		ids = append(ids, m.Job.ID)
 		ack(t, m)
@@ -196,12 +213,12 @@ func takeAll(t *testing.T, q *Queue, c *JobConsumer) []string {
 // collector is a BatchHandler that records what it is given.
 type collector struct {
 	mu   sync.Mutex
-	msgs []scheduler.Message
+	msgs []lantern.Message
 	// result decides each message's error; nil means nil.
-	result func(m scheduler.Message) error
+	result func(m lantern.Message) error
 }
 
-func (c *collector) handle(_ context.Context, msgs []scheduler.Message) []error {
+func (c *collector) handle(_ context.Context, msgs []lantern.Message) []error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	errs := make([]error, len(msgs))
@@ -224,7 +241,7 @@ func (c *collector) data() []string {
 	return out
 }
 
-func (c *collector) messages() []scheduler.Message {
+func (c *collector) messages() []lantern.Message {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return slices.Clone(c.msgs)
@@ -253,107 +270,143 @@ func run(t *testing.T, f func(ctx context.Context) error) {
 	}()
 }
 
+func TestServerRefusesAnonymous(t *testing.T) {
+	f := natstest.Start(t)
+	if nc, err := nats.Connect(f.URL(), nats.Timeout(patience)); err == nil {
+		nc.Close()
+		t.Fatalf("a client without credentials connected")
+	} else {
+		t.Logf("without credentials: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	if q, err := natsq.Connect(ctx, f.URL(), natsq.Config{}, testLog(t)); err == nil {
+		q.Close()
+		t.Fatalf("Connect() without credentials = nil, want an error")
+	}
+}
+
 func TestServerKeepsStateAcrossRestart(t *testing.T) {
 	dir := t.TempDir()
-	s := startServer(t, dir, -1)
-	q := connect(t, s.URL(), Config{})
+	f := natstest.StartIn(t, dir, -1)
+	sched := connectScheduler(t, f, natsq.Config{})
 	b := testBuilder("a")
 	ctx := testCtx(t)
-	if err := q.EnsureBuilder(ctx, b, true); err != nil {
+	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
-	if err := q.PublishJobs(ctx, testJobs(0, 3)); err != nil {
+	if err := sched.PublishJobs(ctx, testJobs(0, 3)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	if err := q.PublishClaim(ctx, []byte(`{"claim":1}`)); err != nil {
+	if err := sched.PublishClaim(ctx, []byte(`{"claim":1}`)); err != nil {
 		t.Fatalf("PublishClaim() = %v", err)
 	}
-	d, err := q.PutObject(ctx, "build.log", bytesReader("log"))
+	farmObj, err := sched.PutObject(ctx, "diff", bytesReader("report"))
 	if err != nil {
-		t.Fatalf("PutObject() = %v", err)
+		t.Fatalf("scheduler's PutObject() = %v", err)
 	}
-	c := jobsOf(t, q, b)
+	w := connectBuilder(t, f, b, natsq.Config{})
+	builderObj, err := w.PutObject(ctx, "build.log", bytesReader("log"))
+	if err != nil {
+		t.Fatalf("builder's PutObject() = %v", err)
+	}
+	c := jobsOf(t, w, b)
 	if got, want := next(t, c).Job.ID, testJob(0).ID; got != want {
 		t.Fatalf("Next() = job %s, want %s", got, want)
 	}
 	// Left unacked on purpose.
 	c.Close()
-	q.Close()
-	s.Shutdown()
+	w.Close()
+	sched.Close()
+	f.Shutdown()
 
-	s2 := startServer(t, dir, -1)
-	q2 := connect(t, s2.URL(), Config{})
-	for stream, want := range map[string]uint64{StreamClaims: 1, StreamJobs: 3, StreamResults: 0, StreamDead: 0} {
-		if got := streamMsgs(t, q2, stream); got != want {
+	f2 := natstest.StartIn(t, dir, -1)
+	sched2 := connectScheduler(t, f2, natsq.Config{})
+	for stream, want := range map[string]uint64{natsq.StreamClaims: 1, natsq.StreamJobs: 3, natsq.StreamResults: 0, natsq.StreamDead: 0} {
+		if got := streamMsgs(t, sched2, stream); got != want {
 			t.Errorf("after restart, stream %s has %d messages, want %d", stream, got, want)
 		}
 	}
-	info := consumerInfo(t, q2, StreamJobs, ConsumerName(b))
-	if got := info.Config.Metadata[MetadataBuilder]; got != b.String() {
-		t.Errorf("after restart, consumer metadata %s = %q, want %q", MetadataBuilder, got, b)
+	info := consumerInfo(t, sched2, natsq.StreamJobs, natsq.ConsumerName(b))
+	if got := info.Config.Metadata[natsq.MetadataBuilder]; got != b.String() {
+		t.Errorf("after restart, consumer metadata %s = %q, want %q", natsq.MetadataBuilder, got, b)
 	}
 	if info.NumAckPending != 1 || info.Delivered.Stream != 1 {
 		t.Errorf("after restart, consumer has %d pending acks at stream seq %d, want 1 at 1", info.NumAckPending, info.Delivered.Stream)
 	}
-	if got := readObject(t, q2, d); got != "log" {
-		t.Errorf("after restart, object = %q, want %q", got, "log")
+	if got := readObject(t, sched2, farmObj); got != "report" {
+		t.Errorf("after restart, the scheduler's object = %q, want %q", got, "report")
+	}
+	if got := readObject(t, sched2, builderObj); got != "log" {
+		t.Errorf("after restart, the builder's object = %q, want %q", got, "log")
 	}
 	// The consumer carries on from where it was: job 0 is still out (it
 	// comes back after the ack wait), so the next one is job 1.
-	if got, want := next(t, jobsOf(t, q2, b)).Job.ID, testJob(1).ID; got != want {
+	w2 := connectBuilder(t, f2, b, natsq.Config{})
+	if got, want := next(t, jobsOf(t, w2, b)).Job.ID, testJob(1).ID; got != want {
 		t.Errorf("after restart, Next() = job %s, want %s", got, want)
 	}
 }
 
 func TestStartServerPortInUse(t *testing.T) {
-	s := startServer(t, "", -1)
-	p := s.ns.Addr().(*net.TCPAddr).Port
+	f := natstest.Start(t)
+	u, err := neturl.Parse(f.URL())
+	if err != nil {
+		t.Fatalf("server URL %q: %v", f.URL(), err)
+	}
+	p, err := strconv.Atoi(u.Port())
+	if err != nil {
+		t.Fatalf("server URL %q: port: %v", f.URL(), err)
+	}
 	ctx, cancel := context.WithTimeout(t.Context(), patience)
 	defer cancel()
-	s2, err := StartServer(ctx, Options{Dir: t.TempDir(), Port: p})
+	s2, err := natsserver.Start(ctx, natsserver.Options{Dir: t.TempDir(), Port: p, Auth: f.Auth})
 	if err == nil {
 		s2.Shutdown()
-		t.Fatalf("StartServer() on a port in use succeeded")
+		t.Fatalf("natsserver.Start() on a port in use succeeded")
 	}
 }
 
 func TestDuplicatesAreStoredOnce(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{})
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
 	ctx := testCtx(t)
+	a := testBuilder("a")
+	wa := connectBuilder(t, f, a, natsq.Config{})
 	env := []byte(`{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[]}`)
 	for range 2 {
-		if err := q.PublishClaim(ctx, env); err != nil {
+		if err := sched.PublishClaim(ctx, env); err != nil {
 			t.Fatalf("PublishClaim() = %v", err)
 		}
-		if err := q.PublishResult(ctx, testBuilder("a"), env); err != nil {
+		if err := wa.PublishResult(ctx, a, env); err != nil {
 			t.Fatalf("PublishResult() = %v", err)
 		}
 	}
 	j := testJob(1)
-	if err := q.PublishJobs(ctx, []lantern.Job{j, j}); err != nil {
+	if err := sched.PublishJobs(ctx, []lantern.Job{j, j}); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	if err := q.PublishJobs(ctx, []lantern.Job{j}); err != nil {
+	if err := sched.PublishJobs(ctx, []lantern.Job{j}); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	for stream, want := range map[string]uint64{StreamClaims: 1, StreamJobs: 1, StreamResults: 1} {
-		if got := streamMsgs(t, q, stream); got != want {
+	for stream, want := range map[string]uint64{natsq.StreamClaims: 1, natsq.StreamJobs: 1, natsq.StreamResults: 1} {
+		if got := streamMsgs(t, sched, stream); got != want {
 			t.Errorf("stream %s has %d messages, want %d", stream, got, want)
 		}
 	}
 	b := testBuilder("b")
-	if err := q.EnsureBuilder(ctx, b, true); err != nil {
+	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
-	if got, want := takeAll(t, q, jobsOf(t, q, b)), []string{j.ID}; !slices.Equal(got, want) {
+	wb := connectBuilder(t, f, b, natsq.Config{})
+	if got, want := takeAll(t, sched, jobsOf(t, wb, b), b), []string{j.ID}; !slices.Equal(got, want) {
 		t.Errorf("builder got jobs %v, want %v", got, want)
 	}
 }
 
 func TestPublishJobsRejectsBadJobs(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{})
+	f := natstest.Start(t)
+	q := connectScheduler(t, f, natsq.Config{})
 	bad := testJob(2)
 	bad.Recipe = "go.evil"
 	noID := testJob(3)
@@ -371,14 +424,14 @@ func TestPublishJobsRejectsBadJobs(t *testing.T) {
 			}
 		})
 	}
-	if got := streamMsgs(t, q, StreamJobs); got != 0 {
-		t.Errorf("stream %s has %d messages after rejected batches, want 0", StreamJobs, got)
+	if got := streamMsgs(t, q, natsq.StreamJobs); got != 0 {
+		t.Errorf("stream %s has %d messages after rejected batches, want 0", natsq.StreamJobs, got)
 	}
 }
 
 func TestEveryBuilderGetsEveryJobOnce(t *testing.T) {
-	s := startServer(t, "", -1)
-	sched := connect(t, s.URL(), Config{})
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
 	ctx := testCtx(t)
 	a, b := testBuilder("a"), testBuilder("b")
 	for _, builder := range []lantern.Digest{a, b} {
@@ -392,14 +445,17 @@ func TestEveryBuilderGetsEveryJobOnce(t *testing.T) {
 	}
 
 	// Builder a: one worker takes them all, in order.
-	wa := connect(t, s.URL(), Config{})
-	if got, want := takeAll(t, wa, jobsOf(t, wa, a)), jobIDs(jobs); !slices.Equal(got, want) {
+	wa := connectBuilder(t, f, a, natsq.Config{})
+	if got, want := takeAll(t, sched, jobsOf(t, wa, a), a), jobIDs(jobs); !slices.Equal(got, want) {
 		t.Errorf("builder a got jobs %v, want %v", got, want)
 	}
 
 	// Builder b: two workers, each with its own connection, share them.
 	// While the first works on a job, the second gets another one.
-	workers := []*JobConsumer{jobsOf(t, connect(t, s.URL(), Config{}), b), jobsOf(t, connect(t, s.URL(), Config{}), b)}
+	workers := []*natsq.JobConsumer{
+		jobsOf(t, connectBuilder(t, f, b, natsq.Config{}), b),
+		jobsOf(t, connectBuilder(t, f, b, natsq.Config{}), b),
+	}
 	m0, m1 := next(t, workers[0]), next(t, workers[1])
 	if m0.Job.ID == m1.Job.ID {
 		t.Fatalf("both workers of builder b got job %s", m0.Job.ID)
@@ -438,7 +494,7 @@ func TestEveryBuilderGetsEveryJobOnce(t *testing.T) {
 		defer mu.Unlock()
 		return len(got) == len(jobs)
 	})
-	waitFor(t, "builder b's consumer to settle", func() bool { return settled(t, sched, StreamJobs, ConsumerName(b)) })
+	waitFor(t, "builder b's consumer to settle", func() bool { return settled(t, sched, natsq.StreamJobs, natsq.ConsumerName(b)) })
 	stop()
 	wg.Wait()
 	for _, j := range jobs {
@@ -450,9 +506,9 @@ func TestEveryBuilderGetsEveryJobOnce(t *testing.T) {
 }
 
 func TestVanishedWorkersJobIsRedelivered(t *testing.T) {
-	s := startServer(t, "", -1)
-	cfg := Config{AckWait: time.Second}
-	sched := connect(t, s.URL(), cfg)
+	f := natstest.Start(t)
+	cfg := natsq.Config{AckWait: time.Second}
+	sched := connectScheduler(t, f, cfg)
 	ctx := testCtx(t)
 	b := testBuilder("a")
 	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
@@ -461,29 +517,29 @@ func TestVanishedWorkersJobIsRedelivered(t *testing.T) {
 	if err := sched.PublishJobs(ctx, testJobs(0, 1)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	w1 := connect(t, s.URL(), cfg)
+	w1 := connectBuilder(t, f, b, cfg)
 	m1 := next(t, jobsOf(t, w1, b))
 	if m1.Deliveries != 1 {
 		t.Errorf("first delivery: Deliveries = %d, want 1", m1.Deliveries)
 	}
-	w1.nc.Close() // the worker dies with the job
+	w1.ConnForTest().Close() // the worker dies with the job
 
-	w2 := connect(t, s.URL(), cfg)
+	w2 := connectBuilder(t, f, b, cfg)
 	m2 := next(t, jobsOf(t, w2, b))
 	if m2.Job.ID != m1.Job.ID || m2.Deliveries != 2 {
 		t.Errorf("redelivery: job %s with Deliveries %d, want job %s with 2", m2.Job.ID, m2.Deliveries, m1.Job.ID)
 	}
 	ack(t, m2)
-	if err := m2.Ack(ctx); !errors.Is(err, ErrSettled) {
+	if err := m2.Ack(ctx); !errors.Is(err, natsq.ErrSettled) {
 		t.Errorf("second Ack() = %v, want ErrSettled", err)
 	}
-	waitFor(t, "the consumer to settle", func() bool { return settled(t, sched, StreamJobs, ConsumerName(b)) })
+	waitFor(t, "the consumer to settle", func() bool { return settled(t, sched, natsq.StreamJobs, natsq.ConsumerName(b)) })
 }
 
 func TestInProgressKeepsJob(t *testing.T) {
-	s := startServer(t, "", -1)
-	cfg := Config{AckWait: 2 * time.Second}
-	sched := connect(t, s.URL(), cfg)
+	f := natstest.Start(t)
+	cfg := natsq.Config{AckWait: 2 * time.Second}
+	sched := connectScheduler(t, f, cfg)
 	ctx := testCtx(t)
 	b := testBuilder("a")
 	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
@@ -492,7 +548,7 @@ func TestInProgressKeepsJob(t *testing.T) {
 	if err := sched.PublishJobs(ctx, testJobs(0, 1)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	w1 := connect(t, s.URL(), cfg)
+	w1 := connectBuilder(t, f, b, cfg)
 	m := next(t, jobsOf(t, w1, b))
 
 	// A long build: heartbeats while another worker of the builder waits
@@ -515,7 +571,7 @@ func TestInProgressKeepsJob(t *testing.T) {
 			}
 		}
 	}()
-	w2 := connect(t, s.URL(), cfg)
+	w2 := connectBuilder(t, f, b, cfg)
 	wctx, cancel := context.WithTimeout(ctx, 3*cfg.AckWait)
 	defer cancel()
 	if got, err := jobsOf(t, w2, b).Next(wctx); err == nil {
@@ -526,7 +582,7 @@ func TestInProgressKeepsJob(t *testing.T) {
 		t.Fatalf("InProgress() = %v", err)
 	}
 	ack(t, m)
-	info := consumerInfo(t, sched, StreamJobs, ConsumerName(b))
+	info := consumerInfo(t, sched, natsq.StreamJobs, natsq.ConsumerName(b))
 	if info.NumRedelivered != 0 || info.NumAckPending != 0 || info.Delivered.Consumer != 1 {
 		t.Errorf("consumer: %d redelivered, %d pending acks, %d deliveries; want 0, 0, 1",
 			info.NumRedelivered, info.NumAckPending, info.Delivered.Consumer)
@@ -534,59 +590,104 @@ func TestInProgressKeepsJob(t *testing.T) {
 }
 
 func TestTermEndsJob(t *testing.T) {
-	s := startServer(t, "", -1)
-	cfg := Config{AckWait: time.Second}
-	q := connect(t, s.URL(), cfg)
+	f := natstest.Start(t)
+	cfg := natsq.Config{AckWait: time.Second}
+	sched := connectScheduler(t, f, cfg)
 	ctx := testCtx(t)
 	b := testBuilder("a")
-	if err := q.EnsureBuilder(ctx, b, true); err != nil {
+	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
-	if err := q.PublishJobs(ctx, testJobs(0, 2)); err != nil {
+	if err := sched.PublishJobs(ctx, testJobs(0, 2)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
-	c := jobsOf(t, q, b)
+	w := connectBuilder(t, f, b, cfg)
+	c := jobsOf(t, w, b)
 	m := next(t, c)
 	if err := m.Term(ctx); err != nil {
 		t.Fatalf("Term() = %v", err)
 	}
-	if got, want := takeAll(t, q, c), []string{testJob(1).ID}; !slices.Equal(got, want) {
+	if got, want := takeAll(t, sched, c, b), []string{testJob(1).ID}; !slices.Equal(got, want) {
 		t.Errorf("jobs after Term = %v, want %v", got, want)
 	}
-	if err := m.Ack(ctx); !errors.Is(err, ErrSettled) {
+	if err := m.Ack(ctx); !errors.Is(err, natsq.ErrSettled) {
 		t.Errorf("Ack() after Term = %v, want ErrSettled", err)
 	}
 }
 
 func TestJobConsumerClose(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{})
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
 	b := testBuilder("a")
-	if err := q.EnsureBuilder(testCtx(t), b, true); err != nil {
+	if err := sched.EnsureBuilder(testCtx(t), b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
-	c := jobsOf(t, q, b)
+	w := connectBuilder(t, f, b, natsq.Config{})
+	c := jobsOf(t, w, b)
 	done := make(chan error, 1)
 	go func() {
 		_, err := c.Next(testCtx(t))
 		done <- err
 	}()
 	c.Close()
-	if err := <-done; !errors.Is(err, ErrClosed) {
+	if err := <-done; !errors.Is(err, natsq.ErrClosed) {
 		t.Errorf("Next() during Close = %v, want ErrClosed", err)
 	}
-	if _, err := c.Next(testCtx(t)); !errors.Is(err, ErrClosed) {
+	if _, err := c.Next(testCtx(t)); !errors.Is(err, natsq.ErrClosed) {
 		t.Errorf("Next() after Close = %v, want ErrClosed", err)
 	}
-	if _, err := q.Jobs(testCtx(t), testBuilder("nobody")); !errors.Is(err, ErrUnknownBuilder) {
+	// A builder the scheduler has not added.
+	nobody := testBuilder("nobody")
+	wn := connectBuilder(t, f, nobody, natsq.Config{})
+	if _, err := wn.Jobs(testCtx(t), nobody); !errors.Is(err, natsq.ErrUnknownBuilder) {
 		t.Errorf("Jobs(unknown builder) = %v, want ErrUnknownBuilder", err)
 	}
 }
 
+func TestRemoveBuilder(t *testing.T) {
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
+	ctx := testCtx(t)
+	b, other := testBuilder("a"), testBuilder("b")
+	for _, builder := range []lantern.Digest{b, other} {
+		if err := sched.EnsureBuilder(ctx, builder, true); err != nil {
+			t.Fatalf("EnsureBuilder() = %v", err)
+		}
+	}
+	w := connectBuilder(t, f, b, natsq.Config{})
+	c := jobsOf(t, w, b)
+	waiting := make(chan error, 1)
+	go func() {
+		_, err := c.Next(ctx)
+		waiting <- err
+	}()
+	waitFor(t, "the worker to wait for a job", func() bool {
+		return consumerInfo(t, sched, natsq.StreamJobs, natsq.ConsumerName(b)).NumWaiting > 0
+	})
+	if err := sched.RemoveBuilder(ctx, b); err != nil {
+		t.Fatalf("RemoveBuilder() = %v", err)
+	}
+	if err := <-waiting; !errors.Is(err, natsq.ErrUnknownBuilder) {
+		t.Errorf("Next() of a removed builder = %v, want ErrUnknownBuilder", err)
+	}
+	if _, err := w.Jobs(ctx, b); !errors.Is(err, natsq.ErrUnknownBuilder) {
+		t.Errorf("Jobs() of a removed builder = %v, want ErrUnknownBuilder", err)
+	}
+	if err := sched.RemoveBuilder(ctx, b); err != nil {
+		t.Errorf("RemoveBuilder() again = %v, want nil", err)
+	}
+	// The others keep their consumers, and the removed builder keeps its
+	// bucket.
+	consumerInfo(t, sched, natsq.StreamJobs, natsq.ConsumerName(other))
+	if _, err := sched.JetStreamForTest().ObjectStore(ctx, natsq.BuilderBucket(b)); err != nil {
+		t.Errorf("the removed builder's bucket: %v", err)
+	}
+}
+
 func TestDeadLetters(t *testing.T) {
-	s := startServer(t, "", -1)
-	cfg := Config{AckWait: time.Second, MaxDeliver: 3}
-	admin := connect(t, s.URL(), cfg)
+	f := natstest.Start(t)
+	cfg := natsq.Config{AckWait: time.Second, MaxDeliver: 3}
+	admin := connectScheduler(t, f, cfg)
 	ctx := testCtx(t)
 	b := testBuilder("a")
 	if err := admin.EnsureBuilder(ctx, b, true); err != nil {
@@ -599,10 +700,10 @@ func TestDeadLetters(t *testing.T) {
 
 	// The scheduler is another process: it learns the builder of a dead
 	// letter from the consumer's metadata.
-	sched := connect(t, s.URL(), cfg)
-	dead := make(chan scheduler.DeadLetter, 10)
+	sched := connectScheduler(t, f, cfg)
+	dead := make(chan lantern.DeadLetter, 10)
 	run(t, func(ctx context.Context) error {
-		return sched.ConsumeDeadLetters(ctx, func(_ context.Context, d scheduler.DeadLetter) error {
+		return sched.ConsumeDeadLetters(ctx, func(_ context.Context, d lantern.DeadLetter) error {
 			dead <- d
 			return nil
 		})
@@ -610,7 +711,7 @@ func TestDeadLetters(t *testing.T) {
 
 	// A worker that naks one job, takes another and never answers it, and
 	// does the third. It keeps pulling, as workers do.
-	w := connect(t, s.URL(), cfg)
+	w := connectBuilder(t, f, b, cfg)
 	c := jobsOf(t, w, b)
 	wctx, stop := context.WithCancel(ctx)
 	defer stop()
@@ -636,7 +737,7 @@ func TestDeadLetters(t *testing.T) {
 		}
 	}()
 
-	got := make(map[string]scheduler.DeadLetter)
+	got := make(map[string]lantern.DeadLetter)
 	for len(got) < 2 {
 		select {
 		case d := <-dead:
@@ -667,62 +768,64 @@ func TestDeadLetters(t *testing.T) {
 	if _, ok := got[done.ID]; ok {
 		t.Errorf("dead letter for job %s, which was acked", done.ID)
 	}
-	waitFor(t, "the dead-letter consumer to settle", func() bool { return settled(t, sched, StreamDead, ConsumerDead) })
+	waitFor(t, "the dead-letter consumer to settle", func() bool { return settled(t, sched, natsq.StreamDead, natsq.ConsumerDead) })
 }
 
 func TestBacklog(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{})
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
 	ctx := testCtx(t)
-	if err := q.PublishJobs(ctx, testJobs(0, 3)); err != nil {
+	if err := sched.PublishJobs(ctx, testJobs(0, 3)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
 	latecomer, catcher := testBuilder("late"), testBuilder("catch-up")
-	if err := q.EnsureBuilder(ctx, latecomer, false); err != nil {
+	if err := sched.EnsureBuilder(ctx, latecomer, false); err != nil {
 		t.Fatalf("EnsureBuilder(backlog=false) = %v", err)
 	}
-	if err := q.EnsureBuilder(ctx, catcher, true); err != nil {
+	if err := sched.EnsureBuilder(ctx, catcher, true); err != nil {
 		t.Fatalf("EnsureBuilder(backlog=true) = %v", err)
 	}
-	if err := q.PublishJobs(ctx, testJobs(3, 5)); err != nil {
+	if err := sched.PublishJobs(ctx, testJobs(3, 5)); err != nil {
 		t.Fatalf("PublishJobs() = %v", err)
 	}
 
-	if got, want := takeAll(t, q, jobsOf(t, q, latecomer)), jobIDs(testJobs(3, 5)); !slices.Equal(got, want) {
+	wl := connectBuilder(t, f, latecomer, natsq.Config{})
+	if got, want := takeAll(t, sched, jobsOf(t, wl, latecomer), latecomer), jobIDs(testJobs(3, 5)); !slices.Equal(got, want) {
 		t.Errorf("builder without backlog got %v, want %v", got, want)
 	}
-	cc := jobsOf(t, q, catcher)
+	wc := connectBuilder(t, f, catcher, natsq.Config{})
+	cc := jobsOf(t, wc, catcher)
 	ack(t, next(t, cc))
 	// Ensuring again, with either backlog, keeps the consumer's position.
 	for _, backlog := range []bool{true, false} {
-		if err := q.EnsureBuilder(ctx, catcher, backlog); err != nil {
+		if err := sched.EnsureBuilder(ctx, catcher, backlog); err != nil {
 			t.Fatalf("EnsureBuilder(again, backlog=%v) = %v", backlog, err)
 		}
-		if err := q.EnsureBuilder(ctx, latecomer, backlog); err != nil {
+		if err := sched.EnsureBuilder(ctx, latecomer, backlog); err != nil {
 			t.Fatalf("EnsureBuilder(again, backlog=%v) = %v", backlog, err)
 		}
 	}
-	if got, want := takeAll(t, q, cc), jobIDs(testJobs(1, 5)); !slices.Equal(got, want) {
+	if got, want := takeAll(t, sched, cc, catcher), jobIDs(testJobs(1, 5)); !slices.Equal(got, want) {
 		t.Errorf("builder with backlog, after its first job, got %v, want %v", got, want)
 	}
-	if !settled(t, q, StreamJobs, ConsumerName(latecomer)) {
+	if !settled(t, sched, natsq.StreamJobs, natsq.ConsumerName(latecomer)) {
 		t.Errorf("ensuring the builder without backlog again gave it jobs")
 	}
 }
 
 func TestEnsureBuilderUpdatesSettings(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{AckWait: time.Minute, MaxDeliver: 4})
+	f := natstest.Start(t)
+	q := connectScheduler(t, f, natsq.Config{AckWait: time.Minute, MaxDeliver: 4})
 	b := testBuilder("a")
 	if err := q.EnsureBuilder(testCtx(t), b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
 	backoff := []time.Duration{time.Second, 5 * time.Second, 30 * time.Second}
-	q2 := connect(t, s.URL(), Config{MaxDeliver: 6, BackOff: backoff})
+	q2 := connectScheduler(t, f, natsq.Config{MaxDeliver: 6, BackOff: backoff})
 	if err := q2.EnsureBuilder(testCtx(t), b, false); err != nil {
 		t.Fatalf("EnsureBuilder(new settings) = %v", err)
 	}
-	cfg := consumerInfo(t, q2, StreamJobs, ConsumerName(b)).Config
+	cfg := consumerInfo(t, q2, natsq.StreamJobs, natsq.ConsumerName(b)).Config
 	if cfg.MaxDeliver != 6 || !slices.Equal(cfg.BackOff, backoff) || cfg.AckWait != backoff[0] || cfg.DeliverPolicy != jetstream.DeliverAllPolicy {
 		t.Errorf("consumer after update: max deliver %d, back-off %v, ack wait %v, deliver policy %v; want 6, %v, %v, all",
 			cfg.MaxDeliver, cfg.BackOff, cfg.AckWait, cfg.DeliverPolicy, backoff, backoff[0])
@@ -730,12 +833,12 @@ func TestEnsureBuilderUpdatesSettings(t *testing.T) {
 }
 
 func TestConsumeAcksAndRedelivers(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{NakDelay: 50 * time.Millisecond})
+	f := natstest.Start(t)
+	q := connectScheduler(t, f, natsq.Config{NakDelay: 50 * time.Millisecond})
 	ctx := testCtx(t)
 	var mu sync.Mutex
 	failed := make(map[string]bool)
-	c := &collector{result: func(m scheduler.Message) error {
+	c := &collector{result: func(m lantern.Message) error {
 		switch string(m.Data) {
 		case "flaky":
 			mu.Lock()
@@ -745,7 +848,7 @@ func TestConsumeAcksAndRedelivers(t *testing.T) {
 				return errors.New("store busy")
 			}
 		case "bad":
-			return &scheduler.Permanent{Err: errors.New("bad signature")}
+			return &lantern.Permanent{Err: errors.New("bad signature")}
 		}
 		return nil
 	}}
@@ -756,7 +859,7 @@ func TestConsumeAcksAndRedelivers(t *testing.T) {
 		}
 	}
 	waitFor(t, "four deliveries", func() bool { return c.len() >= 4 })
-	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, StreamClaims, ConsumerClaims) })
+	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, natsq.StreamClaims, natsq.ConsumerClaims) })
 	var got []string
 	for _, m := range c.messages() {
 		got = append(got, fmt.Sprintf("%s#%d", m.Data, m.Deliveries))
@@ -766,27 +869,29 @@ func TestConsumeAcksAndRedelivers(t *testing.T) {
 		t.Errorf("handled %q, want %q", got, want)
 	}
 	for _, m := range c.messages() {
-		if m.Subject != SubjectClaims {
-			t.Errorf("message subject = %q, want %q", m.Subject, SubjectClaims)
+		if m.Subject != natsq.SubjectClaims {
+			t.Errorf("message subject = %q, want %q", m.Subject, natsq.SubjectClaims)
 		}
 	}
 
-	// Results, with their builder in the subject.
+	// Results, published by a builder with its key id in the subject.
 	r := &collector{}
 	run(t, func(ctx context.Context) error { return q.ConsumeResults(ctx, r.handle) })
 	b := testBuilder("a")
-	if err := q.PublishResult(ctx, b, []byte("attestation")); err != nil {
+	w := connectBuilder(t, f, b, natsq.Config{})
+	if err := w.PublishResult(ctx, b, []byte("attestation")); err != nil {
 		t.Fatalf("PublishResult() = %v", err)
 	}
 	waitFor(t, "the result", func() bool { return r.len() == 1 })
-	if want, got := SubjectResults+"."+b.Hex(), r.messages()[0]; got.Subject != want || string(got.Data) != "attestation" {
+	if want, got := natsq.SubjectResults+"."+b.Hex(), r.messages()[0]; got.Subject != want || string(got.Data) != "attestation" {
 		t.Errorf("result = %q on %q, want %q on %q", got.Data, got.Subject, "attestation", want)
 	}
+	waitFor(t, "the results consumer to settle", func() bool { return settled(t, q, natsq.StreamResults, natsq.ConsumerResults) })
 }
 
 func TestConsumeBatches(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{Batch: 16})
+	f := natstest.Start(t)
+	q := connectScheduler(t, f, natsq.Config{Batch: 16})
 	ctx := testCtx(t)
 	var want []string
 	for i := range 100 {
@@ -800,7 +905,7 @@ func TestConsumeBatches(t *testing.T) {
 	largest := 0
 	c := &collector{}
 	run(t, func(ctx context.Context) error {
-		return q.ConsumeClaims(ctx, func(ctx context.Context, msgs []scheduler.Message) []error {
+		return q.ConsumeClaims(ctx, func(ctx context.Context, msgs []lantern.Message) []error {
 			mu.Lock()
 			largest = max(largest, len(msgs))
 			mu.Unlock()
@@ -808,7 +913,7 @@ func TestConsumeBatches(t *testing.T) {
 		})
 	})
 	waitFor(t, "every claim", func() bool { return c.len() >= len(want) })
-	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, StreamClaims, ConsumerClaims) })
+	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, natsq.StreamClaims, natsq.ConsumerClaims) })
 	if got := c.data(); !slices.Equal(got, want) {
 		t.Errorf("handled %q, want %q", got, want)
 	}
@@ -820,13 +925,11 @@ func TestConsumeBatches(t *testing.T) {
 }
 
 func TestQueueContinuesAcrossServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	s := startServer(t, dir, -1)
-	p := s.ns.Addr().(*net.TCPAddr).Port
-	sched := connect(t, s.URL(), Config{})
-	worker := connect(t, s.URL(), Config{})
-	ctx := testCtx(t)
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
 	b := testBuilder("a")
+	worker := connectBuilder(t, f, b, natsq.Config{})
+	ctx := testCtx(t)
 	if err := sched.EnsureBuilder(ctx, b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
@@ -841,7 +944,7 @@ func TestQueueContinuesAcrossServerRestart(t *testing.T) {
 		}
 	}
 	waitFor(t, "three claims handled and acked", func() bool {
-		return claims.len() == 3 && settled(t, sched, StreamClaims, ConsumerClaims)
+		return claims.len() == 3 && settled(t, sched, natsq.StreamClaims, natsq.ConsumerClaims)
 	})
 	jc := jobsOf(t, worker, b)
 	for _, want := range testJobs(0, 2) {
@@ -852,37 +955,38 @@ func TestQueueContinuesAcrossServerRestart(t *testing.T) {
 		ack(t, m)
 	}
 
-	s.Shutdown()
-	s = startServer(t, dir, p)
+	f.Restart() // same files, same port
 
 	// Publishing waits for the connection to come back.
 	waitFor(t, "a claim published after the restart", func() bool {
 		return sched.PublishClaim(ctx, []byte("c4")) == nil
 	})
 	waitFor(t, "the fourth claim handled and acked", func() bool {
-		return claims.len() >= 4 && settled(t, sched, StreamClaims, ConsumerClaims)
+		return claims.len() >= 4 && settled(t, sched, natsq.StreamClaims, natsq.ConsumerClaims)
 	})
 	if got, want := claims.data(), []string{"c1", "c2", "c3", "c4"}; !slices.Equal(got, want) {
 		t.Errorf("claims handled = %q, want %q", got, want)
 	}
+	// The worker's connection comes back too, with its builder's
+	// credentials, and its consumer carries on.
 	m := next(t, jc)
 	if want := testJob(2); m.Job.ID != want.ID || m.Deliveries != 1 {
 		t.Errorf("Next() after restart = job %s (Deliveries %d), want %s (1)", m.Job.ID, m.Deliveries, want.ID)
 	}
 	ack(t, m)
 	// A new connection (a worker started after the restart) carries on too.
-	late := connect(t, s.URL(), Config{})
-	if got, want := takeAll(t, late, jobsOf(t, late, b)), jobIDs(testJobs(3, 4)); !slices.Equal(got, want) {
+	late := connectBuilder(t, f, b, natsq.Config{})
+	if got, want := takeAll(t, sched, jobsOf(t, late, b), b), jobIDs(testJobs(3, 4)); !slices.Equal(got, want) {
 		t.Errorf("new worker after restart got %v, want %v", got, want)
 	}
-	if got := streamMsgs(t, late, StreamClaims); got != 4 {
-		t.Errorf("stream %s has %d messages, want 4", StreamClaims, got)
+	if got := streamMsgs(t, sched, natsq.StreamClaims); got != 4 {
+		t.Errorf("stream %s has %d messages, want 4", natsq.StreamClaims, got)
 	}
 }
 
 func TestReplay(t *testing.T) {
-	s := startServer(t, "", -1)
-	q := connect(t, s.URL(), Config{Batch: 3})
+	f := natstest.Start(t)
+	q := connectScheduler(t, f, natsq.Config{Batch: 3})
 	ctx := testCtx(t)
 
 	// Nothing to replay yet.
@@ -899,10 +1003,13 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("PublishClaim() = %v", err)
 		}
 	}
+	// Results of two builders, each published by its own worker.
+	builders := []lantern.Digest{testBuilder("0"), testBuilder("1")}
+	workers := []*natsq.Queue{connectBuilder(t, f, builders[0], natsq.Config{}), connectBuilder(t, f, builders[1], natsq.Config{})}
 	for i := range 7 {
 		env := fmt.Sprintf("result %d", i)
 		wantResults = append(wantResults, env)
-		if err := q.PublishResult(ctx, testBuilder(fmt.Sprint(i%2)), []byte(env)); err != nil {
+		if err := workers[i%2].PublishResult(ctx, builders[i%2], []byte(env)); err != nil {
 			t.Fatalf("PublishResult() = %v", err)
 		}
 	}
@@ -910,14 +1017,14 @@ func TestReplay(t *testing.T) {
 	// anything from a replay.
 	consumed := &collector{}
 	run(t, func(ctx context.Context) error { return q.ConsumeClaims(ctx, consumed.handle) })
-	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, StreamClaims, ConsumerClaims) })
+	waitFor(t, "the claims consumer to settle", func() bool { return settled(t, q, natsq.StreamClaims, natsq.ConsumerClaims) })
 
 	var order []string
-	claims := &collector{result: func(scheduler.Message) error { order = append(order, "claim"); return nil }}
-	results := &collector{result: func(m scheduler.Message) error {
+	claims := &collector{result: func(lantern.Message) error { order = append(order, "claim"); return nil }}
+	results := &collector{result: func(m lantern.Message) error {
 		order = append(order, "result")
 		if string(m.Data) == "result 3" {
-			return &scheduler.Permanent{Err: errors.New("bad signature")}
+			return &lantern.Permanent{Err: errors.New("bad signature")}
 		}
 		return nil
 	}}
@@ -941,40 +1048,94 @@ func TestReplay(t *testing.T) {
 
 	// A handler failure stops the replay with its error.
 	boom := errors.New("disk full")
-	failing := &collector{result: func(scheduler.Message) error { return boom }}
+	failing := &collector{result: func(lantern.Message) error { return boom }}
 	if err := q.Replay(ctx, failing.handle, failing.handle); !errors.Is(err, boom) {
 		t.Errorf("Replay() with a failing handler = %v, want %v", err, boom)
 	}
 }
 
 func TestCloseWhileWaiting(t *testing.T) {
-	s := startServer(t, "", -1)
+	f := natstest.Start(t)
 	b := testBuilder("a")
-	admin := connect(t, s.URL(), Config{})
+	admin := connectScheduler(t, f, natsq.Config{})
 	if err := admin.EnsureBuilder(testCtx(t), b, true); err != nil {
 		t.Fatalf("EnsureBuilder() = %v", err)
 	}
-	w := connect(t, s.URL(), Config{})
+	// A worker waiting for a job, and a scheduler waiting for claims.
+	w := connectBuilder(t, f, b, natsq.Config{})
 	c := jobsOf(t, w, b)
-	claims := make(chan error, 1)
-	go func() {
-		claims <- w.ConsumeClaims(context.Background(), func(context.Context, []scheduler.Message) []error { return nil })
-	}()
 	jobs := make(chan error, 1)
 	go func() {
 		_, err := c.Next(context.Background())
 		jobs <- err
 	}()
+	sched := connectScheduler(t, f, natsq.Config{})
+	claims := make(chan error, 1)
+	go func() {
+		claims <- sched.ConsumeClaims(context.Background(), func(context.Context, []lantern.Message) []error { return nil })
+	}()
 	waitFor(t, "the worker to wait for a job", func() bool {
-		return consumerInfo(t, admin, StreamJobs, ConsumerName(b)).NumWaiting > 0
+		return consumerInfo(t, admin, natsq.StreamJobs, natsq.ConsumerName(b)).NumWaiting > 0
+	})
+	waitFor(t, "the scheduler to wait for a claim", func() bool {
+		_, err := admin.JetStreamForTest().Consumer(testCtx(t), natsq.StreamClaims, natsq.ConsumerClaims)
+		return err == nil && consumerInfo(t, admin, natsq.StreamClaims, natsq.ConsumerClaims).NumWaiting > 0
 	})
 	if err := w.Close(); err != nil {
-		t.Errorf("Close() = %v", err)
+		t.Errorf("worker's Close() = %v", err)
 	}
-	if err := <-jobs; err == nil {
-		t.Errorf("Next() on a closed queue = nil, want an error")
+	if err := <-jobs; !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("Next() on a closed queue = %v, want an error wrapping nats.ErrConnectionClosed", err)
 	}
-	if err := <-claims; err == nil {
-		t.Errorf("ConsumeClaims() on a closed queue = nil, want an error")
+	if err := sched.Close(); err != nil {
+		t.Errorf("scheduler's Close() = %v", err)
+	}
+	if err := <-claims; !errors.Is(err, nats.ErrConnectionClosed) {
+		t.Errorf("ConsumeClaims() on a closed queue = %v, want an error wrapping nats.ErrConnectionClosed", err)
+	}
+}
+
+func TestRedactURL(t *testing.T) {
+	for _, tc := range []struct {
+		url    string
+		secret []string // none may be left
+		keep   []string // all must be left
+	}{
+		{"nats://alice:s3cret@host:4222", []string{"s3cret", "alice"}, []string{"host:4222"}},
+		{"nats://alice:s3cret@h1:4222,nats://bob:hunter2@h2:4223", []string{"s3cret", "alice", "hunter2", "bob"}, []string{"h1:4222", "h2:4223"}},
+		{"nats://alice:s3cret@h1:4222, tls://h2:4223", []string{"s3cret", "alice"}, []string{"h1:4222", "tls://h2:4223"}},
+		{"nats://tok3n@h:1", []string{"tok3n"}, []string{"h:1"}},
+		{"tok3n@h:1", []string{"tok3n"}, []string{"h:1"}},
+		{"nats://host:4222", nil, []string{"nats://host:4222"}},
+	} {
+		got := natsq.RedactURL(tc.url)
+		for _, s := range tc.secret {
+			if strings.Contains(got, s) {
+				t.Errorf("RedactURL(%q) = %q, which still has %q", tc.url, got, s)
+			}
+		}
+		for _, s := range tc.keep {
+			if !strings.Contains(got, s) {
+				t.Errorf("RedactURL(%q) = %q, want %q in it", tc.url, got, s)
+			}
+		}
+	}
+	if got, want := natsq.RedactURL("nats://host:4222"), "nats://host:4222"; got != want {
+		t.Errorf("RedactURL(%q) = %q, want it unchanged", want, got)
+	}
+
+	// Nothing listens on port 1.
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	q, err := natsq.Connect(ctx, "nats://bob:hunter2@127.0.0.1:1", natsq.Config{}, testLog(t))
+	if err == nil {
+		q.Close()
+		t.Fatalf("Connect() to nothing = nil, want an error")
+	}
+	t.Logf("Connect() = %v", err)
+	for _, s := range []string{"hunter2", "bob"} {
+		if strings.Contains(err.Error(), s) {
+			t.Errorf("Connect() = %q, which has %q", err, s)
+		}
 	}
 }

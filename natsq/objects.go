@@ -9,16 +9,17 @@ import (
 	"hash"
 	"io"
 	"os"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/scheduler"
 )
 
-// ErrObjectNotFound reports a digest that names no object in LANTERN_OBJECTS.
-// GetObject's error wraps it and scheduler.ErrNoObject.
+// ErrObjectNotFound reports a digest that names no object in any bucket.
+// GetObject's error wraps it and lantern.ErrNoObject.
 var ErrObjectNotFound = jetstream.ErrObjectNotFound
 
 const (
@@ -30,23 +31,69 @@ const (
 	maxObjectRead = 24 * time.Hour
 )
 
-// PutObject stores the bytes of r in LANTERN_OBJECTS under their digest,
-// "sha256:<hex>", and returns the digest. name (a file name, "build.log") is
-// kept as the object's description for people browsing the bucket. Bytes
-// that are there already are not sent again: the first upload's name stays.
+// ensureBucket creates an object store bucket, or leaves it as it is.
+func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
+	if _, err := q.js.ObjectStore(ctx, bucket); err == nil {
+		return nil
+	}
+	_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+		Bucket:      bucket,
+		Description: desc,
+		Storage:     jetstream.FileStorage,
+		Replicas:    q.cfg.Replicas,
+	})
+	if err != nil {
+		return fmt.Errorf("create object store %s: %w", bucket, err)
+	}
+	return nil
+}
+
+// bucket returns the bucket PutObject writes to: the builder's own for a
+// builder's connection, the farm's (LANTERN_OBJECTS) otherwise.
+func (q *Queue) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
+	q.objMu.Lock()
+	defer q.objMu.Unlock()
+	if q.objects != nil {
+		return q.objects, nil
+	}
+	name := BucketObjects
+	if q.cfg.Role == RoleBuilder {
+		name = BuilderBucket(q.cfg.Builder)
+	}
+	obs, err := q.js.ObjectStore(ctx, name)
+	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("object store %s: %w: it does not exist; the farm's scheduler makes it when it sets the farm up or adds the builder", name, ErrNotSetUp)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("object store %s: %w", name, err)
+	}
+	q.objects = obs
+	return obs, nil
+}
+
+// PutObject stores the bytes of r under their digest, "sha256:<hex>", and
+// returns the digest: a builder's connection in its own bucket
+// (BuilderBucket), the scheduler's in LANTERN_OBJECTS. name (a file name,
+// "build.log") is kept as the object's description for people browsing the
+// bucket. Bytes that are there already are not sent again: the first
+// upload's name stays.
 func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lantern.Digest, error) {
+	objects, err := q.bucket(ctx)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
+	}
 	body, d, cleanup, err := spool(r)
 	if err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
 	}
 	defer cleanup()
 	key := d.String()
-	if _, err := q.objects.GetInfo(ctx, key); err == nil {
+	if _, err := objects.GetInfo(ctx, key); err == nil {
 		return d, nil
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
-	if _, err := q.objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
+	if _, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
 	return d, nil
@@ -93,10 +140,11 @@ func digestOf(h hash.Hash) lantern.Digest {
 	return lantern.DigestFromSum(sum)
 }
 
-// GetObject opens the object named d. The reader checks the bytes against
-// d as it goes and fails with lantern.ErrDigestMismatch at the end if they
-// differ; ctx must last until the reader is closed. A missing object is
-// ErrObjectNotFound.
+// GetObject opens the object named d, from the farm's bucket or any
+// builder's. Each builder uploads to a bucket of its own, so a builder can
+// put anything under any name there: an object is taken only once its bytes
+// hashed to d, and a bucket whose object does not is passed over (and
+// logged) for the next. A missing object is ErrObjectNotFound.
 func (q *Queue) GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser, error) {
 	if d.IsZero() {
 		return nil, errors.New("get object: digest is empty")
@@ -105,38 +153,76 @@ func (q *Queue) GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser,
 	if _, ok := ctx.Deadline(); !ok {
 		ctx, cancel = context.WithTimeout(ctx, maxObjectRead)
 	}
-	res, err := q.objects.Get(ctx, d.String())
-	if errors.Is(err, jetstream.ErrObjectNotFound) {
-		cancel()
-		return nil, fmt.Errorf("get object %s: %w (%w)", d, scheduler.ErrNoObject, err)
-	}
+	defer cancel()
+	buckets, err := q.objectBuckets(ctx)
 	if err != nil {
-		cancel()
 		return nil, fmt.Errorf("get object %s: %w", d, err)
 	}
-	return &checkedReader{rc: res, h: sha256.New(), want: d, cancel: cancel}, nil
+	var lastErr error
+	var forged []string // buckets whose object named d holds other bytes
+	for _, b := range buckets {
+		obs, err := q.js.ObjectStore(ctx, b)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		res, err := obs.Get(ctx, d.String())
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			continue
+		}
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		body, got, cleanup, err := spool(res)
+		res.Close()
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		if got != d {
+			cleanup()
+			q.log.Warn("object store: an object's bytes are not those its name says; passed over", "bucket", b, "name", d, "bytes", got)
+			forged = append(forged, b)
+			continue
+		}
+		return &spooled{Reader: body, cleanup: cleanup}, nil
+	}
+	if lastErr != nil {
+		return nil, fmt.Errorf("get object %s: %w", d, lastErr)
+	}
+	if len(forged) > 0 {
+		// As good as none: what is there is not d.
+		return nil, fmt.Errorf("get object %s: %w: only other bytes under its name, in %s: %w", d, lantern.ErrNoObject, strings.Join(forged, ", "), lantern.ErrDigestMismatch)
+	}
+	return nil, fmt.Errorf("get object %s: %w (%w)", d, lantern.ErrNoObject, jetstream.ErrObjectNotFound)
 }
 
-// checkedReader checks what it reads against a digest.
-type checkedReader struct {
-	rc     io.ReadCloser
-	h      hash.Hash
-	want   lantern.Digest
-	cancel context.CancelFunc
-}
-
-func (r *checkedReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	r.h.Write(p[:n])
-	if err == io.EOF {
-		if got := digestOf(r.h); got != r.want {
-			return n, fmt.Errorf("object %s: read bytes of %s: %w", r.want, got, lantern.ErrDigestMismatch)
+// objectBuckets lists the buckets objects are read from: the farm's first,
+// then the builders', in name order.
+func (q *Queue) objectBuckets(ctx context.Context) ([]string, error) {
+	out := []string{BucketObjects}
+	names := q.js.ObjectStoreNames(ctx)
+	var builders []string
+	for n := range names.Name() {
+		if strings.HasPrefix(n, BucketPrefix) {
+			builders = append(builders, n)
 		}
 	}
-	return n, err
+	if err := names.Error(); err != nil {
+		return nil, err
+	}
+	slices.Sort(builders)
+	return append(out, builders...), nil
 }
 
-func (r *checkedReader) Close() error {
-	defer r.cancel()
-	return r.rc.Close()
+// spooled is an object read to its end and checked, read back.
+type spooled struct {
+	io.Reader
+	cleanup func()
+}
+
+func (s *spooled) Close() error {
+	s.cleanup()
+	return nil
 }

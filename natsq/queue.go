@@ -1,11 +1,16 @@
 package natsq
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	neturl "net/url"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -15,7 +20,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/scheduler"
 )
 
 // Stream, subject, consumer and bucket names: the wire protocol described in
@@ -56,6 +60,19 @@ type Config struct {
 	// Name names the connection in the server's monitoring; default
 	// "lantern".
 	Name string
+	// Creds is the connection's NATS credentials file (from `lantern
+	// builder add`, or the scheduler's own). A farm's NATS accepts no
+	// connection without one.
+	Creds string
+	// CA is a file of PEM certificates to verify the server's TLS
+	// certificate with; empty: the CA in the credentials file, if it has
+	// one, else the system's roots.
+	CA string
+	// Role is what the connection is for (default RoleScheduler); it picks
+	// the reply subjects the role's permissions allow.
+	Role Role
+	// Builder is the builder of a RoleBuilder connection.
+	Builder lantern.Digest
 	// Replicas is the number of replicas of every stream and of the object
 	// store; default 1. Past one machine, NATS runs as a cluster and 3 is
 	// usual.
@@ -83,6 +100,12 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" {
 		c.Name = "lantern"
+	}
+	if c.Role == "" {
+		c.Role = RoleScheduler
+	}
+	if c.Role == RoleBuilder && c.Builder.IsZero() {
+		return c, errors.New("natsq config: Role is builder but Builder is empty; set it to the builder's key id")
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
@@ -129,12 +152,14 @@ func (c Config) withDefaults() (Config, error) {
 // Queue is a connection to NATS with Lantern's streams: the scheduler's
 // [scheduler.Queue], and the source of a builder's [JobConsumer]s.
 type Queue struct {
-	nc      *nats.Conn
-	js      jetstream.JetStream
-	cfg     Config
-	log     *slog.Logger
-	objects jetstream.ObjectStore
-	closed  chan struct{} // closed when the connection is
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	cfg    Config
+	log    *slog.Logger
+	closed chan struct{} // closed when the connection is
+
+	objMu   sync.Mutex
+	objects jetstream.ObjectStore // the bucket PutObject writes to, once bound
 
 	stopOnce sync.Once
 	stopping chan struct{} // closed when Close starts: pulls end
@@ -144,12 +169,12 @@ type Queue struct {
 	builders map[string]lantern.Digest
 }
 
-var _ scheduler.Queue = (*Queue)(nil)
-
-// Connect connects to the NATS server at url (reconnecting forever when the
-// connection drops) and creates or updates Lantern's streams and object
-// store. log receives connection events and messages the queue had to
-// drop; nil discards them.
+// Connect connects to the NATS server at url with cfg.Creds, reconnecting
+// when the connection drops (until the server refuses the credentials:
+// a revoked builder's connection ends). It creates nothing: the scheduler
+// sets the farm up ([Queue.Setup]). log receives connection events and
+// messages the queue had to drop; nil discards them. Neither log lines nor
+// errors show a password or token of url.
 func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Queue, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -174,6 +199,7 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 				q.log.Warn("nats disconnected", "err", err)
 			}
 		}),
+		nats.CustomInboxPrefix(InboxPrefix(cfg.Role, cfg.Builder)),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			q.log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
@@ -191,22 +217,121 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 			opts = append(opts, nats.Timeout(d))
 		}
 	}
+	safeURL := RedactURL(url)
+	auth, err := authOptions(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, err)
+	}
+	opts = append(opts, auth...)
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
+		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, redactErr(err, url))
 	}
 	q.nc = nc
 	q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
 	if err != nil {
 		nc.Close()
-		return nil, fmt.Errorf("connect to nats %s: %w", url, err)
-	}
-	if err := q.setup(ctx); err != nil {
-		nc.Close()
-		return nil, err
+		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, err)
 	}
 	return q, nil
 }
+
+// authOptions are the options that authenticate a connection and verify
+// the server.
+func authOptions(cfg Config) ([]nats.Option, error) {
+	var opts []nats.Option
+	var caPEM []byte
+	if cfg.Creds != "" {
+		b, err := os.ReadFile(cfg.Creds)
+		if err != nil {
+			return nil, fmt.Errorf("credentials: %w", err)
+		}
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+		caPEM = caFromCreds(b)
+	}
+	if cfg.CA != "" {
+		b, err := os.ReadFile(cfg.CA)
+		if err != nil {
+			return nil, fmt.Errorf("CA: %w", err)
+		}
+		caPEM = b
+	}
+	if caPEM != nil {
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(caPEM) {
+			return nil, errors.New("CA: no PEM certificate in it")
+		}
+		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	return opts, nil
+}
+
+// caFromCreds returns the CA certificates a farm appends to the
+// credentials it hands out (natsauth.AppendCA), or nil.
+func caFromCreds(creds []byte) []byte {
+	i := bytes.Index(creds, []byte("-----BEGIN CERTIFICATE-----"))
+	if i < 0 {
+		return nil
+	}
+	return creds[i:]
+}
+
+// RedactURL returns url with any user name, password or token taken out,
+// for logs and errors: nats://user:secret@host:4222 becomes
+// nats://redacted@host:4222. Each URL of a comma-separated list is
+// redacted. Everything before the last "@" of a URL goes, whatever it
+// holds (a password with a raw "/" or "@" in it included): NATS URLs have no
+// path that could hold one.
+func RedactURL(url string) string {
+	parts := strings.Split(url, ",")
+	for i, p := range parts {
+		at := strings.LastIndex(p, "@")
+		if at < 0 {
+			continue
+		}
+		scheme := ""
+		if j := strings.Index(p[:at], "://"); j >= 0 {
+			scheme = p[:j+3]
+		}
+		lead := p[:len(p)-len(strings.TrimLeft(p, " "))]
+		if scheme != "" {
+			scheme = strings.TrimLeft(scheme, " ")
+		}
+		parts[i] = lead + scheme + "redacted@" + p[at+1:]
+	}
+	return strings.Join(parts, ",")
+}
+
+// redactErr returns err with any user information of url taken out of its
+// text.
+func redactErr(err error, url string) error {
+	msg := err.Error()
+	clean := msg
+	for _, p := range strings.Split(url, ",") {
+		if u, perr := neturl.Parse(strings.TrimSpace(p)); perr == nil && u.User != nil {
+			if pw, ok := u.User.Password(); ok && pw != "" {
+				clean = strings.ReplaceAll(clean, pw, "redacted")
+			}
+			if n := u.User.Username(); n != "" {
+				clean = strings.ReplaceAll(clean, n, "redacted")
+			}
+		}
+	}
+	if clean == msg {
+		return err
+	}
+	return &redactedError{msg: clean, err: err}
+}
+
+// redactedError keeps errors.Is working on an error whose text was
+// redacted.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
 
 // sameStream reports whether an existing stream has the settings Lantern
 // sets.
@@ -227,11 +352,12 @@ func (q *Queue) isClosing() bool {
 	}
 }
 
-// setup creates or updates the streams and the object store. A stream
-// whose settings already match is left alone: every process of a farm
-// connects, and updating a stream while another process creates a consumer
+// Setup creates or updates the streams and the farm's object store: the
+// scheduler's work, which only its user's permissions allow. A stream
+// whose settings already match is left alone: every scheduler of a farm
+// sets up, and updating a stream while another process creates a consumer
 // on it races inside nats-server (seen with -race on v2.15.2).
-func (q *Queue) setup(ctx context.Context) error {
+func (q *Queue) Setup(ctx context.Context) error {
 	for _, sc := range q.streamConfigs() {
 		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
@@ -249,7 +375,9 @@ func (q *Queue) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("create object store %s: %w", BucketObjects, err)
 	}
+	q.objMu.Lock()
 	q.objects = obs
+	q.objMu.Unlock()
 	return nil
 }
 

@@ -124,7 +124,9 @@ func classify(err error) *apiError {
 	case errors.Is(err, ErrUnknownSigner):
 		return &apiError{http.StatusForbidden, msg, "sign with a key the farm accepts claims from, or ask its operator to add yours (--claim-key)"}
 	case errors.Is(err, ErrUnknownBuilder):
-		return &apiError{http.StatusForbidden, msg, "only the farm's builders post attestations; ask its operator to add your key (--builder)"}
+		return &apiError{http.StatusForbidden, msg, "only the farm's builders post attestations; ask its operator to add your key (lantern builder add)"}
+	case errors.Is(err, ErrRevokedBuilder):
+		return &apiError{http.StatusForbidden, msg, "this builder was removed from the farm (lantern builder remove); ask its operator"}
 	case errors.Is(err, dsse.ErrSignature), errors.Is(err, attest.ErrBuilderMismatch):
 		return &apiError{http.StatusForbidden, msg, "sign the attestation with the key of the builder it names"}
 	case errors.Is(err, dsse.ErrNoSignature), errors.Is(err, dsse.ErrSignatureCount):
@@ -190,7 +192,7 @@ func (s *Scheduler) postAttestation(w http.ResponseWriter, r *http.Request) erro
 	if err != nil {
 		return err
 	}
-	vr, err := s.verifyResult(r.Context(), lantern.Digest{}, raw)
+	vr, err := s.verifyResult(r.Context(), lantern.Digest{}, raw, s.cfg.Now())
 	if err != nil {
 		return err
 	}
@@ -361,6 +363,11 @@ type builderView struct {
 	PublicKey string         `json:"publicKey"`
 	Name      string         `json:"name,omitempty"`
 	Added     time.Time      `json:"added"`
+	Revoked   time.Time      `json:"revoked,omitzero"`
+}
+
+func viewBuilder(b BuilderRecord) builderView {
+	return builderView{b.ID, string(b.PublicKey), b.Name, b.Added, b.Revoked}
 }
 
 func (s *Scheduler) getBuilders(w http.ResponseWriter, r *http.Request) error {
@@ -370,7 +377,7 @@ func (s *Scheduler) getBuilders(w http.ResponseWriter, r *http.Request) error {
 	}
 	out := make([]builderView, 0, len(bs))
 	for _, b := range bs {
-		out = append(out, builderView{b.ID, string(b.PublicKey), b.Name, b.Added})
+		out = append(out, viewBuilder(b))
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"builders": out, "threshold": s.cfg.Threshold})
 	return nil
@@ -398,7 +405,7 @@ func (s *Scheduler) getBuilder(w http.ResponseWriter, r *http.Request) error {
 			return err
 		}
 		writeJSON(w, http.StatusOK, map[string]any{
-			"builder": builderView{b.ID, string(b.PublicKey), b.Name, b.Added}, "attestations": viewAttestations(atts), "next": next,
+			"builder": viewBuilder(b), "attestations": viewAttestations(atts), "next": next,
 		})
 		return nil
 	}

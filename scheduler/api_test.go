@@ -71,7 +71,9 @@ func TestSourcesAndLogs(t *testing.T) {
 	}
 
 	logText := "step 1/2: go install\n<script>alert(1)</script>\n"
-	logDigest, err := f.q.PutObject(t.Context(), "build.log", strings.NewReader(logText))
+	// Builder A's worker uploads its log to A's bucket; the API reads it
+	// through the scheduler's connection.
+	logDigest, err := f.builder(builderA).PutObject(t.Context(), "build.log", strings.NewReader(logText))
 	if err != nil {
 		t.Fatal(err)
 	}

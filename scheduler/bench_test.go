@@ -1,14 +1,20 @@
 package scheduler_test
 
 import (
+	"context"
 	"fmt"
+	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/scheduler"
+	"github.com/lanternfarm/lantern/scheduler/boltstore"
 )
 
 // BenchmarkIngestClaims measures signed claims ingested end to end: put on
@@ -16,13 +22,58 @@ import (
 // published by a scheduler on a real embedded NATS server and a real bbolt
 // file, with two builders. claims/s is the rate over all rounds.
 func BenchmarkIngestClaims(b *testing.B) {
-	const batch = 2000
 	f := newFarm(b, natsq.Config{Batch: 512}, builderA, builderB)
-	pub, err := natsq.Connect(b.Context(), f.srv.URL(), f.cfg, testLogger(b))
+	ingestRounds(b, f.claimant(), f.st)
+}
+
+// BenchmarkIngestClaimsOpen is BenchmarkIngestClaims on a NATS server
+// with no authentication at all — what the farm's bus was before it was
+// locked, and never is now — as the baseline of what authentication costs
+// (make bench's ratio of the two).
+func BenchmarkIngestClaimsOpen(b *testing.B) {
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: b.TempDir(), NoSigs: true})
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer pub.Close()
+	go srv.Start()
+	if !srv.ReadyForConnections(time.Minute) {
+		b.Fatal("nats server not ready")
+	}
+	b.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	ctx := b.Context()
+	q, err := natsq.Connect(ctx, srv.ClientURL(), natsq.Config{Batch: 512}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	if err := q.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
+	st, err := boltstore.Open(filepath.Join(b.TempDir(), "scheduler.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { st.Close() })
+	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: []*keys.Public{builderA.Public(), builderB.Public()}, Backlog: true}, q, st, testLogger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(runCtx) }()
+	b.Cleanup(func() { cancel(); <-done })
+	pub, err := natsq.Connect(ctx, srv.ClientURL(), natsq.Config{Role: natsq.RoleClaimant}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { pub.Close() })
+	ingestRounds(b, pub, st)
+}
+
+// ingestRounds publishes rounds of 2000 claims with pub and waits until st
+// has all their jobs; it reports claims/s over all rounds.
+func ingestRounds(b *testing.B, pub *natsq.Queue, st *boltstore.Store) {
+	const batch = 2000
 	var (
 		round  int
 		total  time.Duration
@@ -53,7 +104,7 @@ func BenchmarkIngestClaims(b *testing.B) {
 		next := 0
 		deadline := time.Now().Add(5 * time.Minute)
 		for next < len(ids) {
-			if _, err := f.st.Job(b.Context(), ids[next]); err == nil {
+			if _, err := st.Job(b.Context(), ids[next]); err == nil {
 				next++
 				continue
 			}

@@ -20,7 +20,7 @@ func TestDeadLetter(t *testing.T) {
 	if code := f.do("POST", "/api/v1/claims", claim, nil); code != http.StatusAccepted {
 		t.Fatalf("POST claim = %d", code)
 	}
-	jc, err := f.q.Jobs(t.Context(), builderA.ID())
+	jc, err := f.builder(builderA).Jobs(t.Context(), builderA.ID())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,8 +68,12 @@ func TestReindex(t *testing.T) {
 		t.Fatalf("POST claim = %d", code)
 	}
 	eventually(t, "the job", func() bool { return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK })
-	f.q.PublishResult(t.Context(), builderA.ID(), rebuilt(t, builderA, job, "published"))
-	f.q.PublishResult(t.Context(), builderB.ID(), rebuilt(t, builderB, job, "other"))
+	if err := f.builder(builderA).PublishResult(t.Context(), builderA.ID(), rebuilt(t, builderA, job, "published")); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.builder(builderB).PublishResult(t.Context(), builderB.ID(), rebuilt(t, builderB, job, "other")); err != nil {
+		t.Fatal(err)
+	}
 	out := lantern.DigestOf([]byte("published"))
 	eventually(t, "mismatch", func() bool { v := f.verdict(out); return v != nil && v.Status == lantern.StatusMismatch })
 	before := f.snapshot(job, out)

@@ -30,7 +30,7 @@ type Objects interface {
 }
 
 // ErrNoObject reports a digest that names nothing in the object store.
-var ErrNoObject = errors.New("not in the object store")
+var ErrNoObject = lantern.ErrNoObject
 
 // diffBatch is how many pending reports runDiffs reads at a time.
 const diffBatch = 16

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/diffoscope"
@@ -31,11 +32,11 @@ func TestDiffoscopeReports(t *testing.T) {
 	}
 	eventually(t, "the job to be stored", func() bool { return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK })
 
-	// A and B upload their outputs, as workers do before they attest; C
-	// does not.
+	// A and B upload their outputs, each to its own bucket, as workers do
+	// before they attest; C does not. The scheduler reads them from there.
 	outA, outB, outC := "built at 1\nsame\n", "built at 2\nsame\n", "built at 3\nsame\n"
-	for _, out := range []string{outA, outB} {
-		if _, err := f.q.PutObject(t.Context(), "bin", strings.NewReader(out)); err != nil {
+	for b, out := range map[*keys.Private]string{builderA: outA, builderB: outB} {
+		if _, err := f.builder(b).PutObject(t.Context(), "bin", strings.NewReader(out)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -12,21 +12,25 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 )
 
-// A farm for tests: a real embedded NATS server with JetStream, a real bbolt
-// store, the scheduler with its API on httptest, and real keys. The builders'
-// side is test code that takes jobs from the builders' real consumers and
-// answers them with genuinely signed attestations.
+// A farm for tests: a real embedded NATS server with JetStream and the
+// farm's identities (every connection authenticates, with its role's
+// permissions), a real bbolt store, the scheduler with its API on
+// httptest, and real keys. The builders' side is test code that connects
+// with each builder's own credentials, takes jobs from the builders' real
+// consumers and answers them with genuinely signed attestations.
 
 var (
 	claimKey = mustKey()
@@ -51,8 +55,9 @@ type farm struct {
 	builders []*keys.Private
 	differ   scheduler.Differ
 
-	srv    *natsq.Server
-	q      *natsq.Queue
+	nats   *natstest.Farm
+	log    *slog.Logger // every connection's: it watches for permission violations
+	q      *natsq.Queue // the scheduler's connection
 	st     *boltstore.Store
 	s      *scheduler.Scheduler
 	api    *httptest.Server
@@ -78,29 +83,58 @@ func newFarm(t testing.TB, cfg natsq.Config, builders ...*keys.Private) *farm {
 func newDiffingFarm(t testing.TB, cfg natsq.Config, differ scheduler.Differ, builders ...*keys.Private) *farm {
 	t.Helper()
 	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders, differ: differ}
-	f.startNATS()
+	f.log = watchPermissions(t, testLogger(t))
+	f.nats = natstest.StartIn(t, filepath.Join(f.dir, "farm"), -1)
 	f.startScheduler()
-	t.Cleanup(func() {
-		f.stopScheduler()
-		f.srv.Shutdown()
-	})
 	return f
 }
 
-func (f *farm) startNATS() {
+// connect connects to the farm's NATS with cfg (credentials and role in
+// it) and closes the connection when the test ends.
+func (f *farm) connect(cfg natsq.Config) *natsq.Queue {
 	f.t.Helper()
-	srv, err := natsq.StartServer(f.t.Context(), natsq.Options{Dir: filepath.Join(f.dir, "nats"), Port: -1})
+	ctx, cancel := context.WithTimeout(context.Background(), natstest.Patience)
+	defer cancel()
+	q, err := natsq.Connect(ctx, f.nats.URL(), cfg, f.log)
 	if err != nil {
-		f.t.Fatalf("StartServer: %v", err)
+		f.t.Fatalf("Connect as %s: %v", cfg.Role, err)
 	}
-	f.srv = srv
+	f.t.Cleanup(func() { q.Close() })
+	return q
 }
 
+// builderConfig is the farm's config with new credentials of builder b.
+func (f *farm) builderConfig(b *keys.Private) natsq.Config {
+	f.t.Helper()
+	return f.nats.BuilderConfig(b.ID(), f.cfg)
+}
+
+// builder connects as one process of builder b, with credentials of its
+// own: it may use only b's consumer, results subject and bucket.
+func (f *farm) builder(b *keys.Private) *natsq.Queue {
+	f.t.Helper()
+	return f.connect(f.builderConfig(b))
+}
+
+// claimant connects as a client that only publishes source claims.
+func (f *farm) claimant() *natsq.Queue {
+	f.t.Helper()
+	cfg := f.cfg
+	cfg.Role = natsq.RoleClaimant
+	cfg.Creds = f.nats.Creds("claimant", natsq.RoleClaimant, lantern.Digest{})
+	return f.connect(cfg)
+}
+
+// startScheduler connects as the scheduler, sets the farm up as `lantern
+// scheduler` does, and runs the scheduler; it stops when the test ends, or
+// before with stopScheduler.
 func (f *farm) startScheduler() {
 	f.t.Helper()
-	q, err := natsq.Connect(f.t.Context(), f.srv.URL(), f.cfg, testLogger(f.t))
-	if err != nil {
-		f.t.Fatalf("Connect: %v", err)
+	q := f.connect(f.nats.SchedulerConfig(f.cfg))
+	setupCtx, cancelSetup := context.WithTimeout(context.Background(), natstest.Patience)
+	defer cancelSetup()
+	if err := q.Setup(setupCtx); err != nil {
+		f.t.Fatalf("Setup: %v", err)
 	}
 	st, err := boltstore.Open(filepath.Join(f.dir, "scheduler.db"))
 	if err != nil {
@@ -118,6 +152,9 @@ func (f *farm) startScheduler() {
 	f.q, f.st, f.s, f.cancel, f.done = q, st, s, cancel, make(chan error, 1)
 	go func() { f.done <- s.Run(ctx) }()
 	f.api = httptest.NewServer(s.Handler())
+	// Registered after the NATS server's shutdown (even a restarted one's),
+	// so it runs before it.
+	f.t.Cleanup(f.stopScheduler)
 	// Run registers the builders first: wait for their consumers, so that a
 	// test's builder never asks before the scheduler has added it.
 	deadline := time.Now().Add(60 * time.Second)
@@ -298,3 +335,57 @@ func dropReceived(v any) {
 }
 
 func removeStore(f *farm) error { return os.Remove(filepath.Join(f.dir, "scheduler.db")) }
+
+// watchPermissions returns a logger that passes log's records on and fails
+// t, when it ends, if any connection logged a permissions violation:
+// the server refused something a client of the farm did, under its role.
+// (A refused login, as a revoked user's, is not one.)
+func watchPermissions(t testing.TB, log *slog.Logger) *slog.Logger {
+	w := &violations{}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, v := range w.seen {
+			t.Errorf("permissions violation on the bus: %s", v)
+		}
+	})
+	return slog.New(&violationHandler{Handler: log.Handler(), v: w})
+}
+
+type violations struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+type violationHandler struct {
+	slog.Handler
+	v *violations
+}
+
+func (h *violationHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *violationHandler) Handle(ctx context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	if strings.Contains(strings.ToLower(b.String()), "permissions violation") {
+		h.v.mu.Lock()
+		h.v.seen = append(h.v.seen, b.String())
+		h.v.mu.Unlock()
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *violationHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &violationHandler{Handler: h.Handler.WithAttrs(as), v: h.v}
+}
+
+func (h *violationHandler) WithGroup(name string) slog.Handler {
+	return &violationHandler{Handler: h.Handler.WithGroup(name), v: h.v}
+}

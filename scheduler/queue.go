@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"time"
 
 	"github.com/lanternfarm/lantern"
 )
@@ -21,10 +20,13 @@ type Queue interface {
 	// PublishResult puts a builder's attestation envelope on the results
 	// stream.
 	PublishResult(ctx context.Context, builder lantern.Digest, envelope []byte) error
-	// EnsureBuilder makes sure builder has its durable consumer of jobs;
-	// backlog says whether a new consumer starts with the jobs already
-	// queued or only with new ones.
+	// EnsureBuilder makes sure builder has its durable consumer of jobs
+	// (and wherever it uploads); backlog says whether a new consumer starts
+	// with the jobs already queued or only with new ones.
 	EnsureBuilder(ctx context.Context, builder lantern.Digest, backlog bool) error
+	// RemoveBuilder takes a revoked builder off the bus: its consumer goes,
+	// so none of its workers takes another job.
+	RemoveBuilder(ctx context.Context, builder lantern.Digest) error
 
 	// ConsumeClaims and ConsumeResults call handle with batches of messages
 	// from their stream's durable consumer until ctx ends. Each message is
@@ -40,26 +42,11 @@ type Queue interface {
 	Replay(ctx context.Context, claims, results BatchHandler) error
 }
 
-// Message is one message off a stream.
-type Message struct {
-	Data []byte
-	// Subject is the subject it was published on.
-	Subject string
-	// Deliveries counts the deliveries of the message, this one included
-	// (0 where the transport does not count).
-	Deliveries int
-	// Time is when the stream stored the message (zero where unknown): a
-	// reindex gives records the times they first had.
-	Time time.Time
-}
+// Message is one message off a stream (lantern.Message).
+type Message = lantern.Message
 
-// BatchHandler handles a batch of messages and returns one error per
-// message (nil: done, ack it; non-nil: redeliver it). A message whose error
-// is Permanent is acked and dropped: retrying cannot help it.
-type BatchHandler func(ctx context.Context, msgs []Message) []error
+// BatchHandler handles a batch of messages (lantern.BatchHandler).
+type BatchHandler = lantern.BatchHandler
 
-// Permanent marks an error that redelivery cannot cure (a bad signature).
-type Permanent struct{ Err error }
-
-func (p *Permanent) Error() string { return p.Err.Error() }
-func (p *Permanent) Unwrap() error { return p.Err }
+// Permanent marks an error that redelivery cannot cure (lantern.Permanent).
+type Permanent = lantern.Permanent

@@ -20,8 +20,8 @@ type builderLoop struct {
 	seen map[string]int
 }
 
-func runBuilder(ctx context.Context, t *testing.T, url string, cfg natsq.Config, b *keys.Private, l *builderLoop) {
-	q, err := natsq.Connect(ctx, url, cfg, testLogger(t))
+func runBuilder(ctx context.Context, t *testing.T, f *farm, cfg natsq.Config, b *keys.Private, l *builderLoop) {
+	q, err := natsq.Connect(ctx, f.nats.URL(), cfg, f.log)
 	if err != nil {
 		t.Errorf("builder connect: %v", err)
 		return
@@ -68,8 +68,9 @@ func TestRestartLosesNothing(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		var wg sync.WaitGroup
 		for _, b := range []*keys.Private{builderA, builderB} {
+			cfg := f.builderConfig(b) // each process of a builder has credentials of its own
 			wg.Add(1)
-			go func() { defer wg.Done(); runBuilder(ctx, t, f.srv.URL(), f.cfg, b, loops[b.ID()]) }()
+			go func() { defer wg.Done(); runBuilder(ctx, t, f, cfg, b, loops[b.ID()]) }()
 		}
 		return func() { cancel(); wg.Wait() }
 	}
@@ -86,13 +87,10 @@ func TestRestartLosesNothing(t *testing.T) {
 			t.Fatalf("POST claim %d = %d", i, code)
 		}
 	}
-	// The scheduler goes away mid-flight; claims keep arriving on NATS and
-	// builders keep answering.
+	// The scheduler goes away mid-flight; claims keep arriving on NATS, from
+	// a client that may only publish claims, and builders keep answering.
 	f.stopScheduler()
-	pub, err := natsq.Connect(t.Context(), f.srv.URL(), f.cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	pub := f.claimant()
 	for i := n / 3; i < 2*n/3; i++ {
 		if err := pub.PublishClaim(t.Context(), claim(i)); err != nil {
 			t.Fatal(err)
@@ -101,8 +99,7 @@ func TestRestartLosesNothing(t *testing.T) {
 	pub.Close()
 	// Then NATS itself restarts.
 	stopBuilders()
-	f.srv.Shutdown()
-	f.startNATS()
+	f.nats.Restart()
 	f.startScheduler()
 	stopBuilders = startBuilders()
 	defer stopBuilders()

@@ -66,13 +66,17 @@ var DefaultRecipes = []string{"go", "generic"}
 
 // Scheduler ingests claims and results and keeps verdicts.
 type Scheduler struct {
-	cfg      Config
-	q        Queue
-	st       Store
-	log      *slog.Logger
-	metrics  *metrics
-	builders map[lantern.Digest]*keys.Public
-	recipes  map[string]bool
+	cfg     Config
+	q       Queue
+	st      Store
+	log     *slog.Logger
+	metrics *metrics
+	recipes map[string]bool
+
+	// buildersMu guards builders, which SetBuilders changes while results
+	// are verified.
+	buildersMu sync.RWMutex
+	builders   map[lantern.Digest]*Enrolled
 
 	// resultsMu serialises the read-decide-write of verdicts.
 	resultsMu sync.Mutex
@@ -106,12 +110,12 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 		st:       st,
 		log:      log,
 		metrics:  newMetrics(),
-		builders: map[lantern.Digest]*keys.Public{},
+		builders: map[lantern.Digest]*Enrolled{},
 		recipes:  map[string]bool{},
 		diffWake: make(chan struct{}, 1),
 	}
 	for _, b := range cfg.Builders {
-		s.builders[b.ID()] = b
+		s.builders[b.ID()] = &Enrolled{Key: b}
 	}
 	for _, r := range cfg.Recipes {
 		s.recipes[r] = true
@@ -161,13 +165,79 @@ func (s *Scheduler) Reindex(ctx context.Context) error {
 }
 
 func (s *Scheduler) registerBuilders(ctx context.Context) error {
-	for _, b := range s.cfg.Builders {
-		if err := s.q.EnsureBuilder(ctx, b.ID(), s.cfg.Backlog); err != nil {
-			return fmt.Errorf("builder %s: %w", b.ID(), err)
+	s.buildersMu.RLock()
+	all := make([]Enrolled, 0, len(s.builders))
+	for _, e := range s.builders {
+		all = append(all, *e)
+	}
+	s.buildersMu.RUnlock()
+	for _, e := range all {
+		if err := s.register(ctx, e); err != nil {
+			return err
 		}
-		rec := BuilderRecord{ID: b.ID(), PublicKey: b.MarshalPEM(), Added: s.cfg.Now().UTC()}
-		if err := s.st.PutBuilder(ctx, rec); err != nil {
-			return fmt.Errorf("builder %s: %w", b.ID(), err)
+	}
+	return nil
+}
+
+// Enrolled is a builder as the farm enrolled it: its key, the name it was
+// enrolled under, and when it was revoked (zero while it is a builder of
+// the farm).
+type Enrolled struct {
+	Key     *keys.Public
+	Name    string
+	Revoked time.Time
+}
+
+// register puts a builder on the bus (or takes a revoked one off it) and
+// in the store.
+func (s *Scheduler) register(ctx context.Context, e Enrolled) error {
+	id := e.Key.ID()
+	if e.Revoked.IsZero() {
+		if err := s.q.EnsureBuilder(ctx, id, s.cfg.Backlog); err != nil {
+			return fmt.Errorf("builder %s: %w", id, err)
+		}
+	} else if err := s.q.RemoveBuilder(ctx, id); err != nil {
+		return fmt.Errorf("builder %s: %w", id, err)
+	}
+	rec := BuilderRecord{ID: id, PublicKey: e.Key.MarshalPEM(), Name: e.Name, Added: s.cfg.Now().UTC(), Revoked: e.Revoked.UTC()}
+	if e.Revoked.IsZero() {
+		rec.Revoked = time.Time{}
+	}
+	if err := s.st.PutBuilder(ctx, rec); err != nil {
+		return fmt.Errorf("builder %s: %w", id, err)
+	}
+	return nil
+}
+
+// SetBuilders brings the farm's builders up to enrolled, while it runs: a
+// new builder gets its job consumer and is recorded; a revoked one loses
+// its consumer (its workers take no more jobs), is recorded as revoked, and
+// every result of it that reaches the farm from the revocation on is
+// refused. Its earlier attestations stay, as signed history. A builder not
+// in enrolled is left as it is.
+func (s *Scheduler) SetBuilders(ctx context.Context, enrolled []Enrolled) error {
+	for _, e := range enrolled {
+		if e.Key == nil {
+			return errors.New("set builders: a builder without a key")
+		}
+		id := e.Key.ID()
+		s.buildersMu.RLock()
+		have, ok := s.builders[id]
+		same := ok && have.Revoked.Equal(e.Revoked) && have.Name == e.Name
+		s.buildersMu.RUnlock()
+		if same {
+			continue
+		}
+		if err := s.register(ctx, e); err != nil {
+			return err
+		}
+		s.buildersMu.Lock()
+		s.builders[id] = &e
+		s.buildersMu.Unlock()
+		if e.Revoked.IsZero() {
+			s.log.Info("builder enrolled", "builder", id.Short(), "name", e.Name)
+		} else {
+			s.log.Warn("builder revoked", "builder", id.Short(), "name", e.Name, "at", e.Revoked)
 		}
 	}
 	return nil
@@ -179,6 +249,7 @@ var (
 	ErrNotASource     = errors.New("not a source claim")
 	ErrUnknownRecipe  = errors.New("unknown recipe")
 	ErrUnknownBuilder = errors.New("unknown builder")
+	ErrRevokedBuilder = errors.New("revoked builder")
 	ErrUnknownJob     = errors.New("unknown job")
 	ErrWrongJob       = errors.New("attestation does not answer its job")
 	ErrNotAResult     = errors.New("not a rebuild or failed-rebuild attestation")
@@ -336,10 +407,10 @@ type verifiedResult struct {
 }
 
 // verifyResult checks an attestation envelope from builder (zero: take the
-// builder the attestation names): the builder is one of the farm's, the
-// signature is its key's, and the attestation answers a job the farm queued,
-// about that job's source.
-func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, raw []byte) (*verifiedResult, error) {
+// builder the attestation names), received at: the builder is one of the
+// farm's, not revoked by then, the signature is its key's, and the
+// attestation answers a job the farm queued, about that job's source.
+func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, raw []byte, at time.Time) (*verifiedResult, error) {
 	env, err := dsse.Unmarshal(raw)
 	if err != nil {
 		return nil, err
@@ -364,11 +435,16 @@ func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, ra
 			return nil, fmt.Errorf("%w: a %s claim", ErrNotAResult, c.Kind())
 		}
 	}
-	key, ok := s.builders[builder]
+	s.buildersMu.RLock()
+	e, ok := s.builders[builder]
+	s.buildersMu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w %s: not one of this farm's builders", ErrUnknownBuilder, builder)
 	}
-	v, err := attest.Verify(env, key)
+	if !e.Revoked.IsZero() && !at.Before(e.Revoked) {
+		return nil, fmt.Errorf("%w %s: revoked at %s, this result came at %s", ErrRevokedBuilder, builder, e.Revoked.UTC().Format(time.RFC3339), at.UTC().Format(time.RFC3339))
+	}
+	v, err := attest.Verify(env, e.Key)
 	if err != nil {
 		return nil, err
 	}
@@ -422,7 +498,11 @@ const unknownJobRetries = 5
 // recordResult verifies one attestation, stores it with the new verdict of
 // its (source, label), and reports permanent failures as *Permanent.
 func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, m Message) error {
-	vr, err := s.verifyResult(ctx, builder, m.Data)
+	at := m.Time
+	if at.IsZero() {
+		at = s.cfg.Now()
+	}
+	vr, err := s.verifyResult(ctx, builder, m.Data, at)
 	if err != nil {
 		if isTransient(err) {
 			return err
@@ -468,7 +548,7 @@ func isTransient(err error) bool {
 	for _, e := range []error{dsse.ErrMalformed, dsse.ErrBase64, dsse.ErrSignature, dsse.ErrPayloadType, dsse.ErrNoSignature,
 		dsse.ErrSignatureCount, dsse.ErrTooLarge, attest.ErrMalformed, attest.ErrUnknownField, attest.ErrStatementType,
 		attest.ErrPredicateType, attest.ErrSubject, attest.ErrInvalidClaim, attest.ErrBuilderMismatch,
-		ErrUnknownBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe} {
+		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe} {
 		if errors.Is(err, e) {
 			return false
 		}
@@ -520,12 +600,17 @@ func builderOfSubject(subject string) (lantern.Digest, error) {
 	return d, nil
 }
 
-// sortedBuilders returns the farm's builders in key id order.
+// sortedBuilders returns the farm's builders, but the revoked ones, in key
+// id order.
 func (s *Scheduler) sortedBuilders() []lantern.Digest {
+	s.buildersMu.RLock()
 	ids := make([]lantern.Digest, 0, len(s.builders))
-	for id := range s.builders {
-		ids = append(ids, id)
+	for id, e := range s.builders {
+		if e.Revoked.IsZero() {
+			ids = append(ids, id)
+		}
 	}
+	s.buildersMu.RUnlock()
 	sort.Slice(ids, func(i, j int) bool { return ids[i].String() < ids[j].String() })
 	return ids
 }

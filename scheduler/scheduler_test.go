@@ -35,8 +35,10 @@ func TestReproducedThenMismatch(t *testing.T) {
 	}
 
 	// Each builder gets the job once, and only it.
+	bq := map[lantern.Digest]*natsq.Queue{}
 	for _, b := range []*keys.Private{builderA, builderB, builderC} {
-		jc, err := f.q.Jobs(t.Context(), b.ID())
+		bq[b.ID()] = f.builder(b)
+		jc, err := bq[b.ID()].Jobs(t.Context(), b.ID())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -61,11 +63,11 @@ func TestReproducedThenMismatch(t *testing.T) {
 	}
 
 	x, y := lantern.DigestOf([]byte("output x")), lantern.DigestOf([]byte("output y"))
-	if err := f.q.PublishResult(t.Context(), builderA.ID(), rebuilt(t, builderA, job, "output x")); err != nil {
+	if err := bq[builderA.ID()].PublishResult(t.Context(), builderA.ID(), rebuilt(t, builderA, job, "output x")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "a pending verdict", func() bool { v := f.verdict(x); return v != nil && v.Status == lantern.StatusPending })
-	if err := f.q.PublishResult(t.Context(), builderB.ID(), rebuilt(t, builderB, job, "output x")); err != nil {
+	if err := bq[builderB.ID()].PublishResult(t.Context(), builderB.ID(), rebuilt(t, builderB, job, "output x")); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, "reproduced", func() bool { v := f.verdict(x); return v != nil && v.Status == lantern.StatusReproduced })
@@ -107,21 +109,14 @@ func TestRedelivery(t *testing.T) {
 		t.Fatalf("POST claim = %d", code)
 	}
 	// Process 1 of builder A: its own NATS connection, which it loses.
-	p1, err := natsq.Connect(t.Context(), f.srv.URL(), f.cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	p1 := f.builder(builderA)
 	m1 := takeJob(t, p1, builderA)
 	if m1.Job.ID != job.ID {
 		t.Fatalf("process 1 got job %s, want %s", m1.Job.ID, job.ID)
 	}
 	p1.Close() // vanishes without acking
 
-	p2, err := natsq.Connect(t.Context(), f.srv.URL(), f.cfg, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p2.Close()
+	p2 := f.builder(builderA)
 	m2 := takeJob(t, p2, builderA)
 	if m2.Job.ID != job.ID || m2.Deliveries < 2 {
 		t.Fatalf("process 2 got job %s (delivery %d), want %s redelivered", m2.Job.ID, m2.Deliveries, job.ID)

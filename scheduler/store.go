@@ -159,12 +159,7 @@ func (a AttestationRecord) Outcome() lantern.Outcome {
 
 // DeadLetter records a job that a builder's consumer gave up on after its
 // last delivery.
-type DeadLetter struct {
-	JobID      string         `json:"jobId"`
-	Builder    lantern.Digest `json:"builder"`
-	Deliveries int            `json:"deliveries"`
-	Time       time.Time      `json:"time"`
-}
+type DeadLetter = lantern.DeadLetter
 
 // BuilderRecord is a builder the farm sends jobs to: an identity, a key.
 type BuilderRecord struct {
@@ -172,6 +167,10 @@ type BuilderRecord struct {
 	PublicKey []byte         `json:"publicKey"` // PEM
 	Name      string         `json:"name,omitempty"`
 	Added     time.Time      `json:"added"`
+	// Revoked is when the builder was removed from the farm (zero while
+	// it is a builder): its results from then on are refused, its earlier
+	// attestations stay as signed history.
+	Revoked time.Time `json:"revoked,omitzero"`
 }
 
 // DiffState is where a difference report is.

@@ -27,6 +27,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
+	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
@@ -503,16 +504,17 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 	}()
 	ctx := b.Context()
 	dir := b.TempDir()
-	srv, err := natsq.StartServer(ctx, natsq.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	f.stops = append(f.stops, srv.Shutdown)
-	q, err := natsq.Connect(ctx, srv.URL(), natsq.Config{}, logger())
+	log := watchPermissions(b, logger())
+	nf := natstest.Start(b)
+	f.stops = append(f.stops, nf.Shutdown)
+	q, err := natsq.Connect(ctx, nf.URL(), nf.SchedulerConfig(natsq.Config{}), log)
 	if err != nil {
 		b.Fatal(err)
 	}
 	f.stops = append(f.stops, func() { q.Close() })
+	if err := q.Setup(ctx); err != nil {
+		b.Fatal(err)
+	}
 	st, err := boltstore.Open(filepath.Join(dir, "scheduler.db"))
 	if err != nil {
 		b.Fatal(err)
@@ -522,7 +524,7 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 		b.Fatal(err)
 	}
 	s, err := scheduler.New(scheduler.Config{Threshold: 1, ClaimKeys: []*keys.Public{f.claimKey.Public()},
-		Builders: []*keys.Public{cfg.Key.Public()}, Backlog: true}, q, st, logger())
+		Builders: []*keys.Public{cfg.Key.Public()}, Backlog: true}, q, st, log)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -547,12 +549,13 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 		time.Sleep(20 * time.Millisecond)
 	}
 
-	wq, err := natsq.Connect(ctx, srv.URL(), natsq.Config{}, logger())
+	// The worker connects as its builder, with credentials of its own.
+	wq, err := natsq.Connect(ctx, nf.URL(), nf.BuilderConfig(cfg.Key.ID(), natsq.Config{}), log)
 	if err != nil {
 		b.Fatal(err)
 	}
 	cfg.WorkDir = b.TempDir()
-	w, err := worker.New(cfg, wq, logger())
+	w, err := worker.New(cfg, wq, log)
 	if err != nil {
 		wq.Close()
 		b.Fatal(err)

@@ -90,15 +90,27 @@ type Config struct {
 	MaxUpload int64
 }
 
+// Queue is what a worker needs of the farm's bus: its builder's jobs, a
+// place for its results, and its own bucket for logs and outputs. A
+// natsq.Queue connected with the builder's credentials is one; the
+// builder's NATS user may do nothing more.
+type Queue interface {
+	Jobs(ctx context.Context, builder lantern.Digest) (*natsq.JobConsumer, error)
+	PublishResult(ctx context.Context, builder lantern.Digest, envelope []byte) error
+	PutObject(ctx context.Context, name string, r io.Reader) (lantern.Digest, error)
+}
+
+var _ Queue = (*natsq.Queue)(nil)
+
 // Worker runs builds of its builder's jobs.
 type Worker struct {
 	cfg Config
-	q   *natsq.Queue
+	q   Queue
 	log *slog.Logger
 }
 
 // New returns a worker on q.
-func New(cfg Config, q *natsq.Queue, log *slog.Logger) (*Worker, error) {
+func New(cfg Config, q Queue, log *slog.Logger) (*Worker, error) {
 	if cfg.Key == nil {
 		return nil, errors.New("worker: no key: the builder's private key signs every attestation")
 	}
@@ -144,7 +156,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			return fmt.Errorf("worker: %w", err)
 		}
 		if !waited {
-			w.log.Warn("the farm does not know this builder yet; waiting", "error", err, "fix", "add the builder's public key to the scheduler (--builder)")
+			w.log.Warn("the farm has no job consumer for this builder yet; waiting", "error", err, "fix", "the farm's operator enrolls it: lantern builder add NAME KEY.pub")
 		}
 		select {
 		case <-ctx.Done():
@@ -157,6 +169,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	buildCtx, cancelBuilds := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelBuilds()
 	var wg sync.WaitGroup
+	var runErr error
 	slots := make(chan struct{}, w.cfg.Concurrency)
 	for {
 		select {
@@ -170,6 +183,12 @@ func (w *Worker) Run(ctx context.Context) error {
 		if err != nil {
 			<-slots
 			if ctx.Err() != nil {
+				break
+			}
+			if errors.Is(err, natsq.ErrConnClosed) {
+				// For good: nats.go stops reconnecting when the server
+				// refuses the credentials twice (a removed builder).
+				runErr = fmt.Errorf("worker: the farm's NATS connection is closed; if the builder was removed from the farm, its credentials are revoked (ask the farm's operator): %w", err)
 				break
 			}
 			w.log.Warn("taking a job failed; retrying", "error", err)
@@ -195,7 +214,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		cancelBuilds()
 		<-done
 	}
-	return nil
+	return runErr
 }
 
 // handle builds one job and settles its message.

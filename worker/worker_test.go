@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,16 +21,21 @@ import (
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 	"github.com/lanternfarm/lantern/worker"
 )
 
-// These tests run workers against a real farm — embedded NATS, bbolt, the
-// scheduler and its API — with a stand-in Builder, to test the worker's own
-// loop: taking jobs, signing results and failures, handing jobs back. The
-// real recipes are tested with a real buildkitd in package recipes.
+// These tests run workers against a real farm — embedded NATS with the
+// farm's identities, bbolt, the scheduler and its API — with a stand-in
+// Builder, to test the worker's own loop: taking jobs, signing results and
+// failures, handing jobs back. Each worker connects with its builder's own
+// credentials, as `lantern worker` does, so the server holds it to what a
+// builder may do; a permissions violation any connection or worker logs
+// fails the test. The real recipes are tested with a real buildkitd in
+// package recipes.
 
 // fakeBuilder writes one output whose bytes it makes from the job.
 type fakeBuilder struct {
@@ -56,7 +63,9 @@ func (f *fakeBuilder) Build(ctx context.Context, job lantern.Job, work string, l
 
 type farm struct {
 	t        *testing.T
-	url      string
+	nats     *natstest.Farm
+	sched    *natsq.Queue // the scheduler's connection
+	log      *slog.Logger // watches for permissions violations
 	api      string
 	claimKey *keys.Private
 }
@@ -66,16 +75,16 @@ func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil
 func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 	t.Helper()
 	dir := t.TempDir()
-	srv, err := natsq.StartServer(t.Context(), natsq.Options{Dir: filepath.Join(dir, "nats"), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	q, err := natsq.Connect(t.Context(), srv.URL(), cfg, logger())
+	log := watchPermissions(t, logger())
+	nf := natstest.Start(t)
+	q, err := natsq.Connect(t.Context(), nf.URL(), nf.SchedulerConfig(cfg), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { q.Close() })
+	if err := q.Setup(t.Context()); err != nil {
+		t.Fatal(err)
+	}
 	st, err := boltstore.Open(filepath.Join(dir, "scheduler.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +95,7 @@ func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 	for _, b := range builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, logger())
+	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -111,7 +120,7 @@ func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return &farm{t: t, url: srv.URL(), api: api.URL, claimKey: claimKey}
+	return &farm{t: t, nats: nf, sched: q, log: log, api: api.URL, claimKey: claimKey}
 }
 
 func mustKey(t *testing.T) *keys.Private {
@@ -122,16 +131,16 @@ func mustKey(t *testing.T) *keys.Private {
 	return k
 }
 
-// startWorker runs a worker process (its own NATS connection) until the
-// returned stop is called.
+// startWorker runs a worker process (its own NATS connection, with new
+// credentials of its builder, cfg.Key) until the returned stop is called.
 func (f *farm) startWorker(cfg worker.Config, qcfg natsq.Config) (stop func()) {
 	f.t.Helper()
-	q, err := natsq.Connect(f.t.Context(), f.url, qcfg, logger())
+	q, err := natsq.Connect(f.t.Context(), f.nats.URL(), f.nats.BuilderConfig(cfg.Key.ID(), qcfg), f.log)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	cfg.WorkDir = f.t.TempDir()
-	w, err := worker.New(cfg, q, logger())
+	w, err := worker.New(cfg, q, f.log)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -274,8 +283,8 @@ func TestWorkerHandsBackInfrastructureFailures(t *testing.T) {
 }
 
 // TestWorkerUploadsOutputs: a worker puts its outputs in the farm's object
-// store, where the scheduler reads them for difference reports, unless
-// they are larger than its upload limit.
+// store (its builder's bucket), where the scheduler reads them for
+// difference reports, unless they are larger than its upload limit.
 func TestWorkerUploadsOutputs(t *testing.T) {
 	a, b := mustKey(t), mustKey(t)
 	f := newFarm(t, natsq.Config{}, a, b)
@@ -286,11 +295,7 @@ func TestWorkerUploadsOutputs(t *testing.T) {
 	job := f.claim("example.org/uploaded")
 	eventually(t, "both answers", func() bool { return len(f.source(job).Attestations) == 2 })
 
-	q, err := natsq.Connect(t.Context(), f.url, natsq.Config{}, logger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
+	q := f.sched // only the scheduler reads what builders uploaded
 	rc, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of A")))
 	if err != nil {
 		t.Fatalf("A's output is not in the object store: %v", err)
@@ -303,4 +308,57 @@ func TestWorkerUploadsOutputs(t *testing.T) {
 	if _, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of B, too large to upload"))); !errors.Is(err, natsq.ErrObjectNotFound) {
 		t.Errorf("B's output, past its upload limit: GetObject = %v, want ErrObjectNotFound", err)
 	}
+}
+
+// watchPermissions returns a logger that passes log's records on and fails
+// t, when it ends, if anything logged a permissions violation: the
+// farm's NATS server refused something a worker or the scheduler did.
+func watchPermissions(t testing.TB, log *slog.Logger) *slog.Logger {
+	w := &violations{}
+	t.Cleanup(func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		for _, v := range w.seen {
+			t.Errorf("permissions violation on the bus: %s", v)
+		}
+	})
+	return slog.New(&violationHandler{Handler: log.Handler(), v: w})
+}
+
+type violations struct {
+	mu   sync.Mutex
+	seen []string
+}
+
+type violationHandler struct {
+	slog.Handler
+	v *violations
+}
+
+func (h *violationHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h *violationHandler) Handle(ctx context.Context, r slog.Record) error {
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
+		return true
+	})
+	if strings.Contains(strings.ToLower(b.String()), "permissions violation") {
+		h.v.mu.Lock()
+		h.v.seen = append(h.v.seen, b.String())
+		h.v.mu.Unlock()
+	}
+	if !h.Handler.Enabled(ctx, r.Level) {
+		return nil
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h *violationHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return &violationHandler{Handler: h.Handler.WithAttrs(as), v: h.v}
+}
+
+func (h *violationHandler) WithGroup(name string) slog.Handler {
+	return &violationHandler{Handler: h.Handler.WithGroup(name), v: h.v}
 }

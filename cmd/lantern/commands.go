@@ -28,6 +28,9 @@ func commands() []command {
 		schedulerCommand(),
 		workerCommand(),
 		upCommand(),
+		builderAddCommand(),
+		builderRemoveCommand(),
+		builderListCommand(),
 		verdictCommand(),
 	}
 }

@@ -75,12 +75,13 @@ func TestKillWorkerMidBuild(t *testing.T) {
 		"--source-file", "hello-1.0.tar.gz", "--fetch", files.URL+"/hello-1.0.tar.gz", "--recipe", "generic",
 		"--build", "build.json", "--artefact", "shout="+want.String(), "-o", "claim.json").must(t, "claim sign")
 
+	runLantern(t, dir, pw, "builder", "add", "builder", "builder.pub", "--data", filepath.Join(dir, "data")).must(t, "builder add")
 	// A short ack wait without back-off: the dead worker's job comes back
 	// within seconds.
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sched := startLanternProc(t, dir, "scheduler", "--data", filepath.Join(dir, "data"), "--listen", addr,
-		"--nats-listen", natsAddr, "--builder", "builder.pub", "--claim-key", "maint.pub", "--threshold", "1",
+		"--nats-listen", natsAddr, "--claim-key", "maint.pub", "--threshold", "1",
 		"--ack-wait", ackWait.String(), "--no-backoff")
 	defer sched.stop(t, 60*time.Second)
 	api := &farmAPI{t: t, base: "http://" + addr, logs: sched.log}
@@ -88,7 +89,7 @@ func TestKillWorkerMidBuild(t *testing.T) {
 	job := api.postClaim(readFile(t, filepath.Join(dir, "claim.json")))
 
 	workerArgs := func(n int) []string {
-		return []string{"worker", "--nats", "nats://" + natsAddr, "--key", filepath.Join(dir, "builder.key"),
+		return []string{"worker", "--nats", "nats://" + natsAddr, "--creds", filepath.Join(dir, "builder.creds"), "--key", filepath.Join(dir, "builder.key"),
 			"--registry-http", reg.Host, "--work", filepath.Join(dir, fmt.Sprintf("work%d", n)), "--heartbeat", "1s"}
 	}
 	// The workers run in the test's directory, inside the module: there

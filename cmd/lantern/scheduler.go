@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -13,9 +14,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/dashboard"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/natsq/natsauth"
+	"github.com/lanternfarm/lantern/natsq/natsserver"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 	"github.com/lanternfarm/lantern/scheduler/diffoscope"
@@ -58,15 +63,24 @@ the dashboard at / and the JSON API under /api/v1, with /healthz and
 for the dashboard; without diffoscope it warns and makes none.
 
 Without --nats it runs an embedded NATS server with JetStream, storing its
-streams in DATA/nats and listening on --nats-listen for workers.
+streams in DATA/nats and listening on --nats-listen for workers. The bus is
+never open: only users with the farm's credentials connect (the farm's NATS
+identities are in DATA/nats-auth), and each may do only what its role
+allows. Beyond loopback the embedded server serves TLS, with
+--nats-tls-cert and --nats-tls-key, or else with a CA and a certificate it
+makes in DATA/nats/tls on first start (the CA goes into the builders'
+credentials). With --nats, the farm runs on an operator's own nats-server,
+configured with what --print-nats-config prints.
 
-Builders are the public keys given with --builder and the .pub files in
-DATA/builders; claims are accepted from the keys given with --claim-key and
-the .pub files in DATA/claimers.
+Builders are enrolled with 'lantern builder add NAME KEY.pub' (DATA/builders)
+and revoked with 'lantern builder remove NAME'; the running scheduler picks
+both up within a second or two. Claims are accepted from the keys given with
+--claim-key and the .pub files in DATA/claimers.
 
 Example:
-  lantern scheduler --data /var/lib/lantern --builder alice.pub --builder bob.pub \
-    --claim-key maintainer.pub --threshold 2`,
+  lantern builder add alice alice.pub --data /var/lib/lantern
+  lantern scheduler --data /var/lib/lantern --claim-key maintainer.pub \
+    --nats-listen 0.0.0.0:4222 --threshold 2`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			natsURL := f.String("nats", os.Getenv("LANTERN_NATS_URL"), "`URL` of an external NATS server (default $LANTERN_NATS_URL; empty: run one embedded)")
 			natsListen := f.String("nats-listen", envOr("LANTERN_NATS_LISTEN", "127.0.0.1:4222"), "`ADDR` the embedded NATS server listens on (port 0: a free one)")
@@ -74,7 +88,7 @@ Example:
 			listen := f.String("listen", envOr("LANTERN_LISTEN", "127.0.0.1:8080"), "`ADDR` of the HTTP API")
 			threshold := f.Int("threshold", 2, "`N` distinct builders that must agree for reproduced")
 			var builders, claimKeys listFlag
-			f.Var(&builders, "builder", "a builder's public key `FILE` (repeat for more)")
+			f.Var(&builders, "builder", "a builder's public key `FILE` to accept without enrollment (repeatable; its workers still need credentials: lantern builder add)")
 			f.Var(&claimKeys, "claim-key", "a public key `FILE` whose source claims are accepted (repeat for more)")
 			backlog := f.Bool("backlog", true, "a builder new to the farm rebuilds the jobs already queued (false: only new ones)")
 			reindex := f.Bool("reindex", false, "rebuild the store from the streams before serving")
@@ -82,9 +96,21 @@ Example:
 			maxDeliver := f.Int("max-deliver", 5, "deliveries of a job to one builder before it is dead-lettered")
 			noBackoff := f.Bool("no-backoff", false, "redeliver after --ack-wait every time, instead of doubling the wait from one delivery to the next")
 			diffo := diffoscopeFlag(f)
+			var tlsNames listFlag
+			tlsCert := f.String("nats-tls-cert", os.Getenv("LANTERN_NATS_TLS_CERT"), "the embedded NATS server's TLS certificate `FILE` (default: one it makes in DATA/nats/tls when it listens beyond loopback)")
+			tlsKey := f.String("nats-tls-key", os.Getenv("LANTERN_NATS_TLS_KEY"), "the key `FILE` of --nats-tls-cert")
+			f.Var(&tlsNames, "nats-tls-name", "a host `NAME` or address workers reach the embedded NATS by, for the certificate it makes (repeatable; its listen address, this machine's addresses and host name are in anyway)")
+			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` that the external --nats server's TLS certificate is signed by")
+			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("scheduler takes no arguments, got %q", args)
+				}
+				if (*tlsCert == "") != (*tlsKey == "") {
+					return usagef("--nats-tls-cert and --nats-tls-key go together")
+				}
+				if *printConfig {
+					return printNATSConfig(io, *data, *natsListen)
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
@@ -106,7 +132,7 @@ Example:
 					natsURL: *natsURL, natsListen: *natsListen, data: *data, listen: *listen,
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
 					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512},
-					diffoscope: *diffo,
+					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
 				}
 				return runScheduler(ctx, io, cfg)
 			}
@@ -116,11 +142,15 @@ Example:
 
 type schedulerSetup struct {
 	natsURL, natsListen, data, listen string
-	diffoscope                        string // the program; "none": no reports
-	threshold                         int
-	builders, claimKeys               []string
-	backlog, reindex                  bool
-	queue                             natsq.Config
+	// tlsCert, tlsKey and tlsNames configure the embedded server's TLS;
+	// natsCA verifies an external server's.
+	tlsCert, tlsKey, natsCA string
+	tlsNames                []string
+	diffoscope              string // the program; "none": no reports
+	threshold               int
+	builders, claimKeys     []string
+	backlog, reindex        bool
+	queue                   natsq.Config
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -143,6 +173,7 @@ func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
 // (embedded or not), store, ingest loop and HTTP server.
 type runningScheduler struct {
 	natsURL string // where workers connect
+	natsCA  string // the CA of the embedded server's own certificate, or ""
 	apiURL  string // http://HOST:PORT
 	// failed receives the error of the loop or the server if either ends
 	// before stop.
@@ -167,43 +198,74 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err := os.MkdirAll(c.data, 0o755); err != nil {
 		return nil, fmt.Errorf("data directory: %w", err)
 	}
-	builders, err := loadKeys(c.builders, filepath.Join(c.data, "builders"))
+	builders, err := loadKeys(c.builders, "")
 	if err != nil {
 		return nil, fmt.Errorf("builders: %w", err)
+	}
+	reg := builderRegistry(c.data)
+	entries, err := reg.read()
+	if err != nil {
+		return nil, fmt.Errorf("builders: %w", err)
+	}
+	enrolledNow, revoked := enrolled(entries)
+	auth, err := natsauth.Open(filepath.Join(c.data, "nats-auth"))
+	if err != nil {
+		return nil, err
 	}
 	claimKeys, err := loadKeys(c.claimKeys, filepath.Join(c.data, "claimers"))
 	if err != nil {
 		return nil, fmt.Errorf("claim keys: %w", err)
 	}
-	if len(builders) == 0 {
-		log.Warn("no builders: jobs will wait until one is added", "fix", "pass --builder FILE.pub or put .pub files in "+filepath.Join(c.data, "builders"))
+	if len(builders) == 0 && len(enrolledNow) == 0 {
+		log.Warn("no builders: jobs will wait until one is enrolled", "fix", "lantern builder add NAME KEY.pub --data "+c.data)
 	}
 	if len(claimKeys) == 0 {
 		log.Warn("no claim keys: every posted claim will be refused", "fix", "pass --claim-key FILE.pub or put .pub files in "+filepath.Join(c.data, "claimers"))
 	}
 
-	url := c.natsURL
+	url, ca := c.natsURL, c.natsCA
 	if url == "" {
 		host, port, err := splitHostPort(c.natsListen)
 		if err != nil {
 			return nil, usagef("--nats-listen: %v", err)
 		}
 		if port == 0 {
-			port = -1 // natsq: a free port
+			port = -1 // natsserver: a free port
 		}
-		srv, err := natsq.StartServer(ctx, natsq.Options{Dir: filepath.Join(c.data, "nats"), Host: host, Port: port})
+		srv, err := natsserver.Start(ctx, natsserver.Options{
+			Dir: filepath.Join(c.data, "nats"), Host: host, Port: port, Auth: auth, Revoked: revoked,
+			TLSCert: c.tlsCert, TLSKey: c.tlsKey, TLSNames: c.tlsNames,
+		})
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
 		closers = append(closers, srv.Shutdown)
-		url = srv.URL()
-		log.Info("embedded NATS with JetStream", "url", url, "dir", filepath.Join(c.data, "nats"))
+		url, ca = srv.URL(), srv.CAFile()
+		log.Info("embedded NATS with JetStream", "url", url, "dir", filepath.Join(c.data, "nats"), "tls", strings.HasPrefix(url, "tls://"))
 	}
-	q, err := natsq.Connect(ctx, url, c.queue, log)
+	qcfg := c.queue
+	qcfg.Creds, qcfg.CA, qcfg.Role = auth.SchedulerCredsFile(), ca, natsq.RoleScheduler
+	q, err := natsq.Connect(ctx, url, qcfg, log)
 	if err != nil {
-		return nil, fmt.Errorf("NATS %s: %w", url, err)
+		return nil, err // it names the URL, redacted
 	}
 	closers = append(closers, func() { q.Close() })
+	if err := q.Setup(ctx); err != nil {
+		return nil, fmt.Errorf("NATS %s: set the farm up: %w", natsq.RedactURL(url), err)
+	}
+	// The system user pushes revocations to the server.
+	sysOpts := []nats.Option{nats.Name("lantern-scheduler-system"), nats.UserCredentials(auth.SystemCredsFile()), nats.MaxReconnects(-1)}
+	if ca != "" {
+		sysOpts = append(sysOpts, nats.RootCAs(ca))
+	}
+	sys, err := nats.Connect(url, sysOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("NATS %s: the system user (to push revocations): %w", natsq.RedactURL(url), err)
+	}
+	closers = append(closers, sys.Close)
+	if err := auth.Push(ctx, sys, revoked); err != nil {
+		return nil, fmt.Errorf("NATS %s: %w", natsq.RedactURL(url), err)
+	}
 	st, err := boltstore.Open(filepath.Join(c.data, "scheduler.db"))
 	if err != nil {
 		return nil, err
@@ -224,6 +286,9 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err != nil {
 		return nil, err
 	}
+	if err := s.SetBuilders(ctx, enrolledNow); err != nil {
+		return nil, err
+	}
 	if c.reindex {
 		log.Info("reindexing the store from the streams")
 		if err := s.Reindex(ctx); err != nil {
@@ -240,7 +305,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return nil, err
 	}
 	hs := &http.Server{Handler: dashboard.Mount(s.Handler(), dash), ReadHeaderTimeout: 10 * time.Second}
-	rs := &runningScheduler{natsURL: url, apiURL: "http://" + ln.Addr().String(), failed: make(chan error, 2)}
+	rs := &runningScheduler{natsURL: url, natsCA: ca, apiURL: "http://" + ln.Addr().String(), failed: make(chan error, 3)}
 	log.Info("scheduler API and dashboard", "api", rs.apiURL+"/api/v1/", "dashboard", rs.apiURL+"/", "builders", len(builders), "threshold", c.threshold)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))
 	runDone := make(chan error, 1)
@@ -256,6 +321,11 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 			rs.failed <- fmt.Errorf("HTTP server: %w", err)
 		}
 	}()
+	watchDone := make(chan struct{})
+	go func() {
+		defer close(watchDone)
+		watchBuilders(runCtx, log, reg, s, auth, sys, entries)
+	}()
 	rs.stop = func() error {
 		// Stop taking requests, then let ingest settle what it holds,
 		// before the store and NATS close.
@@ -264,6 +334,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		hs.Shutdown(shutdownCtx)
 		stopRun()
 		err := <-runDone
+		<-watchDone
 		closeAll()
 		if errors.Is(err, context.Canceled) {
 			err = nil
@@ -271,6 +342,68 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return err
 	}
 	return rs, nil
+}
+
+// watchBuilders applies what `lantern builder add|remove` write to the
+// registry, every registryPoll, until ctx ends: new builders get their
+// consumers; revoked ones lose theirs, and their NATS users are revoked on
+// the server (which closes their connections).
+func watchBuilders(ctx context.Context, log *slog.Logger, reg registry, s *scheduler.Scheduler, auth *natsauth.Farm, sys *nats.Conn, last []builderEntry) {
+	_, lastRevoked := enrolled(last)
+	t := time.NewTicker(registryPoll)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		entries, err := reg.read()
+		if err != nil {
+			log.Warn("reading the builders failed; trying again", "dir", reg.dir, "error", err)
+			continue
+		}
+		es, revoked := enrolled(entries)
+		if !maps.EqualFunc(revoked, lastRevoked, time.Time.Equal) {
+			if err := auth.Push(ctx, sys, revoked); err != nil {
+				log.Warn("pushing the revocations to NATS failed; trying again", "error", err)
+				continue
+			}
+			log.Info("revocations pushed to NATS", "revoked users", len(revoked))
+			lastRevoked = revoked
+		}
+		if err := s.SetBuilders(ctx, es); err != nil && ctx.Err() == nil {
+			log.Warn("updating the builders failed; trying again", "error", err)
+		}
+	}
+}
+
+// printNATSConfig prints the configuration of an operator's own
+// nats-server for the farm whose data directory is data.
+func printNATSConfig(io *stdio, data, listen string) error {
+	auth, err := natsauth.Open(filepath.Join(data, "nats-auth"))
+	if err != nil {
+		return err
+	}
+	entries, err := builderRegistry(data).read()
+	if err != nil {
+		return err
+	}
+	_, revoked := enrolled(entries)
+	conf, err := auth.ServerConfig(natsauth.ServerConfig{
+		Listen: listen, StoreDir: "jetstream", ResolverDir: "accounts", Revoked: revoked,
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(io.out, `# Run: nats-server -c THIS_FILE (relative directories are the server's working
+# directory's). Serve TLS beyond loopback: add a tls { cert_file, key_file }
+# block, and give workers the CA (lantern builder add --nats-ca).
+# Then: lantern scheduler --nats nats://HOST:PORT --data %s
+# The scheduler connects with %s and pushes revocations with %s.
+`, data, auth.SchedulerCredsFile(), auth.SystemCredsFile())
+	_, err = fmt.Fprint(io.out, conf)
+	return err
 }
 
 // diffoscopeFlag is --diffoscope, of the commands that run a scheduler.
@@ -281,9 +414,12 @@ func diffoscopeFlag(f *flag.FlagSet) *string {
 // loadKeys reads the public key files named and the .pub files of dir (which
 // may be missing).
 func loadKeys(files []string, dir string) ([]*keys.Public, error) {
-	found, err := filepath.Glob(filepath.Join(dir, "*.pub"))
-	if err != nil {
-		return nil, err
+	var found []string
+	if dir != "" {
+		var err error
+		if found, err = filepath.Glob(filepath.Join(dir, "*.pub")); err != nil {
+			return nil, err
+		}
 	}
 	var out []*keys.Public
 	seen := map[string]bool{}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 )
 
 func freePort(t *testing.T) int {
@@ -35,11 +37,10 @@ func TestSchedulerCommand(t *testing.T) {
 	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen maint")
 	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "builder").must(t, "keygen builder")
 	data := filepath.Join(dir, "data")
-	os.MkdirAll(filepath.Join(data, "builders"), 0o755)
-	os.Rename(filepath.Join(dir, "builder.pub"), filepath.Join(data, "builders", "builder.pub"))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
-	cmd := exec.Command(lanternBin, "scheduler", "--data", data, "--listen", addr, "--nats-listen", "127.0.0.1:0", "--claim-key", "maint.pub", "--threshold", "1")
+	cmd := exec.Command(lanternBin, "scheduler", "--data", data, "--listen", addr, "--nats-listen", natsAddr, "--claim-key", "maint.pub", "--threshold", "1")
 	cmd.Dir = dir
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -72,6 +73,21 @@ func TestSchedulerCommand(t *testing.T) {
 			t.Fatalf("scheduler not up: %v\n%s", err, logs.String())
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+
+	// Nobody gets onto the bus without the farm's credentials, on
+	// loopback too.
+	if nc, err := nats.Connect("nats://"+natsAddr, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatalf("an anonymous client connected to the NATS of lantern scheduler")
+	} else if !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Fatalf("anonymous connect = %v, want the server's Authorization Violation", err)
+	}
+	// A builder enrolled while the scheduler runs is the farm's within
+	// seconds, with no restart.
+	runLantern(t, dir, pw, "builder", "add", "alice", "builder.pub", "--data", data).must(t, "builder add")
+	if _, err := os.Stat(filepath.Join(dir, "alice.creds")); err != nil {
+		t.Fatalf("builder add wrote no alice.creds: %v", err)
 	}
 
 	putFile(t, dir, "hello.tar.gz", "hello source")
@@ -112,8 +128,15 @@ func TestSchedulerCommand(t *testing.T) {
 	if code, body := get("/api/v1/sources/example.org/hello@v1.0.0"); code != http.StatusOK || !strings.Contains(body, accepted.Job) {
 		t.Errorf("GET source = %d %s", code, body)
 	}
-	if code, body := get("/api/v1/builders"); code != http.StatusOK || !strings.Contains(body, "sha256:") {
-		t.Errorf("GET builders = %d %s", code, body)
+	for {
+		code, body := get("/api/v1/builders")
+		if code == http.StatusOK && strings.Contains(body, `"name":"alice"`) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("GET builders = %d %s: the builder enrolled while the scheduler ran is not there\n%s", code, body, logs.String())
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `lantern_claims_total{result="accepted"} 1`) {
 		t.Errorf("GET /metrics = %d, lacks one accepted claim:\n%s", code, body)

@@ -35,9 +35,12 @@ resumes with all data.
 
 On first start it makes the builders' keys and a claim key in DATA/up
 (builder-N.key, claimer.key, with their .pub files), protected by
-LANTERN_PASSWORD (empty if unset). Sign claims with DATA/up/claimer.key
-and post them to the API; more builders and claim keys are accepted from
-DATA/builders and DATA/claimers, as with 'lantern scheduler'.
+LANTERN_PASSWORD (empty if unset), and enrolls the builders as 'lantern
+builder add' does (their NATS credentials: DATA/up/builder-N.creds). Sign
+claims with DATA/up/claimer.key and post them to the API. More builders join
+with 'lantern builder add' and 'lantern worker --creds'; claim keys are
+accepted from DATA/claimers, as with 'lantern scheduler'. A builder removed
+with 'lantern builder remove' stays removed: up runs without it.
 
 Example:
   lantern up
@@ -97,10 +100,14 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		return fmt.Errorf("data directory: %w", err)
 	}
 	pw := []byte(os.Getenv(passwordEnv))
-	var builderKeys []*keys.Private
-	var builderPubs []string
+	type upBuilder struct {
+		name, creds string
+		key         *keys.Private
+	}
+	var builders []upBuilder
 	for i := range c.builders {
-		prefix := filepath.Join(dir, "builder-"+strconv.Itoa(i+1))
+		name := "builder-" + strconv.Itoa(i+1)
+		prefix := filepath.Join(dir, name)
 		k, made, err := ensureKey(prefix, pw)
 		if err != nil {
 			return err
@@ -108,8 +115,15 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		if made {
 			log.Info("made a builder key", "file", prefix+".key", "key", k.ID())
 		}
-		builderKeys = append(builderKeys, k)
-		builderPubs = append(builderPubs, prefix+".pub")
+		ok, err := enrollUp(c.data, name, k.Public(), prefix+".creds")
+		if err != nil {
+			return fmt.Errorf("enroll %s: %w", name, err)
+		}
+		if !ok {
+			log.Warn("builder removed from the farm: up runs without it", "builder", name, "fix", "enroll it again: lantern builder add "+name+" "+prefix+".pub --out "+prefix+".creds")
+			continue
+		}
+		builders = append(builders, upBuilder{name: name, creds: prefix + ".creds", key: k})
 	}
 	claimer := filepath.Join(dir, "claimer")
 	ck, made, err := ensureKey(claimer, pw)
@@ -122,7 +136,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
-		builders: builderPubs, claimKeys: []string{claimer + ".pub"}, backlog: true,
+		claimKeys: []string{claimer + ".pub"}, backlog: true,
 		queue: natsq.Config{Batch: 512}, diffoscope: c.diffoscope,
 	})
 	if err != nil {
@@ -156,11 +170,11 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	wctx, stopWorkers := context.WithCancel(ctx)
 	defer stopWorkers()
 	var wg sync.WaitGroup
-	workErr := make(chan error, len(builderKeys))
-	for i, k := range builderKeys {
-		name := "builder-" + strconv.Itoa(i+1)
+	workErr := make(chan error, len(builders))
+	for _, b := range builders {
+		name, k := b.name, b.key
 		wlog := log.With("worker", name)
-		q, err := natsq.Connect(ctx, rs.natsURL, natsq.Config{}, wlog)
+		q, err := natsq.Connect(ctx, rs.natsURL, natsq.Config{Name: name, Creds: b.creds, CA: rs.natsCA, Role: natsq.RoleBuilder, Builder: k.ID()}, wlog)
 		if err != nil {
 			return fmt.Errorf("%s: NATS %s: %w", name, rs.natsURL, err)
 		}
@@ -196,12 +210,13 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 Lantern is up.
   dashboard  %s/
   API        %s/api/v1/
-  NATS       %s  (more workers: lantern worker --nats %s --key KEY, with KEY.pub in %s)
-  builders   %d, keys in %s
+  NATS       %s  (more builders: lantern builder add NAME KEY.pub --data %s,
+             then lantern worker --nats %s --creds NAME.creds --key KEY)
+  builders   %d, keys and credentials in %s
   claims     sign with %s.key and post to the API (lantern claim sign --post %s)
 Ctrl-C stops it; the next start resumes.
 
-`, rs.apiURL, rs.apiURL, rs.natsURL, rs.natsURL, filepath.Join(c.data, "builders"), len(builderKeys), dir, claimer, rs.apiURL)
+`, rs.apiURL, rs.apiURL, rs.natsURL, c.data, rs.natsURL, len(builders), dir, claimer, rs.apiURL)
 
 	select {
 	case <-ctx.Done():
@@ -215,6 +230,41 @@ Ctrl-C stops it; the next start resumes.
 	stopWorkers()
 	wg.Wait()
 	return err
+}
+
+// enrollUp makes sure up's builder name (key k) is enrolled, with its
+// credentials in creds. It reports false for a builder that was enrolled
+// and then removed: up respects the removal.
+func enrollUp(data, name string, k *keys.Public, creds string) (bool, error) {
+	all, err := builderRegistry(data).read()
+	if err != nil {
+		return false, err
+	}
+	active, removed := false, false
+	for _, e := range all {
+		if e.KeyID != k.ID() {
+			continue
+		}
+		if e.Revoked.IsZero() {
+			active = true
+		} else {
+			removed = true
+		}
+	}
+	if !active && removed {
+		return false, nil
+	}
+	if _, err := os.Stat(creds); active && err == nil {
+		return true, nil
+	}
+	c, err := enroll(data, name, k, farmCA(data))
+	if err != nil {
+		return false, err
+	}
+	if err := replaceFile(creds, c, 0o600); err != nil {
+		return false, fmt.Errorf("write credentials: %w", err)
+	}
+	return true, nil
 }
 
 // ensureKey loads prefix.key with password pw, or, where there is none

@@ -16,6 +16,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
 	"github.com/lanternfarm/lantern/internal/ocitest"
@@ -28,9 +30,13 @@ type upProcess struct {
 	exited  chan error
 	stopped bool
 	url     string // the dashboard's and the API's base URL
+	nats    string // its NATS server's URL
 }
 
-var upBanner = regexp.MustCompile(`dashboard +(http://127\.0\.0\.1:[0-9]+)/`)
+var (
+	upBanner     = regexp.MustCompile(`dashboard +(http://127\.0\.0\.1:[0-9]+)/`)
+	upNATSBanner = regexp.MustCompile(`NATS +((?:nats|tls)://127\.0\.0\.1:[0-9]+) `)
+)
 
 // startUp runs `lantern up` on data with args, and waits for its banner.
 func startUp(t *testing.T, dir, data, buildkitd string, args ...string) *upProcess {
@@ -57,6 +63,11 @@ func startUp(t *testing.T, dir, data, buildkitd string, args ...string) *upProce
 	for {
 		if m := upBanner.FindStringSubmatch(p.logs.String()); m != nil {
 			p.url = m[1]
+			if n := upNATSBanner.FindStringSubmatch(p.logs.String()); n != nil {
+				p.nats = n[1]
+			} else {
+				t.Fatalf("lantern up's banner names no NATS URL:\n%s", p.logs)
+			}
 			return p
 		}
 		select {
@@ -141,6 +152,17 @@ func TestUp(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	up := startUp(t, dir, data, buildkitd, "--registry-http", reg.Host)
 	claimKey := filepath.Join(data, "up", "claimer.key")
+	// 0. Nobody gets onto its bus without the farm's credentials, on
+	// loopback too; its builders were enrolled as 'builder add' does.
+	if nc, err := nats.Connect(up.nats, nats.NoReconnect()); err == nil {
+		nc.Close()
+		t.Fatalf("an anonymous client connected to the NATS of lantern up")
+	} else if !strings.Contains(err.Error(), "Authorization Violation") {
+		t.Fatalf("anonymous connect to lantern up's NATS = %v, want the server's Authorization Violation", err)
+	}
+	if r := runLantern(t, dir, nil, "builder", "list", "--data", data).must(t, "builder list"); !strings.Contains(r.stdout, "builder-1") || !strings.Contains(r.stdout, "builder-2") {
+		t.Errorf("lantern up's builders are not enrolled:\n%s", r.stdout)
+	}
 
 	// 1. A Go command, claimed as its maintainer would.
 	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()

@@ -36,13 +36,22 @@ cleans up. On SIGTERM it
 takes no more jobs, lets running builds finish for --grace, and hands back
 the rest.
 
+It connects with the NATS credentials the farm's operator made for the
+builder ('lantern builder add NAME KEY.pub' writes NAME.creds): they let it
+take its own jobs, publish its own results and upload to its own bucket, and
+nothing else. It never creates a stream, consumer or bucket; if the farm is
+not set up it says what is missing. Over TLS it verifies the server with
+--nats-ca, or else the CA in the credentials file, or else the system's roots.
+
 The private key's password comes from LANTERN_PASSWORD, else a prompt.
 
 Example:
-  lantern worker --nats nats://farm.example.org:4222 --key builder.key`,
+  lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS (default $LANTERN_NATS_URL)")
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "the builder's private key `FILE` (default $LANTERN_KEY)")
+			creds := f.String("creds", os.Getenv("LANTERN_NATS_CREDS"), "the builder's NATS credentials `FILE`, from 'lantern builder add' (default $LANTERN_NATS_CREDS)")
+			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` to verify the farm's NATS server with (default: the CA in --creds, if any)")
 			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd, such as unix:///run/buildkit/buildkitd.sock (default $LANTERN_BUILDKIT; empty: start one)")
 			concurrency := f.Int("concurrency", 1, "`N` builds at once")
 			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
@@ -62,6 +71,9 @@ Example:
 				if *maxUpload < 0 {
 					return usagef("--max-upload-mib %d: want 0 (upload nothing) or more", *maxUpload)
 				}
+				if *creds == "" {
+					return usagef("--creds is required: the farm's NATS admits no one without credentials; ask the farm's operator for the ones 'lantern builder add NAME KEY.pub' writes")
+				}
 				k, err := loadPrivate(io, *key)
 				if err != nil {
 					return err
@@ -73,6 +85,13 @@ Example:
 				if *timeLimit < 0 {
 					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
 				}
+				// The bus first: a worker that may not join the farm starts
+				// no buildkitd.
+				q, err := natsq.Connect(ctx, *natsURL, natsq.Config{Creds: *creds, CA: *natsCA, Role: natsq.RoleBuilder, Builder: k.ID()}, log)
+				if err != nil {
+					return err // it names the URL, redacted
+				}
+				defer q.Close()
 				addr := *bk
 				if addr != "" && len(plainHTTP) > 0 {
 					return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
@@ -91,11 +110,6 @@ Example:
 					return fmt.Errorf("buildkit %s: %w", addr, err)
 				}
 				defer c.Close()
-				q, err := natsq.Connect(ctx, *natsURL, natsq.Config{}, log)
-				if err != nil {
-					return fmt.Errorf("NATS %s: %w", *natsURL, err)
-				}
-				defer q.Close()
 				gb, err := worker.NewGoBuilder(c, filepath.Join(*work, "modcache"), log)
 				if err != nil {
 					return err
@@ -112,7 +126,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				log.Info("worker taking jobs", "builder", k.ID().Short(), "nats", *natsURL, "concurrency", *concurrency)
+				log.Info("worker taking jobs", "builder", k.ID().Short(), "nats", natsq.RedactURL(*natsURL), "concurrency", *concurrency)
 				return w.Run(ctx)
 			}
 		},

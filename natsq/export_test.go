@@ -1,0 +1,21 @@
+package natsq
+
+import (
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Hooks for the external tests (package natsq_test), which cannot reach
+// the Queue's internals otherwise.
+
+// SpoolInMemory is how many bytes PutObject and GetObject hold in memory
+// before they spill to a temporary file.
+const SpoolInMemory = spoolInMemory
+
+// JetStreamForTest returns the connection's JetStream context, with the
+// permissions of the connection's user.
+func (q *Queue) JetStreamForTest() jetstream.JetStream { return q.js }
+
+// ConnForTest returns the connection itself: closing it is a worker
+// process dying.
+func (q *Queue) ConnForTest() *nats.Conn { return q.nc }
