@@ -44,7 +44,9 @@
 // inbox ([InboxPrefix]); nobody but the server publishes advisories, and
 // nobody but the scheduler creates, updates, purges or deletes streams,
 // consumers or buckets. A worker's [Connect] creates nothing; the scheduler's
-// [Queue.Setup] and [Queue.EnsureBuilder] do.
+// [Queue.Setup] and [Queue.EnsureBuilder] do. Builders and claimants are
+// users of accounts of their own, which reach the farm's JetStream API under
+// [MembersAPIPrefix] and import only their own subjects (see natsq/natsauth).
 //
 // Durable consumers (all pull consumers, explicit acks):
 //

@@ -1,6 +1,8 @@
 package natsq
 
 import (
+	"time"
+
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -19,3 +21,11 @@ func (q *Queue) JetStreamForTest() jetstream.JetStream { return q.js }
 // ConnForTest returns the connection itself: closing it is a worker
 // process dying.
 func (q *Queue) ConnForTest() *nats.Conn { return q.nc }
+
+// SetReadTimeForTest makes reading an object from one bucket give up after
+// d, until the test ends.
+func SetReadTimeForTest(cleanup func(func()), d time.Duration) {
+	old := readTime
+	readTime = func(uint64) time.Duration { return d }
+	cleanup(func() { readTime = old })
+}

@@ -31,19 +31,31 @@ const (
 	maxObjectRead = 24 * time.Hour
 )
 
-// ensureBucket creates an object store bucket, or leaves it as it is.
+// ensureBucket creates a builder's object store bucket, or leaves it as
+// it is, but for Direct Get, which it turns off: a builder's own requests
+// read its bucket, and a Direct Get answers with a message's own headers,
+// whatever the builder stored there.
 func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
-	if _, err := q.js.ObjectStore(ctx, bucket); err == nil {
-		return nil
+	if _, err := q.js.ObjectStore(ctx, bucket); err != nil {
+		_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      bucket,
+			Description: desc,
+			Storage:     jetstream.FileStorage,
+			Replicas:    q.cfg.Replicas,
+		})
+		if err != nil {
+			return fmt.Errorf("create object store %s: %w", bucket, err)
+		}
 	}
-	_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      bucket,
-		Description: desc,
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.cfg.Replicas,
-	})
+	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
 	if err != nil {
-		return fmt.Errorf("create object store %s: %w", bucket, err)
+		return fmt.Errorf("object store %s: %w", bucket, err)
+	}
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+		cfg.AllowDirect = false
+		if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
+			return fmt.Errorf("object store %s: turn Direct Get off: %w", bucket, err)
+		}
 	}
 	return nil
 }
@@ -166,7 +178,7 @@ func (q *Queue) GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser,
 			lastErr = err
 			continue
 		}
-		res, err := obs.Get(ctx, d.String())
+		info, err := obs.GetInfo(ctx, d.String())
 		if errors.Is(err, jetstream.ErrObjectNotFound) {
 			continue
 		}
@@ -174,10 +186,27 @@ func (q *Queue) GetObject(ctx context.Context, d lantern.Digest) (io.ReadCloser,
 			lastErr = err
 			continue
 		}
-		body, got, cleanup, err := spool(res)
-		res.Close()
+		// What a builder put in its bucket is the builder's word: an
+		// object larger than any the farm takes is not read, and one whose
+		// chunks do not come is given up on, so that a planted object
+		// neither fills the disk nor holds the reader up for long.
+		if info.Size > MaxObject {
+			q.log.Warn("object store: an object larger than any the farm takes; passed over", "bucket", b, "name", d, "bytes", info.Size)
+			forged = append(forged, b)
+			continue
+		}
+		bctx, cancel := context.WithTimeout(ctx, readTime(info.Size))
+		res, err := obs.Get(bctx, d.String())
 		if err != nil {
+			cancel()
 			lastErr = err
+			continue
+		}
+		body, got, cleanup, err := spool(io.LimitReader(res, int64(info.Size)))
+		res.Close()
+		cancel()
+		if err != nil {
+			lastErr = fmt.Errorf("in bucket %s: %w", b, err)
 			continue
 		}
 		if got != d {
@@ -214,6 +243,16 @@ func (q *Queue) objectBuckets(ctx context.Context) ([]string, error) {
 	}
 	slices.Sort(builders)
 	return append(out, builders...), nil
+}
+
+// MaxObject is the largest object GetObject reads, in bytes: more than a
+// worker uploads (1 GiB by default) and the scheduler's reports.
+const MaxObject = 4 << 30
+
+// readTime is how long reading an object of size bytes from one bucket may
+// take: a minute, and a second more per MiB.
+var readTime = func(size uint64) time.Duration {
+	return time.Minute + time.Duration(size>>20)*time.Second
 }
 
 // spooled is an object read to its end and checked, read back.

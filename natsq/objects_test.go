@@ -3,10 +3,13 @@ package natsq_test
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -152,6 +155,42 @@ func TestGetObjectPassesOverForgedObject(t *testing.T) {
 	got, err := wh.PutObject(ctx, "out", bytes.NewReader(genuine))
 	if err != nil || got != d {
 		t.Fatalf("honest builder's PutObject() = %s, %v; want %s, nil", got, err, d)
+	}
+	if got := readObject(t, sched, d); got != string(genuine) {
+		t.Errorf("GetObject() = %q, want %q", got, genuine)
+	}
+}
+
+// TestGetObjectGivesUpOnAStalledObject: a builder's object whose chunks
+// never come holds a reader up only for a while; the genuine object in
+// another builder's bucket is read then.
+func TestGetObjectGivesUpOnAStalledObject(t *testing.T) {
+	natsq.SetReadTimeForTest(t.Cleanup, 2*time.Second)
+	f := natstest.Start(t)
+	sched := connectScheduler(t, f, natsq.Config{})
+	ctx := testCtx(t)
+	forger, honest := testBuilder("a"), testBuilder("b")
+	if natsq.BuilderBucket(forger) > natsq.BuilderBucket(honest) {
+		forger, honest = honest, forger
+	}
+	for _, b := range []lantern.Digest{forger, honest} {
+		if err := sched.EnsureBuilder(ctx, b, true); err != nil {
+			t.Fatalf("EnsureBuilder() = %v", err)
+		}
+	}
+	genuine := []byte("the genuine output")
+	d := lantern.DigestOf(genuine)
+	// The forger publishes an object's metadata: 8 chunks, none sent.
+	wf := connectBuilder(t, f, forger, natsq.Config{})
+	bucket := natsq.BuilderBucket(forger)
+	meta := fmt.Sprintf(`{"name":%q,"bucket":%q,"nuid":"NOCHUNKS","size":8000,"chunks":8,"mtime":"2026-11-30T00:00:00Z","digest":"SHA-256=47DEQpj8HBSa-_TImW-5JCeuQeRkm5NMpJWZG3hSuFU="}`, d.String(), bucket)
+	subj := "$O." + bucket + ".M." + base64.URLEncoding.EncodeToString([]byte(d.String()))
+	if _, err := wf.JetStreamForTest().Publish(ctx, subj, []byte(meta)); err != nil {
+		t.Fatalf("plant the metadata: %v", err)
+	}
+	wh := connectBuilder(t, f, honest, natsq.Config{})
+	if _, err := wh.PutObject(ctx, "out", bytes.NewReader(genuine)); err != nil {
+		t.Fatal(err)
 	}
 	if got := readObject(t, sched, d); got != string(genuine) {
 		t.Errorf("GetObject() = %q, want %q", got, genuine)

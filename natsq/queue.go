@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	neturl "net/url"
 	"os"
 	"slices"
@@ -218,7 +219,7 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 		}
 	}
 	safeURL := RedactURL(url)
-	auth, err := authOptions(cfg)
+	auth, err := AuthOptions(url, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, err)
 	}
@@ -228,7 +229,13 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, redactErr(err, url))
 	}
 	q.nc = nc
-	q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
+	if cfg.Role == RoleScheduler {
+		q.js, err = jetstream.New(nc, jetstream.WithPublishAsyncTimeout(30*time.Second))
+	} else {
+		// Members reach the farm's JetStream API through their account's
+		// imports (MembersAPIPrefix).
+		q.js, err = jetstream.NewWithAPIPrefix(nc, MembersAPIPrefix, jetstream.WithPublishAsyncTimeout(30*time.Second))
+	}
 	if err != nil {
 		nc.Close()
 		return nil, fmt.Errorf("connect to nats %s: %w", safeURL, err)
@@ -236,9 +243,12 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 	return q, nil
 }
 
-// authOptions are the options that authenticate a connection and verify
-// the server.
-func authOptions(cfg Config) ([]nats.Option, error) {
+// AuthOptions are the options that authenticate a connection to url with
+// cfg's credentials and verify the server: with cfg's CA, or the CA in the
+// credentials file; and where neither is given and a server of url is not
+// on loopback, TLS with the system's roots all the same, so that nobody
+// between a worker and a remote farm can talk it down to plain text.
+func AuthOptions(url string, cfg Config) ([]nats.Option, error) {
 	var opts []nats.Option
 	var caPEM []byte
 	if cfg.Creds != "" {
@@ -262,8 +272,33 @@ func authOptions(cfg Config) ([]nats.Option, error) {
 			return nil, errors.New("CA: no PEM certificate in it")
 		}
 		opts = append(opts, nats.Secure(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	} else if !allLoopback(url) {
+		opts = append(opts, nats.Secure(&tls.Config{MinVersion: tls.VersionTLS12}))
 	}
 	return opts, nil
+}
+
+// allLoopback reports whether every server of url (a comma-separated list)
+// is on this machine's loopback.
+func allLoopback(url string) bool {
+	for _, p := range strings.Split(url, ",") {
+		p = strings.TrimSpace(p)
+		if !strings.Contains(p, "://") {
+			p = "nats://" + p
+		}
+		u, err := neturl.Parse(p)
+		if err != nil {
+			return false
+		}
+		h := u.Hostname()
+		if h == "localhost" {
+			continue
+		}
+		if ip := net.ParseIP(h); ip == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
 }
 
 // caFromCreds returns the CA certificates a farm appends to the

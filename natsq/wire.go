@@ -64,6 +64,12 @@ func InboxPrefix(role Role, builder lantern.Digest) string {
 	}
 }
 
+// MembersAPIPrefix is where builders and claimants reach the JetStream API
+// of the farm's account, from theirs (package natsq/natsauth): the farm
+// exports to them only the calls they need, and each one's permissions
+// narrow those to what is its own.
+const MembersAPIPrefix = "LANTERN.JS.API"
+
 // jsEvents is where the server publishes JetStream's advisories, which the
 // dead-letter stream captures: nobody publishes there but the server.
 const jsEvents = "$JS.EVENT.>"
@@ -99,19 +105,19 @@ func RolePermissions(role Role, builder lantern.Digest) (Permissions, error) {
 		return Permissions{
 			PublishAllow: []string{
 				// Bind to its own consumer and pull from it.
-				"$JS.API.CONSUMER.INFO." + StreamJobs + "." + cons,
-				"$JS.API.CONSUMER.MSG.NEXT." + StreamJobs + "." + cons,
-				// Ack, nak, term and heartbeat its own jobs: JetStream's
-				// ack subjects in both formats (v1 and the v2 one that
-				// has a domain and an account hash before the stream).
-				"$JS.ACK." + StreamJobs + "." + cons + ".>",
-				"$JS.ACK.*.*." + StreamJobs + "." + cons + ".>",
+				MembersAPIPrefix + ".CONSUMER.INFO." + StreamJobs + "." + cons,
+				MembersAPIPrefix + ".CONSUMER.MSG.NEXT." + StreamJobs + "." + cons,
+				// Ack, nak, term and heartbeat its own jobs: the ack
+				// subject, $JS.ACK.<stream>.<consumer> and five numbers,
+				// exactly (a ">" there would match another consumer's
+				// subject of another shape).
+				"$JS.ACK." + StreamJobs + "." + cons + ".*.*.*.*.*",
 				// Its results.
 				result,
-				// Its bucket: bind, look an object up, upload.
-				"$JS.API.STREAM.INFO.OBJ_" + bucket,
-				"$JS.API.STREAM.MSG.GET.OBJ_" + bucket,
-				"$JS.API.DIRECT.GET.OBJ_" + bucket + ".>",
+				// Its bucket: bind, look an object up (no Direct Get: the
+				// bucket does not allow it), upload.
+				MembersAPIPrefix + ".STREAM.INFO.OBJ_" + bucket,
+				MembersAPIPrefix + ".STREAM.MSG.GET.OBJ_" + bucket,
 				"$O." + bucket + ".>",
 			},
 			SubscribeAllow: []string{InboxPrefix(role, builder) + ".>"},

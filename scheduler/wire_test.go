@@ -46,7 +46,13 @@ func (f *farm) raw(creds, inbox string) *rawClient {
 	}
 	f.t.Cleanup(nc.Close)
 	c.nc = nc
-	c.js, err = jetstream.New(nc)
+	if inbox == natsq.InboxPrefix(natsq.RoleScheduler, lantern.Digest{}) {
+		c.js, err = jetstream.New(nc)
+	} else {
+		// Builders and claimants reach the farm's JetStream API from
+		// their own account, under MembersAPIPrefix.
+		c.js, err = jetstream.NewWithAPIPrefix(nc, natsq.MembersAPIPrefix)
+	}
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -196,7 +202,7 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		if _, err := a.js.Consumer(t.Context(), natsq.StreamJobs, consB); err == nil {
 			t.Error("A bound B's consumer")
 		}
-		a.refused(t, "consumer info", "$JS.API.CONSUMER.INFO."+natsq.StreamJobs+"."+consB)
+		a.refused(t, "consumer info", natsq.MembersAPIPrefix+".CONSUMER.INFO."+natsq.StreamJobs+"."+consB)
 	})
 	t.Run("ack or term B's job", func(t *testing.T) {
 		reply := mB.Reply()
@@ -252,9 +258,78 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		if _, err := a.js.ObjectStore(t.Context(), bucketB); err == nil {
 			t.Error("A bound B's bucket")
 		}
-		a.refused(t, "B's bucket", "$JS.API.STREAM.INFO.OBJ_"+bucketB)
+		a.refused(t, "B's bucket", natsq.MembersAPIPrefix+".STREAM.INFO.OBJ_"+bucketB)
 		a.request(t, "$JS.API.STREAM.MSG.DELETE.OBJ_"+bucketB, []byte(`{"seq":1}`))
 		a.refused(t, "delete a message of B's bucket", "$JS.API.STREAM.MSG.DELETE.OBJ_"+bucketB)
+	})
+	t.Run("answers aimed at the farm", func(t *testing.T) {
+		// NATS does not check a request's reply subject against the
+		// sender's permissions: a builder asks what it may ask, and aims
+		// the server's answer at the farm's streams and JetStream API. In
+		// the members' account, where builders are, those subjects lead
+		// nowhere.
+		bucketA := natsq.BuilderBucket(builderA.ID())
+		consA := natsq.ConsumerName(builderA.ID())
+		own := []string{
+			natsq.MembersAPIPrefix + ".STREAM.INFO.OBJ_" + bucketA,
+			natsq.MembersAPIPrefix + ".CONSUMER.INFO." + natsq.StreamJobs + "." + consA,
+			natsq.MembersAPIPrefix + ".STREAM.MSG.GET.OBJ_" + bucketA,
+		}
+		targets := []string{
+			"lantern.jobs.go", natsq.SubjectClaims, resultB,
+			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + natsq.StreamJobs + "." + consB,
+			"$JS.API.STREAM.PURGE." + natsq.StreamResults, "$JS.API.STREAM.DELETE." + natsq.StreamClaims,
+			"$JS.API.CONSUMER.DELETE." + natsq.StreamJobs + "." + consB,
+		}
+		for _, req := range own {
+			for _, reply := range targets {
+				if err := a.nc.PublishRequest(req, reply, []byte(`{"last_by_subj":"$O.`+bucketA+`.M.x"}`)); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		if err := a.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		// A Direct Get would answer with a stored message's own headers
+		// and body: A may not ask one, and its bucket answers none.
+		for _, subj := range []string{
+			natsq.MembersAPIPrefix + ".DIRECT.GET.OBJ_" + bucketA + ".$O." + bucketA + ".C.x",
+			"$JS.API.DIRECT.GET.OBJ_" + bucketA + ".$O." + bucketA + ".C.x",
+		} {
+			a.nc.PublishRequest(subj, "$JS.API.STREAM.DELETE."+natsq.StreamClaims, nil)
+			a.refused(t, "a Direct Get", subj)
+		}
+		// The ack subject of another consumer's shape that ends like A's.
+		for _, subj := range []string{
+			"$JS.ACK." + natsq.StreamResults + "." + natsq.ConsumerResults + "." + natsq.StreamJobs + "." + consA + ".1.1.1",
+			"$JS.ACK." + natsq.StreamJobs + "." + consB + ".1.1.1.1.1",
+		} {
+			a.request(t, subj, []byte("+NXT {\"batch\":10}"))
+			a.refused(t, "a pull through an ack subject", subj)
+		}
+		// A takes its own job and acks it with B's job's ack subject as
+		// the reply: the server's answer to an ack is empty, and an empty
+		// message on an ack subject acks.
+		consumerA, err := a.js.Consumer(t.Context(), natsq.StreamJobs, consA)
+		if err != nil {
+			t.Fatalf("A binds its own consumer: %v", err)
+		}
+		batch, err := consumerA.Fetch(1, jetstream.FetchMaxWait(time.Minute))
+		if err != nil {
+			t.Fatalf("A pulls its own job: %v", err)
+		}
+		mA, ok := <-batch.Messages()
+		if !ok {
+			t.Fatalf("A got no job: %v", batch.Error())
+		}
+		if err := a.nc.PublishRequest(mA.Reply(), mB.Reply(), []byte("+ACK")); err != nil {
+			t.Fatal(err)
+		}
+		if err := a.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Second) // for any answer to land where it could
 	})
 	t.Run("read what is not A's", func(t *testing.T) {
 		for _, subj := range []string{natsq.InboxPrefix(natsq.RoleBuilder, builderB.ID()) + ".>", "lantern.>", "$JS.ACK.>", ">"} {
@@ -265,7 +340,17 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		}
 	})
 
-	if diff := cmp.Diff(before, f.busState(t)); diff != "" {
+	// A's own consumer is A's to use (it acked its own job above).
+	notA := func(state string) string {
+		var kept []string
+		for _, l := range strings.Split(state, "\n") {
+			if !strings.Contains(l, "/"+natsq.ConsumerName(builderA.ID())+":") {
+				kept = append(kept, l)
+			}
+		}
+		return strings.Join(kept, "\n")
+	}
+	if diff := cmp.Diff(notA(before), notA(f.busState(t))); diff != "" {
 		t.Errorf("the bus or the store changed under A's attempts (-before +after):\n%s", diff)
 	}
 	// A's own work still goes through its own doors.

@@ -60,18 +60,33 @@ func checkBuilderName(name string) error {
 	return nil
 }
 
-// read returns every builder, active and revoked, by name.
+// read returns every builder, active and revoked, by name; a file it
+// cannot read is an error.
 func (r registry) read() ([]builderEntry, error) {
+	out, problems, err := r.readAll()
+	if err == nil && len(problems) > 0 {
+		err = errors.New(problems[0])
+	}
+	return out, err
+}
+
+// readAll is read that skips, and reports in problems, the builders whose
+// files it cannot read: the running scheduler goes on with the others (a
+// builder it cannot read is no builder of the farm, and its revoked
+// credentials stay revoked: the farm's NATS identities keep every revoked
+// user).
+func (r registry) readAll() (_ []builderEntry, problems []string, _ error) {
 	var out []builderEntry
 	for _, sub := range []string{r.dir, filepath.Join(r.dir, "revoked")} {
 		pubs, err := filepath.Glob(filepath.Join(sub, "*.pub"))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		for _, p := range pubs {
 			k, err := loadPublic(p)
 			if err != nil {
-				return nil, err
+				problems = append(problems, err.Error())
+				continue
 			}
 			name := strings.TrimSuffix(filepath.Base(p), ".pub")
 			name, _, _ = strings.Cut(name, "@") // revoked/NAME@TIME.pub
@@ -80,13 +95,16 @@ func (r registry) read() ([]builderEntry, error) {
 			switch {
 			case err == nil:
 				if err := json.Unmarshal(b, &e); err != nil {
-					return nil, fmt.Errorf("builder %s: %s.json: %w", name, name, err)
+					problems = append(problems, fmt.Sprintf("builder %s: %s: %v", name, strings.TrimSuffix(p, ".pub")+".json", err))
+					continue
 				}
 				if e.KeyID != k.ID() {
-					return nil, fmt.Errorf("builder %s: %s.json names key %s, %s.pub is %s", name, name, e.KeyID, name, k.ID())
+					problems = append(problems, fmt.Sprintf("builder %s: its .json names key %s, its .pub is %s", name, e.KeyID, k.ID()))
+					continue
 				}
 			case !errors.Is(err, fs.ErrNotExist):
-				return nil, err
+				problems = append(problems, err.Error())
+				continue
 			}
 			if sub != r.dir && e.Revoked.IsZero() {
 				// In revoked/ without a time: revoked since the file's.
@@ -101,7 +119,7 @@ func (r registry) read() ([]builderEntry, error) {
 		}
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out, problems, nil
 }
 
 // enrolled turns entries into the scheduler's view, and the NATS users to
@@ -166,7 +184,22 @@ func (r registry) writeEntry(dir string, e builderEntry) error {
 // a scheduler reading the registry sees the old file or the new one.
 func replaceFile(path string, data []byte, perm os.FileMode) error {
 	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, perm); err != nil {
+	// A stale or planted temporary file (a symlink) is removed, not
+	// followed; the new one has perm, whatever was there.
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)

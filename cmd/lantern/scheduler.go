@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"net/http"
 	"os"
@@ -83,6 +82,8 @@ Example:
     --nats-listen 0.0.0.0:4222 --threshold 2`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			natsURL := f.String("nats", os.Getenv("LANTERN_NATS_URL"), "`URL` of an external NATS server (default $LANTERN_NATS_URL; empty: run one embedded)")
+			// --help shows the default without a password the environment's URL may hold.
+			f.Lookup("nats").DefValue = natsq.RedactURL(f.Lookup("nats").DefValue)
 			natsListen := f.String("nats-listen", envOr("LANTERN_NATS_LISTEN", "127.0.0.1:4222"), "`ADDR` the embedded NATS server listens on (port 0: a free one)")
 			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "data `DIR` (default $LANTERN_DATA or ~/.local/share/lantern)")
 			listen := f.String("listen", envOr("LANTERN_LISTEN", "127.0.0.1:8080"), "`ADDR` of the HTTP API")
@@ -203,9 +204,12 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return nil, fmt.Errorf("builders: %w", err)
 	}
 	reg := builderRegistry(c.data)
-	entries, err := reg.read()
+	entries, problems, err := reg.readAll()
 	if err != nil {
 		return nil, fmt.Errorf("builders: %w", err)
+	}
+	for _, p := range problems {
+		log.Error("a builder's files cannot be read: it is no builder of the farm until they are fixed", "problem", p)
 	}
 	enrolledNow, revoked := enrolled(entries)
 	auth, err := natsauth.Open(filepath.Join(c.data, "nats-auth"))
@@ -254,10 +258,11 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return nil, fmt.Errorf("NATS %s: set the farm up: %w", natsq.RedactURL(url), err)
 	}
 	// The system user pushes revocations to the server.
-	sysOpts := []nats.Option{nats.Name("lantern-scheduler-system"), nats.UserCredentials(auth.SystemCredsFile()), nats.MaxReconnects(-1)}
-	if ca != "" {
-		sysOpts = append(sysOpts, nats.RootCAs(ca))
+	sysAuth, err := natsq.AuthOptions(url, natsq.Config{Creds: auth.SystemCredsFile(), CA: ca})
+	if err != nil {
+		return nil, fmt.Errorf("NATS %s: the system user (to push revocations): %w", natsq.RedactURL(url), err)
 	}
+	sysOpts := append([]nats.Option{nats.Name("lantern-scheduler-system"), nats.MaxReconnects(-1)}, sysAuth...)
 	sys, err := nats.Connect(url, sysOpts...)
 	if err != nil {
 		return nil, fmt.Errorf("NATS %s: the system user (to push revocations): %w", natsq.RedactURL(url), err)
@@ -345,11 +350,14 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 }
 
 // watchBuilders applies what `lantern builder add|remove` write to the
-// registry, every registryPoll, until ctx ends: new builders get their
-// consumers; revoked ones lose theirs, and their NATS users are revoked on
-// the server (which closes their connections).
+// registry, every registryPoll, until ctx ends: the server learns of new
+// builders' accounts and of revoked users (it closes their connections);
+// new builders get their consumers, revoked ones lose theirs. A registry it
+// cannot read, or a push NATS does not take, is tried again at the next
+// tick; the builders are updated in the scheduler either way.
 func watchBuilders(ctx context.Context, log *slog.Logger, reg registry, s *scheduler.Scheduler, auth *natsauth.Farm, sys *nats.Conn, last []builderEntry) {
-	_, lastRevoked := enrolled(last)
+	pushed := fingerprint(last)
+	lastProblems := ""
 	t := time.NewTicker(registryPoll)
 	defer t.Stop()
 	for {
@@ -358,24 +366,39 @@ func watchBuilders(ctx context.Context, log *slog.Logger, reg registry, s *sched
 			return
 		case <-t.C:
 		}
-		entries, err := reg.read()
+		entries, problems, err := reg.readAll()
 		if err != nil {
 			log.Warn("reading the builders failed; trying again", "dir", reg.dir, "error", err)
 			continue
 		}
-		es, revoked := enrolled(entries)
-		if !maps.EqualFunc(revoked, lastRevoked, time.Time.Equal) {
-			if err := auth.Push(ctx, sys, revoked); err != nil {
-				log.Warn("pushing the revocations to NATS failed; trying again", "error", err)
-				continue
+		if p := strings.Join(problems, "; "); p != lastProblems {
+			for _, p := range problems {
+				log.Error("a builder's files cannot be read: it is no builder of the farm until they are fixed", "problem", p)
 			}
-			log.Info("revocations pushed to NATS", "revoked users", len(revoked))
-			lastRevoked = revoked
+			lastProblems = p
+		}
+		es, revoked := enrolled(entries)
+		if fp := fingerprint(entries); fp != pushed {
+			if err := auth.Push(ctx, sys, revoked); err != nil {
+				log.Warn("pushing the builders' accounts and revocations to NATS failed; trying again", "error", err)
+			} else {
+				log.Info("builders' accounts and revocations pushed to NATS", "revoked users", len(revoked))
+				pushed = fp
+			}
 		}
 		if err := s.SetBuilders(ctx, es); err != nil && ctx.Err() == nil {
 			log.Warn("updating the builders failed; trying again", "error", err)
 		}
 	}
+}
+
+// fingerprint is what of the registry the server must know.
+func fingerprint(entries []builderEntry) string {
+	var b strings.Builder
+	for _, e := range entries {
+		fmt.Fprintf(&b, "%s %s %s %v\n", e.Name, e.KeyID, e.Revoked.Format(time.RFC3339Nano), e.NATSUsers)
+	}
+	return b.String()
 }
 
 // printNATSConfig prints the configuration of an operator's own

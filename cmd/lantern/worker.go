@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/natsq"
@@ -49,6 +52,8 @@ Example:
   lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS (default $LANTERN_NATS_URL)")
+			// --help shows the default without a password the environment's URL may hold.
+			f.Lookup("nats").DefValue = natsq.RedactURL(f.Lookup("nats").DefValue)
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "the builder's private key `FILE` (default $LANTERN_KEY)")
 			creds := f.String("creds", os.Getenv("LANTERN_NATS_CREDS"), "the builder's NATS credentials `FILE`, from 'lantern builder add' (default $LANTERN_NATS_CREDS)")
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` to verify the farm's NATS server with (default: the CA in --creds, if any)")
@@ -87,7 +92,7 @@ Example:
 				}
 				// The bus first: a worker that may not join the farm starts
 				// no buildkitd.
-				q, err := natsq.Connect(ctx, *natsURL, natsq.Config{Creds: *creds, CA: *natsCA, Role: natsq.RoleBuilder, Builder: k.ID()}, log)
+				q, err := connectBuilder(ctx, log, *natsURL, natsq.Config{Creds: *creds, CA: *natsCA, Role: natsq.RoleBuilder, Builder: k.ID()})
 				if err != nil {
 					return err // it names the URL, redacted
 				}
@@ -130,6 +135,34 @@ Example:
 				return w.Run(ctx)
 			}
 		},
+	}
+}
+
+// enrollWait is how long a worker whose credentials the farm's NATS refuses
+// tries again: a running scheduler tells its server of a builder within a
+// second or two of 'lantern builder add'.
+const enrollWait = 20 * time.Second
+
+// connectBuilder connects a builder's worker, trying again for enrollWait
+// while the server refuses its credentials.
+func connectBuilder(ctx context.Context, log *slog.Logger, url string, cfg natsq.Config) (*natsq.Queue, error) {
+	deadline := time.Now().Add(enrollWait)
+	for said := false; ; said = true {
+		q, err := natsq.Connect(ctx, url, cfg, log)
+		if err == nil || !errors.Is(err, nats.ErrAuthorization) || time.Now().After(deadline) {
+			if err != nil && errors.Is(err, nats.ErrAuthorization) {
+				err = fmt.Errorf("%w: the farm's NATS refuses these credentials; were they revoked (lantern builder remove), or made for another farm?", err)
+			}
+			return q, err
+		}
+		if !said {
+			log.Warn("the farm's NATS refuses these credentials; trying again for a while, in case the builder was enrolled just now", "for", enrollWait)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
 	}
 }
 

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/natsq/natsauth"
@@ -101,6 +103,9 @@ func (f *Farm) Creds(name string, role natsq.Role, builder lantern.Digest) strin
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	// A builder new to the farm has a new account: the server learns of
+	// it as a running scheduler's server does, by a push.
+	f.Push(nil)
 	file := filepath.Join(f.t.TempDir(), name+".creds")
 	if err := os.WriteFile(file, c, 0o600); err != nil {
 		f.t.Fatal(err)
@@ -138,6 +143,22 @@ func (f *Farm) Connect(cfg natsq.Config) *natsq.Queue {
 	}
 	f.t.Cleanup(func() { q.Close() })
 	return q
+}
+
+// Push sends the farm's accounts to the server, with revoked, over the
+// system account, as a running scheduler does.
+func (f *Farm) Push(revoked map[string]time.Time) {
+	f.t.Helper()
+	sys, err := nats.Connect(f.URL(), nats.UserCredentials(f.Auth.SystemCredsFile()))
+	if err != nil {
+		f.t.Fatalf("connect as the system user: %v", err)
+	}
+	defer sys.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), Patience)
+	defer cancel()
+	if err := f.Auth.Push(ctx, sys, revoked); err != nil {
+		f.t.Fatalf("push the accounts: %v", err)
+	}
 }
 
 func splitPort(url string) (string, int, error) {

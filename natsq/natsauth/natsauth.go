@@ -16,6 +16,19 @@
 //   - the same configuration serves the embedded server and an operator's own
 //     nats-server ([Farm.ServerConfig]).
 //
+// Each builder is a user of an account of its own, and claimants of one
+// for them all; none of those accounts has JetStream. The farm's account
+// (LANTERN, where the streams are and the scheduler's user is) exports the
+// few JetStream API calls, ack subjects and subjects that members use, and
+// a builder's account imports only those that are its own: its consumer,
+// its jobs' acks, its results subject, its bucket. NATS does not check a
+// request's reply subject against the sender's permissions, so within one
+// account a builder could aim the server's answers at anything there — the
+// JetStream API (a Direct Get's answer carries headers and a body the
+// builder chose), another builder's ack subjects (the empty answer to an
+// ack acks), another builder's bucket. In an account of its own, whatever
+// it aims at is its own.
+//
 // Every permission is enforced by the server: a user whose role does not
 // allow a subject gets a permissions violation, and Lantern never has to
 // check what a connection did after the fact. Nothing here is anonymous: a
@@ -29,9 +42,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"time"
 
@@ -45,23 +59,27 @@ import (
 
 // The names of the accounts, as the server shows them.
 const (
-	AccountName       = "LANTERN"
-	SystemAccountName = "SYS"
+	AccountName          = "LANTERN"
+	ClaimantsAccountName = "CLAIMANTS"
+	SystemAccountName    = "SYS"
 )
 
 // Farm is a farm's NATS identities, kept in a directory: the operator's,
 // the account's and the system account's seeds (0600), and the scheduler's
 // and the system user's credentials.
 type Farm struct {
-	dir                       string
-	operator, account, system nkeys.KeyPair
+	dir                                  string
+	operator, account, claimants, system nkeys.KeyPair
 }
 
 // Files of a Farm's directory.
 const (
-	operatorSeedFile = "operator.nk"
-	accountSeedFile  = "account.nk"
-	systemSeedFile   = "system.nk"
+	operatorSeedFile  = "operator.nk"
+	accountSeedFile   = "account.nk"
+	claimantsSeedFile = "claimants.nk"
+	// buildersDir holds each builder's account seed, <key id hex>.nk.
+	buildersDir    = "builders"
+	systemSeedFile = "system.nk"
 	// SchedulerCreds is the scheduler's credentials file in the directory.
 	SchedulerCreds = "scheduler.creds"
 	// SystemCreds is the system user's credentials file: the scheduler
@@ -80,6 +98,9 @@ func Open(dir string) (*Farm, error) {
 		return nil, err
 	}
 	if f.account, err = loadOrMake(filepath.Join(dir, accountSeedFile), nkeys.CreateAccount); err != nil {
+		return nil, err
+	}
+	if f.claimants, err = loadOrMake(filepath.Join(dir, claimantsSeedFile), nkeys.CreateAccount); err != nil {
 		return nil, err
 	}
 	if f.system, err = loadOrMake(filepath.Join(dir, systemSeedFile), nkeys.CreateAccount); err != nil {
@@ -176,6 +197,38 @@ func mustPublic(kp nkeys.KeyPair) string {
 // Account is the farm account's public key.
 func (f *Farm) Account() string { return mustPublic(f.account) }
 
+// ClaimantsAccount is the public key of the claimants' account.
+func (f *Farm) ClaimantsAccount() string { return mustPublic(f.claimants) }
+
+// builderAccount returns builder's account key pair, made on first use.
+func (f *Farm) builderAccount(builder lantern.Digest) (nkeys.KeyPair, error) {
+	if builder.IsZero() {
+		return nil, errors.New("builder account: no builder key id")
+	}
+	dir := filepath.Join(f.dir, buildersDir)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("nats identities: %w", err)
+	}
+	return loadOrMake(filepath.Join(dir, builder.Hex()+".nk"), nkeys.CreateAccount)
+}
+
+// builders lists the builders that have an account.
+func (f *Farm) builders() ([]lantern.Digest, error) {
+	files, err := filepath.Glob(filepath.Join(f.dir, buildersDir, "*.nk"))
+	if err != nil {
+		return nil, err
+	}
+	var out []lantern.Digest
+	for _, file := range files {
+		d, err := lantern.DigestFromHex(strings.TrimSuffix(filepath.Base(file), ".nk"))
+		if err != nil {
+			return nil, fmt.Errorf("nats identities: %s: not named by a builder's key id", file)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
 // SystemAccount is the system account's public key.
 func (f *Farm) SystemAccount() string { return mustPublic(f.system) }
 
@@ -191,24 +244,175 @@ func (f *Farm) OperatorJWT() (string, error) {
 	return s, nil
 }
 
+// exports are what the farm's account exports to builders' and claimants'
+// accounts: each a service (a request, and its answer routed back to the
+// requester). An importing account takes only its own subjects of these. A
+// member reaches the JetStream API under natsq.MembersAPIPrefix: $JS.API
+// itself, in an account without JetStream, is answered "JetStream not
+// enabled".
+var exports = []struct {
+	subject string
+	stream  bool // answered by more than one message (a pull's jobs)
+}{
+	{"$JS.API.CONSUMER.INFO." + natsq.StreamJobs + ".*", false},
+	{"$JS.API.CONSUMER.MSG.NEXT." + natsq.StreamJobs + ".*", true},
+	{"$JS.API.STREAM.INFO.*", false},
+	{"$JS.API.STREAM.MSG.GET.*", false},
+	{"$JS.ACK." + natsq.StreamJobs + ".>", false},
+	{natsq.SubjectResults + ".*", false},
+	{natsq.SubjectClaims, false},
+	{"$O.*.>", false},
+}
+
+// builderImports are the subjects builder's account imports from the
+// farm's: those of its own consumer, jobs, results and bucket, exactly.
+func builderImports(builder lantern.Digest) []string {
+	cons := natsq.ConsumerName(builder)
+	bucket := natsq.BuilderBucket(builder)
+	result, _ := natsq.ResultSubject(builder)
+	return []string{
+		"$JS.API.CONSUMER.INFO." + natsq.StreamJobs + "." + cons,
+		"$JS.API.CONSUMER.MSG.NEXT." + natsq.StreamJobs + "." + cons,
+		"$JS.API.STREAM.INFO.OBJ_" + bucket,
+		"$JS.API.STREAM.MSG.GET.OBJ_" + bucket,
+		"$JS.ACK." + natsq.StreamJobs + "." + cons + ".>",
+		result,
+		"$O." + bucket + ".>",
+	}
+}
+
+// memberSubject is where a member publishes what the farm's account gets
+// on subject.
+func memberSubject(subject string) string {
+	if rest, ok := strings.CutPrefix(subject, "$JS.API."); ok {
+		return natsq.MembersAPIPrefix + "." + rest
+	}
+	return subject
+}
+
 // AccountJWT is the farm account's JWT, signed by the operator: JetStream
-// enabled, and the users of revoked (user public key → when) refused.
-func (f *Farm) AccountJWT(revoked map[string]time.Time) (string, error) {
+// enabled, and its services to members exported.
+func (f *Farm) AccountJWT() (string, error) {
 	ac := jwt.NewAccountClaims(f.Account())
 	ac.Name = AccountName
 	ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1, MaxAckPending: -1}
-	// No default permissions: a user has those its JWT lists, no more.
-	for user, at := range revoked {
-		if !nkeys.IsValidPublicUserKey(user) {
-			return "", fmt.Errorf("account jwt: revoke %q: not a NATS user public key", user)
+	for _, svc := range exports {
+		e := &jwt.Export{Name: svc.subject, Subject: jwt.Subject(svc.subject), Type: jwt.Service, ResponseType: jwt.ResponseTypeSingleton}
+		if svc.stream {
+			e.ResponseType = jwt.ResponseTypeStream
+			// A pull waits up to a minute for its jobs.
+			e.ResponseThreshold = 2 * time.Minute
 		}
-		ac.RevokeAt(user, at)
+		ac.Exports.Add(e)
 	}
 	s, err := ac.Encode(f.operator)
 	if err != nil {
 		return "", fmt.Errorf("account jwt: %w", err)
 	}
 	return s, nil
+}
+
+// memberJWT is the JWT of a member account, signed by the operator: the
+// subjects imported from the farm's account, no JetStream of its own, and
+// the users of revoked (user public key → when) refused.
+func (f *Farm) memberJWT(kp nkeys.KeyPair, name string, imports []string, revoked map[string]time.Time) (string, error) {
+	ac := jwt.NewAccountClaims(mustPublic(kp))
+	ac.Name = name
+	for _, subj := range imports {
+		ac.Imports.Add(&jwt.Import{Name: subj, Subject: jwt.Subject(subj), LocalSubject: jwt.RenamingSubject(memberSubject(subj)), Account: f.Account(), Type: jwt.Service})
+	}
+	for user := range revoked {
+		if !nkeys.IsValidPublicUserKey(user) {
+			return "", fmt.Errorf("account jwt %s: revoke %q: not a NATS user public key", name, user)
+		}
+		// Every JWT of the user, whenever issued: each user key is of one
+		// credentials file only, and a revocation must not depend on the
+		// clocks of the machines that issued and revoked it.
+		ac.RevokeAt(user, revokeAll)
+	}
+	s, err := ac.Encode(f.operator)
+	if err != nil {
+		return "", fmt.Errorf("account jwt %s: %w", name, err)
+	}
+	return s, nil
+}
+
+// revokeAll is the time of a revocation of every JWT of a user.
+var revokeAll = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// revokedFile keeps every user ever revoked: a list that only grows, so
+// that a registry file lost or restored from an old backup cannot give a
+// revoked builder its credentials back.
+const revokedFile = "revoked.json"
+
+// Revoked returns revoked merged with every user revoked before, and
+// records the merge: revocations are never undone.
+func (f *Farm) Revoked(revoked map[string]time.Time) (map[string]time.Time, error) {
+	path := filepath.Join(f.dir, revokedFile)
+	all := map[string]time.Time{}
+	b, err := os.ReadFile(path)
+	switch {
+	case err == nil:
+		if err := json.Unmarshal(b, &all); err != nil {
+			return nil, fmt.Errorf("nats identities: %s: %w", path, err)
+		}
+	case !errors.Is(err, fs.ErrNotExist):
+		return nil, fmt.Errorf("nats identities: %w", err)
+	}
+	grew := false
+	for u, t := range revoked {
+		if _, ok := all[u]; !ok {
+			all[u], grew = t, true
+		}
+	}
+	if grew {
+		b, err := json.MarshalIndent(all, "", "  ")
+		if err != nil {
+			return nil, err
+		}
+		tmp := path + ".tmp"
+		os.Remove(tmp)
+		if err := writeSecret(tmp, b); err != nil {
+			return nil, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return nil, fmt.Errorf("nats identities: %w", err)
+		}
+	}
+	return all, nil
+}
+
+// accountJWTs returns every account's JWT but the system's, by account
+// public key: the farm's, the claimants', and each builder's, with
+// revoked and every user revoked before.
+func (f *Farm) accountJWTs(revoked map[string]time.Time) (map[string]string, error) {
+	revoked, err := f.Revoked(revoked)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]string{}
+	acct, err := f.AccountJWT()
+	if err != nil {
+		return nil, err
+	}
+	out[f.Account()] = acct
+	if out[f.ClaimantsAccount()], err = f.memberJWT(f.claimants, ClaimantsAccountName, []string{natsq.SubjectClaims}, revoked); err != nil {
+		return nil, err
+	}
+	builders, err := f.builders()
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range builders {
+		kp, err := f.builderAccount(b)
+		if err != nil {
+			return nil, err
+		}
+		if out[mustPublic(kp)], err = f.memberJWT(kp, "BUILDER_"+b.Hex()[:16], builderImports(b), revoked); err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
 }
 
 // SystemJWT is the system account's JWT, signed by the operator.
@@ -264,7 +468,20 @@ func (f *Farm) Creds(name string, role natsq.Role, builder lantern.Digest) (cred
 	if !builder.IsZero() {
 		uc.Tags.Add("lantern-builder:" + builder.Hex())
 	}
-	tok, err := uc.Encode(f.account)
+	// The scheduler is of the farm's account; each builder of its own;
+	// claimants of theirs.
+	var issuer nkeys.KeyPair
+	switch role {
+	case natsq.RoleScheduler:
+		issuer = f.account
+	case natsq.RoleClaimant:
+		issuer = f.claimants
+	default:
+		if issuer, err = f.builderAccount(builder); err != nil {
+			return nil, "", err
+		}
+	}
+	tok, err := uc.Encode(issuer)
 	if err != nil {
 		return nil, "", fmt.Errorf("user jwt %s: %w", name, err)
 	}
@@ -327,7 +544,7 @@ func (f *Farm) ServerConfig(c ServerConfig) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	acct, err := f.AccountJWT(c.Revoked)
+	accounts, err := f.accountJWTs(c.Revoked)
 	if err != nil {
 		return "", err
 	}
@@ -355,12 +572,12 @@ func (f *Farm) ServerConfig(c ServerConfig) (string, error) {
 	}
 	fmt.Fprintf(&b, "operator: %s\n", op)
 	fmt.Fprintf(&b, "system_account: %s\n", f.SystemAccount())
-	fmt.Fprintf(&b, "resolver {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n  timeout: \"5s\"\n}\n", c.ResolverDir)
+	fmt.Fprintf(&b, "resolver {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n  timeout: \"1s\"\n}\n", c.ResolverDir)
 	fmt.Fprintf(&b, "resolver_preload {\n")
 	// Sorted: the same farm gives the same file but for the JWTs' times.
-	pre := map[string]string{f.SystemAccount(): sys, f.Account(): acct}
-	ids := []string{f.SystemAccount(), f.Account()}
-	sort.Strings(ids)
+	pre := map[string]string{f.SystemAccount(): sys}
+	maps.Copy(pre, accounts)
+	ids := slices.Sorted(maps.Keys(pre))
 	for _, id := range ids {
 		fmt.Fprintf(&b, "  %s: %s\n", id, pre[id])
 	}
@@ -380,15 +597,31 @@ type claimUpdateResponse struct {
 	} `json:"error"`
 }
 
-// Push sends the farm account's JWT, with revoked, to the server that sys
-// (a connection with the system user's credentials) is connected to, which
-// shares it with its cluster. The server closes the connections of users
-// revoked by it, and refuses them from then on.
+// Push sends the farm's accounts' JWTs, with revoked, to the
+// server that sys (a connection with the system user's credentials) is
+// connected to, which shares them with its cluster. The server closes the
+// connections of users revoked by it, and refuses them from then on.
 func (f *Farm) Push(ctx context.Context, sys *nats.Conn, revoked map[string]time.Time) error {
-	tok, err := f.AccountJWT(revoked)
+	accounts, err := f.accountJWTs(revoked)
 	if err != nil {
 		return err
 	}
+	// The farm's first: the others import from it.
+	if err := push(ctx, sys, accounts[f.Account()]); err != nil {
+		return err
+	}
+	for id, tok := range accounts {
+		if id == f.Account() {
+			continue
+		}
+		if err := push(ctx, sys, tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func push(ctx context.Context, sys *nats.Conn, tok string) error {
 	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
 	if err != nil {
 		return fmt.Errorf("push account jwt: %w", err)

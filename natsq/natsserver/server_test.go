@@ -42,6 +42,26 @@ func start(t *testing.T, dir string, opts natsserver.Options) *natsserver.Server
 	return s
 }
 
+// push tells the server of the farm's accounts (a builder's new one among
+// them), as a running scheduler does.
+func push(t *testing.T, s *natsserver.Server, auth *natsauth.Farm, revoked map[string]time.Time) {
+	t.Helper()
+	opts := []nats.Option{nats.UserCredentials(auth.SystemCredsFile())}
+	if s.CAFile() != "" {
+		opts = append(opts, nats.RootCAs(s.CAFile()))
+	}
+	sys, err := nats.Connect(s.URL(), opts...)
+	if err != nil {
+		t.Fatalf("the system user: %v", err)
+	}
+	defer sys.Close()
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	if err := auth.Push(ctx, sys, revoked); err != nil {
+		t.Fatalf("Push() = %v", err)
+	}
+}
+
 func writeCreds(t *testing.T, creds []byte) string {
 	t.Helper()
 	f := filepath.Join(t.TempDir(), "user.creds")
@@ -101,6 +121,7 @@ func TestRevocation(t *testing.T) {
 		t.Fatal(err)
 	}
 	fileA, fileB := writeCreds(t, credsA), writeCreds(t, credsB)
+	push(t, s, auth, nil)
 	closedA := make(chan struct{})
 	ncA, err := nats.Connect(s.URL(), nats.UserCredentials(fileA), nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond),
 		nats.ClosedHandler(func(*nats.Conn) { close(closedA) }))
@@ -202,6 +223,17 @@ func TestTLS(t *testing.T) {
 		t.Fatalf("ParseDecoratedUserNKey(creds with CA) = %v", err)
 	}
 	file := writeCreds(t, withCA)
+	tlsOpt := nats.RootCAs(files.CA)
+	sys, err := nats.Connect(s.URL(), nats.UserCredentials(auth.SystemCredsFile()), tlsOpt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pctx, pcancel := context.WithTimeout(t.Context(), patience)
+	defer pcancel()
+	if err := auth.Push(pctx, sys, nil); err != nil {
+		t.Fatal(err)
+	}
+	sys.Close()
 	plain := strings.Replace(s.URL(), "tls://", "nats://", 1)
 	if nc, err := nats.Connect(plain, nats.NoReconnect(), nats.UserCredentials(file)); err == nil {
 		nc.Close()
