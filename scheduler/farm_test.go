@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -83,7 +82,7 @@ func newFarm(t testing.TB, cfg natsq.Config, builders ...*keys.Private) *farm {
 func newDiffingFarm(t testing.TB, cfg natsq.Config, differ scheduler.Differ, builders ...*keys.Private) *farm {
 	t.Helper()
 	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders, differ: differ}
-	f.log = watchPermissions(t, testLogger(t))
+	f.log = natstest.WatchPermissions(t, testLogger(t))
 	f.nats = natstest.StartIn(t, filepath.Join(f.dir, "farm"), -1)
 	f.startScheduler()
 	return f
@@ -335,57 +334,3 @@ func dropReceived(v any) {
 }
 
 func removeStore(f *farm) error { return os.Remove(filepath.Join(f.dir, "scheduler.db")) }
-
-// watchPermissions returns a logger that passes log's records on and fails
-// t, when it ends, if any connection logged a permissions violation:
-// the server refused something a client of the farm did, under its role.
-// (A refused login, as a revoked user's, is not one.)
-func watchPermissions(t testing.TB, log *slog.Logger) *slog.Logger {
-	w := &violations{}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, v := range w.seen {
-			t.Errorf("permissions violation on the bus: %s", v)
-		}
-	})
-	return slog.New(&violationHandler{Handler: log.Handler(), v: w})
-}
-
-type violations struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-type violationHandler struct {
-	slog.Handler
-	v *violations
-}
-
-func (h *violationHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *violationHandler) Handle(ctx context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	if strings.Contains(strings.ToLower(b.String()), "permissions violation") {
-		h.v.mu.Lock()
-		h.v.seen = append(h.v.seen, b.String())
-		h.v.mu.Unlock()
-	}
-	if !h.Handler.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *violationHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &violationHandler{Handler: h.Handler.WithAttrs(as), v: h.v}
-}
-
-func (h *violationHandler) WithGroup(name string) slog.Handler {
-	return &violationHandler{Handler: h.Handler.WithGroup(name), v: h.v}
-}

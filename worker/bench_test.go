@@ -504,7 +504,7 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 	}()
 	ctx := b.Context()
 	dir := b.TempDir()
-	log := watchPermissions(b, logger())
+	log := natstest.WatchPermissions(b, logger())
 	nf := natstest.Start(b)
 	f.stops = append(f.stops, nf.Shutdown)
 	q, err := natsq.Connect(ctx, nf.URL(), nf.SchedulerConfig(natsq.Config{}), log)

@@ -5,14 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -75,7 +73,7 @@ func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil
 func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 	t.Helper()
 	dir := t.TempDir()
-	log := watchPermissions(t, logger())
+	log := natstest.WatchPermissions(t, logger())
 	nf := natstest.Start(t)
 	q, err := natsq.Connect(t.Context(), nf.URL(), nf.SchedulerConfig(cfg), log)
 	if err != nil {
@@ -308,57 +306,4 @@ func TestWorkerUploadsOutputs(t *testing.T) {
 	if _, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of B, too large to upload"))); !errors.Is(err, natsq.ErrObjectNotFound) {
 		t.Errorf("B's output, past its upload limit: GetObject = %v, want ErrObjectNotFound", err)
 	}
-}
-
-// watchPermissions returns a logger that passes log's records on and fails
-// t, when it ends, if anything logged a permissions violation: the
-// farm's NATS server refused something a worker or the scheduler did.
-func watchPermissions(t testing.TB, log *slog.Logger) *slog.Logger {
-	w := &violations{}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		for _, v := range w.seen {
-			t.Errorf("permissions violation on the bus: %s", v)
-		}
-	})
-	return slog.New(&violationHandler{Handler: log.Handler(), v: w})
-}
-
-type violations struct {
-	mu   sync.Mutex
-	seen []string
-}
-
-type violationHandler struct {
-	slog.Handler
-	v *violations
-}
-
-func (h *violationHandler) Enabled(context.Context, slog.Level) bool { return true }
-
-func (h *violationHandler) Handle(ctx context.Context, r slog.Record) error {
-	var b strings.Builder
-	b.WriteString(r.Message)
-	r.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	if strings.Contains(strings.ToLower(b.String()), "permissions violation") {
-		h.v.mu.Lock()
-		h.v.seen = append(h.v.seen, b.String())
-		h.v.mu.Unlock()
-	}
-	if !h.Handler.Enabled(ctx, r.Level) {
-		return nil
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h *violationHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return &violationHandler{Handler: h.Handler.WithAttrs(as), v: h.v}
-}
-
-func (h *violationHandler) WithGroup(name string) slog.Handler {
-	return &violationHandler{Handler: h.Handler.WithGroup(name), v: h.v}
 }
