@@ -318,6 +318,10 @@ func (f *Farm) AccountJWT() (string, error) {
 func (f *Farm) memberJWT(kp nkeys.KeyPair, name string, imports []string, revoked map[string]time.Time) (string, error) {
 	ac := jwt.NewAccountClaims(mustPublic(kp))
 	ac.Name = name
+	// One builder, however many workers it runs, does not get to hold the
+	// server's connections and subscriptions.
+	ac.Limits.Conn = MaxMemberConnections
+	ac.Limits.Subs = 64 * MaxMemberConnections
 	for _, subj := range imports {
 		ac.Imports.Add(&jwt.Import{Name: subj, Subject: jwt.Subject(subj), LocalSubject: jwt.RenamingSubject(memberSubject(subj)), Account: f.Account(), Type: jwt.Service})
 	}
@@ -336,6 +340,10 @@ func (f *Farm) memberJWT(kp nkeys.KeyPair, name string, imports []string, revoke
 	}
 	return s, nil
 }
+
+// MaxMemberConnections is how many connections a builder's account (or the
+// claimants') may have open at once.
+const MaxMemberConnections = 256
 
 // revokeAll is the time of a revocation of every JWT of a user.
 var revokeAll = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)

@@ -108,6 +108,9 @@ func TestBuilderAccountImportsOnlyItsOwn(t *testing.T) {
 		if ac.Limits.JetStreamLimits.DiskStorage != 0 || ac.Limits.JetStreamLimits.MemoryStorage != 0 {
 			t.Errorf("%s has JetStream of its own", ac.Name)
 		}
+		if ac.Limits.Conn != natsauth.MaxMemberConnections || ac.Limits.Subs <= 0 {
+			t.Errorf("%s may have %d connections and %d subscriptions; want %d and a bound", ac.Name, ac.Limits.Conn, ac.Limits.Subs, natsauth.MaxMemberConnections)
+		}
 	}
 	if accounts != 2 {
 		t.Errorf("%d builder accounts, want 2", accounts)
