@@ -172,8 +172,13 @@ func (s *Server) URL() string {
 	u := s.ns.ClientURL()
 	if s.tls {
 		if rest, ok := strings.CutPrefix(u, "nats://"); ok {
-			return "tls://" + rest
+			u = "tls://" + rest
 		}
+	}
+	// A server on every address is reached on this machine by loopback,
+	// which its certificate names.
+	for _, any := range []string{"//0.0.0.0:", "//[::]:"} {
+		u = strings.Replace(u, any, "//127.0.0.1:", 1)
 	}
 	return u
 }
