@@ -107,6 +107,8 @@ func TestSecretsStaySecret(t *testing.T) {
 			t.Errorf("worker --nats with a secret in the URL: want an error about NATS without the secret:\n%s%s", r.stdout, r.stderr)
 		}
 	}
+	// No credentials: the command line is wrong, and says what to get.
+	runLantern(t, dir, pw, "worker", "--nats", "nats://127.0.0.1:1", "--key", "w.key").fails(t, "worker without --creds", 2, "lantern builder add")
 	r := runLantern(t, dir, nil, "scheduler", "--data", data, "--nats", "nats://bob:hunter2-secret@127.0.0.1:1", "--listen", "127.0.0.1:0")
 	if r.code == 0 || strings.Contains(r.stdout+r.stderr, "secret") || !strings.Contains(r.stderr, "127.0.0.1:1") {
 		t.Errorf("scheduler --nats with a secret: exit %d\n%s%s", r.code, r.stdout, r.stderr)
