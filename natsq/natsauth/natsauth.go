@@ -506,7 +506,7 @@ func (f *Farm) Creds(name string, role natsq.Role, builder lantern.Digest) (cred
 
 // AppendCA appends the farm's CA certificate (PEM) to a credentials file,
 // after the user's JWT and seed, where the NATS tools do not look: the
-// worker takes it from there to verify the server ([CAFromCreds]).
+// worker takes it from there to verify the server (natsq.Connect).
 func AppendCA(creds, caPEM []byte) []byte {
 	var b bytes.Buffer
 	b.Write(creds)
@@ -514,16 +514,6 @@ func AppendCA(creds, caPEM []byte) []byte {
 	b.WriteString("The farm's NATS server presents a certificate signed by this CA.\n\n")
 	b.Write(caPEM)
 	return b.Bytes()
-}
-
-// CAFromCreds returns the CA certificates that AppendCA put in a
-// credentials file, or nil.
-func CAFromCreds(creds []byte) []byte {
-	i := bytes.Index(creds, []byte("-----BEGIN CERTIFICATE-----"))
-	if i < 0 {
-		return nil
-	}
-	return creds[i:]
 }
 
 // ServerConfig is what the server configuration of a farm holds besides

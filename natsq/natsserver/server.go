@@ -177,8 +177,8 @@ func (s *Server) URL() string {
 	}
 	// A server on every address is reached on this machine by loopback,
 	// which its certificate names.
-	for _, any := range []string{"//0.0.0.0:", "//[::]:"} {
-		u = strings.Replace(u, any, "//127.0.0.1:", 1)
+	for _, everywhere := range []string{"//0.0.0.0:", "//[::]:"} {
+		u = strings.Replace(u, everywhere, "//127.0.0.1:", 1)
 	}
 	return u
 }
