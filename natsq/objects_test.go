@@ -121,22 +121,29 @@ func TestObjects(t *testing.T) {
 	}
 }
 
-// A builder can put anything under any name in its own bucket: GetObject
-// takes an object only when its bytes are the ones its name says.
-func TestGetObjectPassesOverForgedObject(t *testing.T) {
+// forgerAndHonest starts a farm with two builders, the forger's bucket read
+// before the honest one's.
+func forgerAndHonest(t *testing.T) (*natstest.Farm, *natsq.Queue, lantern.Digest, lantern.Digest) {
+	t.Helper()
 	f := natstest.Start(t)
 	sched := connectScheduler(t, f, natsq.Config{})
-	ctx := testCtx(t)
-	// The forger's bucket is read before the honest builder's.
 	forger, honest := testBuilder("a"), testBuilder("b")
 	if natsq.BuilderBucket(forger) > natsq.BuilderBucket(honest) {
 		forger, honest = honest, forger
 	}
 	for _, b := range []lantern.Digest{forger, honest} {
-		if err := sched.EnsureBuilder(ctx, b, true); err != nil {
+		if err := sched.EnsureBuilder(testCtx(t), b, true); err != nil {
 			t.Fatalf("EnsureBuilder() = %v", err)
 		}
 	}
+	return f, sched, forger, honest
+}
+
+// A builder can put anything under any name in its own bucket: GetObject
+// takes an object only when its bytes are the ones its name says.
+func TestGetObjectPassesOverForgedObject(t *testing.T) {
+	f, sched, forger, honest := forgerAndHonest(t)
+	ctx := testCtx(t)
 	genuine, forged := []byte("the output the builders got"), []byte("something else")
 	d := lantern.DigestOf(genuine)
 
@@ -166,18 +173,8 @@ func TestGetObjectPassesOverForgedObject(t *testing.T) {
 // another builder's bucket is read then.
 func TestGetObjectGivesUpOnAStalledObject(t *testing.T) {
 	natsq.SetReadTimeForTest(t.Cleanup, 2*time.Second)
-	f := natstest.Start(t)
-	sched := connectScheduler(t, f, natsq.Config{})
+	f, sched, forger, honest := forgerAndHonest(t)
 	ctx := testCtx(t)
-	forger, honest := testBuilder("a"), testBuilder("b")
-	if natsq.BuilderBucket(forger) > natsq.BuilderBucket(honest) {
-		forger, honest = honest, forger
-	}
-	for _, b := range []lantern.Digest{forger, honest} {
-		if err := sched.EnsureBuilder(ctx, b, true); err != nil {
-			t.Fatalf("EnsureBuilder() = %v", err)
-		}
-	}
 	genuine := []byte("the genuine output")
 	d := lantern.DigestOf(genuine)
 	// The forger publishes an object's metadata: 8 chunks, none sent.

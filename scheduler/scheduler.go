@@ -200,9 +200,6 @@ func (s *Scheduler) register(ctx context.Context, e Enrolled) error {
 		return fmt.Errorf("builder %s: %w", id, err)
 	}
 	rec := BuilderRecord{ID: id, PublicKey: e.Key.MarshalPEM(), Name: e.Name, Added: s.cfg.Now().UTC(), Revoked: e.Revoked.UTC()}
-	if e.Revoked.IsZero() {
-		rec.Revoked = time.Time{}
-	}
 	if err := s.st.PutBuilder(ctx, rec); err != nil {
 		return fmt.Errorf("builder %s: %w", id, err)
 	}
