@@ -74,7 +74,7 @@ func TestSourceClaimNeedsSpecForGeneric(t *testing.T) {
 }
 
 func TestJobIDNamesTheSpec(t *testing.T) {
-	src := lantern.DigestOf([]byte("hello.tar.gz"))
+	src := lantern.Source{Name: "hello", Version: "1.0", Digest: lantern.DigestOf([]byte("hello.tar.gz"))}
 	a, b := validSpec(), validSpec()
 	b.Commands = append(b.Commands, "true")
 	same := validSpec()

@@ -149,6 +149,11 @@ type Rebuild struct {
 	Output  Digest `json:"output"`
 	Recipe  Recipe `json:"recipe"`
 	Builder Digest `json:"builder"` // key id of the builder
+	// Claim is the digest of the source claim's envelope the rebuild
+	// answers, so that anyone can follow author → claim → rebuild.
+	Claim Digest `json:"claim,omitzero"`
+	// Build is the digest of the build spec followed (generic recipe).
+	Build Digest `json:"build,omitzero"`
 	// Dependencies are the resolved inputs besides the source.
 	Dependencies []Dependency      `json:"dependencies,omitempty"`
 	Environment  map[string]string `json:"environment,omitempty"`
@@ -193,6 +198,10 @@ type RebuildFailure struct {
 	Label   string `json:"label,omitempty"`
 	Recipe  Recipe `json:"recipe"`
 	Builder Digest `json:"builder"`
+	// Claim and Build are as in Rebuild: the source claim answered and the
+	// build spec followed.
+	Claim Digest `json:"claim,omitzero"`
+	Build Digest `json:"build,omitzero"`
 	// Stage is where it failed: "fetch", "verify-inputs", "build", "export".
 	Stage  string `json:"stage"`
 	Reason string `json:"reason"`

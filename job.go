@@ -3,11 +3,21 @@ package lantern
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
 	"time"
 )
 
 // Job is one rebuild to do: a source with a recipe. Every builder does every
 // job once; the worker processes of one builder share its jobs.
+//
+// A job carries the signed source claim it was made from (Envelope), and
+// every other field but Created derives from that claim (JobFromClaim): a
+// worker checks the signature against the claim keys its operator accepts
+// and rebuilds only a job that is exactly what its claim says, so that
+// whoever can publish on the bus cannot make a builder build anything its
+// operator would not have built anyway.
 type Job struct {
 	ID     string `json:"id"`
 	Source Source `json:"source"`
@@ -20,21 +30,87 @@ type Job struct {
 	// Build is the source claim's build spec, for the generic recipe.
 	Build *BuildSpec `json:"build,omitempty"`
 	// Claim is the digest of the source claim's envelope that made the job.
-	Claim   Digest    `json:"claim"`
-	Created time.Time `json:"created"`
+	Claim Digest `json:"claim"`
+	// Envelope is that envelope, as the claimer signed it.
+	Envelope json.RawMessage `json:"envelope,omitempty"`
+	Created  time.Time       `json:"created"`
 }
 
-// JobID names the job of a source, a recipe and, for the generic recipe, a
-// build spec (nil for the others). It is derived from them, so that the same
-// claim posted twice, or two claims of the same source, make one job; two
-// claims that build a source two ways make two.
-func JobID(source Digest, recipe string, build *BuildSpec) string {
+// RecipeVersion is one version of a recipe as a farm checks attestations
+// against it: its name, how attestations name it, and the labels of the
+// outputs a build of a job with it makes.
+type RecipeVersion struct {
+	Name   string
+	Ref    Recipe
+	Labels func(Job) []string
+}
+
+// RecipeName returns the recipe that rebuilds the claim's source: the one it
+// names, or "go" for a claim that names none and gives a Go module hash.
+func (c *SourceClaim) RecipeName() string {
+	if c.Recipe == "" && c.Source.GoSum != "" {
+		return "go"
+	}
+	return c.Recipe
+}
+
+// JobFromClaim returns the job that the source claim c, whose envelope is
+// envelope, makes. Created is left zero: it is the only field that does
+// not derive from the claim.
+func JobFromClaim(c *SourceClaim, envelope []byte) Job {
+	recipe := c.RecipeName()
+	return Job{
+		ID:        JobID(c.Source, recipe, c.Build),
+		Source:    c.Source,
+		Recipe:    recipe,
+		Fetch:     c.Fetch,
+		Published: c.Artefacts,
+		Build:     c.Build,
+		Claim:     DigestOf(envelope),
+		Envelope:  json.RawMessage(envelope),
+	}
+}
+
+// MatchesClaim reports, as an error naming the first field that differs,
+// whether j is the job that claim (whose envelope is j.Envelope) makes. A
+// job that does not match is not what its claimer signed.
+func (j *Job) MatchesClaim(claim *SourceClaim) error {
+	want := JobFromClaim(claim, j.Envelope)
+	switch {
+	case j.Claim != want.Claim:
+		return fmt.Errorf("claim: the job names claim %s, its envelope is %s", j.Claim, want.Claim)
+	case j.ID != want.ID:
+		return fmt.Errorf("id: the job is %q, its claim makes %q", j.ID, want.ID)
+	case j.Source != want.Source:
+		return fmt.Errorf("source: the job is about %s (%s), its claim about %s (%s)", j.Source, j.Source.Digest, want.Source, want.Source.Digest)
+	case j.Recipe != want.Recipe:
+		return fmt.Errorf("recipe: the job says %q, its claim %q", j.Recipe, want.Recipe)
+	case j.Fetch != want.Fetch:
+		return fmt.Errorf("fetch: the job says %q, its claim %q", truncate(j.Fetch), truncate(want.Fetch))
+	case !maps.Equal(j.Published, want.Published):
+		return fmt.Errorf("published: the job's artefacts are not its claim's")
+	case (j.Build == nil) != (want.Build == nil):
+		return fmt.Errorf("build: the job and its claim disagree on having a build spec")
+	case j.Build != nil && j.Build.Digest() != want.Build.Digest():
+		return fmt.Errorf("build: the job's build spec is %s, its claim's %s", j.Build.Digest(), want.Build.Digest())
+	}
+	return nil
+}
+
+// JobID names the job of a source built with a recipe and, for the generic
+// recipe, a build spec (nil for the others). It covers every parameter the
+// build depends on — for the go recipe the package path (the source's
+// name) and version, for the generic recipe the spec — so that the same
+// claim posted twice, or two claims of one source built one way, make one
+// job, and two commands of one module, or one source built two ways, make
+// two.
+func JobID(source Source, recipe string, build *BuildSpec) string {
 	h := sha256.New()
-	h.Write([]byte(source.String()))
-	h.Write([]byte{0})
-	h.Write([]byte(recipe))
-	if build != nil {
+	for _, s := range []string{"lantern job v2", source.Name, source.Version, source.Digest.String(), source.GoSum, recipe} {
+		h.Write([]byte(s))
 		h.Write([]byte{0})
+	}
+	if build != nil {
 		h.Write([]byte(build.Digest().String()))
 	}
 	return "j" + hex.EncodeToString(h.Sum(nil)[:16])

@@ -20,6 +20,10 @@ const (
 	StatusPending Status = "pending"
 	// StatusFailed: builders answered, and every one of them failed to build.
 	StatusFailed Status = "failed"
+	// StatusConflict: claims give the source's name@version more than one
+	// source archive ("more than one checksum", as the Go checksum database
+	// says). The builders' groups still show what each source rebuilt to.
+	StatusConflict Status = "conflict"
 )
 
 // Outcome is what one builder reported for one (source, label): an output,
@@ -34,6 +38,9 @@ type Outcome struct {
 	// Attestation is the digest of the signed envelope that reported it.
 	Attestation Digest    `json:"attestation"`
 	Finished    time.Time `json:"finished"`
+	// Revoked says that the builder was removed from the farm: its outcome
+	// is shown, and does not count.
+	Revoked bool `json:"revoked,omitempty"`
 }
 
 // Failed reports whether the outcome is a failed rebuild.
@@ -47,23 +54,50 @@ type Group struct {
 	Published bool `json:"published,omitempty"`
 }
 
-// Verdict is the verdict on one (source, label) with its evidence: the
-// builders grouped by the output they got, largest group first. The API, the
+// Verdict is the verdict on what was built — one job (a source, a recipe
+// and its spec) and one label — with its evidence: the builders grouped by
+// the output they got, largest group first. Where claims of the job publish
+// different artefacts under the label, each published artefact has a
+// verdict of its own, naming the claims (and their signers) that publish
+// it: one claimer cannot change the comparison with another's. The API, the
 // dashboard and `lantern verify` all read this one struct.
 type Verdict struct {
-	Source    Source    `json:"source"`
-	Label     string    `json:"label"`
-	Status    Status    `json:"status"`
-	Threshold int       `json:"threshold"`
-	Published Digest    `json:"published,omitzero"`
-	Groups    []Group   `json:"groups"`
-	Failures  []Outcome `json:"failures,omitempty"`
+	Source Source `json:"source"`
+	Label  string `json:"label"`
+	// Job is the id of the job whose rebuilds are compared; Recipe its
+	// recipe and Build its build spec's digest (generic recipe).
+	Job       string `json:"job,omitempty"`
+	Recipe    string `json:"recipe,omitempty"`
+	Build     Digest `json:"build,omitzero"`
+	Status    Status `json:"status"`
+	Threshold int    `json:"threshold"`
+	// Published is the artefact the Claims publish under Label, or zero.
+	Published Digest `json:"published,omitzero"`
+	// Claims are the source claims compared here: those of the job that
+	// publish Published (or, for a zero Published, nothing) under Label.
+	Claims   []ClaimRef `json:"claims,omitempty"`
+	Groups   []Group    `json:"groups"`
+	Failures []Outcome  `json:"failures,omitempty"`
+	// Revoked are the outcomes of builders removed from the farm.
+	Revoked []Outcome `json:"revoked,omitempty"`
+	// Conflicts are the other source archives that claims give the same
+	// name@version; with any, Status is StatusConflict.
+	Conflicts []Digest `json:"conflicts,omitempty"`
+}
+
+// ClaimRef names a source claim by its envelope's digest and its signer.
+type ClaimRef struct {
+	Envelope Digest `json:"envelope"`
+	Signer   Digest `json:"signer"`
 }
 
 // Decide computes the verdict on (source, label) from the builders'
-// outcomes. published is the artefact the project published under label, or
-// zero; threshold is how many distinct builders must agree. A builder counts
-// once: where it reported more than once, its latest outcome stands.
+// outcomes, in the order the farm received them. published is the artefact
+// the project published under label, or zero; threshold is how many distinct
+// builders must agree. A builder counts once: where it reported more than
+// once, the outcome received last stands — the farm's order, not the
+// builder's clock, which a builder sets as it likes. A revoked builder's
+// outcome is listed in Revoked and does not count.
 func Decide(source Source, label string, published Digest, threshold int, outcomes []Outcome) Verdict {
 	if threshold < 1 {
 		threshold = 1
@@ -71,13 +105,15 @@ func Decide(source Source, label string, published Digest, threshold int, outcom
 	v := Verdict{Source: source, Label: label, Threshold: threshold, Published: published, Groups: []Group{}}
 	latest := map[Digest]Outcome{}
 	for _, o := range outcomes {
-		if prev, ok := latest[o.Builder]; !ok || o.Finished.After(prev.Finished) {
-			latest[o.Builder] = o
-		}
+		latest[o.Builder] = o
 	}
 	byOutput := map[Digest]int{} // output → index in v.Groups
 	for _, b := range sortedKeys(latest) {
 		o := latest[b]
+		if o.Revoked {
+			v.Revoked = append(v.Revoked, o)
+			continue
+		}
 		if o.Failed() {
 			v.Failures = append(v.Failures, o)
 			continue

@@ -51,11 +51,19 @@ func TestDecide(t *testing.T) {
 			}
 		})
 	}
-	// A builder's latest outcome stands.
-	later := ok("a", "y")
-	later.Finished = at.Add(time.Hour)
-	v := lantern.Decide(src, "hello", lantern.Digest{}, 1, []lantern.Outcome{ok("a", "x"), later})
+	// The outcome the farm received last stands, whatever the builder's
+	// clock says: one dated in the future does not outvote a later one.
+	future := ok("a", "x")
+	future.Finished = at.AddDate(100, 0, 0)
+	v := lantern.Decide(src, "hello", lantern.Digest{}, 1, []lantern.Outcome{future, ok("a", "y")})
 	if len(v.Groups) != 1 || v.Groups[0].Output != out("y") {
-		t.Errorf("Decide() groups = %+v, want the later output only", v.Groups)
+		t.Errorf("Decide() groups = %+v, want the output received last only", v.Groups)
+	}
+	// A revoked builder's outcome is listed, and does not count.
+	revoked := ok("c", "z")
+	revoked.Revoked = true
+	v = lantern.Decide(src, "hello", lantern.Digest{}, 2, []lantern.Outcome{ok("a", "x"), ok("b", "x"), revoked})
+	if v.Status != lantern.StatusReproduced || len(v.Groups) != 1 || len(v.Revoked) != 1 || v.Revoked[0].Builder != b("c") {
+		t.Errorf("Decide() with a revoked builder = %s %+v revoked %+v, want reproduced by a and b, c listed as revoked", v.Status, v.Groups, v.Revoked)
 	}
 }

@@ -236,6 +236,10 @@ func decodeProvenance(d *decoder) (*rebuildDraft, error) {
 							return str(d, &r.Label)
 						case "recipe":
 							return digestValue(d, &r.Recipe.Digest)
+						case "claim":
+							return digestValue(d, &r.Claim)
+						case "build":
+							return digestValue(d, &r.Build)
 						}
 						return d.UnknownField(name)
 					})

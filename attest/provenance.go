@@ -32,6 +32,10 @@ type ExternalParameters struct {
 	Source lantern.Source `json:"source"`
 	Label  string         `json:"label"`
 	Recipe lantern.Digest `json:"recipe,omitzero"`
+	// Claim is the digest of the source claim's envelope the build answers.
+	Claim lantern.Digest `json:"claim,omitzero"`
+	// Build is the digest of the build spec followed (generic recipe).
+	Build lantern.Digest `json:"build,omitzero"`
 }
 
 // InternalParameters are what the builder fixed: the build environment.
@@ -95,6 +99,8 @@ func rebuildProvenance(r *lantern.Rebuild) *Provenance {
 				Source: r.Source,
 				Label:  r.Label,
 				Recipe: r.Recipe.Digest,
+				Claim:  r.Claim,
+				Build:  r.Build,
 			},
 			ResolvedDependencies: []ResourceDescriptor{descriptor(depSource, "", r.Source.Digest)},
 		},

@@ -105,8 +105,9 @@ func (f *fixture) claim(name, version string, published map[string]string) lante
 		f.t.Fatal(err)
 	}
 	d := lantern.DigestOf(raw)
-	id := lantern.JobID(c.Source.Digest, "go", nil)
-	job := lantern.Job{ID: id, Source: c.Source, Recipe: "go", Published: c.Artefacts, Claim: d, Created: c.Time}
+	job := lantern.JobFromClaim(c, raw)
+	job.Created = c.Time
+	id := job.ID
 	rec := scheduler.ClaimRecord{Envelope: d, Raw: raw, Claim: *c, Signer: claimKey.ID(), Jobs: []string{id}, Received: c.Time}
 	if _, err := f.st.PutClaims(f.t.Context(), []scheduler.ClaimRecord{rec}, []lantern.Job{job}); err != nil {
 		f.t.Fatal(err)
@@ -172,12 +173,13 @@ func (f *fixture) record(job lantern.Job, builder *keys.Private, c lantern.Claim
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	ctx := context.Background()
-	outcomes, err := f.st.Outcomes(ctx, rec.Source.Name, rec.Source.Version, rec.Label)
+	outcomes, err := f.st.Outcomes(ctx, rec.JobID, rec.Label)
 	if err != nil {
 		f.t.Fatal(err)
 	}
 	verdict := lantern.Decide(rec.Source, rec.Label, job.Published[rec.Label], f.threshold, append(outcomes, rec.Outcome()))
-	if err := f.st.PutAttestation(ctx, rec, verdict); err != nil {
+	verdict.Job, verdict.Recipe, verdict.Claims = job.ID, job.Recipe, []lantern.ClaimRef{{Envelope: job.Claim, Signer: claimKey.ID()}}
+	if err := f.st.PutAttestation(ctx, rec, []lantern.Verdict{verdict}); err != nil {
 		f.t.Fatal(err)
 	}
 	return rec

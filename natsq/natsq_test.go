@@ -82,10 +82,10 @@ func testCtx(t *testing.T) context.Context {
 func testBuilder(name string) lantern.Digest { return lantern.DigestOf([]byte("builder key " + name)) }
 
 func testJob(n int) lantern.Job {
-	src := lantern.DigestOf(fmt.Appendf(nil, "source %d", n))
+	src := lantern.Source{Name: "example.com/m", Version: fmt.Sprintf("v1.0.%d", n), Digest: lantern.DigestOf(fmt.Appendf(nil, "source %d", n))}
 	return lantern.Job{
 		ID:      lantern.JobID(src, "go", nil),
-		Source:  lantern.Source{Name: "example.com/m", Version: fmt.Sprintf("v1.0.%d", n), Digest: src},
+		Source:  src,
 		Recipe:  "go",
 		Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),
 	}

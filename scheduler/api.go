@@ -200,7 +200,7 @@ func (s *Scheduler) postAttestation(w http.ResponseWriter, r *http.Request) erro
 	if _, err := s.st.Attestation(r.Context(), rec.Envelope); err == nil {
 		return fmt.Errorf("attestation %s: envelope %w", rec.Envelope, ErrDuplicate)
 	}
-	outcomes, err := s.st.Outcomes(r.Context(), rec.Source.Name, rec.Source.Version, rec.Label)
+	outcomes, err := s.st.Outcomes(r.Context(), rec.JobID, rec.Label)
 	if err != nil {
 		return err
 	}

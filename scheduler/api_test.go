@@ -20,10 +20,11 @@ func rebuiltWithLog(t testing.TB, builder *keys.Private, job lantern.Job, output
 	t.Helper()
 	r := &lantern.Rebuild{
 		Source:   job.Source,
-		Label:    "bin",
+		Label:    goLabel(job.Source.Name),
 		Output:   lantern.DigestOf([]byte(output)),
-		Recipe:   lantern.Recipe{BuildType: attest.URIBase + "recipes/go/v1"},
+		Recipe:   goRecipe(t),
 		Builder:  builder.ID(),
+		Claim:    job.Claim,
 		JobID:    job.ID,
 		Started:  time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC),
 		Finished: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC),

@@ -13,6 +13,7 @@ import (
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 )
@@ -54,7 +55,7 @@ func BenchmarkIngestClaimsOpen(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: []*keys.Public{builderA.Public(), builderB.Public()}, Backlog: true}, q, st, testLogger(b))
+	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: []*keys.Public{builderA.Public(), builderB.Public()}, Backlog: true}, q, st, testLogger(b))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -50,7 +50,7 @@ func TestDiffoscopeReports(t *testing.T) {
 	eventually(t, "the report on A's and B's outputs", func() bool {
 		return f.do("GET", "/api/v1/diffs/"+a.String()+"/"+b.String(), nil, &rec) == http.StatusOK && rec.State != scheduler.DiffPending
 	})
-	if rec.State != scheduler.DiffDone || rec.Label != "bin" || rec.Source != job.Source {
+	if rec.State != scheduler.DiffDone || rec.Label != goLabel(job.Source.Name) || rec.Source != job.Source {
 		t.Fatalf("report = %+v, want done, on %s label bin", rec, job.Source)
 	}
 	report := f.text(t, "/api/v1/diffs/"+b.String()+"/"+a.String()+"/report") // either order
@@ -59,7 +59,8 @@ func TestDiffoscopeReports(t *testing.T) {
 	if v.Groups[0].Output == b { // the first group's output is the report's a
 		first, second = "2", "1"
 	}
-	for _, line := range []string{"--- a/bin", "+++ b/bin", "-built at " + first, "+built at " + second} {
+	label := goLabel(job.Source.Name)
+	for _, line := range []string{"--- a/" + label, "+++ b/" + label, "-built at " + first, "+built at " + second} {
 		if !strings.Contains("\n"+report, "\n"+line+"\n") {
 			t.Errorf("report has no line %q:\n%s", line, report)
 		}

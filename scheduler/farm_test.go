@@ -20,6 +20,7 @@ import (
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 )
@@ -33,10 +34,13 @@ import (
 
 var (
 	claimKey = mustKey()
-	builderA = mustKey()
-	builderB = mustKey()
-	builderC = mustKey()
-	stranger = mustKey()
+	// claimKey2 is a second key whose claims the farm accepts: another
+	// author, or a bridge.
+	claimKey2 = mustKey()
+	builderA  = mustKey()
+	builderB  = mustKey()
+	builderC  = mustKey()
+	stranger  = mustKey()
 )
 
 func mustKey() *keys.Private {
@@ -143,7 +147,7 @@ func (f *farm) startScheduler() {
 	for _, b := range f.builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}, q, st, testLogger(f.t))
+	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public(), claimKey2.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}, q, st, testLogger(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -195,7 +199,7 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 		Time:   time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 	}
 	if !published.IsZero() {
-		c.Artefacts = map[string]lantern.Digest{"bin": published}
+		c.Artefacts = map[string]lantern.Digest{goLabel(name): published}
 	}
 	env, err := attest.Sign(c, signer)
 	if err != nil {
@@ -205,7 +209,20 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, lantern.Job{ID: lantern.JobID(c.Source.Digest, "go", nil), Source: c.Source}
+	return b, lantern.JobFromClaim(c, b)
+}
+
+// goLabel is the label of the go recipe's output for package name.
+func goLabel(name string) string { return recipes.GoLabel(name, "linux", "amd64") }
+
+// goRecipe is the go recipe as attestations name it.
+func goRecipe(t testing.TB) lantern.Recipe {
+	t.Helper()
+	r, err := recipes.Load("go")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r.Ref()
 }
 
 // rebuilt signs, as builder, a rebuild of job's source to output.
@@ -213,10 +230,11 @@ func rebuilt(t testing.TB, builder *keys.Private, job lantern.Job, output string
 	t.Helper()
 	r := &lantern.Rebuild{
 		Source:   job.Source,
-		Label:    "bin",
+		Label:    goLabel(job.Source.Name),
 		Output:   lantern.DigestOf([]byte(output)),
-		Recipe:   lantern.Recipe{BuildType: attest.URIBase + "recipes/go/v1"},
+		Recipe:   goRecipe(t),
 		Builder:  builder.ID(),
+		Claim:    job.Claim,
 		JobID:    job.ID,
 		Started:  time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC),
 		Finished: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC),

@@ -45,6 +45,12 @@ func TestRevokedBuilder(t *testing.T) {
 	if err := f.s.SetBuilders(t.Context(), []scheduler.Enrolled{{Key: builderC.Public(), Name: "carol", Revoked: revokedAt}}); err != nil {
 		t.Fatalf("SetBuilders(revoke carol) = %v", err)
 	}
+	// At once, her rebuild stops counting in the verdict it was in.
+	var before struct{ Verdicts []lantern.Verdict }
+	f.do("GET", "/api/v1/sources/"+job.Source.String(), nil, &before)
+	if len(before.Verdicts) != 1 || len(before.Verdicts[0].Groups) != 0 || len(before.Verdicts[0].Revoked) != 1 {
+		t.Errorf("verdict right after carol's revocation = %+v, want her outcome among the revoked and no group", before.Verdicts)
+	}
 	if _, err := f.q.Jobs(t.Context(), builderC.ID()); !errors.Is(err, natsq.ErrUnknownBuilder) {
 		t.Errorf("carol's consumer after her revocation: Jobs() = %v, want ErrUnknownBuilder", err)
 	}
@@ -63,11 +69,7 @@ func TestRevokedBuilder(t *testing.T) {
 	}
 	mA := takeJob(t, f.builder(builderA), builderA)
 	a := f.builder(builderA)
-	for _, id := range []string{job.ID, job2.ID} {
-		j := lantern.Job{ID: id, Source: job.Source}
-		if id == job2.ID {
-			j.Source = job2.Source
-		}
+	for _, j := range []lantern.Job{job, job2} {
 		if err := a.PublishResult(t.Context(), builderA.ID(), rebuilt(t, builderA, j, "alice's output")); err != nil {
 			t.Fatal(err)
 		}
@@ -88,6 +90,20 @@ func TestRevokedBuilder(t *testing.T) {
 	f.do("GET", "/api/v1/sources/"+job.Source.String(), nil, &src)
 	if len(src.Attestations) != 2 {
 		t.Errorf("the first source has %d attestations, want carol's (kept) and alice's", len(src.Attestations))
+	}
+	// Carol's outcome is shown as revoked and no longer counts: alice's
+	// output stands alone.
+	var verdicts struct{ Verdicts []lantern.Verdict }
+	f.do("GET", "/api/v1/sources/"+job.Source.String(), nil, &verdicts)
+	if len(verdicts.Verdicts) != 1 {
+		t.Fatalf("verdicts of the first source: %+v, want one", verdicts.Verdicts)
+	}
+	v := verdicts.Verdicts[0]
+	if len(v.Revoked) != 1 || v.Revoked[0].Builder != builderC.ID() || !v.Revoked[0].Revoked {
+		t.Errorf("revoked outcomes = %+v, want carol's", v.Revoked)
+	}
+	if len(v.Groups) != 1 || len(v.Groups[0].Builders) != 1 || v.Groups[0].Builders[0] != builderA.ID() || v.Status != lantern.StatusPending {
+		t.Errorf("verdict = %s %+v, want pending with alice alone (carol's output does not count)", v.Status, v.Groups)
 	}
 	var builders struct {
 		Builders []struct {

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -47,6 +48,10 @@ type Config struct {
 	Backlog bool
 	// Recipes are the recipe names the farm can rebuild with.
 	Recipes []string
+	// RecipeVersions are the versions of recipes whose attestations the
+	// farm accepts (recipes.Versions()); an attestation of another recipe
+	// digest is refused.
+	RecipeVersions []lantern.RecipeVersion
 	// MaxBody bounds API request bodies (default 1 MiB).
 	MaxBody int64
 	// Now is the clock (default time.Now).
@@ -236,8 +241,38 @@ func (s *Scheduler) SetBuilders(ctx context.Context, enrolled []Enrolled) error 
 		} else {
 			s.log.Warn("builder revoked", "builder", id.Short(), "name", e.Name, "at", e.Revoked)
 		}
+		// Its outcomes stop counting (or count again): every verdict it
+		// is in is decided again.
+		if err := s.refreshBuilder(ctx, id); err != nil {
+			return fmt.Errorf("builder %s: verdicts: %w", id, err)
+		}
 	}
 	return nil
+}
+
+// refreshBuilder recomputes the verdicts of every job builder answered.
+func (s *Scheduler) refreshBuilder(ctx context.Context, builder lantern.Digest) error {
+	done := map[string]bool{}
+	page := Page{Count: 1000}
+	for {
+		atts, next, err := s.st.AttestationsByBuilder(ctx, builder, page)
+		if err != nil {
+			return err
+		}
+		for _, a := range atts {
+			if a.JobID == "" || done[a.JobID] {
+				continue
+			}
+			done[a.JobID] = true
+			if err := s.refreshJob(ctx, a.JobID); err != nil && !errors.Is(err, ErrNotFound) {
+				return err
+			}
+		}
+		if next == "" {
+			return nil
+		}
+		page.Cursor = next
+	}
 }
 
 // Errors of ingest that the API turns into status codes.
@@ -285,22 +320,19 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	if !ok {
 		return nil, fmt.Errorf("%w: a %s claim", ErrNotASource, v.Claim.Kind())
 	}
-	recipe := sc.Recipe
-	if recipe == "" && sc.Source.GoSum != "" {
-		recipe = "go"
-	}
+	recipe := sc.RecipeName()
 	if !s.recipes[recipe] {
 		return nil, fmt.Errorf("%w %q: this farm rebuilds with %s", ErrUnknownRecipe, recipe, strings.Join(s.cfg.Recipes, ", "))
 	}
-	id := lantern.JobID(sc.Source.Digest, recipe, sc.Build)
 	now := received.UTC()
 	if received.IsZero() {
 		now = s.cfg.Now().UTC()
 	}
-	d := lantern.DigestOf(raw)
+	job := lantern.JobFromClaim(sc, raw)
+	job.Created = now
 	return &verifiedClaim{
-		rec: ClaimRecord{Envelope: d, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{id}, Received: now},
-		job: lantern.Job{ID: id, Source: sc.Source, Recipe: recipe, Fetch: sc.Fetch, Published: sc.Artefacts, Build: sc.Build, Claim: d, Created: now},
+		rec: ClaimRecord{Envelope: job.Claim, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{job.ID}, Received: now},
+		job: job,
 	}, nil
 }
 
@@ -387,13 +419,23 @@ func (s *Scheduler) ingestClaims(ctx context.Context, msgs []Message, publish bo
 	if err != nil {
 		return fail(fmt.Errorf("store claims: %w", err))
 	}
+	joined := map[string]bool{}
 	for i, a := range added {
 		if a {
 			s.metrics.claims.WithLabelValues("accepted").Inc()
 			s.log.Info("claim accepted", "source", recs[i].Claim.Source.String(), "job", recs[i].Jobs[0], "signer", recs[i].Signer.Short())
+			if id := recs[i].Jobs[0]; !fresh[id] {
+				joined[id] = true
+			}
 		}
 	}
 	s.metrics.jobs.Add(float64(len(jobs)))
+	// A claim of a job that has rebuilds already gets its own comparisons.
+	for id := range joined {
+		if err := s.refreshJob(ctx, id); err != nil {
+			s.log.Warn("verdicts of a job a new claim joined not recomputed", "job", id, "error", err)
+		}
+	}
 	return errs
 }
 
@@ -449,9 +491,11 @@ func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, ra
 	switch c := v.Claim.(type) {
 	case *lantern.Rebuild:
 		rec.JobID, rec.Source, rec.Label, rec.Output, rec.Recipe = c.JobID, c.Source, c.Label, c.Output, c.Recipe
+		rec.Claim, rec.Build = c.Claim, c.Build
 		rec.Started, rec.Finished, rec.Log = c.Started, c.Finished, c.Log
 	case *lantern.RebuildFailure:
 		rec.JobID, rec.Source, rec.Label, rec.Recipe = c.JobID, c.Source, c.Label, c.Recipe
+		rec.Claim, rec.Build = c.Claim, c.Build
 		rec.Stage, rec.Reason = c.Stage, c.Reason
 		rec.Started, rec.Finished, rec.Log = c.Started, c.Finished, c.Log
 	default:
@@ -464,10 +508,53 @@ func (s *Scheduler) verifyResult(ctx context.Context, builder lantern.Digest, ra
 	if err != nil {
 		return nil, err
 	}
-	if js := job.Job.Source; js.Name != rec.Source.Name || js.Version != rec.Source.Version || js.Digest != rec.Source.Digest {
-		return nil, fmt.Errorf("%w: job %s is %s (%s), the attestation is about %s (%s)", ErrWrongJob, rec.JobID, js, js.Digest, rec.Source, rec.Source.Digest)
+	if err := answers(s.cfg.RecipeVersions, job.Job, rec); err != nil {
+		return nil, fmt.Errorf("%w %s: %w", ErrWrongJob, rec.JobID, err)
 	}
 	return &verifiedResult{rec: rec, job: job}, nil
+}
+
+// answers reports, naming the field, whether the attestation rec answers
+// job: about its source and its claim, built with its recipe (a version of
+// it the farm knows) and its build spec, under a label that the job's
+// claim and recipe make. An attestation of anything else would count, in
+// the job's verdict, a build nobody asked for.
+func answers(versions []lantern.RecipeVersion, job lantern.Job, rec AttestationRecord) error {
+	if rec.Source != job.Source {
+		return fmt.Errorf("source: the job is %s (%s), the attestation is about %s (%s)", job.Source, job.Source.Digest, rec.Source, rec.Source.Digest)
+	}
+	if rec.Claim != job.Claim {
+		return fmt.Errorf("claim: the job answers source claim %s, the attestation names %s", job.Claim, rec.Claim)
+	}
+	i := slices.IndexFunc(versions, func(v lantern.RecipeVersion) bool { return v.Ref.Digest == rec.Recipe.Digest })
+	if i < 0 {
+		return fmt.Errorf("recipe.digest %s: not a version of a recipe this farm knows", rec.Recipe.Digest)
+	}
+	r := versions[i]
+	if r.Name != job.Recipe {
+		return fmt.Errorf("recipe: the job is built with %q, the attestation followed %s (%s)", job.Recipe, r.Name, r.Ref.BuildType)
+	}
+	if rec.Recipe.BuildType != r.Ref.BuildType {
+		return fmt.Errorf("recipe.buildType %q: the recipe with that digest is %q", rec.Recipe.BuildType, r.Ref.BuildType)
+	}
+	var build lantern.Digest
+	if job.Build != nil {
+		build = job.Build.Digest()
+	}
+	if rec.Build != build {
+		return fmt.Errorf("build: the job's build spec is %s, the attestation followed %s", build, rec.Build)
+	}
+	labels := r.Labels(job)
+	for l := range job.Published {
+		if !slices.Contains(labels, l) {
+			labels = append(labels, l)
+		}
+	}
+	if rec.Label != "" && !slices.Contains(labels, rec.Label) {
+		slices.Sort(labels)
+		return fmt.Errorf("label %q: the job's recipe and claim name %s", rec.Label, strings.Join(labels, ", "))
+	}
+	return nil
 }
 
 // ingestResults verifies and stores a batch of attestations from the results
@@ -518,13 +605,16 @@ func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, m 
 	}
 	s.resultsMu.Lock()
 	defer s.resultsMu.Unlock()
-	outcomes, err := s.st.Outcomes(ctx, rec.Source.Name, rec.Source.Version, rec.Label)
+	outcomes, err := s.st.Outcomes(ctx, rec.JobID, rec.Label)
 	if err != nil {
 		return err
 	}
 	outcomes = append(outcomes, rec.Outcome())
-	verdict := lantern.Decide(rec.Source, rec.Label, vr.job.Job.Published[rec.Label], s.cfg.Threshold, outcomes)
-	if err := s.st.PutAttestation(ctx, rec, verdict); err != nil {
+	verdicts, err := s.decide(ctx, &vr.job.Job, rec.Label, outcomes)
+	if err != nil {
+		return err
+	}
+	if err := s.st.PutAttestation(ctx, rec, verdicts); err != nil {
 		if errors.Is(err, ErrDuplicate) {
 			s.metrics.attestations.WithLabelValues("duplicate").Inc()
 			return &Permanent{Err: err}
@@ -532,10 +622,87 @@ func (s *Scheduler) recordResult(ctx context.Context, builder lantern.Digest, m 
 		return err
 	}
 	s.metrics.attestations.WithLabelValues("accepted").Inc()
-	if len(verdict.Groups) > 1 {
+	if len(verdicts[0].Groups) > 1 {
 		s.wakeDiffs()
 	}
-	s.log.Info("attestation recorded", "builder", rec.Builder.Short(), "job", rec.JobID, "source", rec.Source.String(), "label", rec.Label, "verdict", verdict.Status)
+	s.log.Info("attestation recorded", "builder", rec.Builder.Short(), "job", rec.JobID, "source", rec.Source.String(), "label", rec.Label, "verdict", verdicts[0].Status)
+	return nil
+}
+
+// decide returns the verdicts on job's label from its outcomes, in the
+// order the farm received them: one per artefact that the job's claims
+// publish under the label (zero for none), each naming its claims, so that
+// every claimer's published artefact is compared on its own. Outcomes of
+// revoked builders are marked and do not count.
+func (s *Scheduler) decide(ctx context.Context, job *lantern.Job, label string, outcomes []lantern.Outcome) ([]lantern.Verdict, error) {
+	claims, err := s.st.ClaimsOf(ctx, job.Source.Name, job.Source.Version)
+	if err != nil {
+		return nil, err
+	}
+	s.buildersMu.RLock()
+	for i, o := range outcomes {
+		if e, ok := s.builders[o.Builder]; ok && !e.Revoked.IsZero() {
+			outcomes[i].Revoked = true
+		}
+	}
+	s.buildersMu.RUnlock()
+	byPublished := map[lantern.Digest][]lantern.ClaimRef{}
+	var order []lantern.Digest
+	for _, c := range claims {
+		if !slices.Contains(c.Jobs, job.ID) {
+			continue
+		}
+		p := c.Claim.Artefacts[label]
+		if _, ok := byPublished[p]; !ok {
+			order = append(order, p)
+		}
+		byPublished[p] = append(byPublished[p], lantern.ClaimRef{Envelope: c.Envelope, Signer: c.Signer})
+	}
+	if len(order) == 0 {
+		// The job's claims are stored with it; a store without them has
+		// lost them, and the rebuilds are still worth a verdict.
+		order = append(order, job.Published[label])
+	}
+	var buildDigest lantern.Digest
+	if job.Build != nil {
+		buildDigest = job.Build.Digest()
+	}
+	verdicts := make([]lantern.Verdict, 0, len(order))
+	for _, p := range order {
+		v := lantern.Decide(job.Source, label, p, s.cfg.Threshold, outcomes)
+		v.Job, v.Recipe, v.Build, v.Claims = job.ID, job.Recipe, buildDigest, byPublished[p]
+		verdicts = append(verdicts, v)
+	}
+	return verdicts, nil
+}
+
+// refreshJob recomputes the verdicts on every label of a job that has
+// outcomes: after a claim joined it, or a builder that answered it was
+// revoked.
+func (s *Scheduler) refreshJob(ctx context.Context, id string) error {
+	job, err := s.st.Job(ctx, id)
+	if err != nil {
+		return err
+	}
+	s.resultsMu.Lock()
+	defer s.resultsMu.Unlock()
+	labels, err := s.st.OutcomeLabels(ctx, id)
+	if err != nil {
+		return err
+	}
+	for _, label := range labels {
+		outcomes, err := s.st.Outcomes(ctx, id, label)
+		if err != nil {
+			return err
+		}
+		verdicts, err := s.decide(ctx, &job.Job, label, outcomes)
+		if err != nil {
+			return err
+		}
+		if err := s.st.PutVerdicts(ctx, verdicts); err != nil {
+			return err
+		}
+	}
 	return nil
 }
 

@@ -30,14 +30,21 @@ type Store interface {
 	// goes back to an earlier one (done and failed and dead are final).
 	SetJobState(ctx context.Context, jobID string, builder lantern.Digest, st BuilderJob) error
 
-	// PutAttestation stores a verified attestation and the verdict it led
-	// to, in one transaction. It reports ErrDuplicate, storing nothing, when
-	// the same envelope is there already or the builder already answered
-	// the job for that label.
-	PutAttestation(ctx context.Context, a AttestationRecord, v lantern.Verdict) error
+	// PutAttestation stores a verified attestation and the verdicts it led
+	// to (those of its job and label, which replace the ones stored), in
+	// one transaction. It reports ErrDuplicate, storing nothing, when the
+	// same envelope is there already or the builder already answered the
+	// job for that label.
+	PutAttestation(ctx context.Context, a AttestationRecord, vs []lantern.Verdict) error
+	// PutVerdicts replaces the verdicts of one job and label with vs (all
+	// of one job and label, at least one).
+	PutVerdicts(ctx context.Context, vs []lantern.Verdict) error
 	Attestation(ctx context.Context, envelope lantern.Digest) (*AttestationRecord, error)
-	// Outcomes returns every builder's outcome for (name, version, label).
-	Outcomes(ctx context.Context, name, version, label string) ([]lantern.Outcome, error)
+	// Outcomes returns every builder's outcome for a job's label, in the
+	// order they were stored.
+	Outcomes(ctx context.Context, job, label string) ([]lantern.Outcome, error)
+	// OutcomeLabels returns the labels of a job that have outcomes.
+	OutcomeLabels(ctx context.Context, job string) ([]string, error)
 	// AttestationsByArtefact pages through the attestations whose output is
 	// artefact, oldest first; a zero builder means all builders.
 	AttestationsByArtefact(ctx context.Context, artefact lantern.Digest, builder lantern.Digest, page Page) ([]AttestationRecord, string, error)
@@ -142,8 +149,12 @@ type AttestationRecord struct {
 	Source   lantern.Source `json:"source"`
 	Label    string         `json:"label"`
 	// Output is the rebuilt artefact's digest; zero for a failure.
-	Output   lantern.Digest `json:"output,omitzero"`
-	Recipe   lantern.Recipe `json:"recipe"`
+	Output lantern.Digest `json:"output,omitzero"`
+	Recipe lantern.Recipe `json:"recipe"`
+	// Claim is the source claim the attestation answers; Build the build
+	// spec it followed (generic recipe).
+	Claim    lantern.Digest `json:"claim,omitzero"`
+	Build    lantern.Digest `json:"build,omitzero"`
 	Stage    string         `json:"stage,omitempty"`
 	Reason   string         `json:"reason,omitempty"`
 	Started  time.Time      `json:"started,omitzero"`

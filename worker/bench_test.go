@@ -523,7 +523,7 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 	if f.claimKey, err = keys.Generate(); err != nil {
 		b.Fatal(err)
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 1, ClaimKeys: []*keys.Public{f.claimKey.Public()},
+	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 1, ClaimKeys: []*keys.Public{f.claimKey.Public()},
 		Builders: []*keys.Public{cfg.Key.Public()}, Backlog: true}, q, st, log)
 	if err != nil {
 		b.Fatal(err)

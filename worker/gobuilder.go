@@ -111,7 +111,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 	if err != nil {
 		return nil, err
 	}
-	label := path.Base(job.Source.Name) + "-" + in.Spec.GOOS + "-" + in.Spec.GOARCH
+	label := recipes.GoLabel(job.Source.Name, in.Spec.GOOS, in.Spec.GOARCH)
 	return &Result{
 		Outputs:      map[string]string{label: filepath.Join(out, filepath.FromSlash(strings.TrimPrefix(bin, "/")))},
 		Dependencies: in.Dependencies(),

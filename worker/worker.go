@@ -27,7 +27,10 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/capped"
 	"github.com/lanternfarm/lantern/natsq"
@@ -68,6 +71,10 @@ func (e *BuildError) Unwrap() error { return e.Err }
 // Config is what a worker is told.
 type Config struct {
 	Key *keys.Private
+	// ClaimKeys are the keys whose source claims the builder's operator
+	// accepts: a job is built only if it carries a source claim signed by
+	// one of them, and every field of the job derives from that claim.
+	ClaimKeys []*keys.Public
 	// Builders are the recipes this worker can rebuild with, by name.
 	Builders map[string]Builder
 	// Concurrency is how many builds run at once (default 1).
@@ -104,9 +111,10 @@ var _ Queue = (*natsq.Queue)(nil)
 
 // Worker runs builds of its builder's jobs.
 type Worker struct {
-	cfg Config
-	q   Queue
-	log *slog.Logger
+	cfg     Config
+	q       Queue
+	log     *slog.Logger
+	metrics *metrics
 }
 
 // New returns a worker on q.
@@ -116,6 +124,9 @@ func New(cfg Config, q Queue, log *slog.Logger) (*Worker, error) {
 	}
 	if len(cfg.Builders) == 0 {
 		return nil, errors.New("worker: no recipes to build with")
+	}
+	if len(cfg.ClaimKeys) == 0 {
+		return nil, errors.New("worker: no claim keys: a worker builds only jobs whose source claims are signed by keys its operator accepts; give them (lantern worker --claim-key KEY.pub)")
 	}
 	if cfg.Concurrency < 1 {
 		cfg.Concurrency = 1
@@ -138,8 +149,11 @@ func New(cfg Config, q Queue, log *slog.Logger) (*Worker, error) {
 	if cfg.MaxUpload == 0 {
 		cfg.MaxUpload = 1 << 30
 	}
-	return &Worker{cfg: cfg, q: q, log: log.With("builder", cfg.Key.ID().Short())}, nil
+	return &Worker{cfg: cfg, q: q, log: log.With("builder", cfg.Key.ID().Short()), metrics: newMetrics()}, nil
 }
+
+// Metrics returns the worker's Prometheus metrics.
+func (w *Worker) Metrics() prometheus.Gatherer { return w.metrics.reg }
 
 // Run takes and builds jobs until ctx ends, then lets the builds it holds
 // finish within the grace period and hands back the others.
@@ -221,6 +235,16 @@ func (w *Worker) Run(ctx context.Context) error {
 func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 	job := m.Job
 	log := w.log.With("job", job.ID, "source", job.Source.String(), "delivery", m.Deliveries)
+	if err := w.checkJob(&job); err != nil {
+		// Not what a claimer this builder trusts asked for: whoever
+		// published it, it is never built, and never comes back.
+		w.metrics.jobs.WithLabelValues("refused").Inc()
+		log.Warn("job refused: it is not what a source claim this builder accepts says; terminated", "error", err)
+		if err := m.Term(context.WithoutCancel(ctx)); err != nil {
+			log.Warn("terminating the refused job failed; it may come back, and is refused again", "error", err)
+		}
+		return
+	}
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
 	go func() {
@@ -242,6 +266,7 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 	stopHB()
 	settle := context.WithoutCancel(ctx)
 	if err != nil {
+		w.metrics.jobs.WithLabelValues("handed-back").Inc()
 		log.Warn("build failed for the infrastructure; handing the job back", "error", err)
 		if err := m.Nak(settle, w.cfg.RetryDelay); err != nil {
 			log.Warn("nak failed; the job comes back after the ack wait", "error", err)
@@ -255,9 +280,47 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 			return
 		}
 	}
+	w.metrics.jobs.WithLabelValues("answered").Inc()
 	if err := m.Ack(settle); err != nil {
 		log.Warn("ack failed; the job may come back, and its second answer will be refused as a duplicate", "error", err)
 	}
+}
+
+// ErrJobRefused reports a job that a worker does not build: it carries no
+// source claim signed by a key the builder accepts, or it is not what its
+// claim says.
+var ErrJobRefused = errors.New("job refused")
+
+// checkJob checks that job carries a source claim signed by one of the
+// accepted claim keys, and that every field of the job derives from it.
+func (w *Worker) checkJob(job *lantern.Job) error {
+	if len(job.Envelope) == 0 {
+		return fmt.Errorf("%w: it carries no signed source claim", ErrJobRefused)
+	}
+	env, err := dsse.Unmarshal(job.Envelope)
+	if err != nil {
+		return fmt.Errorf("%w: its source claim: %w", ErrJobRefused, err)
+	}
+	var v *attest.Verified
+	for _, k := range w.cfg.ClaimKeys {
+		if v, err = attest.Verify(env, k); err == nil {
+			break
+		}
+		if !errors.Is(err, dsse.ErrSignature) {
+			return fmt.Errorf("%w: its source claim: %w", ErrJobRefused, err)
+		}
+	}
+	if v == nil {
+		return fmt.Errorf("%w: its source claim is not signed by a key this builder accepts (%d tried; --claim-key)", ErrJobRefused, len(w.cfg.ClaimKeys))
+	}
+	sc, ok := v.Claim.(*lantern.SourceClaim)
+	if !ok {
+		return fmt.Errorf("%w: it carries a %s claim, not a source claim", ErrJobRefused, v.Claim.Kind())
+	}
+	if err := job.MatchesClaim(sc); err != nil {
+		return fmt.Errorf("%w: %w", ErrJobRefused, err)
+	}
+	return nil
 }
 
 // build runs one job and returns the signed envelopes to publish: one per
@@ -301,6 +364,7 @@ func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) (
 		}
 		r := &lantern.Rebuild{
 			Source: job.Source, Label: label, Output: out, Recipe: b.Recipe(), Builder: w.cfg.Key.ID(),
+			Claim: job.Claim, Build: buildDigest(job),
 			Dependencies: res.Dependencies, Environment: res.Environment, JobID: job.ID,
 			Started: started, Finished: finished, Log: logDigest,
 		}
@@ -339,6 +403,7 @@ func (w *Worker) upload(ctx context.Context, job lantern.Job, label, path string
 func (w *Worker) failure(job lantern.Job, recipe lantern.Recipe, started time.Time, stage, reason string, expected, actual, logDigest lantern.Digest) ([][]byte, error) {
 	f := &lantern.RebuildFailure{
 		Source: job.Source, Recipe: recipe, Builder: w.cfg.Key.ID(), Stage: stage, Reason: reason,
+		Claim: job.Claim, Build: buildDigest(job),
 		Expected: expected, Actual: actual, JobID: job.ID, Started: started, Finished: time.Now().UTC(), Log: logDigest,
 	}
 	env, err := sign(f, w.cfg.Key)
@@ -346,6 +411,14 @@ func (w *Worker) failure(job lantern.Job, recipe lantern.Recipe, started time.Ti
 		return nil, err
 	}
 	return [][]byte{env}, nil
+}
+
+// buildDigest is the digest of job's build spec, or zero for none.
+func buildDigest(job lantern.Job) lantern.Digest {
+	if job.Build == nil {
+		return lantern.Digest{}
+	}
+	return job.Build.Digest()
 }
 
 func sign(c lantern.Claim, k *keys.Private) ([]byte, error) {

@@ -21,6 +21,7 @@ import (
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 	"github.com/lanternfarm/lantern/worker"
@@ -93,7 +94,7 @@ func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 	for _, b := range builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, log)
+	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,6 +139,9 @@ func (f *farm) startWorker(cfg worker.Config, qcfg natsq.Config) (stop func()) {
 		f.t.Fatal(err)
 	}
 	cfg.WorkDir = f.t.TempDir()
+	if cfg.ClaimKeys == nil {
+		cfg.ClaimKeys = []*keys.Public{f.claimKey.Public()}
+	}
 	w, err := worker.New(cfg, q, f.log)
 	if err != nil {
 		f.t.Fatal(err)
@@ -176,11 +180,7 @@ func (f *farm) claimSource(c *lantern.SourceClaim) lantern.Job {
 	if resp.StatusCode != http.StatusAccepted {
 		f.t.Fatalf("POST claim = %d", resp.StatusCode)
 	}
-	recipe := c.Recipe
-	if recipe == "" {
-		recipe = "go"
-	}
-	return lantern.Job{ID: lantern.JobID(c.Source.Digest, recipe, c.Build), Source: c.Source}
+	return lantern.JobFromClaim(c, b)
 }
 
 func (f *farm) get(path string, out any) int {

@@ -99,7 +99,7 @@ func TestSecretsStaySecret(t *testing.T) {
 	data := filepath.Join(dir, "data")
 	runLantern(t, dir, nil, "builder", "add", "w", "w.pub", "--data", data).must(t, "builder add")
 	for _, url := range []string{"nats://bob:hunter2-secret@127.0.0.1:1", "nats://tok3n-secret@127.0.0.1:1", "tls://u:hunter2-secret@127.0.0.1:1,nats://127.0.0.1:2"} {
-		r := runLantern(t, dir, pw, "worker", "--nats", url, "--creds", "w.creds", "--key", "w.key", "--buildkit", "unix:///nonexistent/buildkitd.sock")
+		r := runLantern(t, dir, pw, "worker", "--nats", url, "--creds", "w.creds", "--key", "w.key", "--claim-key", "w.pub", "--buildkit", "unix:///nonexistent/buildkitd.sock")
 		if r.code == 0 {
 			t.Errorf("worker --nats %s: exit 0", url)
 		}
@@ -108,7 +108,8 @@ func TestSecretsStaySecret(t *testing.T) {
 		}
 	}
 	// No credentials: the command line is wrong, and says what to get.
-	runLantern(t, dir, pw, "worker", "--nats", "nats://127.0.0.1:1", "--key", "w.key").fails(t, "worker without --creds", 2, "lantern builder add")
+	runLantern(t, dir, pw, "worker", "--nats", "nats://127.0.0.1:1", "--key", "w.key", "--claim-key", "w.pub").fails(t, "worker without --creds", 2, "lantern builder add")
+	runLantern(t, dir, pw, "worker", "--nats", "nats://127.0.0.1:1", "--key", "w.key", "--creds", "w.creds").fails(t, "worker without --claim-key", 2, "--claim-key")
 	r := runLantern(t, dir, nil, "scheduler", "--data", data, "--nats", "nats://bob:hunter2-secret@127.0.0.1:1", "--listen", "127.0.0.1:0")
 	if r.code == 0 || strings.Contains(r.stdout+r.stderr, "secret") || !strings.Contains(r.stderr, "127.0.0.1:1") {
 		t.Errorf("scheduler --nats with a secret: exit %d\n%s%s", r.code, r.stdout, r.stderr)

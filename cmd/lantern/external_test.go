@@ -85,7 +85,7 @@ func TestExternalNATS(t *testing.T) {
 	api := &farmAPI{t: t, base: "http://" + addr, logs: sched.log}
 	api.waitHealthy(60 * time.Second)
 
-	w := startLanternProc(t, dir, "worker", "--nats", url, "--creds", "alice.creds", "--key", "alice.key", "--work", filepath.Join(dir, "work"))
+	w := startLanternProc(t, dir, "worker", "--nats", url, "--creds", "alice.creds", "--key", "alice.key", "--claim-key", "maint.pub", "--work", filepath.Join(dir, "work"))
 	for deadline := time.Now().Add(2 * time.Minute); !strings.Contains(w.log.String(), "worker taking jobs"); time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) || w.exitedNow() {
 			t.Fatalf("the worker did not start taking jobs:\n%s\nscheduler:\n%s", w.log, sched.log)

@@ -89,7 +89,7 @@ func TestKillWorkerMidBuild(t *testing.T) {
 	job := api.postClaim(readFile(t, filepath.Join(dir, "claim.json")))
 
 	workerArgs := func(n int) []string {
-		return []string{"worker", "--nats", "nats://" + natsAddr, "--creds", filepath.Join(dir, "builder.creds"), "--key", filepath.Join(dir, "builder.key"),
+		return []string{"worker", "--nats", "nats://" + natsAddr, "--creds", filepath.Join(dir, "builder.creds"), "--key", filepath.Join(dir, "builder.key"), "--claim-key", filepath.Join(dir, "maint.pub"),
 			"--registry-http", reg.Host, "--work", filepath.Join(dir, fmt.Sprintf("work%d", n)), "--heartbeat", "1s"}
 	}
 	// The workers run in the test's directory, inside the module: there

@@ -129,7 +129,7 @@ func TestThreeMachines(t *testing.T) {
 	}
 	workerEnv := append(proxy.env(schedIP), "LANTERN_BUILDKITD="+buildkitd)
 	workerArgs := func(w string) []string {
-		return []string{"worker", "--nats", natsURL, "--creds", filepath.Join(dir, w+".creds"), "--key", filepath.Join(dir, w+".key"),
+		return []string{"worker", "--nats", natsURL, "--creds", filepath.Join(dir, w+".creds"), "--key", filepath.Join(dir, w+".key"), "--claim-key", filepath.Join(dir, "maint.pub"),
 			"--work", filepath.Join(dir, "work-"+w), "--grace", "20s"}
 	}
 	workers := map[string]*lanternProc{}

@@ -20,6 +20,7 @@ import (
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/natsq/natsauth"
 	"github.com/lanternfarm/lantern/natsq/natsserver"
+	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
 	"github.com/lanternfarm/lantern/scheduler/diffoscope"
@@ -277,7 +278,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	}
 	closers = append(closers, func() { st.Close() })
 
-	cfg := scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
+	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
 	if c.diffoscope != "none" {
 		d, err := diffoscope.Find(c.diffoscope)
 		if err != nil {

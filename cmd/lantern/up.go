@@ -134,6 +134,12 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		log.Info("made a claim key", "file", claimer+".key", "key", ck.ID())
 	}
 
+	// Its workers rebuild what the farm's claimers claim: the same keys
+	// the scheduler accepts.
+	accepted, err := loadKeys([]string{claimer + ".pub"}, filepath.Join(c.data, "claimers"))
+	if err != nil {
+		return err
+	}
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
 		claimKeys: []string{claimer + ".pub"}, backlog: true,
@@ -193,9 +199,10 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 			return err
 		}
 		w, err := worker.New(worker.Config{
-			Key:      k,
-			Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic},
-			Grace:    5 * time.Second, WorkDir: work,
+			Key:       k,
+			ClaimKeys: accepted,
+			Builders:  map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic},
+			Grace:     5 * time.Second, WorkDir: work,
 		}, q, wlog)
 		if err != nil {
 			return err

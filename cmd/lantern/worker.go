@@ -6,11 +6,15 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/natsq"
@@ -64,7 +68,9 @@ Example:
 			heartbeat := f.Duration("heartbeat", 20*time.Second, "how often a running build tells NATS it is alive (under the farm's ack wait)")
 			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
 			maxUpload := f.Int64("max-upload-mib", 1024, "the largest output, in `MiB`, uploaded to the farm's object store for difference reports (0: none)")
-			var plainHTTP listFlag
+			var plainHTTP, claimKeys listFlag
+			f.Var(&claimKeys, "claim-key", "a public key `FILE` of an author or bridge whose source claims this builder rebuilds (repeatable; at least one): a job is built only if it carries a claim signed by one of them and is exactly what that claim says")
+			metricsAddr := f.String("metrics", "", "`ADDR` to serve Prometheus /metrics on, such as 127.0.0.1:9464 (default: none)")
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -78,6 +84,13 @@ Example:
 				}
 				if *creds == "" {
 					return usagef("--creds is required: the farm's NATS admits no one without credentials; ask the farm's operator for the ones 'lantern builder add NAME KEY.pub' writes")
+				}
+				if len(claimKeys) == 0 {
+					return usagef("--claim-key is required: a builder rebuilds only what authors it accepts have claimed; give the public key of each (the farm's operator can tell you which keys the farm accepts)")
+				}
+				accepted, err := loadKeys(claimKeys, "")
+				if err != nil {
+					return fmt.Errorf("--claim-key: %w", err)
 				}
 				k, err := loadPrivate(io, *key)
 				if err != nil {
@@ -125,13 +138,20 @@ Example:
 					return err
 				}
 				w, err := worker.New(worker.Config{
-					Key: k, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
+					Key: k, ClaimKeys: accepted, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
 					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work, MaxUpload: uploadLimit(*maxUpload),
 				}, q, log)
 				if err != nil {
 					return err
 				}
-				log.Info("worker taking jobs", "builder", k.ID().Short(), "nats", natsq.RedactURL(*natsURL), "concurrency", *concurrency)
+				if *metricsAddr != "" {
+					stop, err := serveMetrics(*metricsAddr, w.Metrics(), log)
+					if err != nil {
+						return err
+					}
+					defer stop()
+				}
+				log.Info("worker taking jobs", "builder", k.ID().Short(), "nats", natsq.RedactURL(*natsURL), "concurrency", *concurrency, "claim keys", len(accepted))
 				return w.Run(ctx)
 			}
 		},
@@ -164,6 +184,24 @@ func connectBuilder(ctx context.Context, log *slog.Logger, url string, cfg natsq
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// serveMetrics serves g's metrics at http://addr/metrics until stop.
+func serveMetrics(addr string, g prometheus.Gatherer, log *slog.Logger) (stop func(), err error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second}
+	go func() {
+		if err := hs.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Warn("metrics server stopped", "error", err)
+		}
+	}()
+	log.Info("serving metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return func() { hs.Close() }, nil
 }
 
 // uploadLimit turns --max-upload-mib into worker.Config.MaxUpload, where 0

@@ -43,8 +43,8 @@ func fillArtefact(b *testing.B, s *Store) lantern.Digest {
 		label string
 	}
 	var sls []sourceLabel
-	verdictJSON := map[sourceLabel][]byte{}
-	verdicts := map[sourceLabel]lantern.Verdict{}
+	verdictJSON := map[sourceLabel][][]byte{}
+	verdicts := map[sourceLabel][]lantern.Verdict{}
 	for i := range benchSources {
 		src := source("example.com/tool"+strconv.Itoa(i), "v1.0.0")
 		for _, label := range []string{"linux-amd64", "darwin-arm64"}[:benchLabels] {
@@ -54,11 +54,12 @@ func fillArtefact(b *testing.B, s *Store) lantern.Digest {
 				outcomes = append(outcomes, lantern.Outcome{Builder: bd, Output: out, Attestation: digest(fmt.Sprint(sl, j)), Finished: t0})
 			}
 			v := lantern.Decide(src, label, out, 2, outcomes)
-			_, _, vj, err := encodeAttestation(rebuild(src, label, builders[0], out, 0), v)
+			v.Job = lantern.JobID(src, "go", nil)
+			vj, err := encodeVerdicts([]lantern.Verdict{v})
 			if err != nil {
 				b.Fatal(err)
 			}
-			sls, verdictJSON[sl], verdicts[sl] = append(sls, sl), vj, v
+			sls, verdictJSON[sl], verdicts[sl] = append(sls, sl), vj, []lantern.Verdict{v}
 		}
 	}
 	raw := make([]byte, benchRawSize)
@@ -75,11 +76,14 @@ func fillArtefact(b *testing.B, s *Store) lantern.Digest {
 				// valid JSON as a real envelope is (the API embeds it).
 				a.Raw = fmt.Appendf(nil, `{"n":%d,"pad":"%s"}`, i, raw)
 				a.Envelope = lantern.DigestOf(a.Raw)
-				att, outcome, _, err := encodeAttestation(a, verdicts[sl])
+				att, outcome, err := encodeAttestation(a)
 				if err != nil {
 					return err
 				}
-				if err := putAttestation(tx, a, verdicts[sl], att, outcome, verdictJSON[sl]); err != nil {
+				if err := putAttestation(tx, a, att, outcome); err != nil {
+					return err
+				}
+				if err := putVerdicts(tx, verdicts[sl], verdictJSON[sl], a); err != nil {
 					return err
 				}
 			}
@@ -242,8 +246,9 @@ func BenchmarkPutAttestation(b *testing.B) {
 		copy(r, strconv.Itoa(n)+" ")
 		a.Raw, a.Envelope = r, lantern.DigestOf(r)
 		v := lantern.Decide(src, a.Label, out, 2, []lantern.Outcome{a.Outcome()})
+		v.Job = a.JobID
 		t := time.Now()
-		if err := s.PutAttestation(ctx, a, v); err != nil {
+		if err := s.PutAttestation(ctx, a, []lantern.Verdict{v}); err != nil {
 			b.Fatal(err)
 		}
 		lat = append(lat, time.Since(t))

@@ -3,7 +3,6 @@ package boltstore
 import (
 	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -80,6 +79,7 @@ func getSource(tx *bolt.Tx, key []byte, rec *scheduler.SourceRecord) error {
 		if err := json.Unmarshal(v, &vd); err != nil {
 			return err
 		}
+		markConflicts(&vd, rec.Digests)
 		rec.Verdicts = append(rec.Verdicts, vd)
 		return nil
 	})
@@ -262,67 +262,4 @@ func splitSourceKey(k []byte) (name, version string, ok bool) {
 		return "", "", false
 	}
 	return string(k[:i]), string(k[i+1 : i+1+j]), true
-}
-
-// migrate adds the sources buckets to a file of layout version 1, from the
-// claims and attestations in it, and marks it version 2. Sources get their
-// places in sources.seq in the order of their first claim; those only
-// attestations are about come after, in the order of their first
-// attestation.
-func migrate(tx *bolt.Tx) error {
-	type first struct {
-		seq uint64
-		env []byte
-	}
-	fromIndex := func(index []byte) ([]first, error) {
-		var firsts []first
-		err := tx.Bucket(index).ForEach(func(k, env []byte) error {
-			if len(k) < seqLen {
-				return fmt.Errorf("index %s: short key %x", index, k)
-			}
-			firsts = append(firsts, first{seq: binary.BigEndian.Uint64(k[len(k)-seqLen:]), env: env})
-			return nil
-		})
-		slices.SortFunc(firsts, func(a, b first) int {
-			switch {
-			case a.seq < b.seq:
-				return -1
-			case a.seq > b.seq:
-				return 1
-			}
-			return 0
-		})
-		return firsts, err
-	}
-	claims, err := fromIndex(bClaimsSource)
-	if err != nil {
-		return fmt.Errorf("migrate to layout 2: %w", err)
-	}
-	for _, f := range claims {
-		var c scheduler.ClaimRecord
-		if err := get(tx.Bucket(bClaims), f.env, &c); err != nil {
-			return fmt.Errorf("migrate to layout 2: claim %x: %w", f.env, err)
-		}
-		if err := noteSource(tx, c.Claim.Source, c.Received); err != nil {
-			return fmt.Errorf("migrate to layout 2: %w", err)
-		}
-	}
-	atts, err := fromIndex(bAttsSource)
-	if err != nil {
-		return fmt.Errorf("migrate to layout 2: %w", err)
-	}
-	for _, f := range atts {
-		var a scheduler.AttestationRecord
-		if err := get(tx.Bucket(bAtts), f.env, &a); err != nil {
-			return fmt.Errorf("migrate to layout 2: attestation %x: %w", f.env, err)
-		}
-		seen := a.Received
-		if seen.IsZero() {
-			seen = a.Finished
-		}
-		if err := noteSource(tx, a.Source, seen); err != nil {
-			return fmt.Errorf("migrate to layout 2: %w", err)
-		}
-	}
-	return tx.Bucket(bMeta).Put([]byte("layout"), []byte(layout))
 }

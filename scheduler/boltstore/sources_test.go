@@ -75,10 +75,14 @@ func TestSources(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Two claims give tool@v1.2.3 two archives: its verdict is a conflict,
+	// naming the other archive.
+	v2conflict := v2
+	v2conflict.Status, v2conflict.Conflicts = lantern.StatusConflict, []lantern.Digest{otherTool.Digest}
 	want := []scheduler.SourceRecord{
 		{Name: stray.Name, Version: stray.Version, Digests: []lantern.Digest{stray.Digest}, Added: t0.Add(6*time.Second + time.Second), Verdicts: []lantern.Verdict{vs}},
 		{Name: lib.Name, Version: lib.Version, Digests: []lantern.Digest{lib.Digest}, Added: c2.Received, Verdicts: []lantern.Verdict{}},
-		{Name: tool.Name, Version: tool.Version, Digests: []lantern.Digest{tool.Digest, otherTool.Digest}, Added: c1.Received, Verdicts: []lantern.Verdict{v2}},
+		{Name: tool.Name, Version: tool.Version, Digests: []lantern.Digest{tool.Digest, otherTool.Digest}, Added: c1.Received, Verdicts: []lantern.Verdict{v2conflict}},
 	}
 	if diff := cmp.Diff(want, got, opts); diff != "" {
 		t.Errorf("Sources, newest first (-want +got):\n%s", diff)
@@ -204,58 +208,27 @@ func TestParseSourceQuery(t *testing.T) {
 	}
 }
 
-// TestMigrateLayout1: a file of layout 1 has no sources buckets; Open adds
-// them from its claims and attestations.
-func TestMigrateLayout1(t *testing.T) {
+// TestOtherLayoutRefused: a file of an older layout (whose verdicts and
+// outcomes are keyed otherwise) is refused with ErrLayout, for a reindex.
+func TestOtherLayoutRefused(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "lantern.db")
 	s, err := Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}
 	fill(t, s)
-	stray := source("stray", "v2")
-	record(t, s, rebuild(stray, "bin", digest("builder a"), digest("stray out"), 9), lantern.Digest{})
-	want, _, err := s.Sources(t.Context(), scheduler.Page{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(want) != 2 {
-		t.Fatalf("Sources = %v, want tool@v1 and stray@v2", sourceNames(want))
-	}
-	// Make it a file of layout 1.
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bSources, bSourcesSeq, bSourcesDigest} {
-			if err := tx.DeleteBucket(b); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bMeta).Put([]byte("layout"), []byte("1"))
+		return tx.Bucket(bMeta).Put([]byte("layout"), []byte("2"))
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	s.Close()
-
-	s, err = Open(path)
-	if err != nil {
-		t.Fatalf("Open(layout 1) = %v, want it migrated", err)
-	}
-	defer s.Close()
-	got, _, err := s.Sources(t.Context(), scheduler.Page{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if diff := cmp.Diff(want, got, opts); diff != "" {
-		t.Errorf("Sources after migrating (-want +got):\n%s", diff)
-	}
-	err = s.db.View(func(tx *bolt.Tx) error {
-		if v := string(tx.Bucket(bMeta).Get([]byte("layout"))); v != layout {
-			return fmt.Errorf("layout after migrating = %q, want %q", v, layout)
+	if s, err := Open(path); !errors.Is(err, ErrLayout) {
+		if s != nil {
+			s.Close()
 		}
-		return nil
-	})
-	if err != nil {
-		t.Error(err)
+		t.Fatalf("Open(layout 2) = %v, want ErrLayout", err)
 	}
 }
 

@@ -21,7 +21,11 @@ var ErrLocked = errors.New("store file is locked")
 // layout is the version of the bucket layout described in the package doc.
 // Version 1 had no sources buckets; Open adds them to a file of version 1
 // (see migrate).
-const layout = "2"
+const layout = "3"
+
+// ErrLayout reports a store file of another layout version: the store is
+// to be rebuilt from the streams (lantern scheduler --reindex).
+var ErrLayout = errors.New("store file of another layout")
 
 // lockTimeout is how long Open waits for another process to let go of the
 // file before it gives up.
@@ -106,17 +110,13 @@ func open(path string, timeout time.Duration) (*Store, error) {
 			if err := meta.Put([]byte("layout"), []byte(layout)); err != nil {
 				return err
 			}
-		case string(v) == "1":
 		case string(v) != layout:
-			return fmt.Errorf("the file has layout version %q, this lantern reads %q: reindex into a new file", v, layout)
+			return fmt.Errorf("%w: the file has layout version %q, this lantern reads %q: rebuild it from the streams with lantern scheduler --reindex", ErrLayout, v, layout)
 		}
 		for _, name := range dataBuckets {
 			if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 				return fmt.Errorf("bucket %s: %w", name, err)
 			}
-		}
-		if string(v) == "1" {
-			return migrate(tx)
 		}
 		return nil
 	})
@@ -488,23 +488,34 @@ func indexJob(tx *bolt.Tx, j lantern.Job, before, after []scheduler.JobState) er
 // Attestations, outcomes and verdicts.
 
 // PutAttestation stores a verified attestation, its index entries and the
-// verdict v it led to, and moves its builder's state of its job to done (a
-// rebuild) or failed (a failed rebuild), all in one transaction. It returns
-// an error wrapping [scheduler.ErrDuplicate], and stores nothing, when the
-// envelope is there already or the builder already answered the job for
-// a.Label. A zero v (no Status) stores no verdict, for a failure that names
-// no label. An attestation whose job is not in the store (no job id, or a
-// job from another farm) is stored all the same; it updates no job.
-func (s *Store) PutAttestation(ctx context.Context, a scheduler.AttestationRecord, v lantern.Verdict) error {
+// verdicts vs it led to (those of its job and label, replacing the ones
+// stored), and moves its builder's state of its job to done (a rebuild) or
+// failed (a failed rebuild), all in one transaction. It returns an error
+// wrapping [scheduler.ErrDuplicate], and stores nothing, when the envelope
+// is there already or the builder already answered the job for a.Label.
+// No vs stores no verdict. An attestation whose job is not in the store
+// (no job id, or a job from another farm) is stored all the same; it
+// updates no job.
+func (s *Store) PutAttestation(ctx context.Context, a scheduler.AttestationRecord, vs []lantern.Verdict) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	attJSON, outcomeJSON, verdictJSON, err := encodeAttestation(a, v)
+	attJSON, outcomeJSON, err := encodeAttestation(a)
+	if err != nil {
+		return fmt.Errorf("put attestation %s: %w", a.Envelope, err)
+	}
+	verdicts, err := encodeVerdicts(vs)
+	if err == nil && len(vs) > 0 && (vs[0].Job != a.JobID || vs[0].Label != a.Label || vs[0].Source != a.Source) {
+		err = fmt.Errorf("verdicts are on job %s %s label %q, the attestation on job %s %s label %q", vs[0].Job, vs[0].Source, vs[0].Label, a.JobID, a.Source, a.Label)
+	}
 	if err != nil {
 		return fmt.Errorf("put attestation %s: %w", a.Envelope, err)
 	}
 	err = s.db.Update(func(tx *bolt.Tx) error {
-		return putAttestation(tx, a, v, attJSON, outcomeJSON, verdictJSON)
+		if err := putAttestation(tx, a, attJSON, outcomeJSON); err != nil {
+			return err
+		}
+		return putVerdicts(tx, vs, verdicts, a)
 	})
 	if err != nil {
 		return fmt.Errorf("put attestation %s: %w", a.Envelope, err)
@@ -512,44 +523,83 @@ func (s *Store) PutAttestation(ctx context.Context, a scheduler.AttestationRecor
 	return nil
 }
 
-// encodeAttestation checks a and v and returns the JSON of a, of a's
-// outcome and of v (nil for no verdict).
-func encodeAttestation(a scheduler.AttestationRecord, v lantern.Verdict) (att, outcome, verdict []byte, err error) {
+// PutVerdicts replaces the verdicts of one job and label with vs.
+func (s *Store) PutVerdicts(ctx context.Context, vs []lantern.Verdict) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(vs) == 0 {
+		return errors.New("put verdicts: none")
+	}
+	verdicts, err := encodeVerdicts(vs)
+	if err != nil {
+		return fmt.Errorf("put verdicts of job %s label %q: %w", vs[0].Job, vs[0].Label, err)
+	}
+	err = s.db.Update(func(tx *bolt.Tx) error {
+		return putVerdicts(tx, vs, verdicts, scheduler.AttestationRecord{})
+	})
+	if err != nil {
+		return fmt.Errorf("put verdicts of job %s label %q: %w", vs[0].Job, vs[0].Label, err)
+	}
+	return nil
+}
+
+// encodeAttestation checks a and returns the JSON of a and of a's outcome.
+func encodeAttestation(a scheduler.AttestationRecord) (att, outcome []byte, err error) {
 	switch {
 	case a.Envelope.IsZero():
-		return nil, nil, nil, errors.New("envelope: missing digest")
+		return nil, nil, errors.New("envelope: missing digest")
 	case a.Builder.IsZero():
-		return nil, nil, nil, errors.New("builder: missing key id")
+		return nil, nil, errors.New("builder: missing key id")
 	case a.Kind == lantern.KindRebuild && a.Output.IsZero():
-		return nil, nil, nil, errors.New("output: a rebuild needs an output digest")
+		return nil, nil, errors.New("output: a rebuild needs an output digest")
 	case a.Kind != lantern.KindRebuild && a.Kind != lantern.KindRebuildFailure:
-		return nil, nil, nil, fmt.Errorf("kind %q: want %q or %q", a.Kind, lantern.KindRebuild, lantern.KindRebuildFailure)
+		return nil, nil, fmt.Errorf("kind %q: want %q or %q", a.Kind, lantern.KindRebuild, lantern.KindRebuildFailure)
 	}
 	if err := errors.Join(checkText("source.name", a.Source.Name), checkText("source.version", a.Source.Version), checkText("label", a.Label), checkText("jobId", a.JobID)); err != nil {
-		return nil, nil, nil, err
-	}
-	if v.Status != "" {
-		if v.Source.Name != a.Source.Name || v.Source.Version != a.Source.Version || v.Source.Digest != a.Source.Digest || (a.Label != "" && v.Label != a.Label) {
-			return nil, nil, nil, fmt.Errorf("verdict is on %s %s label %q, the attestation on %s %s label %q", v.Source, v.Source.Digest, v.Label, a.Source, a.Source.Digest, a.Label)
-		}
-		if err := checkText("verdict label", v.Label); err != nil {
-			return nil, nil, nil, err
-		}
-		if verdict, err = json.Marshal(v); err != nil {
-			return nil, nil, nil, err
-		}
+		return nil, nil, err
 	}
 	a.Raw = nil // kept verbatim beside the record
 	if att, err = json.Marshal(a); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	if outcome, err = json.Marshal(a.Outcome()); err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return att, outcome, verdict, nil
+	return att, outcome, nil
 }
 
-func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, v lantern.Verdict, attJSON, outcomeJSON, verdictJSON []byte) error {
+// encodeVerdicts checks that vs are verdicts of one job and label, each on
+// its own published artefact, and returns their JSON.
+func encodeVerdicts(vs []lantern.Verdict) ([][]byte, error) {
+	out := make([][]byte, 0, len(vs))
+	seen := map[lantern.Digest]bool{}
+	for _, v := range vs {
+		switch {
+		case v.Status == "":
+			return nil, errors.New("verdict: no status")
+		case v.Job == "":
+			return nil, errors.New("verdict: no job")
+		case v.Job != vs[0].Job || v.Label != vs[0].Label || v.Source != vs[0].Source:
+			return nil, fmt.Errorf("verdicts of job %s label %q and job %s label %q together", vs[0].Job, vs[0].Label, v.Job, v.Label)
+		case seen[v.Published]:
+			return nil, fmt.Errorf("two verdicts on published artefact %s", v.Published)
+		}
+		seen[v.Published] = true
+		if err := errors.Join(checkText("verdict label", v.Label), checkText("verdict job", v.Job), checkText("source.name", v.Source.Name), checkText("source.version", v.Source.Version)); err != nil {
+			return nil, err
+		}
+		v.Conflicts = nil // read from the source's record, never kept
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, nil
+}
+
+func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, attJSON, outcomeJSON []byte) error {
 	ab := tx.Bucket(bAtts)
 	env := appendDigest(nil, a.Envelope)
 	if ab.Get(env) != nil {
@@ -601,27 +651,63 @@ func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, v lantern.Verdic
 		}
 	}
 
-	ob := tx.Bucket(bOutcomes)
-	oseq, err := ob.NextSequence()
-	if err != nil {
-		return err
-	}
-	if err := ob.Put(appendSeq(appendText(bytes.Clone(source), a.Label), oseq), outcomeJSON); err != nil {
-		return err
-	}
-
-	if verdictJSON != nil {
-		vkey := verdictKey(v)
-		if err := tx.Bucket(bVerdicts).Put(vkey, verdictJSON); err != nil {
+	if a.JobID != "" {
+		ob := tx.Bucket(bOutcomes)
+		oseq, err := ob.NextSequence()
+		if err != nil {
 			return err
 		}
-		va := tx.Bucket(bVerdictsArtefact)
+		if err := ob.Put(appendSeq(outcomeKey(a.JobID, a.Label), oseq), outcomeJSON); err != nil {
+			return err
+		}
+	}
+
+	if a.JobID == "" || tx.Bucket(bJobs).Get([]byte(a.JobID)) == nil {
+		return nil
+	}
+	st := scheduler.BuilderJob{State: scheduler.JobDone, Attestations: []lantern.Digest{a.Envelope}, Updated: a.Received}
+	if st.Updated.IsZero() {
+		st.Updated = a.Finished
+	}
+	if a.Kind == lantern.KindRebuildFailure {
+		st.State, st.Reason = scheduler.JobFailed, a.Reason
+	}
+	return setJobState(tx, a.JobID, a.Builder, st)
+}
+
+// putVerdicts replaces the verdicts of vs's job and label with vs (JSON in
+// verdicts), indexes their artefacts (and a's output) and asks for the
+// difference reports they call for.
+func putVerdicts(tx *bolt.Tx, vs []lantern.Verdict, verdicts [][]byte, a scheduler.AttestationRecord) error {
+	if len(vs) == 0 {
+		return nil
+	}
+	vb := tx.Bucket(bVerdicts)
+	prefix := verdictsPrefix(vs[0])
+	var stale [][]byte
+	if err := each(vb, prefix, func(k, _ []byte) error {
+		stale = append(stale, bytes.Clone(k))
+		return nil
+	}); err != nil {
+		return err
+	}
+	for _, k := range stale {
+		if err := vb.Delete(k); err != nil {
+			return err
+		}
+	}
+	va := tx.Bucket(bVerdictsArtefact)
+	for i, v := range vs {
+		vkey := appendDigest(bytes.Clone(prefix), v.Published)
+		if err := vb.Put(vkey, verdicts[i]); err != nil {
+			return err
+		}
 		index := func(d lantern.Digest) error {
 			if d.IsZero() {
 				return nil
 			}
 			k := append(appendDigest(nil, d), vkey...)
-			if va.Get(k) != nil {
+			if has(va, k) {
 				return nil // not dirtying a page for nothing
 			}
 			return va.Put(k, nil)
@@ -641,23 +727,20 @@ func putAttestation(tx *bolt.Tx, a scheduler.AttestationRecord, v lantern.Verdic
 			return err
 		}
 	}
-
-	if a.JobID == "" || tx.Bucket(bJobs).Get([]byte(a.JobID)) == nil {
-		return nil
-	}
-	st := scheduler.BuilderJob{State: scheduler.JobDone, Attestations: []lantern.Digest{a.Envelope}, Updated: a.Received}
-	if st.Updated.IsZero() {
-		st.Updated = a.Finished
-	}
-	if a.Kind == lantern.KindRebuildFailure {
-		st.State, st.Reason = scheduler.JobFailed, a.Reason
-	}
-	return setJobState(tx, a.JobID, a.Builder, st)
+	return nil
 }
 
-func verdictKey(v lantern.Verdict) []byte {
+// verdictsPrefix is the key prefix of the verdicts of v's job and label:
+// name\0 version\0 label\0 D(source) job\0; each verdict's key adds
+// D(published).
+func verdictsPrefix(v lantern.Verdict) []byte {
 	k := appendText(appendText(appendText(nil, v.Source.Name), v.Source.Version), v.Label)
-	return appendDigest(k, v.Source.Digest)
+	return appendText(appendDigest(k, v.Source.Digest), v.Job)
+}
+
+// outcomeKey is the key prefix of the outcomes of a job's label.
+func outcomeKey(job, label string) []byte {
+	return appendText(appendText(nil, job), label)
 }
 
 // Attestation returns the attestation whose envelope has digest envelope.
@@ -675,21 +758,18 @@ func (s *Store) Attestation(ctx context.Context, envelope lantern.Digest) (*sche
 	return &a, nil
 }
 
-// Outcomes returns every outcome reported for (name, version, label), in
-// the order they were stored. Where two claims give name@version different
-// sources, it returns the outcomes of both; each Outcome names its
-// attestation, which names its source.
-func (s *Store) Outcomes(ctx context.Context, name, version, label string) ([]lantern.Outcome, error) {
+// Outcomes returns every outcome reported for a job's label, in the order
+// they were stored.
+func (s *Store) Outcomes(ctx context.Context, job, label string) ([]lantern.Outcome, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	outcomes := []lantern.Outcome{}
-	if checkText("name", name) != nil || checkText("version", version) != nil || checkText("label", label) != nil {
+	if checkText("job", job) != nil || checkText("label", label) != nil {
 		return outcomes, nil
 	}
-	prefix := appendText(appendText(appendText(nil, name), version), label)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return each(tx.Bucket(bOutcomes), prefix, func(_, v []byte) error {
+		return each(tx.Bucket(bOutcomes), outcomeKey(job, label), func(_, v []byte) error {
 			var o lantern.Outcome
 			if err := json.Unmarshal(v, &o); err != nil {
 				return err
@@ -699,9 +779,38 @@ func (s *Store) Outcomes(ctx context.Context, name, version, label string) ([]la
 		})
 	})
 	if err != nil {
-		return nil, fmt.Errorf("outcomes of %s@%s %q: %w", name, version, label, err)
+		return nil, fmt.Errorf("outcomes of job %s label %q: %w", job, label, err)
 	}
 	return outcomes, nil
+}
+
+// OutcomeLabels returns the labels of a job that have outcomes, sorted.
+func (s *Store) OutcomeLabels(ctx context.Context, job string) ([]string, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	labels := []string{}
+	if checkText("job", job) != nil {
+		return labels, nil
+	}
+	prefix := appendText(nil, job)
+	err := s.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bOutcomes).Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); {
+			rest := k[len(prefix):]
+			i := bytes.IndexByte(rest, 0)
+			if i < 0 {
+				return fmt.Errorf("outcome key %x: no label", k)
+			}
+			labels = append(labels, string(rest[:i]))
+			k, _ = c.Seek(prefixEnd(k[:len(prefix)+i+1]))
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("outcome labels of job %s: %w", job, err)
+	}
+	return labels, nil
 }
 
 // AttestationsByArtefact pages through the attestations whose output is
@@ -774,8 +883,9 @@ func (s *Store) attestations(index, prefix []byte, page scheduler.Page, desc boo
 	return atts, next, err
 }
 
-// Verdicts returns the verdicts on every label of name@version, by label
-// (and by source digest, where claims disagree on the source).
+// Verdicts returns the verdicts on every label of name@version, by label,
+// source digest and job. Where claims give name@version more than one
+// source, every verdict is a conflict.
 func (s *Store) Verdicts(ctx context.Context, name, version string) ([]lantern.Verdict, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -784,16 +894,14 @@ func (s *Store) Verdicts(ctx context.Context, name, version string) ([]lantern.V
 	if checkText("name", name) != nil || checkText("version", version) != nil {
 		return verdicts, nil
 	}
-	prefix := appendText(appendText(nil, name), version)
 	err := s.db.View(func(tx *bolt.Tx) error {
-		return each(tx.Bucket(bVerdicts), prefix, func(_, v []byte) error {
-			var vd lantern.Verdict
-			if err := json.Unmarshal(v, &vd); err != nil {
-				return err
-			}
-			verdicts = append(verdicts, vd)
+		var rec scheduler.SourceRecord
+		err := getSource(tx, appendText(appendText(nil, name), version), &rec)
+		if errors.Is(err, scheduler.ErrNotFound) {
 			return nil
-		})
+		}
+		verdicts = rec.Verdicts
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("verdicts of %s@%s: %w", name, version, err)
@@ -801,9 +909,8 @@ func (s *Store) Verdicts(ctx context.Context, name, version string) ([]lantern.V
 	return verdicts, nil
 }
 
-// VerdictsOfArtefact returns the verdicts of the (source, label)s where
-// artefact is the published artefact or some builder's output, ordered by
-// name, version and label.
+// VerdictsOfArtefact returns the verdicts where artefact is the published
+// artefact or some builder's output, ordered by name, version and label.
 func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest) ([]lantern.Verdict, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -813,12 +920,28 @@ func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest)
 		return verdicts, nil
 	}
 	err := s.db.View(func(tx *bolt.Tx) error {
-		vb := tx.Bucket(bVerdicts)
+		vb, sb := tx.Bucket(bVerdicts), tx.Bucket(bSources)
+		sources := map[string]*scheduler.SourceRecord{}
 		return each(tx.Bucket(bVerdictsArtefact), appendDigest(nil, artefact), func(k, _ []byte) error {
+			vkey := k[digestLen:]
 			var v lantern.Verdict
-			if err := get(vb, k[digestLen:], &v); err != nil {
+			switch err := get(vb, vkey, &v); {
+			case errors.Is(err, scheduler.ErrNotFound):
+				return nil // a verdict since replaced (another claim's comparison)
+			case err != nil:
 				return err
 			}
+			name, version, _ := splitSourceKey(vkey)
+			skey := string(appendText(appendText(nil, name), version))
+			rec, ok := sources[skey]
+			if !ok {
+				rec = &scheduler.SourceRecord{}
+				if err := get(sb, []byte(skey), rec); err != nil && !errors.Is(err, scheduler.ErrNotFound) {
+					return err
+				}
+				sources[skey] = rec
+			}
+			markConflicts(&v, rec.Digests)
 			verdicts = append(verdicts, v)
 			return nil
 		})
@@ -827,6 +950,20 @@ func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest)
 		return nil, fmt.Errorf("verdicts of artefact %s: %w", artefact, err)
 	}
 	return verdicts, nil
+}
+
+// markConflicts makes v a conflict when digests, the source archives claims
+// give v's name@version, hold another one than v's.
+func markConflicts(v *lantern.Verdict, digests []lantern.Digest) {
+	v.Conflicts = nil
+	for _, d := range digests {
+		if d != v.Source.Digest {
+			v.Conflicts = append(v.Conflicts, d)
+		}
+	}
+	if len(v.Conflicts) > 0 {
+		v.Status = lantern.StatusConflict
+	}
 }
 
 // Dead letters and builders.

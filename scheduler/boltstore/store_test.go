@@ -44,7 +44,7 @@ func claimOf(src lantern.Source, n int, published map[string]lantern.Digest) (sc
 	raw := fmt.Sprintf(`{"claim":%d,"source":%q,"digest":%q}`, n, src, src.Digest)
 	at := t0.Add(time.Duration(n) * time.Minute)
 	env := digest(raw)
-	job := lantern.Job{ID: lantern.JobID(src.Digest, "go", nil), Source: src, Recipe: "go", Published: published, Claim: env, Created: at}
+	job := lantern.Job{ID: lantern.JobID(src, "go", nil), Source: src, Recipe: "go", Published: published, Claim: env, Created: at}
 	return scheduler.ClaimRecord{
 		Envelope: env,
 		Raw:      []byte(raw),
@@ -65,7 +65,7 @@ func rebuild(src lantern.Source, label string, builder, out lantern.Digest, n in
 		Raw:      []byte(raw),
 		Kind:     lantern.KindRebuild,
 		Builder:  builder,
-		JobID:    lantern.JobID(src.Digest, "go", nil),
+		JobID:    lantern.JobID(src, "go", nil),
 		Source:   src,
 		Label:    label,
 		Output:   out,
@@ -86,12 +86,13 @@ func rebuild(src lantern.Source, label string, builder, out lantern.Digest, n in
 func record(t testing.TB, s *Store, a scheduler.AttestationRecord, published lantern.Digest) lantern.Verdict {
 	t.Helper()
 	ctx := context.Background()
-	outcomes, err := s.Outcomes(ctx, a.Source.Name, a.Source.Version, a.Label)
+	outcomes, err := s.Outcomes(ctx, a.JobID, a.Label)
 	if err != nil {
 		t.Fatal(err)
 	}
 	v := lantern.Decide(a.Source, a.Label, published, 2, append(outcomes, a.Outcome()))
-	if err := s.PutAttestation(ctx, a, v); err != nil {
+	v.Job = a.JobID
+	if err := s.PutAttestation(ctx, a, []lantern.Verdict{v}); err != nil {
 		t.Fatalf("PutAttestation(%s) = %v", a.Envelope, err)
 	}
 	return v
@@ -455,12 +456,12 @@ func TestPutAttestation(t *testing.T) {
 	// Duplicates store nothing.
 	again := ra
 	again.Received = t0.Add(time.Hour)
-	err = s.PutAttestation(ctx, again, v1)
+	err = s.PutAttestation(ctx, again, []lantern.Verdict{v1})
 	if !errors.Is(err, scheduler.ErrDuplicate) || !strings.Contains(err.Error(), "envelope already recorded") {
 		t.Errorf("PutAttestation(same envelope) = %v, want ErrDuplicate, envelope already recorded", err)
 	}
 	second := rebuild(src, "linux-amd64", a, digest("something else"), 2)
-	err = s.PutAttestation(ctx, second, v1)
+	err = s.PutAttestation(ctx, second, []lantern.Verdict{v1})
 	if !errors.Is(err, scheduler.ErrDuplicate) || !strings.Contains(err.Error(), fmt.Sprintf("already answered job %s for label %q", j.ID, "linux-amd64")) {
 		t.Errorf("PutAttestation(second answer) = %v, want ErrDuplicate, already answered job", err)
 	}
@@ -507,15 +508,18 @@ func TestPutAttestation(t *testing.T) {
 	if diff := cmp.Diff([]lantern.Verdict{v2, v4}, verdicts, opts); diff != "" {
 		t.Errorf("Verdicts (-want +got):\n%s", diff)
 	}
-	outcomes, err := s.Outcomes(ctx, src.Name, src.Version, "linux-arm64")
+	outcomes, err := s.Outcomes(ctx, j.ID, "linux-arm64")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if diff := cmp.Diff([]lantern.Outcome{ra2.Outcome(), fb.Outcome()}, outcomes, opts); diff != "" {
 		t.Errorf("Outcomes(linux-arm64) (-want +got):\n%s", diff)
 	}
+	if labels, err := s.OutcomeLabels(ctx, j.ID); err != nil || !cmp.Equal(labels, []string{"linux-amd64", "linux-arm64"}) {
+		t.Errorf("OutcomeLabels = %q, %v; want linux-amd64, linux-arm64", labels, err)
+	}
 	for _, label := range []string{"linux", "linux-arm", ""} {
-		if outcomes, err := s.Outcomes(ctx, src.Name, src.Version, label); err != nil || len(outcomes) != 0 {
+		if outcomes, err := s.Outcomes(ctx, j.ID, label); err != nil || len(outcomes) != 0 {
 			t.Errorf("Outcomes(%q) = %v, %v; want none", label, outcomes, err)
 		}
 	}
@@ -537,27 +541,34 @@ func TestPutAttestationInvalid(t *testing.T) {
 	s := openStore(t)
 	src := source("tool", "v1")
 	good := rebuild(src, "bin", digest("builder"), digest("out"), 1)
-	v := lantern.Decide(src, "bin", lantern.Digest{}, 2, []lantern.Outcome{good.Outcome()})
+	verdict := func(src lantern.Source, job, label string, published lantern.Digest) lantern.Verdict {
+		v := lantern.Decide(src, label, published, 2, []lantern.Outcome{good.Outcome()})
+		v.Job = job
+		return v
+	}
+	v := verdict(src, good.JobID, "bin", lantern.Digest{})
 	noOutput := good
 	noOutput.Output = lantern.Digest{}
-	otherVerdict := lantern.Decide(source("tool", "v2"), "bin", lantern.Digest{}, 2, nil)
-	otherLabel := lantern.Decide(src, "lib", lantern.Digest{}, 2, nil)
 	tests := []struct {
 		name string
 		a    scheduler.AttestationRecord
-		v    lantern.Verdict
+		vs   []lantern.Verdict
 		want string
 	}{
-		{"no envelope", func() scheduler.AttestationRecord { a := good; a.Envelope = lantern.Digest{}; return a }(), v, "envelope"},
-		{"no builder", func() scheduler.AttestationRecord { a := good; a.Builder = lantern.Digest{}; return a }(), v, "builder"},
-		{"rebuild without output", noOutput, v, "output"},
-		{"unknown kind", func() scheduler.AttestationRecord { a := good; a.Kind = lantern.KindYank; return a }(), v, "kind"},
-		{"verdict on another source", good, otherVerdict, "verdict is on"},
-		{"verdict on another label", good, otherLabel, "verdict is on"},
+		{"no envelope", func() scheduler.AttestationRecord { a := good; a.Envelope = lantern.Digest{}; return a }(), []lantern.Verdict{v}, "envelope"},
+		{"no builder", func() scheduler.AttestationRecord { a := good; a.Builder = lantern.Digest{}; return a }(), []lantern.Verdict{v}, "builder"},
+		{"rebuild without output", noOutput, []lantern.Verdict{v}, "output"},
+		{"unknown kind", func() scheduler.AttestationRecord { a := good; a.Kind = lantern.KindYank; return a }(), []lantern.Verdict{v}, "kind"},
+		{"verdict on another source", good, []lantern.Verdict{verdict(source("tool", "v2"), good.JobID, "bin", lantern.Digest{})}, "verdicts are on"},
+		{"verdict on another label", good, []lantern.Verdict{verdict(src, good.JobID, "lib", lantern.Digest{})}, "verdicts are on"},
+		{"verdict on another job", good, []lantern.Verdict{verdict(src, "jother", "bin", lantern.Digest{})}, "verdicts are on"},
+		{"verdict without a job", good, []lantern.Verdict{verdict(src, "", "bin", lantern.Digest{})}, "no job"},
+		{"verdicts of two labels", good, []lantern.Verdict{v, verdict(src, good.JobID, "lib", digest("p"))}, "together"},
+		{"two verdicts on one published artefact", good, []lantern.Verdict{v, v}, "two verdicts"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := s.PutAttestation(ctx, tt.a, tt.v)
+			err := s.PutAttestation(ctx, tt.a, tt.vs)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("PutAttestation = %v, want an error about %s", err, tt.want)
 			}
@@ -566,9 +577,9 @@ func TestPutAttestationInvalid(t *testing.T) {
 	if _, err := s.Attestation(ctx, good.Envelope); !errors.Is(err, scheduler.ErrNotFound) {
 		t.Errorf("Attestation after refusals = %v, want ErrNotFound", err)
 	}
-	// A failure with no label may come with no verdict.
+	// An attestation may come with no verdict.
 	f := rebuild(src, "", digest("builder"), lantern.Digest{}, 2)
-	if err := s.PutAttestation(ctx, f, lantern.Verdict{}); err != nil {
+	if err := s.PutAttestation(ctx, f, nil); err != nil {
 		t.Errorf("PutAttestation(failure, no verdict) = %v", err)
 	}
 }
@@ -862,7 +873,7 @@ func take(t *testing.T, s *Store) snapshot {
 	must(err)
 	sn.ByBuilder, _, err = s.AttestationsByBuilder(ctx, digest("builder b"), scheduler.Page{})
 	must(err)
-	sn.Outcomes, err = s.Outcomes(ctx, "tool", "v1", "bin")
+	sn.Outcomes, err = s.Outcomes(ctx, lantern.JobID(source("tool", "v1"), "go", nil), "bin")
 	must(err)
 	sn.Verdicts, err = s.Verdicts(ctx, "tool", "v1")
 	must(err)
