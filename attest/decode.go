@@ -472,6 +472,10 @@ func claimField(d *decoder, c lantern.Claim, name string) (bool, error) {
 			return true, decodeRecipe(d, &c.Recipe)
 		case "builder":
 			return true, digestValue(d, &c.Builder)
+		case "claim":
+			return true, digestValue(d, &c.Claim)
+		case "build":
+			return true, digestValue(d, &c.Build)
 		case "stage":
 			return true, str(d, &c.Stage)
 		case "reason":

@@ -54,7 +54,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // does not know gets a grey one.
 func statusClass(s lantern.Status) string {
 	switch s {
-	case lantern.StatusReproduced, lantern.StatusMismatch, lantern.StatusPending, lantern.StatusFailed:
+	case lantern.StatusReproduced, lantern.StatusMismatch, lantern.StatusPending, lantern.StatusFailed, lantern.StatusConflict:
 		return string(s)
 	}
 	return "unknown"

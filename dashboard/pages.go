@@ -149,6 +149,14 @@ type labelView struct {
 	Published  lantern.Digest
 	Groups     []groupView
 	Failures   []outcomeRow
+	// Revoked are the outcomes of builders removed from the farm: shown,
+	// not counted.
+	Revoked []outcomeRow
+	// Recipe and Build say what was built (Build: the spec's digest, for
+	// the generic recipe); ClaimedBy the claims compared, with signers.
+	Recipe    string
+	Build     lantern.Digest
+	ClaimedBy []lantern.ClaimRef
 	// NoResults: the label is published, no builder has answered yet.
 	NoResults bool
 }
@@ -185,8 +193,10 @@ type sourcePage struct {
 	Claims        []claimView
 	Labels        []labelView
 	Waiting       []waitingRow
-	// Disagree: claims name more than one source archive.
+	// Disagree: claims name more than one source archive (a conflict);
+	// Conflict lists them with the signers that claim each.
 	Disagree bool
+	Conflict []scheduler.SourceClaims
 	// Markdown shows the badge and links here, for a README.
 	Markdown string
 	running  bool
@@ -273,24 +283,26 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 		sources[v.Source.Digest] = true
 	}
 	p.Disagree = len(sources) > 1
+	if c := scheduler.Conflicts(claims); len(c) > 1 {
+		p.Conflict, p.Status = c, lantern.StatusConflict
+	}
 
 	// Each builder's latest attestation per (source, label), as Decide
 	// counts them.
+	// Each builder's latest attestation per (job, label), as the farm
+	// received them (oldest first), as Decide counts them.
 	type key struct {
-		source  lantern.Digest
+		job     string
 		label   string
 		builder lantern.Digest
 	}
 	latest := map[key]scheduler.AttestationRecord{}
 	for _, a := range atts {
-		k := key{a.Source.Digest, a.Label, a.Builder}
-		if prev, ok := latest[k]; !ok || a.Finished.After(prev.Finished) {
-			latest[k] = a
-		}
+		latest[key{a.JobID, a.Label, a.Builder}] = a
 	}
 	row := func(v lantern.Verdict, b lantern.Digest) outcomeRow {
 		o := outcomeRow{Builder: b, BuilderName: names[b]}
-		if a, ok := latest[key{v.Source.Digest, v.Label, b}]; ok {
+		if a, ok := latest[key{v.Job, v.Label, b}]; ok {
 			o.Output, o.Stage, o.Reason = a.Output, a.Stage, a.Reason
 			o.Took, o.Finished, o.Attestation, o.Log = took(a), a.Finished, a.Envelope, a.Log
 		}
@@ -298,7 +310,8 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 	}
 	seen := map[string]bool{}
 	for _, v := range verdicts {
-		lv := labelView{Label: v.Label, Source: v.Source.Digest, ShowSource: p.Disagree, Status: v.Status, Summary: summary(v), Published: v.Published}
+		lv := labelView{Label: v.Label, Source: v.Source.Digest, ShowSource: p.Disagree, Status: v.Status, Summary: summary(v), Published: v.Published,
+			Recipe: v.Recipe, Build: v.Build, ClaimedBy: v.Claims}
 		for i, g := range v.Groups {
 			gv := groupView{Output: g.Output, Published: g.Published, Agrees: i == reference(v), Role: role(v, i)}
 			for _, b := range g.Builders {
@@ -319,6 +332,11 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 			o := row(v, f.Builder)
 			o.Stage, o.Reason, o.Attestation, o.Finished = f.Stage, f.Reason, f.Attestation, f.Finished
 			lv.Failures = append(lv.Failures, o)
+		}
+		for _, r := range v.Revoked {
+			o := row(v, r.Builder)
+			o.Output, o.Stage, o.Reason, o.Attestation, o.Finished = r.Output, r.Stage, r.Reason, r.Attestation, r.Finished
+			lv.Revoked = append(lv.Revoked, o)
 		}
 		p.Labels = append(p.Labels, lv)
 		seen[v.Source.Digest.String()+"\x00"+v.Label] = true

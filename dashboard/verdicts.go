@@ -80,13 +80,13 @@ func role(v lantern.Verdict, i int) string {
 }
 
 // overall is the status of a source with verdicts vs on its labels: the
-// worst of them (mismatch, then failed, then pending), pending if there is
-// none yet.
+// worst of them (conflict, mismatch, then failed, then pending), pending if
+// there is none yet.
 func overall(vs []lantern.Verdict) lantern.Status {
 	if len(vs) == 0 {
 		return lantern.StatusPending
 	}
-	rank := map[lantern.Status]int{lantern.StatusReproduced: 0, lantern.StatusPending: 1, lantern.StatusFailed: 2, lantern.StatusMismatch: 3}
+	rank := map[lantern.Status]int{lantern.StatusReproduced: 0, lantern.StatusPending: 1, lantern.StatusFailed: 2, lantern.StatusMismatch: 3, lantern.StatusConflict: 4}
 	worst := lantern.StatusReproduced
 	for _, v := range vs {
 		if rank[v.Status] > rank[worst] {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -351,11 +352,36 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 	if len(claims) == 0 && len(atts) == 0 {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no claim of %s", src), "post a signed source claim to /api/v1/claims")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	resp := map[string]any{
 		"name": name, "version": version, "claims": claims, "verdicts": verdicts,
 		"attestations": viewAttestations(atts), "next": next,
-	})
+	}
+	if c := Conflicts(claims); len(c) > 1 {
+		resp["status"], resp["conflict"] = lantern.StatusConflict, c
+	}
+	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// SourceClaims are the claims that give a name@version one source archive.
+type SourceClaims struct {
+	Digest lantern.Digest     `json:"digest"`
+	Claims []lantern.ClaimRef `json:"claims"`
+}
+
+// Conflicts groups claims of one name@version by the source archive they
+// give it, in the order first claimed; more than one group is a conflict.
+func Conflicts(claims []ClaimRecord) []SourceClaims {
+	var out []SourceClaims
+	for _, c := range claims {
+		i := slices.IndexFunc(out, func(sc SourceClaims) bool { return sc.Digest == c.Claim.Source.Digest })
+		if i < 0 {
+			i = len(out)
+			out = append(out, SourceClaims{Digest: c.Claim.Source.Digest})
+		}
+		out[i].Claims = append(out[i].Claims, lantern.ClaimRef{Envelope: c.Envelope, Signer: c.Signer})
+	}
+	return out
 }
 
 type builderView struct {

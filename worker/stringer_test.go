@@ -13,11 +13,11 @@ import (
 	"github.com/lanternfarm/lantern/worker"
 )
 
-// TestStringerThroughTheFarm is the whole path with every real part: a
-// source claim of golang.org/x/tools/cmd/stringer@v0.30.0 posted to the
-// scheduler's API, two workers with different keys, each with its own
+// TestStringerThroughTheFarm is the whole path with every real part: source
+// claims of golang.org/x/tools/cmd/stringer@v0.30.0 and of goimports, a
+// second command of the same module, posted to the scheduler's API, two workers with different keys, each with its own
 // buildkitd and runc, rebuilding it with the go recipe, and the farm's
-// verdict that they got the same bytes. (That those are the bytes of a plain
+// verdicts, one per command, that they got the same bytes. (That those are the bytes of a plain
 // host go install is shown in package recipes.)
 func TestStringerThroughTheFarm(t *testing.T) {
 	if testing.Short() {
@@ -50,23 +50,32 @@ func TestStringerThroughTheFarm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: zip, GoSum: dl.Sum}
-	job := f.claimSource(&lantern.SourceClaim{Source: src, Recipe: "go", Fetch: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip", Time: time.Now().UTC().Truncate(time.Second)})
+	// Two commands of one module: one module zip, two builds, two jobs.
+	var jobs []lantern.Job
+	for _, cmd := range []string{"stringer", "goimports"} {
+		src := lantern.Source{Name: "golang.org/x/tools/cmd/" + cmd, Version: "v0.30.0", Digest: zip, GoSum: dl.Sum}
+		jobs = append(jobs, f.claimSource(&lantern.SourceClaim{Source: src, Recipe: "go", Fetch: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip", Time: time.Now().UTC().Truncate(time.Second)}))
+	}
+	if jobs[0].ID == jobs[1].ID {
+		t.Fatalf("stringer and goimports make one job, %s", jobs[0].ID)
+	}
 
-	deadline := time.Now().Add(10 * time.Minute)
-	for {
-		v := f.source(job)
-		if len(v.Verdicts) == 1 && v.Verdicts[0].Status != lantern.StatusPending {
-			vd := v.Verdicts[0]
-			if vd.Status != lantern.StatusReproduced || len(vd.Groups) != 1 || len(vd.Groups[0].Builders) != 2 {
-				t.Fatalf("verdict = %+v, want reproduced by both builders", vd)
+	deadline := time.Now().Add(15 * time.Minute)
+	for _, job := range jobs {
+		for {
+			v := f.source(job)
+			if len(v.Verdicts) == 1 && v.Verdicts[0].Status != lantern.StatusPending {
+				vd := v.Verdicts[0]
+				if vd.Status != lantern.StatusReproduced || len(vd.Groups) != 1 || len(vd.Groups[0].Builders) != 2 || vd.Job != job.ID {
+					t.Fatalf("%s: verdict = %+v, want reproduced by both builders, of job %s", job.Source, vd, job.ID)
+				}
+				t.Logf("%s: %s, %s by %d builders", vd.Label, vd.Status, vd.Groups[0].Output, len(vd.Groups[0].Builders))
+				break
 			}
-			t.Logf("%s: %s, %s by %d builders", vd.Label, vd.Status, vd.Groups[0].Output, len(vd.Groups[0].Builders))
-			return
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: no verdict after 15 minutes: %+v", job.Source, v)
+			}
+			time.Sleep(time.Second)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no verdict after 10 minutes: %+v", v)
-		}
-		time.Sleep(time.Second)
 	}
 }

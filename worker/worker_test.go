@@ -67,6 +67,7 @@ type farm struct {
 	log      *slog.Logger // watches for permissions violations
 	api      string
 	claimKey *keys.Private
+	workers  []*worker.Worker // started, in order
 }
 
 func logger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -146,6 +147,7 @@ func (f *farm) startWorker(cfg worker.Config, qcfg natsq.Config) (stop func()) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
+	f.workers = append(f.workers, w)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() {

@@ -129,7 +129,17 @@ Example:
 	}
 }
 
-func getVerdicts(ctx context.Context, u string) ([]lantern.Verdict, error) {
+// sourceVerdicts is what the API says of a name@version: its verdicts, and
+// the sources claims give it when they give more than one.
+type sourceVerdicts struct {
+	Verdicts []lantern.Verdict
+	Conflict []struct {
+		Digest lantern.Digest
+		Claims []lantern.ClaimRef
+	}
+}
+
+func getVerdicts(ctx context.Context, u string) (*sourceVerdicts, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
@@ -146,11 +156,11 @@ func getVerdicts(ctx context.Context, u string) ([]lantern.Verdict, error) {
 	if resp.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("%s: %s", resp.Status, apiError(body))
 	}
-	var v struct{ Verdicts []lantern.Verdict }
+	var v sourceVerdicts
 	if err := json.Unmarshal(body, &v); err != nil {
 		return nil, fmt.Errorf("the API answered %q: %w", truncateBytes(body), err)
 	}
-	return v.Verdicts, nil
+	return &v, nil
 }
 
 func truncateBytes(b []byte) string {
@@ -162,7 +172,14 @@ func truncateBytes(b []byte) string {
 
 // settled reports whether no verdict is pending and, if builders is above
 // 0, that many builders have answered.
-func settled(vs []lantern.Verdict, builders int) bool {
+func settled(sv *sourceVerdicts, builders int) bool {
+	if sv == nil {
+		return false
+	}
+	if len(sv.Conflict) > 1 {
+		return true // no rebuild settles a conflict
+	}
+	vs := sv.Verdicts
 	if len(vs) == 0 {
 		return false
 	}
@@ -183,7 +200,11 @@ func settled(vs []lantern.Verdict, builders int) bool {
 	return len(answered) >= builders
 }
 
-func progress(vs []lantern.Verdict) string {
+func progress(sv *sourceVerdicts) string {
+	var vs []lantern.Verdict
+	if sv != nil {
+		vs = sv.Verdicts
+	}
 	if len(vs) == 0 {
 		return "no rebuild yet"
 	}
@@ -198,22 +219,63 @@ func progress(vs []lantern.Verdict) string {
 	return strings.Join(parts, "; ")
 }
 
-func printVerdicts(io *stdio, source string, vs []lantern.Verdict, asJSON bool) error {
-	if asJSON {
-		b, err := json.MarshalIndent(vs, "", "  ")
-		if err != nil {
-			return err
+// printVerdicts prints vs, and returns a *contradictedError (exit 3) when
+// one is a mismatch or a conflict.
+func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) error {
+	if sv == nil {
+		sv = &sourceVerdicts{}
+	}
+	vs := sv.Verdicts
+	var contradicted []string
+	if len(sv.Conflict) > 1 {
+		contradicted = append(contradicted, fmt.Sprintf("conflict: claims give it %d sources", len(sv.Conflict)))
+	}
+	for _, v := range vs {
+		if v.Status == lantern.StatusMismatch || v.Status == lantern.StatusConflict {
+			contradicted = append(contradicted, v.Label+" "+string(v.Status))
 		}
-		_, err = fmt.Fprintf(io.out, "%s\n", b)
-		return err
+	}
+	var err error
+	if asJSON {
+		var b []byte
+		if b, err = json.MarshalIndent(vs, "", "  "); err == nil {
+			_, err = fmt.Fprintf(io.out, "%s\n", b)
+		}
+	} else {
+		err = writeVerdicts(io, source, sv)
+	}
+	if err == nil && len(contradicted) > 0 {
+		err = &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
+	}
+	return err
+}
+
+func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
+	vs := sv.Verdicts
+	if len(sv.Conflict) > 1 {
+		fmt.Fprintf(io.out, "%s: conflict: claims give it %d different sources\n", source, len(sv.Conflict))
+		for _, c := range sv.Conflict {
+			for _, cl := range c.Claims {
+				fmt.Fprintf(io.out, "  %s  claimed by %s (claim %s)\n", c.Digest, cl.Signer.Short(), cl.Envelope.Short())
+			}
+		}
 	}
 	if len(vs) == 0 {
+		if len(sv.Conflict) > 1 {
+			return nil
+		}
 		return errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
 	}
 	for _, v := range vs {
 		fmt.Fprintf(io.out, "%s %s: %s\n", source, v.Label, v.Status)
+		for _, d := range v.Conflicts {
+			fmt.Fprintf(io.out, "  conflict   claims give %s another source: %s (this one is %s)\n", source, d, v.Source.Digest)
+		}
 		if !v.Published.IsZero() {
 			fmt.Fprintf(io.out, "  published  %s\n", v.Published)
+		}
+		for _, c := range v.Claims {
+			fmt.Fprintf(io.out, "  claimed by %s (claim %s)\n", c.Signer.Short(), c.Envelope.Short())
 		}
 		for _, g := range v.Groups {
 			fmt.Fprintf(io.out, "  %s  built by %d:", g.Output, len(g.Builders))
@@ -224,6 +286,9 @@ func printVerdicts(io *stdio, source string, vs []lantern.Verdict, asJSON bool) 
 		}
 		for _, f := range v.Failures {
 			fmt.Fprintf(io.out, "  failed     %s: %s\n", f.Builder.Short(), f.Reason)
+		}
+		for _, r := range v.Revoked {
+			fmt.Fprintf(io.out, "  revoked    %s: its outcome does not count\n", r.Builder.Short())
 		}
 	}
 	return nil

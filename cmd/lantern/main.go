@@ -3,7 +3,8 @@
 // attestations, and verifies them. Run `lantern help` for the commands.
 //
 // Exit codes: 0 success; 1 the work failed (a signature that does not
-// verify, a file that cannot be read); 2 the command line was wrong.
+// verify, a file that cannot be read); 2 the command line was wrong; 3
+// contradicted (a mismatch, a conflict).
 package main
 
 import (
@@ -40,6 +41,12 @@ func usagef(format string, args ...any) error {
 	return &usageError{msg: fmt.Sprintf(format, args...)}
 }
 
+// contradictedError is an answer that contradicts what was asked about: a
+// mismatch, a conflict. It exits 3.
+type contradictedError struct{ msg string }
+
+func (e *contradictedError) Error() string { return e.msg }
+
 // errHelp is returned after help was printed on request; it exits 0.
 var errHelp = errors.New("help printed")
 
@@ -56,6 +63,10 @@ func exitCode(w io.Writer, err error) int {
 			fmt.Fprintln(w, "Run 'lantern help' for usage.")
 		}
 		return 2
+	}
+	var ce *contradictedError
+	if errors.As(err, &ce) {
+		return 3
 	}
 	return 1
 }

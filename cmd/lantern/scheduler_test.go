@@ -141,4 +141,23 @@ func TestSchedulerCommand(t *testing.T) {
 	if code, body := get("/metrics"); code != http.StatusOK || !strings.Contains(body, `lantern_claims_total{result="accepted"} 1`) {
 		t.Errorf("GET /metrics = %d, lacks one accepted claim:\n%s", code, body)
 	}
+
+	// A second claim gives example.org/hello@v1.0.0 another source: a
+	// conflict, which lantern verdict reports with exit code 3.
+	putFile(t, dir, "other.tar.gz", "another hello source")
+	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.0.0",
+		"--source-file", "other.tar.gz", "--fetch", "http://127.0.0.1:1/other.tar.gz", "--recipe", "generic", "--build", "build.json", "--post", base).must(t, "claim sign --post another source")
+	for {
+		r := runLantern(t, dir, nil, "verdict", "--api", base, "example.org/hello@v1.0.0")
+		if r.code == 3 {
+			if !strings.Contains(r.stdout, "conflict: claims give it 2 different sources") || !strings.Contains(r.stderr, "contradicted") {
+				t.Errorf("lantern verdict on a conflict printed:\n%s%s", r.stdout, r.stderr)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("lantern verdict never reported the conflict: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

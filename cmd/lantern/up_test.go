@@ -209,6 +209,7 @@ func TestUp(t *testing.T) {
 		t.Errorf("stamp@1.0: verdict %+v, want a mismatch of two groups of one builder", vd)
 	}
 	up.dashboardShows(t, "stamp@1.0", vd)
+	runLantern(t, dir, nil, "verdict", "--api", up.url, "stamp@1.0").fails(t, "lantern verdict on a mismatch", 3, "contradicted")
 	if len(vd.Groups) == 2 {
 		up.diffShows(t, vd)
 	}

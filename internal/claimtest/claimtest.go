@@ -69,6 +69,7 @@ func Examples(builder lantern.Digest) []Example {
 			Output:  d("stringer binary"),
 			Recipe:  recipe,
 			Builder: builder,
+			Claim:   d("the source claim's envelope"),
 			Dependencies: []lantern.Dependency{
 				{Name: "toolchain", URI: "pkg:golang/golang.org/toolchain@v0.0.1-go1.24.4.linux-amd64", Digest: d("toolchain")},
 				{Name: "golang.org/x/mod@v0.23.0", Digest: d("mod")},
@@ -92,6 +93,8 @@ func Examples(builder lantern.Digest) []Example {
 			Label:    "stringer-linux-amd64",
 			Recipe:   recipe,
 			Builder:  builder,
+			Claim:    d("the source claim's envelope"),
+			Build:    d("a build spec"),
 			Stage:    "verify-inputs",
 			Reason:   "source archive does not match the claimed digest",
 			Expected: Stringer.Digest,
