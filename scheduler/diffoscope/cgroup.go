@@ -44,8 +44,8 @@ type cgroupMount struct {
 // findCgroups returns where to make diffoscope's cgroups: under this
 // process's own cgroup, so that whatever caps the scheduler caps them too.
 // It prefers v1 hierarchies of memory and pids (a hybrid host mounts an
-// empty v2 beside them), else the v2 one when this process's cgroup
-// delegates both controllers to its children.
+// empty v2 beside them), else the v2 one when this process's cgroup or its
+// parent delegates both controllers to its children.
 func findCgroups(mountinfo, self []byte) (parents []string, v2 bool, err error) {
 	mounts := parseMountinfo(mountinfo)
 	own := parseProcCgroup(self) // controller ("" for v2) → path
@@ -64,17 +64,28 @@ func findCgroups(mountinfo, self []byte) (parents []string, v2 bool, err error) 
 		return v1, false, nil
 	}
 	for _, m := range mounts {
-		if p, ok := own[""]; ok && m.v2 {
-			dir := under(m, p)
+		p, ok := own[""]
+		if !ok || !m.v2 {
+			continue
+		}
+		// A v2 cgroup with processes cannot have children with
+		// controllers (but the root), so a run's cgroup goes beside this
+		// process's: under its parent, when that delegates both.
+		var seen []string
+		for _, dir := range []string{under(m, p), under(m, filepath.Dir(p))} {
 			sub, err := os.ReadFile(filepath.Join(dir, "cgroup.subtree_control"))
 			if err != nil {
 				return nil, false, fmt.Errorf("%w: %v", ErrNoCgroup, err)
 			}
-			if f := strings.Fields(string(sub)); !slices.Contains(f, "memory") || !slices.Contains(f, "pids") {
-				return nil, false, fmt.Errorf("%w: this process's cgroup v2 %s does not delegate memory and pids to its children (its cgroup.subtree_control is %q); run the scheduler in a cgroup that does, e.g. a systemd service with Delegate=memory pids whose processes live in a child cgroup", ErrNoCgroup, dir, strings.TrimSpace(string(sub)))
+			if f := strings.Fields(string(sub)); slices.Contains(f, "memory") && slices.Contains(f, "pids") {
+				return []string{dir}, true, nil
 			}
-			return []string{dir}, true, nil
+			seen = append(seen, fmt.Sprintf("%s has %q", filepath.Join(dir, "cgroup.subtree_control"), strings.TrimSpace(string(sub))))
+			if p == "/" {
+				break
+			}
 		}
+		return nil, false, fmt.Errorf("%w: neither this process's cgroup v2 nor its parent delegates memory and pids to its children (%s); run the scheduler in a child of a cgroup that does, e.g. a systemd service with Delegate=memory pids and DelegateSubgroup=scheduler", ErrNoCgroup, strings.Join(seen, ", "))
 	}
 	return nil, false, fmt.Errorf("%w: neither cgroup v1 hierarchies of memory and pids nor a cgroup v2 are mounted (see /proc/self/mountinfo)", ErrNoCgroup)
 }

@@ -46,13 +46,12 @@ const Install = "as root: apt-get install --no-install-recommends diffoscope-min
 
 // Defaults of a Differ.
 const (
-	DefaultTimeout    = 10 * time.Minute
-	DefaultMaxReport  = 4 << 20
-	DefaultMaxMemory  = 2 << 30
-	DefaultMaxDisk    = 1 << 30
-	DefaultMaxProcs   = 128
-	DefaultMaxInput   = 1 << 30
-	DefaultMaxRunning = 2
+	DefaultTimeout   = 10 * time.Minute
+	DefaultMaxReport = 4 << 20
+	DefaultMaxMemory = 2 << 30
+	DefaultMaxDisk   = 1 << 30
+	DefaultMaxProcs  = 128
+	DefaultMaxInput  = 1 << 30
 	// DefaultUser is the user diffoscope runs as when the scheduler is
 	// root: nobody.
 	DefaultUser = 65534
@@ -84,16 +83,12 @@ type Differ struct {
 	// MaxInput bounds each of the two artefacts, in bytes, copied to the
 	// scheduler's disk for diffoscope to read (default DefaultMaxInput).
 	MaxInput int64
-	// MaxRunning bounds the comparisons that run at once (default
-	// DefaultMaxRunning); more wait for their turn.
-	MaxRunning int
 	// User is the uid diffoscope runs as when this process is root
 	// (default DefaultUser).
 	User int
 
 	once    sync.Once
 	initErr error
-	slots   chan struct{}
 	setpriv string
 	cgroups []string // parents of each run's cgroups
 	cgroup2 bool
@@ -121,7 +116,6 @@ func Find(path string) (*Differ, error) {
 // init finds the sandbox's parts once.
 func (d *Differ) init() error {
 	d.once.Do(func() {
-		d.slots = make(chan struct{}, or(d.MaxRunning, DefaultMaxRunning))
 		bw := or(d.Bwrap, "bwrap")
 		p, err := exec.LookPath(bw)
 		if err != nil {
@@ -170,7 +164,7 @@ func (d *Differ) Check(ctx context.Context) error {
 		return fmt.Errorf("%w: diffoscope --version in the sandbox: %w", ErrNoSandbox, err)
 	}
 	if !bytes.HasPrefix(out, []byte("diffoscope ")) {
-		return fmt.Errorf("%w: diffoscope --version in the sandbox printed %.200q", ErrNoSandbox, out)
+		return fmt.Errorf("%w: diffoscope --version in the sandbox printed %.200q, not diffoscope's version; pass --diffoscope PATH to diffoscope", ErrNoSandbox, out)
 	}
 	return nil
 }
@@ -200,12 +194,6 @@ func (e *LimitError) Error() string { return e.msg }
 func (d *Differ) Diff(ctx context.Context, name string, a, b io.Reader) ([]byte, error) {
 	if err := d.init(); err != nil {
 		return nil, err
-	}
-	select {
-	case d.slots <- struct{}{}:
-		defer func() { <-d.slots }()
-	case <-ctx.Done():
-		return nil, ctx.Err()
 	}
 	dir, err := d.workDir()
 	if err != nil {
