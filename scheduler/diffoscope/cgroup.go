@@ -277,12 +277,14 @@ func (cg *cgroup) remove() error {
 	var errs []error
 	for _, d := range cg.dirs {
 		var err error
-		for range 100 { // a killed process leaves its cgroup a moment later
+		// A killed process leaves its cgroup a moment later (longer on a
+		// loaded machine).
+		for range 500 {
 			if err = os.Remove(d); err == nil || errors.Is(err, fs.ErrNotExist) {
 				err = nil
 				break
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond)
 		}
 		if err != nil {
 			errs = append(errs, err)

@@ -366,7 +366,7 @@ func hostSystem() []mount {
 // network: only a loopback of its own; no user namespaces inside), no
 // capabilities, a clean environment, the host's system read-only and
 // nothing else of it, the inputs read-only in /in, a tmpfs of s.disk
-// bytes at /tmp, and a read-only root.
+// bytes at /tmp, and a read-only root and /dev.
 func sandboxArgs(s sandbox) []string {
 	args := []string{
 		"--unshare-user", "--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
@@ -396,7 +396,8 @@ func sandboxArgs(s sandbox) []string {
 	if s.progDir != "" {
 		args = append(args, "--ro-bind", s.progDir, "/lantern/bin")
 	}
-	return append(args, "--chdir", "/in", "--remount-ro", "/")
+	// bwrap's /dev is a tmpfs the sandbox could fill past the disk cap.
+	return append(args, "--chdir", "/in", "--remount-ro", "/dev", "--remount-ro", "/")
 }
 
 // fileName makes name safe as one file name: an artefact's label may hold

@@ -107,7 +107,7 @@ func TestSandboxHidesTheHost(t *testing.T) {
 	script := fmt.Sprintf(`cat %[1]s 2>&1
 echo "root: $(ls / | tr '\n' ' ')"
 for p in /root /home /work /var /etc/passwd /etc/shadow /sys %[2]s; do ls -d "$p" 2>/dev/null && echo "SEES $p"; done
-for p in %[2]s/x /usr/x /x ./x; do touch "$p" 2>/dev/null && echo "WROTE $p"; done
+for p in %[2]s/x /usr/x /x ./x /dev/x /dev/shm/x /etc/x; do touch "$p" 2>/dev/null && echo "WROTE $p"; done
 touch /tmp/x && echo "tmp is writable"
 python3 -c 'import socket; socket.create_connection(("127.0.0.1", %[3]d), 5); print("CONNECTED")' 2>&1 | tail -1
 echo "uid $(id -u)"
