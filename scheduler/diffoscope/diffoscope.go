@@ -224,7 +224,7 @@ func (d *Differ) Diff(ctx context.Context, name string, a, b io.Reader) ([]byte,
 }
 
 // workDir makes the directory of one run: the inputs go in a/ and b/, a
-// program from outside /usr in bin/. Its owner is the sandbox's user.
+// program from outside /usr in bin/.
 func (d *Differ) workDir() (string, error) {
 	dir, err := os.MkdirTemp("", "lantern-diffoscope-")
 	if err != nil {
@@ -292,15 +292,17 @@ func (d *Differ) run(ctx context.Context, dir, name string, args []string) ([]by
 	}
 	cmd.WaitDelay = 5 * time.Second
 	report, stderr := &capped.Buffer{Max: maxReport}, &capped.Buffer{Max: 64 << 10}
-	cmd.Stdout, cmd.Stderr = report, stderr
+	full := &watch{want: []byte("No space left on device"), w: stderr}
+	cmd.Stdout, cmd.Stderr = report, full
 	err = cmd.Run()
 	if ctx.Err() != nil {
 		return nil, fmt.Errorf("diffoscope %s: %w", name, ctx.Err())
 	}
 	cg.kill() // whatever it left behind
 	// Which caps it hit. The kernel says so for memory and processes; a
-	// full tmpfs shows only as a failed write, in diffoscope's or its
-	// tools' errors (which quote neither input).
+	// full tmpfs shows only as a failed write, in the errors of diffoscope
+	// or its tools. (An input that makes a tool print that line anyway
+	// gets its own report refused for a cap it did not hit: nothing more.)
 	var caps []Cap
 	var hit []string
 	memory, procs := cg.hits()
@@ -310,7 +312,7 @@ func (d *Differ) run(ctx context.Context, dir, name string, args []string) ([]by
 	if procs {
 		caps, hit = append(caps, CapProcs), append(hit, fmt.Sprintf("its cap of %d processes", maxProcs))
 	}
-	if bytes.Contains(stderr.Kept(), []byte("No space left on device")) {
+	if full.seen {
 		caps, hit = append(caps, CapDisk), append(hit, fmt.Sprintf("its disk cap of %s (its scratch space)", size(maxDisk)))
 	}
 	if runCtx.Err() != nil {
@@ -327,6 +329,24 @@ func (d *Differ) run(ctx context.Context, dir, name string, args []string) ([]by
 		return nil, fmt.Errorf("diffoscope %s: %w: %s", name, err, lastLine(string(stderr.Kept())))
 	}
 	return report.Bytes("report"), nil
+}
+
+// watch passes what is written on to w and notes whether it held want,
+// however the writes split it.
+type watch struct {
+	want []byte
+	w    io.Writer
+	tail []byte
+	seen bool
+}
+
+func (w *watch) Write(p []byte) (int, error) {
+	if !w.seen {
+		joined := append(w.tail, p...)
+		w.seen = bytes.Contains(joined, w.want)
+		w.tail = bytes.Clone(joined[max(0, len(joined)-len(w.want)+1):])
+	}
+	return w.w.Write(p)
 }
 
 // sandbox is what one run's bwrap is given.

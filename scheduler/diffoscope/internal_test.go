@@ -2,6 +2,7 @@ package diffoscope
 
 import (
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -67,5 +68,33 @@ func TestFindCgroups(t *testing.T) {
 func TestUnescapeMount(t *testing.T) {
 	if got := unescapeMount(`/mnt/with\040space\134x`); got != `/mnt/with space\x` {
 		t.Errorf("unescapeMount = %q", got)
+	}
+}
+
+// TestWatch: the line that says a run's tmpfs was full is seen however the
+// writes split it, and past what the capped stderr keeps.
+func TestWatch(t *testing.T) {
+	line := "gzip: stdout: No space left on device\n"
+	for split := range len(line) {
+		var kept strings.Builder
+		w := &watch{want: []byte("No space left on device"), w: &kept}
+		w.Write([]byte(strings.Repeat("x", 100<<10)))
+		w.Write([]byte(line[:split]))
+		w.Write([]byte(line[split:]))
+		if !w.seen || kept.Len() != 100<<10+len(line) {
+			t.Errorf("split at %d: seen %v, passed on %d bytes", split, w.seen, kept.Len())
+		}
+	}
+	w := &watch{want: []byte("No space left on device"), w: io.Discard}
+	w.Write([]byte("No space left on dev"))
+	w.Write([]byte("ice is not what this says"))
+	if !w.seen {
+		t.Errorf("not seen across writes")
+	}
+	w = &watch{want: []byte("No space left on device"), w: io.Discard}
+	w.Write([]byte("No space left on"))
+	w.Write([]byte(" the device"))
+	if w.seen {
+		t.Errorf("seen in %q", "No space left on the device")
 	}
 }
