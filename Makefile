@@ -15,7 +15,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl nats-server runc busybox chromium diffoscope iproute2 clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 clean clean-cache
 
 all: build
 
@@ -25,8 +25,8 @@ build:
 # deps installs what the tests need. The cosign CLI is built from the Go
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
-# from tools/buildkit; runc and diffoscope come from Debian.
-deps: cosign buildkitd nats-server runc busybox chromium diffoscope iproute2
+# from tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
+deps: cosign buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -63,6 +63,12 @@ runc:
 diffoscope:
 	@command -v diffoscope >/dev/null || { echo "== installing diffoscope-minimal with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends diffoscope-minimal; }
+
+# bubblewrap (bwrap) is diffoscope's sandbox: the scheduler runs diffoscope
+# in it, on outputs that builders chose.
+bubblewrap:
+	@command -v bwrap >/dev/null || { echo "== installing bubblewrap with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap; }
 
 # iproute2's ip makes the network namespaces and veth pairs of the test that
 # runs a scheduler and two workers as three machines (nsenter is util-linux's).
@@ -122,11 +128,12 @@ bench: buildkitd runc
 	  < bench.out
 
 # run is the first thing to try, as root on a fresh Debian machine: it
-# installs what is missing (runc, diffoscope, buildkitd), starts 'lantern up'
+# installs what is missing (runc, diffoscope, bubblewrap, buildkitd), starts
+# 'lantern up'
 # (NATS, the scheduler and dashboard, two builders, BuildKit; data in
 # $(DEMO)), claims a first real Go command, and prints the verdict and the
 # dashboard's address once both builders are done. Ctrl-C stops it.
-run: build buildkitd runc diffoscope
+run: build buildkitd runc diffoscope bubblewrap
 	LANTERN=$(LANTERN) DATA=$(DEMO) sh deploy/run.sh
 
 clean:

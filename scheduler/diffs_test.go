@@ -1,14 +1,22 @@
 package scheduler_test
 
 import (
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/bombtest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/diffoscope"
@@ -18,13 +26,7 @@ import (
 // outputs differ, made by the real diffoscope from the outputs the builders
 // uploaded to the real NATS object store, and served by the API.
 func TestDiffoscopeReports(t *testing.T) {
-	d, err := diffoscope.Find("")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("%v\nCI must run the diffoscope tests ('make diffoscope')", err)
-		}
-		t.Skip(err)
-	}
+	d := findDiffoscope(t)
 	f := newDiffingFarm(t, natsq.Config{}, d, builderA, builderB, builderC)
 	claim, job := sourceClaim(t, claimKey, "example.org/stamped", lantern.Digest{})
 	if code := f.do("POST", "/api/v1/claims", claim, nil); code != http.StatusAccepted {
@@ -117,4 +119,112 @@ func (f *farm) text(t *testing.T, path string) string {
 		t.Fatalf("GET %s = %d %s", path, resp.StatusCode, b)
 	}
 	return string(b)
+}
+
+// findDiffoscope returns the real diffoscope in its sandbox; without one
+// it skips the test, and fails it under CI, which must run it.
+func findDiffoscope(t *testing.T) *diffoscope.Differ {
+	t.Helper()
+	d, err := diffoscope.Find("")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("%v\nCI must run the diffoscope tests ('make diffoscope bubblewrap')", err)
+		}
+		t.Skip(err)
+	}
+	return d
+}
+
+// TestDiffoscopeBomb: a builder whose output is a decompression bomb (a
+// gigabyte of zeros in a megabyte of gzip) gets no report but a record
+// that says which of diffoscope's caps it hit, and the scheduler answers
+// every GET of its API while the real diffoscope unpacks it.
+func TestDiffoscopeBomb(t *testing.T) {
+	d := findDiffoscope(t)
+	d.MaxDisk, d.MaxMemory = 32<<20, 512<<20
+	var answered atomic.Int64
+	w := &watchedDiffer{Differ: d, answered: &answered}
+	f := newDiffingFarm(t, natsq.Config{}, w, builderA, builderB)
+	claim, job := sourceClaim(t, claimKey, "example.org/bomb", lantern.Digest{})
+	if code := f.do("POST", "/api/v1/claims", claim, nil); code != http.StatusAccepted {
+		t.Fatalf("POST claim = %d, want 202", code)
+	}
+	eventually(t, "the job to be stored", func() bool { return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK })
+	var small bytes.Buffer
+	zw := gzip.NewWriter(&small)
+	zw.Write([]byte("hello\n"))
+	zw.Close()
+	outA, outB := string(bombtest.Gzip(16)), small.String()
+	for b, out := range map[*keys.Private]string{builderA: outA, builderB: outB} {
+		if _, err := f.builder(b).PutObject(t.Context(), "bin", strings.NewReader(out)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := lantern.DigestOf([]byte(outA)), lantern.DigestOf([]byte(outB))
+	for _, env := range [][]byte{rebuilt(t, builderA, job, outA), rebuilt(t, builderB, job, outB)} {
+		if code := f.do("POST", "/api/v1/attestations", env, nil); code != http.StatusAccepted {
+			t.Fatalf("POST attestation = %d, want 202", code)
+		}
+	}
+
+	// GET the API over and over until the report is no longer pending:
+	// every GET is answered (a generous client timeout stands for "never").
+	// The report's record is 404 until the verdict asks for it.
+	client := &http.Client{Timeout: time.Minute}
+	get := func(path string, out any, ok ...int) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(t.Context(), "GET", f.api.URL+path, nil)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("GET %s while diffoscope runs: %v", path, err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK && !slices.Contains(ok, resp.StatusCode) {
+			t.Fatalf("GET %s while diffoscope runs = %d %s", path, resp.StatusCode, body)
+		}
+		if out != nil && resp.StatusCode == http.StatusOK {
+			if err := json.Unmarshal(body, out); err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+		}
+		answered.Add(1)
+	}
+	var rec scheduler.DiffRecord
+	deadline := time.Now().Add(5 * time.Minute)
+	for rec.State == "" || rec.State == scheduler.DiffPending {
+		if time.Now().After(deadline) {
+			t.Fatalf("the report on the bomb is still %q after 5 minutes", rec.State)
+		}
+		get("/healthz", nil)
+		get("/api/v1/jobs/"+job.ID, nil)
+		get("/api/v1/artefacts/"+a.String(), nil, http.StatusNotFound) // until its attestation is in
+		get("/api/v1/sources", nil)
+		get("/api/v1/diffs/"+a.String()+"/"+b.String(), &rec, http.StatusNotFound)
+		time.Sleep(10 * time.Millisecond) // a loaded machine has other work too
+	}
+	if w.calls.Load() != 1 || w.during.Load() == 0 {
+		t.Fatalf("diffoscope ran %d times, with %d GETs answered while it ran; want once, with GETs meanwhile", w.calls.Load(), w.during.Load())
+	}
+	t.Logf("%d GETs answered while diffoscope ran on the bomb", w.during.Load())
+	if rec.State != scheduler.DiffFailed || !strings.Contains(rec.Reason, "hit its disk cap of 32 MiB") {
+		t.Errorf("report on the bomb = %+v, want failed: disk cap of 32 MiB hit", rec)
+	}
+	if code, _, body := f.get("/api/v1/diffs/" + a.String() + "/" + b.String() + "/report"); code != http.StatusNotFound || !strings.Contains(body, "disk cap of 32 MiB") {
+		t.Errorf("GET the report on the bomb = %d %s, want 404 naming the cap", code, body)
+	}
+}
+
+// watchedDiffer counts the GETs answered while its Differ runs.
+type watchedDiffer struct {
+	scheduler.Differ
+	answered      *atomic.Int64 // by the test
+	during, calls atomic.Int64
+}
+
+func (w *watchedDiffer) Diff(ctx context.Context, name string, a, b io.Reader) ([]byte, error) {
+	w.calls.Add(1)
+	before := w.answered.Load()
+	defer func() { w.during.Add(w.answered.Load() - before) }()
+	return w.Differ.Diff(ctx, name, a, b)
 }

@@ -60,7 +60,10 @@ attestations and verdicts in a bbolt file in the data directory, and serves
 the dashboard at / and the JSON API under /api/v1, with /healthz and
 /metrics. When builders disagree, it runs diffoscope on their outputs
 (which the workers upload to the NATS object store) and keeps the report
-for the dashboard; without diffoscope it warns and makes none.
+for the dashboard; without diffoscope it warns and makes none. diffoscope
+runs in a bubblewrap sandbox as nobody, with no network, no host files but
+/usr, and caps on its time, memory, processes and scratch space (the
+--diffoscope-* flags); a report that hits a cap fails, naming it.
 
 Without --nats it runs an embedded NATS server with JetStream, storing its
 streams in DATA/nats and listening on --nats-listen for workers. The bus is
@@ -120,6 +123,9 @@ Example:
 				if *maxDeliver < 1 {
 					return usagef("--max-deliver %d: want at least 1", *maxDeliver)
 				}
+				if err := diffo.validate(); err != nil {
+					return err
+				}
 				// Bounded redelivery with back-off: the wait doubles from one
 				// delivery to the next (heartbeats reset it while a build runs).
 				var backoff []time.Duration
@@ -148,7 +154,7 @@ type schedulerSetup struct {
 	// natsCA verifies an external server's.
 	tlsCert, tlsKey, natsCA string
 	tlsNames                []string
-	diffoscope              string // the program; "none": no reports
+	diffoscope              diffoscopeSetup
 	threshold               int
 	builders, claimKeys     []string
 	backlog, reindex        bool
@@ -279,13 +285,13 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	closers = append(closers, func() { st.Close() })
 
 	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
-	if c.diffoscope != "none" {
-		d, err := diffoscope.Find(c.diffoscope)
+	if c.diffoscope.program != "none" {
+		d, err := c.diffoscope.differ(ctx)
 		if err != nil {
-			log.Warn("no difference reports: builders that disagree are shown without one", "error", err, "fix", "install it, or pass --diffoscope PATH to one, or --diffoscope none")
+			log.Warn("no difference reports: builders that disagree are shown without one", "error", err, "fix", "install diffoscope-minimal and bubblewrap, or pass --diffoscope PATH to one, or --diffoscope none")
 		} else {
 			cfg.Differ = d
-			log.Info("difference reports by diffoscope", "program", d.Path)
+			log.Info("difference reports by diffoscope, in a sandbox", "program", d.Path, "timeout", d.Timeout, "memory_mib", d.MaxMemory>>20, "disk_mib", d.MaxDisk>>20, "processes", d.MaxProcs)
 		}
 	}
 	s, err := scheduler.New(cfg, q, st, log)
@@ -430,9 +436,54 @@ func printNATSConfig(io *stdio, data, listen string) error {
 	return err
 }
 
-// diffoscopeFlag is --diffoscope, of the commands that run a scheduler.
-func diffoscopeFlag(f *flag.FlagSet) *string {
-	return f.String("diffoscope", envOr("LANTERN_DIFFOSCOPE", ""), "the diffoscope `PROGRAM` that reports how disagreeing outputs differ (default $LANTERN_DIFFOSCOPE, else diffoscope on the PATH; none: no reports)")
+// diffoscopeSetup is diffoscope's program and the caps of its sandbox.
+type diffoscopeSetup struct {
+	program                                 string // "none": no reports
+	timeout                                 time.Duration
+	memoryMiB, diskMiB, inputMiB, reportMiB int64
+	procs                                   int
+}
+
+// diffoscopeFlag is --diffoscope and the caps of its sandbox, of the
+// commands that run a scheduler.
+func diffoscopeFlag(f *flag.FlagSet) *diffoscopeSetup {
+	var d diffoscopeSetup
+	f.StringVar(&d.program, "diffoscope", envOr("LANTERN_DIFFOSCOPE", ""), "the diffoscope `PROGRAM` that reports how disagreeing outputs differ, run in a bubblewrap sandbox (default $LANTERN_DIFFOSCOPE, else diffoscope on the PATH; none: no reports)")
+	f.DurationVar(&d.timeout, "diffoscope-timeout", diffoscope.DefaultTimeout, "how long diffoscope may take on two outputs before everything it runs is killed")
+	f.Int64Var(&d.memoryMiB, "diffoscope-memory-mib", diffoscope.DefaultMaxMemory>>20, "memory cap in `MiB` of all of one diffoscope run's processes, its scratch files included (above --diffoscope-disk-mib)")
+	f.Int64Var(&d.diskMiB, "diffoscope-disk-mib", diffoscope.DefaultMaxDisk>>20, "scratch space cap in `MiB` of one diffoscope run (a tmpfs: it unpacks archives there)")
+	f.IntVar(&d.procs, "diffoscope-procs", diffoscope.DefaultMaxProcs, "cap of `N` processes and threads of one diffoscope run")
+	f.Int64Var(&d.inputMiB, "diffoscope-input-mib", diffoscope.DefaultMaxInput>>20, "largest output in `MiB` that diffoscope is given")
+	f.Int64Var(&d.reportMiB, "diffoscope-report-mib", diffoscope.DefaultMaxReport>>20, "longest diffoscope report in `MiB` kept; a longer one is cut")
+	return &d
+}
+
+// validate checks the caps: a command-line error if wrong.
+func (c diffoscopeSetup) validate() error {
+	switch {
+	case c.timeout <= 0:
+		return usagef("--diffoscope-timeout %s: want a positive duration such as 10m", c.timeout)
+	case c.memoryMiB <= 0 || c.diskMiB <= 0 || c.inputMiB <= 0 || c.reportMiB <= 0 || c.procs <= 0:
+		return usagef("--diffoscope-memory-mib, --diffoscope-disk-mib, --diffoscope-input-mib, --diffoscope-report-mib and --diffoscope-procs: want positive numbers")
+	case c.memoryMiB <= c.diskMiB:
+		return usagef("--diffoscope-memory-mib %d: want more than --diffoscope-disk-mib %d (the scratch tmpfs's pages count in the memory cap)", c.memoryMiB, c.diskMiB)
+	}
+	return nil
+}
+
+// differ returns the Differ of c, once it has run diffoscope in its
+// sandbox.
+func (c diffoscopeSetup) differ(ctx context.Context) (*diffoscope.Differ, error) {
+	d, err := diffoscope.Find(c.program)
+	if err != nil {
+		return nil, err
+	}
+	d.Timeout, d.MaxMemory, d.MaxDisk, d.MaxProcs = c.timeout, c.memoryMiB<<20, c.diskMiB<<20, c.procs
+	d.MaxInput, d.MaxReport = c.inputMiB<<20, c.reportMiB<<20
+	if err := d.Check(ctx); err != nil {
+		return nil, err
+	}
+	return d, nil
 }
 
 // loadKeys reads the public key files named and the .pub files of dir (which

@@ -30,7 +30,7 @@ with JetStream, the scheduler with its JSON API and dashboard, and --builders
 workers, each a builder with a key of its own, sharing one BuildKit. Without
 --buildkit it starts buildkitd (make buildkitd builds it; it runs as root with
 Debian's runc) and stops it on exit. Where builders disagree, diffoscope
-(apt-get install diffoscope-minimal) reports how. Ctrl-C stops everything; the next start
+(apt-get install diffoscope-minimal bubblewrap) reports how, in a sandbox. Ctrl-C stops everything; the next start
 resumes with all data.
 
 On first start it makes the builders' keys and a claim key in DATA/up
@@ -72,6 +72,9 @@ Example:
 				if *timeLimit < 0 {
 					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
 				}
+				if err := diffo.validate(); err != nil {
+					return err
+				}
 				if *bk != "" && len(plainHTTP) > 0 {
 					return usagef("--registry-http configures the buildkitd that up starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
 				}
@@ -87,7 +90,7 @@ Example:
 
 type upSetup struct {
 	data, listen, natsListen, buildkit string
-	diffoscope                         string
+	diffoscope                         diffoscopeSetup
 	builders, threshold                int
 	timeLimit                          time.Duration
 	plainHTTP                          []string

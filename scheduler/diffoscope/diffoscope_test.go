@@ -3,6 +3,7 @@ package diffoscope_test
 import (
 	"errors"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -86,8 +87,8 @@ func TestDiffFailures(t *testing.T) {
 	os.WriteFile(slow, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755)
 	start := time.Now()
 	_, err = (&diffoscope.Differ{Path: slow, Timeout: time.Second}).Diff(t.Context(), "x", strings.NewReader("a"), strings.NewReader("b"))
-	if err == nil || !strings.Contains(err.Error(), "gave up after 1s") {
-		t.Errorf("Diff with a program that hangs = %v, want it given up", err)
+	if le, ok := errors.AsType[*diffoscope.LimitError](err); !ok || !slices.Equal(le.Caps, []diffoscope.Cap{diffoscope.CapTime}) || !strings.Contains(err.Error(), "hit its time limit of 1s") {
+		t.Errorf("Diff with a program that hangs = %v, want its time limit hit", err)
 	}
 	if d := time.Since(start); d > time.Minute {
 		t.Errorf("Diff returned after %s", d)
