@@ -368,17 +368,16 @@ func (q *Queue) RemoveOutput(ctx context.Context, d lantern.Digest) error {
 }
 
 // RemoveOutputsBefore removes from every builder's bucket the outputs
-// uploaded before t, and the chunks of uploads that never finished, and
-// reports how many objects it removed. Build logs are kept.
+// uploaded before t, and the chunks of uploads that never finished (last
+// written to an hour ago or more), and reports how many outputs it
+// removed. Build logs are kept.
 func (q *Queue) RemoveOutputsBefore(ctx context.Context, t time.Time) (int, error) {
 	buckets, err := q.builderBuckets(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("remove old outputs: %w", err)
 	}
+	// By the server's clock, which wrote them, whatever t is.
 	orphansBefore := time.Now().Add(-orphanAge)
-	if t.After(orphansBefore) {
-		orphansBefore = t
-	}
 	n := 0
 	for _, b := range buckets {
 		obs, err := q.js.ObjectStore(ctx, b)
