@@ -459,8 +459,14 @@ func (q *Queue) Setup(ctx context.Context) error {
 		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		if _, err := q.js.CreateOrUpdateStream(ctx, sc); err != nil {
+		st, err := q.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
 			return fmt.Errorf("create stream %s: %w", sc.Name, explainLimit(err, "--stream-max-bytes"))
+		}
+		// A stream an earlier version filled past the cap keeps what it
+		// has, and takes nothing more.
+		if info := st.CachedInfo(); sc.MaxBytes > 0 && info.State.Bytes >= uint64(sc.MaxBytes) {
+			q.log.Warn("a stream holds more than its cap: it takes no more messages until the cap is raised", "stream", sc.Name, "bytes", info.State.Bytes, "cap", sc.MaxBytes, "fix", "raise --stream-max-bytes (or --dead-letter-max-bytes)")
 		}
 	}
 	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
