@@ -13,12 +13,15 @@
 //
 // The streams below are the whole protocol between the scheduler and the
 // workers; anything that speaks NATS can take part. Every stream uses file
-// storage and Config.Replicas replicas (default 1), limits retention with no
-// limits (nothing is discarded), and a duplicate window of
+// storage and Config.Replicas replicas (default 1), limits retention with
+// discard new (a full stream refuses what comes next; nothing is
+// discarded), Config.StreamMaxBytes (1 GiB; the dead letters'
+// Config.DeadMaxBytes, 64 MiB), Config.StreamMaxAge (for ever) and
+// Config.MaxMsgSize (1 MiB), and a duplicate window of
 // Config.DuplicateWindow (default 2 minutes) for its Nats-Msg-Id.
 //
 //	stream           subjects                                                  message data                          Nats-Msg-Id                   published by
-//	LANTERN_CLAIMS   lantern.claims                                            source-claim DSSE envelope, as posted  sha256 hex of the data        scheduler API, CLI, bridges, peers
+//	LANTERN_CLAIMS   lantern.claims, lantern.claims.api                        source-claim DSSE envelope, as posted  sha256 hex of the data        claimants (CLI, bridges, peers); the scheduler's API on .api
 //	LANTERN_JOBS     lantern.jobs.<recipe>                                     lantern.Job as JSON                    the job id (lantern.JobID)    scheduler
 //	LANTERN_RESULTS  lantern.results.<builder key id, 64 hex>                  attestation DSSE envelope              sha256 hex of the data        workers
 //	LANTERN_DEAD     $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LANTERN_JOBS.>  JetStream max_deliver advisory (JSON)  -                             the NATS server itself
@@ -31,7 +34,12 @@
 // scheduler keeps its difference reports. An object's name is the
 // "sha256:<hex>" digest of its bytes, and its description the name its
 // uploader gave it; a reader takes an object only once its bytes hash to its
-// name ([Queue.GetObject]).
+// name ([Queue.GetObject]). A builder's bucket holds at most
+// Config.BuilderBucketMaxBytes (2 GiB), the farm's Config.BucketMaxBytes
+// (1 GiB). Build logs (described "log of ...", [LogPrefix]) are kept;
+// outputs are removed by the scheduler once their difference report is made
+// and after its retention ([Queue.RemoveOutput], [Queue.RemoveOutputsBefore]),
+// and so are the chunks of uploads that never finished.
 //
 // # Who may do what
 //

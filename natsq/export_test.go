@@ -29,3 +29,11 @@ func SetReadTimeForTest(cleanup func(func()), d time.Duration) {
 	readTime = func(uint64) time.Duration { return d }
 	cleanup(func() { readTime = old })
 }
+
+// SetOrphanAgeForTest sets how old the chunks of an unfinished upload are
+// before the sweep removes them, until the test ends.
+func SetOrphanAgeForTest(cleanup func(func()), d time.Duration) {
+	old := orphanAge
+	orphanAge = d
+	cleanup(func() { orphanAge = old })
+}

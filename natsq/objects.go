@@ -31,10 +31,11 @@ const (
 	maxObjectRead = 24 * time.Hour
 )
 
-// ensureBucket creates a builder's object store bucket, or leaves it as
-// it is, but for Direct Get, which it turns off: a builder's own requests
-// read its bucket, and a Direct Get answers with a message's own headers,
-// whatever the builder stored there.
+// ensureBucket creates a builder's object store bucket, or brings an
+// existing one to the builder's cap (Config.BuilderBucketMaxBytes) with
+// Direct Get off: a builder's own requests read its bucket, and a Direct
+// Get answers with a message's own headers, whatever the builder stored
+// there.
 func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
 	if _, err := q.js.ObjectStore(ctx, bucket); err != nil {
 		_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -42,19 +43,21 @@ func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
 			Description: desc,
 			Storage:     jetstream.FileStorage,
 			Replicas:    q.cfg.Replicas,
+			MaxBytes:    q.cfg.BuilderBucketMaxBytes,
 		})
 		if err != nil {
-			return fmt.Errorf("create object store %s: %w", bucket, err)
+			return fmt.Errorf("create object store %s: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
 		}
 	}
 	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
 	if err != nil {
 		return fmt.Errorf("object store %s: %w", bucket, err)
 	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect {
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.MaxBytes != q.cfg.BuilderBucketMaxBytes {
 		cfg.AllowDirect = false
+		cfg.MaxBytes = q.cfg.BuilderBucketMaxBytes
 		if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("object store %s: turn Direct Get off: %w", bucket, err)
+			return fmt.Errorf("object store %s: set Direct Get off and its cap: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
 		}
 	}
 	return nil
@@ -68,10 +71,7 @@ func (q *Queue) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 	if q.objects != nil {
 		return q.objects, nil
 	}
-	name := BucketObjects
-	if q.cfg.Role == RoleBuilder {
-		name = BuilderBucket(q.cfg.Builder)
-	}
+	name := q.bucketName()
 	obs, err := q.js.ObjectStore(ctx, name)
 	if errors.Is(err, jetstream.ErrBucketNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("object store %s: %w: it does not exist; the farm's scheduler makes it when it sets the farm up or adds the builder", name, ErrNotSetUp)
@@ -105,10 +105,69 @@ func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lanter
 	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
-	if _, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
+	if err := q.checkRoom(ctx, body); err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
+	if _, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
+		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), explainLimit(err, q.capSetting()))
+	}
 	return d, nil
+}
+
+// ErrBucketFull reports an upload that does not fit in the room left in
+// its bucket.
+var ErrBucketFull = errors.New("object store bucket full")
+
+// checkRoom fails with ErrBucketFull when the spooled body does not fit in
+// what is left of the bucket, before anything is sent: an upload the
+// server cuts off leaves its first chunks behind, which only the
+// scheduler's sweep removes (a builder may not purge its bucket).
+func (q *Queue) checkRoom(ctx context.Context, body io.Reader) error {
+	var size int64
+	switch b := body.(type) {
+	case *bytes.Reader:
+		size = int64(b.Len())
+	case *os.File:
+		fi, err := b.Stat()
+		if err != nil {
+			return err
+		}
+		size = fi.Size()
+	default:
+		return nil
+	}
+	bucket := q.bucketName()
+	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return fmt.Errorf("object store %s: %w", bucket, err)
+	}
+	info := st.CachedInfo()
+	if info.Config.MaxBytes <= 0 {
+		return nil
+	}
+	// Each chunk (128 KiB) and the object's record take some bytes more.
+	need := size + (size/(128<<10)+1)*256 + 1024
+	if left := info.Config.MaxBytes - int64(info.State.Bytes); need > left {
+		return fmt.Errorf("%w: %d bytes do not fit in the %d left of bucket %s (%d bytes); the farm's operator can raise %s", ErrBucketFull, size, max(left, 0), bucket, info.Config.MaxBytes, q.capSetting())
+	}
+	return nil
+}
+
+// bucketName is the name of the bucket PutObject writes to.
+func (q *Queue) bucketName() string {
+	if q.cfg.Role == RoleBuilder {
+		return BuilderBucket(q.cfg.Builder)
+	}
+	return BucketObjects
+}
+
+// capSetting is the scheduler's flag that sets the cap of the bucket
+// PutObject writes to.
+func (q *Queue) capSetting() string {
+	if q.cfg.Role == RoleBuilder {
+		return "--builder-bucket-max-bytes"
+	}
+	return "--bucket-max-bytes"
 }
 
 // spool reads r to its end, hashing it, and returns a reader of the same
@@ -264,4 +323,144 @@ type spooled struct {
 func (s *spooled) Close() error {
 	s.cleanup()
 	return nil
+}
+
+// LogPrefix starts the description of a build log in a builder's bucket,
+// as workers upload it ("log of JOB by KEY"). Logs are kept: attestations
+// name them as evidence. Every other object of a builder's bucket is an
+// output, which the scheduler removes once it has no more use for it
+// ([Queue.RemoveOutput], [Queue.RemoveOutputsBefore]). A builder that
+// calls its outputs logs keeps them, within its bucket's cap.
+const LogPrefix = "log of "
+
+// orphanAge is how old the chunks of an upload that never finished (a
+// builder's upload past its bucket's cap, a worker that died) are before
+// RemoveOutputsBefore removes them: no upload in progress is that slow.
+var orphanAge = time.Hour
+
+// RemoveOutput removes the output d from every builder's bucket that
+// holds it; a build log of the same name is kept.
+func (q *Queue) RemoveOutput(ctx context.Context, d lantern.Digest) error {
+	buckets, err := q.builderBuckets(ctx)
+	if err != nil {
+		return fmt.Errorf("remove output %s: %w", d, err)
+	}
+	for _, b := range buckets {
+		obs, err := q.js.ObjectStore(ctx, b)
+		if err != nil {
+			return fmt.Errorf("remove output %s: %w", d, err)
+		}
+		info, err := obs.GetInfo(ctx, d.String())
+		if errors.Is(err, jetstream.ErrObjectNotFound) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("remove output %s from %s: %w", d, b, err)
+		}
+		if strings.HasPrefix(info.Description, LogPrefix) {
+			continue
+		}
+		if err := q.removeObject(ctx, b, obs, info); err != nil {
+			return fmt.Errorf("remove output %s from %s: %w", d, b, err)
+		}
+	}
+	return nil
+}
+
+// RemoveOutputsBefore removes from every builder's bucket the outputs
+// uploaded before t, and the chunks of uploads that never finished (last
+// written to an hour ago or more), and reports how many outputs it
+// removed. Build logs are kept.
+func (q *Queue) RemoveOutputsBefore(ctx context.Context, t time.Time) (int, error) {
+	buckets, err := q.builderBuckets(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("remove old outputs: %w", err)
+	}
+	// By the server's clock, which wrote them, whatever t is.
+	orphansBefore := time.Now().Add(-orphanAge)
+	n := 0
+	for _, b := range buckets {
+		obs, err := q.js.ObjectStore(ctx, b)
+		if err != nil {
+			return n, fmt.Errorf("remove old outputs of %s: %w", b, err)
+		}
+		infos, err := obs.List(ctx)
+		if err != nil && !errors.Is(err, jetstream.ErrNoObjectsFound) {
+			return n, fmt.Errorf("remove old outputs of %s: %w", b, err)
+		}
+		live := map[string]bool{}
+		for _, info := range infos {
+			if strings.HasPrefix(info.Description, LogPrefix) || !info.ModTime.Before(t) {
+				live[info.NUID] = true
+				continue
+			}
+			if err := q.removeObject(ctx, b, obs, info); err != nil {
+				return n, fmt.Errorf("remove old outputs of %s: %s: %w", b, info.Name, err)
+			}
+			n++
+		}
+		if err := q.removeOrphans(ctx, b, live, orphansBefore); err != nil {
+			return n, fmt.Errorf("remove old outputs of %s: %w", b, err)
+		}
+	}
+	return n, nil
+}
+
+// removeObject removes an object of bucket: its chunks first, which frees
+// the room that the delete marker then takes in a full bucket.
+func (q *Queue) removeObject(ctx context.Context, bucket string, obs jetstream.ObjectStore, info *jetstream.ObjectInfo) error {
+	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return err
+	}
+	if info.NUID != "" {
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject("$O."+bucket+".C."+info.NUID)); err != nil {
+			return err
+		}
+	}
+	return obs.Delete(ctx, info.Name)
+}
+
+// removeOrphans purges the chunks in bucket of objects that are not live
+// (no upload finished them, or their delete did not) and were last written
+// to before t.
+func (q *Queue) removeOrphans(ctx context.Context, bucket string, live map[string]bool, t time.Time) error {
+	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
+	if err != nil {
+		return err
+	}
+	prefix := "$O." + bucket + ".C."
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(prefix+">"))
+	if err != nil {
+		return err
+	}
+	for subj := range info.State.Subjects {
+		if live[strings.TrimPrefix(subj, prefix)] {
+			continue
+		}
+		m, err := st.GetLastMsgForSubject(ctx, subj)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if !m.Time.Before(t) {
+			continue
+		}
+		q.log.Info("object store: removing the chunks of an upload that never finished", "bucket", bucket, "subject", subj)
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// builderBuckets lists the builders' buckets.
+func (q *Queue) builderBuckets(ctx context.Context) ([]string, error) {
+	all, err := q.objectBuckets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return all[1:], nil
 }

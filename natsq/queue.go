@@ -32,6 +32,10 @@ const (
 	StreamDead    = "LANTERN_DEAD"
 
 	SubjectClaims = "lantern.claims"
+	// SubjectClaimsAPI is where the scheduler puts the claims posted to its
+	// API: it has checked them and counted them against their key's rate
+	// already. Claimants cannot publish there.
+	SubjectClaimsAPI = SubjectClaims + ".api"
 	// SubjectJobs is the prefix of the job subjects, lantern.jobs.<recipe>.
 	SubjectJobs = "lantern.jobs"
 	// SubjectResults is the prefix of the result subjects,
@@ -96,7 +100,43 @@ type Config struct {
 	// NakDelay is how long a message whose handler failed waits before it
 	// is redelivered; default 1 second.
 	NakDelay time.Duration
+
+	// Limits of what the farm's streams and buckets hold, which the
+	// scheduler's Setup and EnsureBuilder apply (also to a farm set up by
+	// an earlier version). A full stream or bucket refuses what comes next
+	// and discards nothing: the streams are the record a reindex rebuilds
+	// the store from. The NATS server reserves every MaxBytes in its store
+	// (by default 75% of its disk's free space) and refuses to create a
+	// stream or bucket past that. Zero is the default; a negative MaxBytes
+	// or MaxMsgSize is no limit.
+
+	// StreamMaxBytes bounds each of the claims, jobs and results streams;
+	// default 1 GiB.
+	StreamMaxBytes int64
+	// DeadMaxBytes bounds the dead-letter stream; default 64 MiB.
+	DeadMaxBytes int64
+	// StreamMaxAge is how long the streams keep a message; default 0:
+	// for ever (a reindex needs every claim and result).
+	StreamMaxAge time.Duration
+	// MaxMsgSize bounds one message of a stream: a claim, job, result;
+	// default 1 MiB, what a NATS server takes by default (max_payload).
+	MaxMsgSize int32
+	// BucketMaxBytes bounds the farm's bucket (LANTERN_OBJECTS, the
+	// difference reports); default 1 GiB.
+	BucketMaxBytes int64
+	// BuilderBucketMaxBytes bounds each builder's bucket: what one builder
+	// may have uploaded at a time, logs and outputs; default 2 GiB.
+	BuilderBucketMaxBytes int64
 }
+
+// Default limits of Config.
+const (
+	DefaultStreamMaxBytes        = 1 << 30
+	DefaultDeadMaxBytes          = 64 << 20
+	DefaultMaxMsgSize            = 1 << 20
+	DefaultBucketMaxBytes        = 1 << 30
+	DefaultBuilderBucketMaxBytes = 2 << 30
+)
 
 func (c Config) withDefaults() (Config, error) {
 	if c.Name == "" {
@@ -126,6 +166,24 @@ func (c Config) withDefaults() (Config, error) {
 	if c.NakDelay == 0 {
 		c.NakDelay = time.Second
 	}
+	limit := func(v *int64, def int64) {
+		switch {
+		case *v == 0:
+			*v = def
+		case *v < 0:
+			*v = -1
+		}
+	}
+	limit(&c.StreamMaxBytes, DefaultStreamMaxBytes)
+	limit(&c.DeadMaxBytes, DefaultDeadMaxBytes)
+	limit(&c.BucketMaxBytes, DefaultBucketMaxBytes)
+	limit(&c.BuilderBucketMaxBytes, DefaultBuilderBucketMaxBytes)
+	switch {
+	case c.MaxMsgSize == 0:
+		c.MaxMsgSize = DefaultMaxMsgSize
+	case c.MaxMsgSize < 0:
+		c.MaxMsgSize = -1
+	}
 	switch {
 	case c.Replicas < 0 || c.Replicas > 5:
 		return c, fmt.Errorf("natsq config: Replicas is %d; want 1 to 5", c.Replicas)
@@ -141,6 +199,8 @@ func (c Config) withDefaults() (Config, error) {
 		return c, fmt.Errorf("natsq config: Batch is %d; want at least 1", c.Batch)
 	case c.NakDelay < 0:
 		return c, fmt.Errorf("natsq config: NakDelay is %v; want a positive duration", c.NakDelay)
+	case c.StreamMaxAge < 0:
+		return c, fmt.Errorf("natsq config: StreamMaxAge is %v; want 0 (for ever) or a positive duration", c.StreamMaxAge)
 	}
 	for i, d := range c.BackOff {
 		if d <= 0 {
@@ -373,7 +433,9 @@ func (e *redactedError) Unwrap() error { return e.err }
 func sameStream(have, want jetstream.StreamConfig) bool {
 	return slices.Equal(have.Subjects, want.Subjects) && have.Storage == want.Storage &&
 		have.Replicas == want.Replicas && have.Duplicates == want.Duplicates &&
-		have.Retention == want.Retention && have.Description == want.Description
+		have.Retention == want.Retention && have.Description == want.Description &&
+		have.MaxBytes == want.MaxBytes && have.MaxAge == want.MaxAge &&
+		have.MaxMsgSize == want.MaxMsgSize && have.Discard == want.Discard
 }
 
 // isClosing reports whether Close has been called, or the connection has
@@ -397,8 +459,14 @@ func (q *Queue) Setup(ctx context.Context) error {
 		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		if _, err := q.js.CreateOrUpdateStream(ctx, sc); err != nil {
-			return fmt.Errorf("create stream %s: %w", sc.Name, err)
+		st, err := q.js.CreateOrUpdateStream(ctx, sc)
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", sc.Name, explainLimit(err, "--stream-max-bytes"))
+		}
+		// A stream an earlier version filled past the cap keeps what it
+		// has, and takes nothing more.
+		if info := st.CachedInfo(); sc.MaxBytes > 0 && info.State.Bytes >= uint64(sc.MaxBytes) {
+			q.log.Warn("a stream holds more than its cap: it takes no more messages until the cap is raised", "stream", sc.Name, "bytes", info.State.Bytes, "cap", sc.MaxBytes, "fix", "raise --stream-max-bytes (or --dead-letter-max-bytes)")
 		}
 	}
 	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
@@ -406,9 +474,10 @@ func (q *Queue) Setup(ctx context.Context) error {
 		Description: "Lantern's build logs and artefacts, named by their sha256 digest",
 		Storage:     jetstream.FileStorage,
 		Replicas:    q.cfg.Replicas,
+		MaxBytes:    q.cfg.BucketMaxBytes,
 	})
 	if err != nil {
-		return fmt.Errorf("create object store %s: %w", BucketObjects, err)
+		return fmt.Errorf("create object store %s: %w", BucketObjects, explainLimit(err, "--bucket-max-bytes"))
 	}
 	q.objMu.Lock()
 	q.objects = obs
@@ -417,13 +486,18 @@ func (q *Queue) Setup(ctx context.Context) error {
 }
 
 func (q *Queue) streamConfigs() []jetstream.StreamConfig {
-	stream := func(name, subject, desc string) jetstream.StreamConfig {
+	// Discard new: a full stream refuses what comes next, so that a flood
+	// can neither push out the record nor a job nobody has taken yet.
+	stream := func(name string, subjects []string, maxBytes int64, desc string) jetstream.StreamConfig {
 		return jetstream.StreamConfig{
 			Name:        name,
 			Description: desc,
-			Subjects:    []string{subject},
+			Subjects:    subjects,
 			Retention:   jetstream.LimitsPolicy,
-			Discard:     jetstream.DiscardOld,
+			Discard:     jetstream.DiscardNew,
+			MaxBytes:    maxBytes,
+			MaxAge:      q.cfg.StreamMaxAge,
+			MaxMsgSize:  q.cfg.MaxMsgSize,
 			Storage:     jetstream.FileStorage,
 			Replicas:    q.cfg.Replicas,
 			Duplicates:  q.cfg.DuplicateWindow,
@@ -431,10 +505,10 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 		}
 	}
 	return []jetstream.StreamConfig{
-		stream(StreamClaims, SubjectClaims, "Lantern source claims (DSSE envelopes), as posted"),
-		stream(StreamJobs, SubjectJobs+".>", "Lantern rebuild jobs (lantern.Job JSON) on lantern.jobs.<recipe>"),
-		stream(StreamResults, SubjectResults+".>", "Lantern rebuild attestations (DSSE envelopes) on lantern.results.<builder key id>"),
-		stream(StreamDead, SubjectDead, "JetStream max-deliveries advisories of the builders' job consumers"),
+		stream(StreamClaims, []string{SubjectClaims, SubjectClaimsAPI}, q.cfg.StreamMaxBytes, "Lantern source claims (DSSE envelopes), as posted"),
+		stream(StreamJobs, []string{SubjectJobs + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild jobs (lantern.Job JSON) on lantern.jobs.<recipe>"),
+		stream(StreamResults, []string{SubjectResults + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild attestations (DSSE envelopes) on lantern.results.<builder key id>"),
+		stream(StreamDead, []string{SubjectDead}, q.cfg.DeadMaxBytes, "JetStream max-deliveries advisories of the builders' job consumers"),
 	}
 }
 
@@ -494,14 +568,19 @@ func checkToken(s string) error {
 	return nil
 }
 
-// PublishClaim publishes a source-claim envelope on lantern.claims and
-// waits for the stream to store it. The same envelope published again
-// within the duplicate window is stored once.
+// PublishClaim publishes a source-claim envelope and waits for the stream
+// to store it: a scheduler's connection on lantern.claims.api (the claims
+// its API took), any other on lantern.claims. The same envelope published
+// again within the duplicate window is stored once.
 func (q *Queue) PublishClaim(ctx context.Context, envelope []byte) error {
 	id := lantern.DigestOf(envelope).Hex()
-	_, err := q.js.Publish(ctx, SubjectClaims, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamClaims))
+	subj := SubjectClaims
+	if q.cfg.Role == RoleScheduler {
+		subj = SubjectClaimsAPI
+	}
+	_, err := q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamClaims))
 	if err != nil {
-		return fmt.Errorf("publish claim sha256:%s: %w", id[:12], err)
+		return fmt.Errorf("publish claim sha256:%s: %w", id[:12], explainLimit(err, "--stream-max-bytes"))
 	}
 	return nil
 }
@@ -516,7 +595,7 @@ func (q *Queue) PublishResult(ctx context.Context, builder lantern.Digest, envel
 	}
 	_, err = q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamResults))
 	if err != nil {
-		return fmt.Errorf("publish result sha256:%s of %s: %w", id[:12], builder.Short(), err)
+		return fmt.Errorf("publish result sha256:%s of %s: %w", id[:12], builder.Short(), explainLimit(err, "--stream-max-bytes"))
 	}
 	return nil
 }
@@ -558,7 +637,7 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
-				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, err)
+				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, explainLimit(err, "--stream-max-bytes"))
 			case <-ctx.Done():
 				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, ctx.Err())
 			}
@@ -566,3 +645,26 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 	}
 	return nil
 }
+
+// explainLimit adds to an error of the NATS server that is one of the
+// farm's limits what to do about it; setting is the scheduler's flag that
+// sets the limit.
+func explainLimit(err error, setting string) error {
+	var ae *jetstream.APIError
+	if !errors.As(err, &ae) {
+		return err
+	}
+	switch {
+	case ae.ErrorCode == jsErrStorageResources:
+		return fmt.Errorf("%w: the NATS server cannot reserve that much of its store for the farm's streams and buckets; lower %s (or another of the farm's max-bytes settings), or give the server more disk (max_file_store)", err, setting)
+	case ae.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum:
+		return fmt.Errorf("%w: larger than the stream takes (--max-msg-size)", err)
+	case strings.Contains(ae.Description, "maximum bytes exceeded"):
+		return fmt.Errorf("%w: the stream is full; the farm's operator can raise %s", err, setting)
+	}
+	return err
+}
+
+// jsErrStorageResources is the NATS server's error code for "insufficient
+// storage resources available" (JSStorageResourcesExceededErr).
+const jsErrStorageResources jetstream.ErrorCode = 10047

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -105,6 +106,9 @@ func (s *Scheduler) writeError(w http.ResponseWriter, err error) {
 	if !errors.As(err, &ae) {
 		ae = classify(err)
 	}
+	if rl := (*RateLimitError)(nil); errors.As(err, &rl) {
+		w.Header().Set("Retry-After", strconv.Itoa(rl.retryAfterSeconds()))
+	}
 	if ae.code >= 500 {
 		s.log.Error("api", "error", err)
 	}
@@ -115,7 +119,12 @@ func (s *Scheduler) writeError(w http.ResponseWriter, err error) {
 func classify(err error) *apiError {
 	msg := err.Error()
 	var mbe *http.MaxBytesError
+	var ne net.Error
 	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return &apiError{http.StatusRequestTimeout, "the request body came too slowly", "send the whole body at once"}
+	case errors.Is(err, ErrRateLimited):
+		return &apiError{http.StatusTooManyRequests, msg, "wait as long as Retry-After says; the farm's operator sets the rate (--claims-per-minute)"}
 	case errors.As(err, &mbe):
 		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit), "post one envelope, as lantern claim sign or attest sign writes it"}
 	case errors.Is(err, dsse.ErrTooLarge):
@@ -180,6 +189,11 @@ func (s *Scheduler) postClaim(w http.ResponseWriter, r *http.Request) error {
 		resp["duplicate"] = true
 		writeJSON(w, http.StatusOK, resp)
 		return nil
+	}
+	// Counted once its signature checked out, and only if new: nobody
+	// spends a key's claims but its holder, not even by replaying them.
+	if err := s.limitClaim(vc); err != nil {
+		return err
 	}
 	if err := s.q.PublishClaim(r.Context(), raw); err != nil {
 		return fmt.Errorf("publish claim: %w", err)

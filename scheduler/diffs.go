@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/lanternfarm/lantern"
@@ -64,8 +65,9 @@ func (s *Scheduler) runDiffs(ctx context.Context, objects Objects) error {
 		if done > 0 {
 			continue
 		}
+		s.retryReleases(ctx)
 		var retry <-chan time.Time
-		if err != nil || len(pending) > 0 {
+		if err != nil || len(pending) > 0 || len(s.unreleased) > 0 {
 			retry = time.After(s.cfg.DiffRetry)
 		}
 		select {
@@ -100,10 +102,12 @@ func (s *Scheduler) makeDiff(ctx context.Context, objects Objects, d DiffRecord)
 		return nil
 	}
 	var readers []io.Reader
+	var missing []string
 	for _, out := range []lantern.Digest{d.A, d.B} {
 		rc, err := objects.GetObject(ctx, out)
 		if errors.Is(err, ErrNoObject) {
-			return failed(fmt.Sprintf("output %s is not in the farm's object store: no builder that got it uploaded it", out))
+			missing = append(missing, fmt.Sprintf("output %s is not in the farm's object store: no builder that got it uploaded it, or it was removed (after an earlier report, or %s after its upload)", out, s.cfg.OutputRetention))
+			continue
 		}
 		if err != nil {
 			return err
@@ -111,12 +115,19 @@ func (s *Scheduler) makeDiff(ctx context.Context, objects Objects, d DiffRecord)
 		defer rc.Close()
 		readers = append(readers, rc)
 	}
+	if len(missing) > 0 {
+		return failed(strings.Join(missing, "; "))
+	}
 	report, err := s.cfg.Differ.Diff(ctx, d.Label, readers[0], readers[1])
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		return failed(err.Error())
+		if err := failed(err.Error()); err != nil {
+			return err
+		}
+		s.releaseOutputs(ctx, d) // the differ gave up on them for good
+		return nil
 	}
 	if len(report) == 0 {
 		report = []byte(noDifference)
@@ -131,5 +142,6 @@ func (s *Scheduler) makeDiff(ctx context.Context, objects Objects, d DiffRecord)
 	}
 	s.metrics.diffs.WithLabelValues("done").Inc()
 	log.Info("difference report made", "report", rd.Short(), "bytes", len(report))
+	s.releaseOutputs(ctx, d)
 	return nil
 }

@@ -57,6 +57,7 @@ type farm struct {
 	cfg      natsq.Config
 	builders []*keys.Private
 	differ   scheduler.Differ
+	tune     func(*scheduler.Config) // if set, changes the scheduler's config
 
 	nats   *natstest.Farm
 	log    *slog.Logger // every connection's: it watches for permission violations
@@ -85,7 +86,14 @@ func newFarm(t testing.TB, cfg natsq.Config, builders ...*keys.Private) *farm {
 // differ.
 func newDiffingFarm(t testing.TB, cfg natsq.Config, differ scheduler.Differ, builders ...*keys.Private) *farm {
 	t.Helper()
-	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders, differ: differ}
+	return newTunedFarm(t, cfg, differ, nil, builders...)
+}
+
+// newTunedFarm starts a farm whose scheduler reports differences with
+// differ (if not nil) and has the config that tune (if not nil) makes.
+func newTunedFarm(t testing.TB, cfg natsq.Config, differ scheduler.Differ, tune func(*scheduler.Config), builders ...*keys.Private) *farm {
+	t.Helper()
+	f := &farm{t: t, dir: t.TempDir(), cfg: cfg, builders: builders, differ: differ, tune: tune}
 	f.log = natstest.WatchPermissions(t, testLogger(t))
 	f.nats = natstest.StartIn(t, filepath.Join(f.dir, "farm"), -1)
 	f.startScheduler()
@@ -147,7 +155,11 @@ func (f *farm) startScheduler() {
 	for _, b := range f.builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public(), claimKey2.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}, q, st, testLogger(f.t))
+	scfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public(), claimKey2.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}
+	if f.tune != nil {
+		f.tune(&scfg)
+	}
+	s, err := scheduler.New(scfg, q, st, testLogger(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -64,6 +64,22 @@ type Config struct {
 	// DiffRetry is how long a report that failed for the store or the
 	// object store waits before the next try (default 30 seconds).
 	DiffRetry time.Duration
+
+	// ClaimsPerMinute is how many claims one claim key may have taken a
+	// minute (default 600; negative: no limit), after ClaimBurst at once
+	// (default ClaimsPerMinute). The API refuses the excess with 429 and
+	// Retry-After; claims a claimant publishes on NATS past it are dropped
+	// with a log line. A claim whose signature does not check out counts
+	// against no key.
+	ClaimsPerMinute int
+	ClaimBurst      int
+	// OutputRetention is how long an output a worker uploaded is kept in
+	// the object store (default 14 days), when the Queue is an
+	// OutputRemover; an output is removed sooner, once its difference
+	// report is made. Build logs are kept. RetentionSweep is how often old
+	// outputs are looked for (default an hour).
+	OutputRetention time.Duration
+	RetentionSweep  time.Duration
 }
 
 // DefaultRecipes are the recipes Lantern knows.
@@ -77,6 +93,8 @@ type Scheduler struct {
 	log     *slog.Logger
 	metrics *metrics
 	recipes map[string]bool
+	// claimLimit counts claims per claim key (Config.ClaimsPerMinute).
+	claimLimit *claimLimiter
 
 	// buildersMu guards builders, which SetBuilders changes while results
 	// are verified.
@@ -87,6 +105,9 @@ type Scheduler struct {
 	resultsMu sync.Mutex
 	// diffWake wakes runDiffs up when a verdict may want new reports.
 	diffWake chan struct{}
+	// unreleased are outputs whose reports are made and that are still to
+	// be removed from the object store; only runDiffs uses it.
+	unreleased []lantern.Digest
 }
 
 // New returns a scheduler over q and st.
@@ -106,18 +127,31 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 	if cfg.DiffRetry <= 0 {
 		cfg.DiffRetry = 30 * time.Second
 	}
+	if cfg.ClaimsPerMinute == 0 {
+		cfg.ClaimsPerMinute = DefaultClaimsPerMinute
+	}
+	if cfg.ClaimBurst <= 0 {
+		cfg.ClaimBurst = max(1, cfg.ClaimsPerMinute)
+	}
+	if cfg.OutputRetention <= 0 {
+		cfg.OutputRetention = DefaultOutputRetention
+	}
+	if cfg.RetentionSweep <= 0 {
+		cfg.RetentionSweep = DefaultRetentionSweep
+	}
 	if _, ok := q.(Objects); cfg.Differ != nil && !ok {
 		return nil, fmt.Errorf("a differ needs the outputs: the queue (%T) has no object store", q)
 	}
 	s := &Scheduler{
-		cfg:      cfg,
-		q:        q,
-		st:       st,
-		log:      log,
-		metrics:  newMetrics(),
-		builders: map[lantern.Digest]*Enrolled{},
-		recipes:  map[string]bool{},
-		diffWake: make(chan struct{}, 1),
+		cfg:        cfg,
+		q:          q,
+		st:         st,
+		log:        log,
+		metrics:    newMetrics(),
+		builders:   map[lantern.Digest]*Enrolled{},
+		recipes:    map[string]bool{},
+		diffWake:   make(chan struct{}, 1),
+		claimLimit: newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
 	}
 	for _, b := range cfg.Builders {
 		s.builders[b.ID()] = &Enrolled{Key: b}
@@ -147,6 +181,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	g.Go(func() error { return s.q.ConsumeDeadLetters(ctx, s.deadLetter) })
 	if s.cfg.Differ != nil {
 		g.Go(func() error { return s.runDiffs(ctx, s.q.(Objects)) })
+	}
+	if r, ok := s.q.(OutputRemover); ok {
+		g.Go(func() error { return s.runRetention(ctx, r) })
 	}
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {
@@ -388,6 +425,15 @@ func (s *Scheduler) ingestClaims(ctx context.Context, msgs []Message, publish bo
 		} else if !errors.Is(err, ErrNotFound) {
 			errs[i] = err
 			continue
+		}
+		if publish && msgs[i].Subject == ClaimSubject {
+			// A claimant's, from NATS (the API counted its own): past its
+			// key's rate, it is dropped.
+			if err := s.limitClaim(vc); err != nil {
+				s.log.Warn("claim refused", "source", vc.rec.Claim.Source.String(), "error", err)
+				errs[i] = &Permanent{Err: err}
+				continue
+			}
 		}
 		if _, err := s.st.Job(ctx, vc.job.ID); errors.Is(err, ErrNotFound) {
 			if !fresh[vc.job.ID] {
@@ -747,6 +793,10 @@ func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
 	}
 	return nil
 }
+
+// ClaimSubject is where claimants publish source claims on NATS; the
+// claims the API took come on another subject.
+const ClaimSubject = "lantern.claims"
 
 // ResultSubjectPrefix is where builders publish attestations:
 // ResultSubjectPrefix + the hex of the builder's key id.

@@ -106,6 +106,7 @@ Example:
 			tlsKey := f.String("nats-tls-key", os.Getenv("LANTERN_NATS_TLS_KEY"), "the key `FILE` of --nats-tls-cert")
 			f.Var(&tlsNames, "nats-tls-name", "a host `NAME` or address workers reach the embedded NATS by, for the certificate it makes (repeatable; its listen address, this machine's addresses and host name are in anyway)")
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` that the external --nats server's TLS certificate is signed by")
+			limits := limitFlags(f)
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -126,6 +127,9 @@ Example:
 				if err := diffo.validate(); err != nil {
 					return err
 				}
+				if err := limits.check(); err != nil {
+					return err
+				}
 				// Bounded redelivery with back-off: the wait doubles from one
 				// delivery to the next (heartbeats reset it while a build runs).
 				var backoff []time.Duration
@@ -139,7 +143,8 @@ Example:
 				cfg := schedulerSetup{
 					natsURL: *natsURL, natsListen: *natsListen, data: *data, listen: *listen,
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
-					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512},
+					reindex: *reindex, queue: limits.queue(natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512}),
+					limits:     limits,
 					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
 				}
 				return runScheduler(ctx, io, cfg)
@@ -158,7 +163,8 @@ type schedulerSetup struct {
 	threshold               int
 	builders, claimKeys     []string
 	backlog, reindex        bool
-	queue                   natsq.Config
+	queue                   natsq.Config // with limits.queue applied
+	limits                  *limitSettings
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -285,6 +291,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	closers = append(closers, func() { st.Close() })
 
 	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
+	c.limits.scheduler(&cfg)
 	if c.diffoscope.program != "none" {
 		d, err := c.diffoscope.differ(ctx)
 		if err != nil {
@@ -316,7 +323,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err != nil {
 		return nil, err
 	}
-	hs := &http.Server{Handler: dashboard.Mount(s.Handler(), dash), ReadHeaderTimeout: 10 * time.Second}
+	hs := c.limits.http.Server(dashboard.Mount(s.Handler(), dash))
 	rs := &runningScheduler{natsURL: url, natsCA: ca, apiURL: "http://" + ln.Addr().String(), failed: make(chan error, 3)}
 	log.Info("scheduler API and dashboard", "api", rs.apiURL+"/api/v1/", "dashboard", rs.apiURL+"/", "builders", len(builders), "threshold", c.threshold)
 	runCtx, stopRun := context.WithCancel(context.WithoutCancel(ctx))

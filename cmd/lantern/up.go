@@ -57,6 +57,7 @@ Example:
 			threshold := f.Int("threshold", 2, "`N` distinct builders that must agree for reproduced")
 			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
 			diffo := diffoscopeFlag(f)
+			limits := limitFlags(f)
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
 			return func(ctx context.Context, io *stdio, args []string) error {
@@ -68,6 +69,9 @@ Example:
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
+				}
+				if err := limits.check(); err != nil {
+					return err
 				}
 				if *timeLimit < 0 {
 					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
@@ -81,7 +85,7 @@ Example:
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
 					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
-					diffoscope: *diffo,
+					diffoscope: *diffo, limits: limits,
 				})
 			}
 		},
@@ -94,6 +98,7 @@ type upSetup struct {
 	builders, threshold                int
 	timeLimit                          time.Duration
 	plainHTTP                          []string
+	limits                             *limitSettings
 }
 
 func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
@@ -146,7 +151,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
 		claimKeys: []string{claimer + ".pub"}, backlog: true,
-		queue: natsq.Config{Batch: 512}, diffoscope: c.diffoscope,
+		queue: c.limits.queue(natsq.Config{Batch: 512}), limits: c.limits, diffoscope: c.diffoscope,
 	})
 	if err != nil {
 		return err
