@@ -88,6 +88,10 @@ type Limits struct {
 	Tmp int64
 	// Output caps the outputs' total size, in bytes.
 	Output int64
+	// Cgroup is the cgroup below which BuildKit runs the build step
+	// (llb.WithCgroupParent), one the caller made with caps on the step's
+	// memory and processes, and watches; empty: BuildKit's own.
+	Cgroup string
 }
 
 // Limits returns the recipe's default limits with those of l that are set.
@@ -375,6 +379,9 @@ func GenericLLB(in *GenericInputs, r *Recipe) (llb.State, error) {
 		llb.AddMount(p.Src, src, llb.Readonly),
 		llb.AddMount(p.Tmp, llb.Scratch(), llb.Tmpfs(tmpfsSize(in.Limits.Tmp)...)),
 		llb.WithCustomName("build " + in.Source.String()),
+	}
+	if in.Limits.Cgroup != "" {
+		opts = append(opts, llb.WithCgroupParent(in.Limits.Cgroup))
 	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		opts = append(opts, llb.AddEnv(k, env[k]))

@@ -71,6 +71,9 @@ func GoLLB(in *GoInputs, r *Recipe) (llb.State, error) {
 		llb.WithCustomName(fmt.Sprintf("go%s install %s@%s for %s/%s",
 			in.Spec.GoVersion, in.Spec.Package, in.Spec.Version, in.Spec.GOOS, in.Spec.GOARCH)),
 	}
+	if in.Limits.Cgroup != "" {
+		opts = append(opts, llb.WithCgroupParent(in.Limits.Cgroup))
+	}
 	for _, k := range slices.Sorted(maps.Keys(env)) {
 		opts = append(opts, llb.AddEnv(k, env[k]))
 	}

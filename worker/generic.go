@@ -20,6 +20,9 @@ import (
 // build runs by the job's build spec in the BuildKit c is a client of
 // (recipes.BuildGeneric).
 type GenericBuilder struct {
+	// Caps bound each build's step; zero: none (see Caps).
+	Caps Caps
+
 	c      *client.Client
 	r      *recipes.Recipe
 	limits recipes.Limits
@@ -63,7 +66,14 @@ func (g *GenericBuilder) Build(ctx context.Context, job lantern.Job, work string
 	}
 	fmt.Fprintf(log, "lantern: source %s checked; building in %s\n", in.Source.Digest, in.Spec.Image)
 	out := filepath.Join(work, "out")
-	if err := recipes.BuildGeneric(ctx, g.c, in, g.r, out, log); err != nil {
+	err = confine(ctx, g.Caps, g.r.Generic.Paths.Out, log, func(ctx context.Context, cgroup string) error {
+		in.Limits.Cgroup = cgroup
+		return recipes.BuildGeneric(ctx, g.c, in, g.r, out, log)
+	})
+	if err != nil {
+		if _, ok := errors.AsType[*BuildError](err); ok {
+			return nil, err
+		}
 		switch {
 		case errors.Is(err, recipes.ErrStepFailed), errors.Is(err, recipes.ErrTimeLimit):
 			return nil, &BuildError{Stage: "build", Err: err}

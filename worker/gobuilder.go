@@ -23,6 +23,8 @@ import (
 type GoBuilder struct {
 	// Limits bound each build; zero fields take recipes.DefaultGoLimits.
 	Limits recipes.Limits
+	// Caps bound each build's step; zero: none (see Caps).
+	Caps Caps
 
 	c        *client.Client
 	r        *recipes.Recipe
@@ -93,7 +95,14 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 	}
 	tc.wait() // the build's solve finds the toolchain sent, or sends it itself
 	out := filepath.Join(work, "out")
-	if err := recipes.BuildGo(ctx, g.c, in, g.r, out, log); err != nil {
+	err = confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
+		in.Limits.Cgroup = cgroup
+		return recipes.BuildGo(ctx, g.c, in, g.r, out, log)
+	})
+	if err != nil {
+		if _, ok := errors.AsType[*BuildError](err); ok {
+			return nil, err
+		}
 		var de *recipes.DigestError
 		switch {
 		case errors.As(err, &de):

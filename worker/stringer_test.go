@@ -31,6 +31,7 @@ func TestStringerThroughTheFarm(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		gb.Caps = worker.DefaultCaps // what lantern worker holds a build to
 		key.Builders = map[string]worker.Builder{"go": gb}
 		key.Heartbeat = 5 * time.Second
 		f.startWorker(*key, natsq.Config{})

@@ -29,8 +29,10 @@ func upCommand() command {
 with JetStream, the scheduler with its JSON API and dashboard, and --builders
 workers, each a builder with a key of its own, sharing one BuildKit. Without
 --buildkit it starts buildkitd (make buildkitd builds it; it runs as root with
-Debian's runc) and stops it on exit. Where builders disagree, diffoscope
-(apt-get install diffoscope-minimal bubblewrap) reports how, in a sandbox. Ctrl-C stops everything; the next start
+Debian's runc) and stops it on exit. Each build step is capped
+(--build-memory, --build-processes, --build-disk), as with 'lantern worker'.
+Where builders disagree, diffoscope (apt-get install diffoscope-minimal
+bubblewrap) reports how, in a sandbox. Ctrl-C stops everything; the next start
 resumes with all data.
 
 On first start it makes the builders' keys and a claim key in DATA/up
@@ -60,9 +62,14 @@ Example:
 			limits := limitFlags(f)
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
+			buildCaps := capsFlags(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("up takes no arguments, got %q", args)
+				}
+				caps, err := buildCaps()
+				if err != nil {
+					return err
 				}
 				if *nBuilders < 1 || *nBuilders > 16 {
 					return usagef("--builders %d: want 1 to 16", *nBuilders)
@@ -82,10 +89,13 @@ Example:
 				if *bk != "" && len(plainHTTP) > 0 {
 					return usagef("--registry-http configures the buildkitd that up starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
 				}
+				if err := worker.CheckCaps(caps); err != nil {
+					return err
+				}
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
 					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
-					diffoscope: *diffo, limits: limits,
+					diffoscope: *diffo, limits: limits, caps: caps,
 				})
 			}
 		},
@@ -99,6 +109,7 @@ type upSetup struct {
 	timeLimit                          time.Duration
 	plainHTTP                          []string
 	limits                             *limitSettings
+	caps                               worker.Caps
 }
 
 func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
@@ -202,10 +213,12 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 			return err
 		}
 		gb.Limits.Time = c.timeLimit
+		gb.Caps = c.caps
 		generic, err := worker.NewGenericBuilder(bc, recipes.Limits{Time: c.timeLimit}, wlog)
 		if err != nil {
 			return err
 		}
+		generic.Caps = c.caps
 		w, err := worker.New(worker.Config{
 			Key:       k,
 			ClaimKeys: accepted,

@@ -43,6 +43,12 @@ cleans up. On SIGTERM it
 takes no more jobs, lets running builds finish for --grace, and hands back
 the rest.
 
+Each build step is capped (--build-memory, --build-processes, --build-disk):
+a build past a cap is killed and signed as failed, naming the cap. The caps
+hold through a cgroup the worker makes for each build, so they need the
+worker to run as root on the machine of its buildkitd (as the buildkitd it
+starts does); set them to 0 to run without.
+
 It connects with the NATS credentials the farm's operator made for the
 builder ('lantern builder add NAME KEY.pub' writes NAME.creds): they let it
 take its own jobs, publish its own results and upload to its own bucket, and
@@ -72,9 +78,14 @@ Example:
 			f.Var(&claimKeys, "claim-key", "a public key `FILE` of an author or bridge whose source claims this builder rebuilds (repeatable; at least one): a job is built only if it carries a claim signed by one of them and is exactly what that claim says")
 			metricsAddr := f.String("metrics", "", "`ADDR` to serve Prometheus /metrics on, such as 127.0.0.1:9464 (default: none)")
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
+			buildCaps := capsFlags(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("worker takes no arguments, got %q", args)
+				}
+				caps, err := buildCaps()
+				if err != nil {
+					return err
 				}
 				if *concurrency < 1 {
 					return usagef("--concurrency %d: want at least 1", *concurrency)
@@ -102,6 +113,9 @@ Example:
 				}
 				if *timeLimit < 0 {
 					return usagef("--time-limit %s: want a positive duration such as 30m", *timeLimit)
+				}
+				if err := worker.CheckCaps(caps); err != nil {
+					return err
 				}
 				// The bus first: a worker that may not join the farm starts
 				// no buildkitd.
@@ -133,10 +147,12 @@ Example:
 					return err
 				}
 				gb.Limits.Time = *timeLimit
+				gb.Caps = caps
 				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log)
 				if err != nil {
 					return err
 				}
+				generic.Caps = caps
 				w, err := worker.New(worker.Config{
 					Key: k, ClaimKeys: accepted, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
 					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work, MaxUpload: uploadLimit(*maxUpload),
@@ -211,4 +227,25 @@ func uploadLimit(mib int64) int64 {
 		return -1
 	}
 	return mib << 20
+}
+
+// capsFlags defines the flags of the caps on each build step, defaulting
+// to worker.DefaultCaps, and returns what reads them.
+func capsFlags(f *flag.FlagSet) func() (worker.Caps, error) {
+	d := worker.DefaultCaps
+	mem := f.Int64("build-memory", d.Memory>>20, "cap on a build step's memory, its tmpfs scratch space included, in `MiB`: past it the build is killed and signed as failed (0: no cap)")
+	procs := f.Int64("build-processes", d.Processes, "cap on a build step's processes and threads at once, `N`: a fork bomb is killed and signed as failed (0: no cap)")
+	disk := f.Int64("build-disk", d.Disk>>20, "cap on the bytes a build step writes into its output directory, in `MiB`, held while they are written (0: no cap)")
+	return func() (worker.Caps, error) {
+		const most = 1 << 30 // MiB: a pebibyte, far past any machine
+		for _, v := range []struct {
+			name string
+			n    int64
+		}{{"build-memory", *mem}, {"build-processes", *procs}, {"build-disk", *disk}} {
+			if v.n < 0 || v.n > most {
+				return worker.Caps{}, usagef("--%s %d: want 0 (no cap) or a positive number up to %d", v.name, v.n, most)
+			}
+		}
+		return worker.Caps{Memory: *mem << 20, Processes: *procs, Disk: *disk << 20}, nil
+	}
 }
