@@ -377,6 +377,26 @@ func (q *Queue) Replay(ctx context.Context, claims, results lantern.BatchHandler
 	return q.replay(ctx, StreamResults, results)
 }
 
+// ReplayDeadLetters calls handle with every dead letter of the dead-letter
+// stream, from the first, and returns when it has seen them all: a reindex
+// keeps them. An advisory that makes no dead letter (its builder or its job
+// is gone) is skipped.
+func (q *Queue) ReplayDeadLetters(ctx context.Context, handle func(ctx context.Context, d lantern.DeadLetter) error) error {
+	return q.replay(ctx, StreamDead, func(ctx context.Context, msgs []lantern.Message) []error {
+		errs := make([]error, len(msgs))
+		for i, m := range msgs {
+			d, ok, err := q.deadLetter(ctx, m.Data)
+			switch {
+			case err != nil:
+				errs[i] = err
+			case ok:
+				errs[i] = handle(ctx, d)
+			}
+		}
+		return errs
+	})
+}
+
 func (q *Queue) replay(ctx context.Context, stream string, handle lantern.BatchHandler) error {
 	s, err := q.js.Stream(ctx, stream)
 	if err != nil {

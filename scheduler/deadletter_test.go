@@ -57,6 +57,25 @@ func TestDeadLetter(t *testing.T) {
 	if st := j.Builders[builderA.ID()]; st.State != scheduler.JobDead {
 		t.Errorf("builder A's state of the job = %+v, want dead", st)
 	}
+
+	// A store rebuilt from the streams keeps the dead letter.
+	f.stopScheduler()
+	if err := removeStore(f); err != nil {
+		t.Fatal(err)
+	}
+	f.startScheduler()
+	if err := f.s.Reindex(t.Context()); err != nil {
+		t.Fatalf("Reindex: %v", err)
+	}
+	dl.DeadLetters = nil
+	if f.do("GET", "/api/v1/deadletters", nil, &dl); len(dl.DeadLetters) != 1 || dl.DeadLetters[0].JobID != job.ID {
+		t.Errorf("dead letters after a reindex = %+v, want the one of job %s", dl.DeadLetters, job.ID)
+	}
+	j.Builders = nil
+	f.do("GET", "/api/v1/jobs/"+job.ID, nil, &j)
+	if st := j.Builders[builderA.ID()]; st.State != scheduler.JobDead {
+		t.Errorf("builder A's state of the job after a reindex = %+v, want dead", st)
+	}
 }
 
 // TestReindex: the store rebuilt from the streams alone answers as the

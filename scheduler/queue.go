@@ -40,6 +40,9 @@ type Queue interface {
 	// every message of the results stream, from the first, and returns when
 	// it has seen them all.
 	Replay(ctx context.Context, claims, results BatchHandler) error
+	// ReplayDeadLetters calls handle with every dead letter of the
+	// dead-letter stream, from the first.
+	ReplayDeadLetters(ctx context.Context, handle func(ctx context.Context, d DeadLetter) error) error
 }
 
 // Message is one message off a stream (lantern.Message).

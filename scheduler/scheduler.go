@@ -192,8 +192,10 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	return err
 }
 
-// Reindex empties the store and rebuilds it from the claims and results
-// streams, publishing nothing.
+// Reindex empties the store and rebuilds it from the claims, results and
+// dead-letter streams, publishing nothing. Give it a new store (see
+// lantern scheduler --reindex): the one serving stays whole until the new
+// one is complete.
 func (s *Scheduler) Reindex(ctx context.Context) error {
 	if err := s.st.Reset(ctx); err != nil {
 		return fmt.Errorf("reindex: %w", err)
@@ -201,9 +203,22 @@ func (s *Scheduler) Reindex(ctx context.Context) error {
 	if err := s.registerBuilders(ctx); err != nil {
 		return err
 	}
-	return s.q.Replay(ctx,
+	err := s.q.Replay(ctx,
 		func(ctx context.Context, msgs []Message) []error { return s.ingestClaims(ctx, msgs, false) },
 		s.ingestResults)
+	if err != nil {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	err = s.q.ReplayDeadLetters(ctx, func(ctx context.Context, d DeadLetter) error {
+		if err := s.deadLetter(ctx, d); err != nil && !errors.Is(err, ErrNotFound) {
+			return err
+		}
+		return nil // a dead letter of a job no claim made is not worth a failed reindex
+	})
+	if err != nil {
+		return fmt.Errorf("reindex: dead letters: %w", err)
+	}
+	return nil
 }
 
 func (s *Scheduler) registerBuilders(ctx context.Context) error {

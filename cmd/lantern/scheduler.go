@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -284,12 +285,6 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err := auth.Push(ctx, sys, revoked); err != nil {
 		return nil, fmt.Errorf("NATS %s: %w", natsq.RedactURL(url), err)
 	}
-	st, err := boltstore.Open(filepath.Join(c.data, "scheduler.db"))
-	if err != nil {
-		return nil, err
-	}
-	closers = append(closers, func() { st.Close() })
-
 	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
 	c.limits.scheduler(&cfg)
 	if c.diffoscope.program != "none" {
@@ -301,19 +296,33 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 			log.Info("difference reports by diffoscope, in a sandbox", "program", d.Path, "timeout", d.Timeout, "memory_mib", d.MaxMemory>>20, "disk_mib", d.MaxDisk>>20, "processes", d.MaxProcs)
 		}
 	}
+	storePath := filepath.Join(c.data, "scheduler.db")
+	var st *boltstore.Store
+	if !c.reindex {
+		st, err = boltstore.Open(storePath)
+		switch {
+		case errors.Is(err, boltstore.ErrLayout):
+			log.Warn("the store was written by another version of lantern: rebuilding it from the streams", "file", storePath)
+			st = nil
+		case err != nil:
+			return nil, fmt.Errorf("%w (a damaged store is rebuilt from the streams by lantern scheduler --reindex)", err)
+		}
+	}
+	if st == nil {
+		if err := reindexStore(ctx, log, storePath, cfg, q, enrolledNow); err != nil {
+			return nil, err
+		}
+		if st, err = boltstore.Open(storePath); err != nil {
+			return nil, err
+		}
+	}
+	closers = append(closers, func() { st.Close() })
 	s, err := scheduler.New(cfg, q, st, log)
 	if err != nil {
 		return nil, err
 	}
 	if err := s.SetBuilders(ctx, enrolledNow); err != nil {
 		return nil, err
-	}
-	if c.reindex {
-		log.Info("reindexing the store from the streams")
-		if err := s.Reindex(ctx); err != nil {
-			return nil, err
-		}
-		log.Info("reindexed")
 	}
 	ln, err := net.Listen("tcp", c.listen)
 	if err != nil {
@@ -516,6 +525,57 @@ func loadKeys(files []string, dir string) ([]*keys.Public, error) {
 		}
 	}
 	return out, nil
+}
+
+// reindexStore rebuilds the store at path from the streams: into a new file
+// beside it, which then takes its place in one rename. Until then the old
+// file stays as it was (an interrupted reindex leaves it serving); it is
+// never opened, so a damaged one is no obstacle, and it is kept as
+// path.before-reindex.
+func reindexStore(ctx context.Context, log *slog.Logger, path string, cfg scheduler.Config, q *natsq.Queue, enrolled []scheduler.Enrolled) error {
+	if err := boltstore.CheckUnlocked(path); err != nil {
+		return err
+	}
+	tmp := path + ".reindex"
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	st, err := boltstore.Open(tmp)
+	if err != nil {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	defer os.Remove(tmp) // after an error; after the rename there is none
+	cfg.Differ = nil     // reports are made by the scheduler that serves
+	s, err := scheduler.New(cfg, q, st, log)
+	if err == nil {
+		err = s.SetBuilders(ctx, enrolled)
+	}
+	if err == nil {
+		log.Info("reindexing the store from the streams", "into", tmp)
+		err = s.Reindex(ctx)
+	}
+	if cerr := st.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("reindex (the store %s is as it was): %w", path, err)
+	}
+	backup := path + ".before-reindex"
+	if err := os.Remove(backup); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	if err := os.Link(path, backup); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("reindex: keep the old store: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("reindex: %w", err)
+	}
+	if d, err := os.Open(filepath.Dir(path)); err == nil {
+		d.Sync() // the rename is on disk
+		d.Close()
+	}
+	log.Info("reindexed: the new store serves", "file", path, "old", backup)
+	return nil
 }
 
 func splitHostPort(addr string) (string, int, error) {

@@ -127,6 +127,20 @@ func open(path string, timeout time.Duration) (*Store, error) {
 	return &Store{db: db}, nil
 }
 
+// CheckUnlocked reports ErrLocked when another process holds the file at
+// path (a running scheduler), and nil otherwise: when the file is free,
+// missing, or too damaged to open.
+func CheckUnlocked(path string) error {
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: lockTimeout, ReadOnly: true})
+	if errors.Is(err, bolt.ErrTimeout) {
+		return fmt.Errorf("another lantern scheduler is using %s: stop it first: %w", path, ErrLocked)
+	}
+	if err == nil {
+		db.Close()
+	}
+	return nil
+}
+
 // Close closes the file and lets go of its lock.
 func (s *Store) Close() error {
 	if err := s.db.Close(); err != nil {
