@@ -65,6 +65,7 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("GET /api/v1/diffs/{a}/{b}", "diff", s.getDiff)
 	handle("GET /api/v1/diffs/{a}/{b}/report", "diff-report", s.getDiffReport)
 	handle("GET /api/v1/builders", "builders", s.getBuilders)
+	handle("GET /api/v1/claim-keys", "claim-keys", s.getClaimKeys)
 	handle("GET /api/v1/builders/{id}", "builder", s.getBuilder)
 	handle("GET /api/v1/jobs", "jobs", s.getJobs)
 	handle("GET /api/v1/jobs/{id}", "job", s.getJob)
@@ -408,6 +409,22 @@ type builderView struct {
 
 func viewBuilder(b BuilderRecord) builderView {
 	return builderView{b.ID, string(b.PublicKey), b.Name, b.Added, b.Revoked}
+}
+
+// getClaimKeys lists the keys whose source claims the farm accepts, for a
+// builder's operator who chooses to accept the same (lantern worker
+// --farm-claim-keys).
+func (s *Scheduler) getClaimKeys(w http.ResponseWriter, r *http.Request) error {
+	type keyView struct {
+		ID        lantern.Digest `json:"id"`
+		PublicKey string         `json:"publicKey"`
+	}
+	out := make([]keyView, 0, len(s.cfg.ClaimKeys))
+	for _, k := range s.cfg.ClaimKeys {
+		out = append(out, keyView{k.ID(), string(k.MarshalPEM())})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": out})
+	return nil
 }
 
 func (s *Scheduler) getBuilders(w http.ResponseWriter, r *http.Request) error {

@@ -142,6 +142,16 @@ func TestSchedulerCommand(t *testing.T) {
 		t.Errorf("GET /metrics = %d, lacks one accepted claim:\n%s", code, body)
 	}
 
+	// The farm lists the claim keys it accepts, for a builder that opts in
+	// to them (lantern worker --farm-claim-keys).
+	maint, err := loadPublic(filepath.Join(dir, "maint.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ks, err := fetchClaimKeys(t.Context(), base); err != nil || len(ks) != 1 || ks[0].ID() != maint.ID() {
+		t.Errorf("fetchClaimKeys = %v, %v; want the maintainer's key", ks, err)
+	}
+
 	// A second claim gives example.org/hello@v1.0.0 another source: a
 	// conflict, which lantern verdict reports with exit code 3.
 	putFile(t, dir, "other.tar.gz", "another hello source")

@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -17,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker"
@@ -76,6 +79,7 @@ Example:
 			maxUpload := f.Int64("max-upload-mib", 1024, "the largest output, in `MiB`, uploaded to the farm's object store for difference reports (0: none)")
 			var plainHTTP, claimKeys listFlag
 			f.Var(&claimKeys, "claim-key", "a public key `FILE` of an author or bridge whose source claims this builder rebuilds (repeatable; at least one): a job is built only if it carries a claim signed by one of them and is exactly what that claim says")
+			farmKeys := f.String("farm-claim-keys", "", "also accept the claim keys the farm whose API is at `URL` lists (/api/v1/claim-keys): trusting the farm, and the network to it, to choose which authors this builder rebuilds; read once, at start")
 			metricsAddr := f.String("metrics", "", "`ADDR` to serve Prometheus /metrics on, such as 127.0.0.1:9464 (default: none)")
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			buildCaps := capsFlags(f)
@@ -96,12 +100,19 @@ Example:
 				if *creds == "" {
 					return usagef("--creds is required: the farm's NATS admits no one without credentials; ask the farm's operator for the ones 'lantern builder add NAME KEY.pub' writes")
 				}
-				if len(claimKeys) == 0 {
-					return usagef("--claim-key is required: a builder rebuilds only what authors it accepts have claimed; give the public key of each (the farm's operator can tell you which keys the farm accepts)")
+				if len(claimKeys) == 0 && *farmKeys == "" {
+					return usagef("--claim-key is required: a builder rebuilds only what authors it accepts have claimed; give the public key of each, or opt in to the farm's list with --farm-claim-keys URL")
 				}
 				accepted, err := loadKeys(claimKeys, "")
 				if err != nil {
 					return fmt.Errorf("--claim-key: %w", err)
+				}
+				if *farmKeys != "" {
+					fk, err := fetchClaimKeys(ctx, *farmKeys)
+					if err != nil {
+						return fmt.Errorf("--farm-claim-keys: %w", err)
+					}
+					accepted = append(accepted, fk...)
 				}
 				k, err := loadPrivate(io, *key)
 				if err != nil {
@@ -200,6 +211,56 @@ func connectBuilder(ctx context.Context, log *slog.Logger, url string, cfg natsq
 		case <-time.After(2 * time.Second):
 		}
 	}
+}
+
+// fetchClaimKeys reads the claim keys the farm whose API is at base lists.
+func fetchClaimKeys(ctx context.Context, base string) ([]*keys.Public, error) {
+	u, err := apiURL(base, "/api/v1/claim-keys")
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", resp.Status, truncateBytes(body))
+	}
+	var v struct {
+		Keys []struct {
+			ID        lantern.Digest `json:"id"`
+			PublicKey string         `json:"publicKey"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(body, &v); err != nil {
+		return nil, fmt.Errorf("the farm answered %q: %w", truncateBytes(body), err)
+	}
+	if len(v.Keys) == 0 {
+		return nil, fmt.Errorf("the farm at %s lists no claim keys", base)
+	}
+	var out []*keys.Public
+	for _, k := range v.Keys {
+		pub, err := keys.ParsePublic([]byte(k.PublicKey))
+		if err != nil {
+			return nil, fmt.Errorf("key %s: %w", k.ID, err)
+		}
+		if pub.ID() != k.ID {
+			return nil, fmt.Errorf("key listed as %s is %s", k.ID, pub.ID())
+		}
+		out = append(out, pub)
+	}
+	return out, nil
 }
 
 // serveMetrics serves g's metrics at http://addr/metrics until stop.
