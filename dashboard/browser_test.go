@@ -209,6 +209,46 @@ func TestBrowserSourcePage(t *testing.T) {
 }
 
 // run runs a chromedp action that gives a value, and fails t if it fails.
+// TestBrowserConflict: two claims give one name@version two sources; the
+// source page says it is a conflict, names both archives and who claimed
+// each, and every verdict of it is a conflict.
+func TestBrowserConflict(t *testing.T) {
+	ctx := browser(t)
+	f := newFixture(t)
+	job := f.claim("example.org/cmd/twice", "v1.0.0", map[string]string{"twice-linux-amd64": "twice binary"})
+	f.rebuilt(job, alice, "twice-linux-amd64", "twice binary", 40*time.Second, "")
+	f.rebuilt(job, bob, "twice-linux-amd64", "twice binary", 42*time.Second, "")
+	other := mustKey()
+	f.putClaim(&lantern.SourceClaim{
+		Source: lantern.Source{Name: job.Source.Name, Version: job.Source.Version, Digest: lantern.DigestOf([]byte("another archive"))},
+		Recipe: "go", Time: t0.Add(time.Hour),
+	}, other)
+	srv := httptest.NewServer(f.handler())
+	t.Cleanup(srv.Close)
+	err := chromedp.Do(ctx,
+		chromedp.Navigate(srv.URL+sourceURL(job.Source.Name, job.Source.Version)),
+		chromedp.WaitVisible(chromedp.ID("conflict")),
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	status := run(t, ctx, chromedp.Text(chromedp.ID("status")))
+	conflict := run(t, ctx, chromedp.Text(chromedp.ID("conflict")))
+	verdicts := run(t, ctx, chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll('section.verdict')).map(s => s.className)`))
+	screenshot(t, ctx, "conflict.png")
+	if status != "conflict" {
+		t.Errorf("status = %q, want conflict", status)
+	}
+	for _, want := range []string{"2 different source archives", job.Source.Digest.Short(), lantern.DigestOf([]byte("another archive")).Short(), claimKey.ID().Short(), other.ID().Short()} {
+		if !strings.Contains(conflict, want) {
+			t.Errorf("the conflict section lacks %q:\n%s", want, conflict)
+		}
+	}
+	if len(verdicts) != 1 || !strings.Contains(verdicts[0], "conflict") {
+		t.Errorf("verdict sections = %q, want one, a conflict", verdicts)
+	}
+}
+
 func run[T any](t *testing.T, ctx context.Context, a chromedp.Action[T]) T {
 	t.Helper()
 	v, err := chromedp.Run(ctx, a)

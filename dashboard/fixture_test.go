@@ -96,7 +96,14 @@ func (f *fixture) claim(name, version string, published map[string]string) lante
 			c.Artefacts[label] = lantern.DigestOf([]byte(b))
 		}
 	}
-	env, err := attest.Sign(c, claimKey)
+	return f.putClaim(c, claimKey)
+}
+
+// putClaim signs c as signer and stores it, as the scheduler does, with its
+// job; it returns the job.
+func (f *fixture) putClaim(c *lantern.SourceClaim, signer *keys.Private) lantern.Job {
+	f.t.Helper()
+	env, err := attest.Sign(c, signer)
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -108,7 +115,7 @@ func (f *fixture) claim(name, version string, published map[string]string) lante
 	job := lantern.JobFromClaim(c, raw)
 	job.Created = c.Time
 	id := job.ID
-	rec := scheduler.ClaimRecord{Envelope: d, Raw: raw, Claim: *c, Signer: claimKey.ID(), Jobs: []string{id}, Received: c.Time}
+	rec := scheduler.ClaimRecord{Envelope: d, Raw: raw, Claim: *c, Signer: signer.ID(), Jobs: []string{id}, Received: c.Time}
 	if _, err := f.st.PutClaims(f.t.Context(), []scheduler.ClaimRecord{rec}, []lantern.Job{job}); err != nil {
 		f.t.Fatal(err)
 	}
