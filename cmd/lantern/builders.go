@@ -326,7 +326,7 @@ valid until the builder is removed.
 Example:
   lantern builder add alice alice.pub --data /var/lib/lantern
   # then, on alice's machine:
-  lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key`,
+  lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key --claim-key maintainer.pub`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "the farm's data `DIR` (default $LANTERN_DATA or ~/.local/share/lantern)")
 			out := f.String("out", "", "`FILE` to write the credentials to (default NAME.creds in the current directory)")
@@ -363,7 +363,7 @@ Example:
 				if err := writeFile(dest, creds, 0o600); err != nil {
 					return fmt.Errorf("write credentials: %w", err)
 				}
-				fmt.Fprintf(io.out, "enrolled builder %s (key %s)\ncredentials: %s (a secret: hand it to the builder privately)\nits workers run: lantern worker --nats URL --creds %s --key %s.key\n",
+				fmt.Fprintf(io.out, "enrolled builder %s (key %s)\ncredentials: %s (a secret: hand it to the builder privately)\nits workers run: lantern worker --nats URL --creds %s --key %s.key --claim-key AUTHOR.pub\n",
 					name, k.ID(), dest, filepath.Base(dest), name)
 				return nil
 			}

@@ -239,12 +239,12 @@ Lantern is up.
   dashboard  %s/
   API        %s/api/v1/
   NATS       %s  (more builders: lantern builder add NAME KEY.pub --data %s,
-             then lantern worker --nats %s --creds NAME.creds --key KEY)
+             then lantern worker --nats %s --creds NAME.creds --key KEY --farm-claim-keys %s)
   builders   %d, keys and credentials in %s
   claims     sign with %s.key and post to the API (lantern claim sign --post %s)
 Ctrl-C stops it; the next start resumes.
 
-`, rs.apiURL, rs.apiURL, rs.natsURL, c.data, rs.natsURL, len(builders), dir, claimer, rs.apiURL)
+`, rs.apiURL, rs.apiURL, rs.natsURL, c.data, rs.natsURL, rs.apiURL, len(builders), dir, claimer, rs.apiURL)
 
 	select {
 	case <-ctx.Done():

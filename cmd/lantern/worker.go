@@ -62,7 +62,7 @@ not set up it says what is missing. Over TLS it verifies the server with
 The private key's password comes from LANTERN_PASSWORD, else a prompt.
 
 Example:
-  lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key`,
+  lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key --claim-key maintainer.pub`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS (default $LANTERN_NATS_URL)")
 			// --help shows the default without a password the environment's URL may hold.
