@@ -371,5 +371,10 @@ func (g *guarded) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		return nil, err
 	}
-	return g.next.RoundTrip(req)
+	resp, err := g.next.RoundTrip(req)
+	var re *RefusedError
+	if errors.As(err, &re) && re.URL == "" {
+		re.URL = req.URL.String() // a dial's refusal, which knows only the address
+	}
+	return resp, err
 }
