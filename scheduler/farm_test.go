@@ -19,6 +19,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/natstest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/scheduler"
 	"github.com/lanternfarm/lantern/scheduler/boltstore"
@@ -53,6 +54,7 @@ type farm struct {
 	cfg      natsq.Config
 	builders []*keys.Private
 	differ   scheduler.Differ
+	fetch    netguard.Policy // the scheduler's Config.Fetch
 
 	nats   *natstest.Farm
 	log    *slog.Logger // every connection's: it watches for permission violations
@@ -143,7 +145,7 @@ func (f *farm) startScheduler() {
 	for _, b := range f.builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}, q, st, testLogger(f.t))
+	s, err := scheduler.New(scheduler.Config{Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true, Differ: f.differ, Fetch: f.fetch}, q, st, testLogger(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/netguard"
 )
 
 // Config is what a scheduler is told.
@@ -59,6 +60,10 @@ type Config struct {
 	// DiffRetry is how long a report that failed for the store or the
 	// object store waits before the next try (default 30 seconds).
 	DiffRetry time.Duration
+	// Fetch is where a claim's source may be fetched from: a claim whose
+	// fetch URL it refuses is refused (ErrFetchRefused). The zero Policy
+	// allows https to public addresses only.
+	Fetch netguard.Policy
 }
 
 // DefaultRecipes are the recipes Lantern knows.
@@ -250,6 +255,7 @@ var (
 	ErrUnknownJob     = errors.New("unknown job")
 	ErrWrongJob       = errors.New("attestation does not answer its job")
 	ErrNotAResult     = errors.New("not a rebuild or failed-rebuild attestation")
+	ErrFetchRefused   = netguard.ErrRefused // a claim's fetch URL, by Config.Fetch
 )
 
 // verifiedClaim is a claim envelope that checked out, with its job.
@@ -284,6 +290,9 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	sc, ok := v.Claim.(*lantern.SourceClaim)
 	if !ok {
 		return nil, fmt.Errorf("%w: a %s claim", ErrNotASource, v.Claim.Kind())
+	}
+	if err := s.cfg.Fetch.CheckURL(sc.Fetch); sc.Fetch != "" && err != nil {
+		return nil, err // a *netguard.RefusedError, which is ErrFetchRefused
 	}
 	recipe := sc.Recipe
 	if recipe == "" && sc.Source.GoSum != "" {
@@ -545,7 +554,7 @@ func isTransient(err error) bool {
 	for _, e := range []error{dsse.ErrMalformed, dsse.ErrBase64, dsse.ErrSignature, dsse.ErrPayloadType, dsse.ErrNoSignature,
 		dsse.ErrSignatureCount, dsse.ErrTooLarge, attest.ErrMalformed, attest.ErrUnknownField, attest.ErrStatementType,
 		attest.ErrPredicateType, attest.ErrSubject, attest.ErrInvalidClaim, attest.ErrBuilderMismatch,
-		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe} {
+		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe, ErrFetchRefused} {
 		if errors.Is(err, e) {
 			return false
 		}
