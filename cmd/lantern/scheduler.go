@@ -17,6 +17,7 @@ import (
 
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/dashboard"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/natsq/natsauth"
 	"github.com/lanternfarm/lantern/natsq/natsserver"
@@ -74,7 +75,11 @@ configured with what --print-nats-config prints.
 Builders are enrolled with 'lantern builder add NAME KEY.pub' (DATA/builders)
 and revoked with 'lantern builder remove NAME'; the running scheduler picks
 both up within a second or two. Claims are accepted from the keys given with
---claim-key and the .pub files in DATA/claimers.
+--claim-key and the .pub files in DATA/claimers, if their source's URL is
+https on a public host (or a name): a claim that would have workers fetch
+from loopback, a private or link-local address, a file or plain http is
+refused, unless --allow-private-fetch, --allow-fetch-from or
+--allow-http-fetch allow it; workers check the addresses names resolve to.
 
 Example:
   lantern builder add alice alice.pub --data /var/lib/lantern
@@ -102,6 +107,7 @@ Example:
 			tlsKey := f.String("nats-tls-key", os.Getenv("LANTERN_NATS_TLS_KEY"), "the key `FILE` of --nats-tls-cert")
 			f.Var(&tlsNames, "nats-tls-name", "a host `NAME` or address workers reach the embedded NATS by, for the certificate it makes (repeatable; its listen address, this machine's addresses and host name are in anyway)")
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` that the external --nats server's TLS certificate is signed by")
+			fetchPolicy := fetchFlags(f)
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -115,6 +121,10 @@ Example:
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
+				}
+				fetch, err := fetchPolicy()
+				if err != nil {
+					return err
 				}
 				if *maxDeliver < 1 {
 					return usagef("--max-deliver %d: want at least 1", *maxDeliver)
@@ -134,6 +144,7 @@ Example:
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
 					reindex: *reindex, queue: natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512},
 					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
+					fetch: fetch,
 				}
 				return runScheduler(ctx, io, cfg)
 			}
@@ -152,6 +163,7 @@ type schedulerSetup struct {
 	builders, claimKeys     []string
 	backlog, reindex        bool
 	queue                   natsq.Config
+	fetch                   netguard.Policy // where claims' sources may be fetched from
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -277,7 +289,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	}
 	closers = append(closers, func() { st.Close() })
 
-	cfg := scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
+	cfg := scheduler.Config{Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog, Fetch: c.fetch}
 	if c.diffoscope != "none" {
 		d, err := diffoscope.Find(c.diffoscope)
 		if err != nil {
