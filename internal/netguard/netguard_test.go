@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -346,4 +347,60 @@ func TestClient(t *testing.T) {
 	if tr := c.Transport.(*guarded).next.(*http.Transport); tr.Proxy != nil {
 		t.Errorf("Transport.Proxy is set: want no proxy")
 	}
+}
+
+// FuzzCheckURL: whatever a claim's URL is, CheckURL does not panic, and a
+// URL it lets through under the strict policy is https to a host that is
+// a name (not localhost, not numeric) or a public address, as the HTTP
+// client will parse it.
+func FuzzCheckURL(f *testing.F) {
+	for _, s := range []string{"https://example.org/a.tgz", "http://127.0.0.1:8080/", "https://[::ffff:127.0.0.1]/", "file:///etc/passwd",
+		"https://user@example.org/", "https://0x7f.1/", "https://localhost./", "https://[fe80::1%25eth0]/", "HTTPS://EXAMPLE.ORG:443/x?y#z",
+		"https://example.org\\@127.0.0.1/", "https://127.0.0.1%2f@example.org/", "https://xn--80ak6aa92e.com/"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		if err := (Policy{}).CheckURL(raw); err != nil {
+			return
+		}
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatalf("CheckURL(%q) = nil, but url.Parse: %v", raw, err)
+		}
+		host := strings.ToLower(strings.TrimSuffix(u.Hostname(), "."))
+		if !strings.EqualFold(u.Scheme, "https") || host == "" || u.User != nil || host == "localhost" || strings.HasSuffix(host, ".localhost") {
+			t.Fatalf("CheckURL(%q) = nil: scheme %q, host %q, user %v", raw, u.Scheme, host, u.User)
+		}
+		if a, err := netip.ParseAddr(host); err == nil {
+			if a.IsLoopback() || a.IsPrivate() || a.IsLinkLocalUnicast() || a.IsMulticast() || a.IsUnspecified() || a.Unmap().IsLoopback() || a.Unmap().IsPrivate() {
+				t.Fatalf("CheckURL(%q) = nil for the address %s", raw, a)
+			}
+		} else if ip := net.ParseIP(host); ip != nil {
+			t.Fatalf("CheckURL(%q) = nil for %q, which net.ParseIP reads as %s", raw, host, ip)
+		}
+	})
+}
+
+// FuzzCheckAddr: an address the strict policy lets through is none that
+// the standard library calls loopback, private, link-local, multicast or
+// unspecified, in itself or as the IPv4 address it embeds.
+func FuzzCheckAddr(f *testing.F) {
+	for _, s := range []string{"8.8.8.8", "127.0.0.1", "::ffff:10.0.0.1", "64:ff9b::7f00:1", "2002:a9fe:a9fe::", "::127.0.0.1", "fe80::1"} {
+		f.Add(netip.MustParseAddr(s).AsSlice())
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, ok := netip.AddrFromSlice(b)
+		if !ok || (Policy{}).CheckAddr(a) != nil {
+			return
+		}
+		forms := []netip.Addr{a, a.Unmap()}
+		if v4, _, ok := embedded(a); ok {
+			forms = append(forms, v4)
+		}
+		for _, x := range forms {
+			if x.IsLoopback() || x.IsPrivate() || x.IsLinkLocalUnicast() || x.IsLinkLocalMulticast() || x.IsMulticast() || x.IsUnspecified() || x.IsInterfaceLocalMulticast() {
+				t.Fatalf("CheckAddr(%s) = nil, but %s is not public", a, x)
+			}
+		}
+	})
 }
