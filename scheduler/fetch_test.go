@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -59,8 +60,8 @@ func TestClaimFetchRefused(t *testing.T) {
 		w.Write([]byte("secret"))
 	}))
 	defer secret.Close()
-	port := secret.Listener.Addr().(*net.TCPAddr).AddrPort().Port()
-	at := func(host string) string { return "http://" + net.JoinHostPort(host, itoa(port)) + "/hello-1.0.tar.gz" }
+	port := strconv.Itoa(secret.Listener.Addr().(*net.TCPAddr).Port)
+	at := func(host string) string { return "http://" + net.JoinHostPort(host, port) + "/hello-1.0.tar.gz" }
 
 	f := newFetchFarm(t, netguard.Policy{AllowHTTP: true, Allow: []netip.Prefix{netip.MustParsePrefix("127.0.0.2/32")}})
 	tests := []struct{ name, url, says string }{
@@ -89,7 +90,7 @@ func TestClaimFetchRefused(t *testing.T) {
 	// is not resolved when the claim arrives; the worker checks what it
 	// resolves to (worker.TestGenericFetchContained).
 	for i, url := range []string{at("127.0.0.2"), "https://example.org/hello-1.0.tar.gz", at("mirror.example.org")} {
-		if code := f.do("POST", "/api/v1/claims", fetchClaim(t, sourceName("allowed "+itoa(uint16(i))), url), nil); code != http.StatusAccepted {
+		if code := f.do("POST", "/api/v1/claims", fetchClaim(t, sourceName("allowed "+strconv.Itoa(i)), url), nil); code != http.StatusAccepted {
 			t.Errorf("POST claim fetching %s = %d, want 202", url, code)
 		}
 	}
@@ -125,5 +126,3 @@ func TestClaimFetchRefused(t *testing.T) {
 }
 
 func sourceName(what string) string { return "example.org/" + strings.ReplaceAll(what, " ", "-") }
-
-func itoa(n uint16) string { return strings.TrimPrefix(netip.AddrPortFrom(netip.IPv4Unspecified(), n).String(), "0.0.0.0:") }

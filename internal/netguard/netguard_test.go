@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -27,15 +28,15 @@ func TestCheckAddr(t *testing.T) {
 		{"8.8.8.8", Policy{}, ""},
 		{"151.101.1.1", Policy{}, ""},
 		{"2606:4700::1111", Policy{}, ""},
-		{"64:ff9b::808:808", Policy{}, ""},   // NAT64 of 8.8.8.8
-		{"2002:808:808::1", Policy{}, ""},    // 6to4 of 8.8.8.8
-		{"::ffff:8.8.8.8", Policy{}, ""},     // mapped
-		{"100.63.255.255", Policy{}, ""},     // just below CGNAT
-		{"100.128.0.0", Policy{}, ""},        // just above
-		{"172.15.255.255", Policy{}, ""},     // just below 172.16/12
-		{"172.32.0.0", Policy{}, ""},         // just above
-		{"169.253.255.255", Policy{}, ""},    // just below link-local
-		{"223.255.255.255", Policy{}, ""},    // just below multicast
+		{"64:ff9b::808:808", Policy{}, ""}, // NAT64 of 8.8.8.8
+		{"2002:808:808::1", Policy{}, ""},  // 6to4 of 8.8.8.8
+		{"::ffff:8.8.8.8", Policy{}, ""},   // mapped
+		{"100.63.255.255", Policy{}, ""},   // just below CGNAT
+		{"100.128.0.0", Policy{}, ""},      // just above
+		{"172.15.255.255", Policy{}, ""},   // just below 172.16/12
+		{"172.32.0.0", Policy{}, ""},       // just above
+		{"169.253.255.255", Policy{}, ""},  // just below link-local
+		{"223.255.255.255", Policy{}, ""},  // just below multicast
 		{"fbff:ffff::1", Policy{}, "outside 2000::/3"},
 
 		// Loopback, private, shared, link-local: refused, unless allowed.
@@ -232,7 +233,7 @@ func serve(t *testing.T, addr string, h http.HandlerFunc) *counter {
 	return c
 }
 
-func port(s *httptest.Server) string { return s.Listener.Addr().(*net.TCPAddr).AddrPort().String()[len("127.0.0.x:"):] }
+func port(s *httptest.Server) string { return strconv.Itoa(s.Listener.Addr().(*net.TCPAddr).Port) }
 
 // TestClient fetches through Client with every real part but the DNS
 // zone: listeners on 127.0.0.1 (the loopback an attacker aims at, which
