@@ -25,6 +25,7 @@ import (
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/netguard"
 )
 
 // LocalSource is the name of the generic recipe's local source, the
@@ -171,7 +172,8 @@ type GenericInputs struct {
 
 // GenericOptions tune PrepareGeneric.
 type GenericOptions struct {
-	// HTTP downloads the tarball (default: http.DefaultClient).
+	// HTTP downloads the tarball (default: a client of the strict
+	// netguard.Policy, which fetches over https from public addresses only).
 	HTTP *http.Client
 	// Limits override the recipe's default limits.
 	Limits Limits
@@ -238,7 +240,7 @@ func download(ctx context.Context, hc *http.Client, rawURL, file string, max int
 		return lantern.Digest{}, fmt.Errorf("fetch %q: want an http or https URL", rawURL)
 	}
 	if hc == nil {
-		hc = http.DefaultClient
+		hc = netguard.Policy{}.Client(0)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, rawURL, nil)
 	if err != nil {

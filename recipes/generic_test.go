@@ -86,7 +86,7 @@ func (e *genericEnv) buildLogAs(t *testing.T, as string, tarball []byte, command
 		SourceDate: time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)}
 	dir := t.TempDir()
 	in, err := recipes.PrepareGeneric(t.Context(), e.r, src, e.files.URL+name, spec, filepath.Join(dir, "inputs"),
-		recipes.GenericOptions{Limits: limits})
+		recipes.GenericOptions{Limits: limits, HTTP: e.files.Client()})
 	if err != nil {
 		return "", "", fmt.Errorf("PrepareGeneric: %w", err) // not Fatal: it may run in a goroutine
 	}
@@ -262,7 +262,7 @@ func TestGenericSourceMismatch(t *testing.T) {
 	src := lantern.Source{Name: "hello", Version: "1.0", Digest: lantern.DigestOf(claimed)}
 	spec := &lantern.BuildSpec{Image: "127.0.0.1:1/x@sha256:" + strings.Repeat("0", 64), Commands: []string{"true"}, Outputs: map[string]string{"x": "x"}}
 	dir := t.TempDir()
-	_, err = recipes.PrepareGeneric(t.Context(), r, src, srv.URL+"/hello.tar.gz", spec, dir, recipes.GenericOptions{})
+	_, err = recipes.PrepareGeneric(t.Context(), r, src, srv.URL+"/hello.tar.gz", spec, dir, recipes.GenericOptions{HTTP: srv.Client()})
 	de, ok := errors.AsType[*recipes.DigestError](err)
 	if !ok || de.Expected != src.Digest || de.Actual != lantern.DigestOf(served) {
 		t.Fatalf("PrepareGeneric = %v, want a DigestError: expected %s, actual %s", err, src.Digest, lantern.DigestOf(served))

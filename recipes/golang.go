@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
@@ -176,10 +177,11 @@ var DefaultGoLimits = Limits{Time: 2 * time.Hour, Tmp: 8 << 30}
 // following r, the go recipe:
 //
 //  1. the go command ("go mod download", with GOPROXY and GOSUMDB as the
-//     environment has them; GOSUMDB=off is refused) downloads the module
-//     into the module cache and checks it against the checksum database;
-//     PrepareGo hashes the zip and refuses one that is not what spec's
-//     SourceDigest or SourceGoSum claim;
+//     environment has them, but never "direct" nor a version-control tool,
+//     in an environment of its own; GOSUMDB=off is refused) downloads the
+//     module into the module cache and checks it against the checksum
+//     database; PrepareGo hashes the zip and refuses one that is not what
+//     spec's SourceDigest or SourceGoSum claim;
 //  2. it downloads the toolchain module the same way, and restores the
 //     execute bits and go.mod files of its tree as the go command's own
 //     toolchain switch does; the tree must then hash to the zip's files;
@@ -425,7 +427,7 @@ func (p *preparer) prepare(ctx context.Context, opts PrepareOptions) (*GoInputs,
 // PrepareGo's environment (opts' go command and module cache). It checks
 // nothing, which PrepareGo does: it lets a caller that knows a package but
 // not its module skip the candidates that do not exist, each a round trip
-// to the proxy, and more where it falls back to "direct". A module whose
+// to the proxy. A module whose
 // lookup failed for another reason is left out too; the error is for a go
 // command that could not run at all.
 func LookupGoModules(ctx context.Context, mods []string, version string, opts PrepareOptions) ([]string, error) {
@@ -519,7 +521,8 @@ func resolveSpec(p *GoParams, s GoSpec) (GoSpec, error) {
 // readHostEnv asks the go command for the proxy, the checksum database and
 // GOPATH that the environment and the user's go env file give, and refuses
 // a switched-off checksum database: it is what the source and every
-// dependency are checked against.
+// dependency are checked against. It keeps the proxy list without its
+// "direct" entries (proxyOnly).
 func (p *preparer) readHostEnv(ctx context.Context) error {
 	out, err := p.runHostGo(ctx, "env", "-json", "GOPROXY", "GOSUMDB", "GOPATH")
 	if err != nil {
@@ -529,29 +532,71 @@ func (p *preparer) readHostEnv(ctx context.Context) error {
 	if err := json.Unmarshal(out, &env); err != nil {
 		return fmt.Errorf("go env: %w", err)
 	}
-	p.hostEnv = env
-	switch {
-	case p.hostEnv["GOSUMDB"] == "off":
+	if env["GOSUMDB"] == "off" {
 		return errors.New("GOSUMDB is off: the go recipe checks every module against the Go checksum database; unset GOSUMDB or set it to sum.golang.org")
-	case p.hostEnv["GOPROXY"] == "off":
-		return errors.New("GOPROXY is off: the go recipe downloads modules through it; unset it or set it to https://proxy.golang.org")
 	}
+	proxy, err := proxyOnly(env["GOPROXY"])
+	if err != nil {
+		return err
+	}
+	env["GOPROXY"] = proxy
+	p.hostEnv = env
 	return nil
 }
 
-// hostGoEnv is the environment of the go command outside the sandbox: the
-// process's, with the module cache and GOFLAGS set, and once readHostEnv
-// has read them, the proxy and checksum database it found, and nothing
-// else from the user's go env file (GOENV=off): none of the settings that
-// skip the checksum database for some modules (GONOSUMDB, GOPRIVATE,
-// GONOPROXY, GOINSECURE) applies.
+// proxyOnly returns the list of GOPROXY without its "direct" entries: the
+// go recipe reaches modules through a proxy only, never from their
+// origins, whose paths a claim chooses, with version-control tools.
+func proxyOnly(goproxy string) (string, error) {
+	var out strings.Builder
+	first, sep := "", ""
+	for rest := goproxy; rest != ""; {
+		entry, next := rest, ""
+		if i := strings.IndexAny(rest, ",|"); i >= 0 {
+			entry, next, rest = rest[:i], rest[i:i+1], rest[i+1:]
+		} else {
+			rest = ""
+		}
+		if entry = strings.TrimSpace(entry); entry == "" || entry == "direct" {
+			continue
+		}
+		if first == "" {
+			first = entry
+		}
+		out.WriteString(sep + entry)
+		sep = next
+	}
+	if first != "" && first != "off" {
+		return out.String(), nil
+	}
+	return "", fmt.Errorf("GOPROXY %q names no proxy: the go recipe downloads modules through one, never directly from their origins; unset it or set it to https://proxy.golang.org", goproxy)
+}
+
+// lockedDown are the settings of every go command the go recipe runs that
+// keep it to GOPROXY and GOSUMDB: no version-control tool (GOVCS), and no
+// module that skips the proxy or the checksum database, whatever the
+// environment or a go env file says.
+var lockedDown = map[string]string{"GOVCS": "*:off", "GONOPROXY": "", "GONOSUMDB": "", "GOPRIVATE": "", "GOINSECURE": ""}
+
+// hostNetworkEnv are the variables of the process's environment that say
+// how to reach GOPROXY and GOSUMDB: the go commands outside the sandbox get
+// them, and nothing else of the network's.
+var hostNetworkEnv = []string{"HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"}
+
+// hostGoEnv is the environment of the go command outside the sandbox, made
+// anew: of the process's, only PATH, HOME, TMPDIR, XDG_CONFIG_HOME (where
+// the go env file is) and hostNetworkEnv (no LANTERN_ variable, no secret);
+// the module cache, GOFLAGS and lockedDown set; and once readHostEnv has
+// read them, the proxy (without "direct") and checksum database it found,
+// and nothing else from the user's go env file (GOENV=off).
 func (p *preparer) hostGoEnv() []string {
-	drop := []string{"GOFLAGS", "GOMODCACHE", "GOTOOLCHAIN", "GONOSUMDB", "GOPRIVATE", "GONOPROXY", "GOINSECURE",
-		"GOWORK", "GO111MODULE", "GOOS", "GOARCH", "CGO_ENABLED", "GOENV", "GOPROXY", "GOSUMDB", "GOPATH"}
+	keep := append([]string{"PATH", "HOME", "TMPDIR", "XDG_CONFIG_HOME"}, hostNetworkEnv...)
+	if p.hostEnv == nil {
+		keep = append(keep, "GOENV", "GOPROXY", "GOSUMDB", "GOPATH") // for readHostEnv's go env
+	}
 	var env []string
 	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if !slices.Contains(drop, k) || p.hostEnv == nil && (k == "GOENV" || k == "GOPROXY" || k == "GOSUMDB" || k == "GOPATH") {
+		if k, _, _ := strings.Cut(kv, "="); slices.Contains(keep, k) {
 			env = append(env, kv)
 		}
 	}
@@ -562,6 +607,9 @@ func (p *preparer) hostGoEnv() []string {
 		"GOWORK=off",
 		"GO111MODULE=on",
 	)
+	for _, k := range slices.Sorted(maps.Keys(lockedDown)) {
+		env = append(env, k+"="+lockedDown[k])
+	}
 	if p.hostEnv != nil {
 		env = append(env,
 			"GOENV=off",
@@ -907,6 +955,7 @@ func (p *preparer) dryRun(ctx context.Context, in *GoInputs, what, base, modCach
 		return err
 	}
 	env["GOFLAGS"] = strings.TrimSpace(env["GOFLAGS"] + " -modcacherw")
+	maps.Copy(env, lockedDown)
 	if online {
 		env["GOPROXY"] = p.hostEnv["GOPROXY"]
 		env["GOSUMDB"] = p.hostEnv["GOSUMDB"]
@@ -915,8 +964,7 @@ func (p *preparer) dryRun(ctx context.Context, in *GoInputs, what, base, modCach
 		// head in GOPATH/pkg/sumdb: the environment's, so that it is
 		// compared with the one seen last time.
 		env["GOPATH"] = p.hostEnv["GOPATH"]
-		env["PATH"] = env["PATH"] + string(os.PathListSeparator) + os.Getenv("PATH")
-		for _, k := range []string{"HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "SSL_CERT_FILE", "SSL_CERT_DIR"} {
+		for _, k := range hostNetworkEnv {
 			if v, ok := os.LookupEnv(k); ok {
 				env[k] = v
 			}

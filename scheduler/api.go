@@ -149,6 +149,8 @@ func classify(err error) *apiError {
 		errors.Is(err, ErrNotASource), errors.Is(err, ErrUnknownRecipe), errors.Is(err, ErrUnknownJob),
 		errors.Is(err, ErrWrongJob), errors.Is(err, ErrNotAResult):
 		return &apiError{http.StatusUnprocessableEntity, msg, "the envelope is signed but its claim cannot be used here; see the error"}
+	case errors.Is(err, ErrFetchRefused):
+		return &apiError{http.StatusUnprocessableEntity, msg, "give a fetch URL this farm may fetch from: https on a public host (its operator widens that with --allow-http-fetch, --allow-private-fetch or --allow-fetch-from)"}
 	case errors.Is(err, ErrBadCursor):
 		return &apiError{http.StatusBadRequest, msg, "pass the cursor a previous page returned as next, or none for the first page"}
 	case errors.Is(err, ErrNotFound):

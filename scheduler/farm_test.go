@@ -19,6 +19,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/natstest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
@@ -58,6 +59,7 @@ type farm struct {
 	builders []*keys.Private
 	differ   scheduler.Differ
 	tune     func(*scheduler.Config) // if set, changes the scheduler's config
+	fetch    netguard.Policy         // the scheduler's Config.Fetch
 
 	nats   *natstest.Farm
 	log    *slog.Logger // every connection's: it watches for permission violations
@@ -155,7 +157,7 @@ func (f *farm) startScheduler() {
 	for _, b := range f.builders {
 		pubs = append(pubs, b.Public())
 	}
-	scfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public(), claimKey2.Public()}, Builders: pubs, Backlog: true, Differ: f.differ}
+	scfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public(), claimKey2.Public()}, Builders: pubs, Backlog: true, Differ: f.differ, Fetch: f.fetch}
 	if f.tune != nil {
 		f.tune(&scfg)
 	}

@@ -33,6 +33,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/netguard"
 )
 
 // Config is what a scheduler is told.
@@ -80,6 +81,10 @@ type Config struct {
 	// outputs are looked for (default an hour).
 	OutputRetention time.Duration
 	RetentionSweep  time.Duration
+	// Fetch is where a claim's source may be fetched from: a claim whose
+	// fetch URL it refuses is refused (ErrFetchRefused). The zero Policy
+	// allows https to public addresses only.
+	Fetch netguard.Policy
 }
 
 // DefaultRecipes are the recipes Lantern knows.
@@ -337,6 +342,7 @@ var (
 	ErrUnknownJob     = errors.New("unknown job")
 	ErrWrongJob       = errors.New("attestation does not answer its job")
 	ErrNotAResult     = errors.New("not a rebuild or failed-rebuild attestation")
+	ErrFetchRefused   = netguard.ErrRefused // a claim's fetch URL, by Config.Fetch
 )
 
 // verifiedClaim is a claim envelope that checked out, with its job.
@@ -371,6 +377,9 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	sc, ok := v.Claim.(*lantern.SourceClaim)
 	if !ok {
 		return nil, fmt.Errorf("%w: a %s claim", ErrNotASource, v.Claim.Kind())
+	}
+	if err := s.cfg.Fetch.CheckURL(sc.Fetch); sc.Fetch != "" && err != nil {
+		return nil, err // a *netguard.RefusedError, which is ErrFetchRefused
 	}
 	recipe := sc.RecipeName()
 	if !s.recipes[recipe] {
@@ -773,7 +782,7 @@ func isTransient(err error) bool {
 	for _, e := range []error{dsse.ErrMalformed, dsse.ErrBase64, dsse.ErrSignature, dsse.ErrPayloadType, dsse.ErrNoSignature,
 		dsse.ErrSignatureCount, dsse.ErrTooLarge, attest.ErrMalformed, attest.ErrUnknownField, attest.ErrStatementType,
 		attest.ErrPredicateType, attest.ErrSubject, attest.ErrInvalidClaim, attest.ErrBuilderMismatch,
-		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe} {
+		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe, ErrFetchRefused} {
 		if errors.Is(err, e) {
 			return false
 		}

@@ -16,6 +16,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/internal/ocitest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
@@ -70,7 +71,7 @@ func TestForgedJobs(t *testing.T) {
 	f := newFarm(t, natsq.Config{}, a, b)
 	_, c := buildkittest.StartWith(t, buildkit.Options{PlainHTTPRegistries: []string{reg.Host}})
 	for _, k := range []*keys.Private{a, b} {
-		gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: time.Minute}, logger())
+		gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: time.Minute}, logger(), worker.FetchPolicy(netguard.Policy{AllowPrivate: true, AllowHTTP: true}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/moby/buildkit/client"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/recipes"
 )
 
@@ -26,20 +27,48 @@ type GenericBuilder struct {
 	c      *client.Client
 	r      *recipes.Recipe
 	limits recipes.Limits
+	fetch  netguard.Policy
 	http   *http.Client
 	log    *slog.Logger
 }
 
 var _ Builder = (*GenericBuilder)(nil)
 
+// GenericOption tunes a GenericBuilder.
+type GenericOption func(*GenericBuilder)
+
+// FetchPolicy sets where a GenericBuilder fetches source tarballs from
+// (default: the zero netguard.Policy, https to public addresses only). A
+// job whose URL, an address its host resolves to, or a redirect, the
+// policy refuses is a signed failure at the "fetch" stage.
+func FetchPolicy(p netguard.Policy) GenericOption {
+	return func(g *GenericBuilder) { g.fetch = p }
+}
+
 // NewGenericBuilder returns the generic recipe's Builder. Limits that are
 // zero take the recipe's defaults.
-func NewGenericBuilder(c *client.Client, limits recipes.Limits, log *slog.Logger) (*GenericBuilder, error) {
+func NewGenericBuilder(c *client.Client, limits recipes.Limits, log *slog.Logger, opts ...GenericOption) (*GenericBuilder, error) {
 	r, err := recipes.Load(lantern.RecipeGeneric)
 	if err != nil {
 		return nil, err
 	}
-	return &GenericBuilder{c: c, r: r, limits: limits, http: http.DefaultClient, log: log}, nil
+	g := &GenericBuilder{c: c, r: r, limits: limits, log: log}
+	for _, o := range opts {
+		o(g)
+	}
+	g.http = g.fetch.Client(0)
+	return g, nil
+}
+
+// refused is the signed failure of a fetch that g's policy refused: the
+// claim's fault, not the network's.
+func (g *GenericBuilder) refused(job lantern.Job, re *netguard.RefusedError, log io.Writer) error {
+	err := error(re)
+	if re.URL != "" && re.URL != job.Fetch {
+		err = fmt.Errorf("%s redirected: %w", job.Fetch, re)
+	}
+	fmt.Fprintf(log, "lantern: %v\n", err)
+	return &BuildError{Stage: "fetch", Err: err}
 }
 
 // Recipe implements Builder.
@@ -50,12 +79,20 @@ func (g *GenericBuilder) Build(ctx context.Context, job lantern.Job, work string
 	if job.Build == nil {
 		return nil, &BuildError{Stage: "prepare", Err: errors.New("the job has no build spec: the generic recipe needs one (its source claim must carry it)")}
 	}
+	// Checked here too, not only by the client, so that a scheme the
+	// client would not even try (file:) is a refusal all the same.
+	var refused *netguard.RefusedError
+	if errors.As(g.fetch.CheckURL(job.Fetch), &refused) {
+		return nil, g.refused(job, refused, log)
+	}
 	fmt.Fprintf(log, "lantern: fetching %s from %s\n", job.Source, job.Fetch)
 	in, err := recipes.PrepareGeneric(ctx, g.r, job.Source, job.Fetch, job.Build, filepath.Join(work, "inputs"),
 		recipes.GenericOptions{HTTP: g.http, Limits: g.limits, Log: g.log})
 	if err != nil {
 		var de *recipes.DigestError
 		switch {
+		case errors.As(err, &refused):
+			return nil, g.refused(job, refused, log)
 		case errors.As(err, &de):
 			fmt.Fprintf(log, "lantern: %v\n", err)
 			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}

@@ -13,6 +13,7 @@ import (
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/internal/ocitest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
@@ -52,7 +53,8 @@ func TestGenericThroughTheFarm(t *testing.T) {
 	f := newFarm(t, natsq.Config{}, a, b)
 	for _, k := range []*keys.Private{a, b} {
 		_, c := buildkittest.StartWith(t, buildkit.Options{PlainHTTPRegistries: []string{reg.Host}})
-		gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: 20 * time.Second}, logger())
+		gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: 20 * time.Second}, logger(),
+			worker.FetchPolicy(netguard.Policy{AllowPrivate: true, AllowHTTP: true}))
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -20,6 +20,7 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/natstest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/scheduler"
@@ -95,7 +96,8 @@ func newFarm(t *testing.T, cfg natsq.Config, builders ...*keys.Private) *farm {
 	for _, b := range builders {
 		pubs = append(pubs, b.Public())
 	}
-	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true}, q, st, log)
+	s, err := scheduler.New(scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: 2, ClaimKeys: []*keys.Public{claimKey.Public()}, Builders: pubs, Backlog: true,
+		Fetch: netguard.Policy{AllowPrivate: true, AllowHTTP: true}}, q, st, log) // the tests' sources are on 127.0.0.1
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ func TestKillWorkerMidBuild(t *testing.T) {
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	sched := startLanternProc(t, dir, "scheduler", "--data", filepath.Join(dir, "data"), "--listen", addr,
 		"--nats-listen", natsAddr, "--claim-key", "maint.pub", "--threshold", "1",
-		"--ack-wait", ackWait.String(), "--no-backoff")
+		"--ack-wait", ackWait.String(), "--no-backoff", "--allow-http-fetch", "--allow-fetch-from", "127.0.0.1/32")
 	defer sched.stop(t, 60*time.Second)
 	api := &farmAPI{t: t, base: "http://" + addr, logs: sched.log}
 	api.waitHealthy(60 * time.Second)
@@ -90,7 +90,8 @@ func TestKillWorkerMidBuild(t *testing.T) {
 
 	workerArgs := func(n int) []string {
 		return []string{"worker", "--nats", "nats://" + natsAddr, "--creds", filepath.Join(dir, "builder.creds"), "--key", filepath.Join(dir, "builder.key"), "--claim-key", filepath.Join(dir, "maint.pub"),
-			"--registry-http", reg.Host, "--work", filepath.Join(dir, fmt.Sprintf("work%d", n)), "--heartbeat", "1s"}
+			"--registry-http", reg.Host, "--work", filepath.Join(dir, fmt.Sprintf("work%d", n)), "--heartbeat", "1s",
+			"--allow-http-fetch", "--allow-fetch-from", "127.0.0.1/32"} // the source is on 127.0.0.1
 	}
 	// The workers run in the test's directory, inside the module: there
 	// they find bin/buildkitd, as 'go test' does (see worker/buildkit).

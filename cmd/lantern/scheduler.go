@@ -18,6 +18,7 @@ import (
 
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/dashboard"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/natsq/natsauth"
 	"github.com/lanternfarm/lantern/natsq/natsserver"
@@ -79,7 +80,11 @@ configured with what --print-nats-config prints.
 Builders are enrolled with 'lantern builder add NAME KEY.pub' (DATA/builders)
 and revoked with 'lantern builder remove NAME'; the running scheduler picks
 both up within a second or two. Claims are accepted from the keys given with
---claim-key and the .pub files in DATA/claimers.
+--claim-key and the .pub files in DATA/claimers, if their source's URL is
+https on a public host (or a name): a claim that would have workers fetch
+from loopback, a private or link-local address, a file or plain http is
+refused, unless --allow-private-fetch, --allow-fetch-from or
+--allow-http-fetch allow it; workers check the addresses names resolve to.
 
 Example:
   lantern builder add alice alice.pub --data /var/lib/lantern
@@ -108,6 +113,7 @@ Example:
 			f.Var(&tlsNames, "nats-tls-name", "a host `NAME` or address workers reach the embedded NATS by, for the certificate it makes (repeatable; its listen address, this machine's addresses and host name are in anyway)")
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` that the external --nats server's TLS certificate is signed by")
 			limits := limitFlags(f)
+			fetchPolicy := fetchFlags(f)
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -121,6 +127,10 @@ Example:
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
+				}
+				fetch, err := fetchPolicy()
+				if err != nil {
+					return err
 				}
 				if *maxDeliver < 1 {
 					return usagef("--max-deliver %d: want at least 1", *maxDeliver)
@@ -147,6 +157,7 @@ Example:
 					reindex: *reindex, queue: limits.queue(natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512}),
 					limits:     limits,
 					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
+					fetch: fetch,
 				}
 				return runScheduler(ctx, io, cfg)
 			}
@@ -166,6 +177,7 @@ type schedulerSetup struct {
 	backlog, reindex        bool
 	queue                   natsq.Config // with limits.queue applied
 	limits                  *limitSettings
+	fetch                   netguard.Policy // where claims' sources may be fetched from
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -285,7 +297,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err := auth.Push(ctx, sys, revoked); err != nil {
 		return nil, fmt.Errorf("NATS %s: %w", natsq.RedactURL(url), err)
 	}
-	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog}
+	cfg := scheduler.Config{RecipeVersions: recipes.Versions(), Threshold: c.threshold, ClaimKeys: claimKeys, Builders: builders, Backlog: c.backlog, Fetch: c.fetch}
 	c.limits.scheduler(&cfg)
 	if c.diffoscope.program != "none" {
 		d, err := c.diffoscope.differ(ctx)

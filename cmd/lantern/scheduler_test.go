@@ -40,7 +40,8 @@ func TestSchedulerCommand(t *testing.T) {
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	natsAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 
-	cmd := exec.Command(lanternBin, "scheduler", "--data", data, "--listen", addr, "--nats-listen", natsAddr, "--claim-key", "maint.pub", "--threshold", "1")
+	cmd := exec.Command(lanternBin, "scheduler", "--data", data, "--listen", addr, "--nats-listen", natsAddr, "--claim-key", "maint.pub", "--threshold", "1",
+		"--allow-http-fetch", "--allow-fetch-from", "127.0.0.1/32") // the claim below names a source on 127.0.0.1
 	cmd.Dir = dir
 	var logs bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &logs, &logs
@@ -92,9 +93,23 @@ func TestSchedulerCommand(t *testing.T) {
 
 	putFile(t, dir, "hello.tar.gz", "hello source")
 	putFile(t, dir, "build.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("cd", 32)+`", "commands": ["make"], "outputs": {"hello-linux-amd64": "hello"}}`)
+	// A source on loopback, but not on the address allowed, is refused,
+	// saying why.
+	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.0.0",
+		"--source-file", "hello.tar.gz", "--fetch", "http://[::1]:1/hello.tar.gz", "--recipe", "generic", "--build", "build.json", "-o", "refused.json").must(t, "claim sign")
+	resp, err := http.Post(base+"/api/v1/claims", "application/json", strings.NewReader(readFile(t, filepath.Join(dir, "refused.json"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var refused struct{ Error, Fix string }
+	json.NewDecoder(resp.Body).Decode(&refused)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnprocessableEntity || !strings.Contains(refused.Error, "::1 is loopback") || !strings.Contains(refused.Fix, "--allow-fetch-from") {
+		t.Errorf("POST claim fetching from [::1] = %d %+v, want 422 saying it is loopback", resp.StatusCode, refused)
+	}
 	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@v1.0.0",
 		"--source-file", "hello.tar.gz", "--fetch", "http://127.0.0.1:1/hello.tar.gz", "--recipe", "generic", "--build", "build.json", "-o", "claim.json").must(t, "claim sign")
-	resp, err := http.Post(base+"/api/v1/claims", "application/json", strings.NewReader(readFile(t, filepath.Join(dir, "claim.json"))))
+	resp, err = http.Post(base+"/api/v1/claims", "application/json", strings.NewReader(readFile(t, filepath.Join(dir, "claim.json"))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker"
@@ -42,7 +43,9 @@ builder add' does (their NATS credentials: DATA/up/builder-N.creds). Sign
 claims with DATA/up/claimer.key and post them to the API. More builders join
 with 'lantern builder add' and 'lantern worker --creds'; claim keys are
 accepted from DATA/claimers, as with 'lantern scheduler'. A builder removed
-with 'lantern builder remove' stays removed: up runs without it.
+with 'lantern builder remove' stays removed: up runs without it. Sources are
+fetched over https from public addresses only, unless --allow-private-fetch,
+--allow-fetch-from or --allow-http-fetch allow more (see lantern worker).
 
 Example:
   lantern up
@@ -63,6 +66,7 @@ Example:
 			var plainHTTP listFlag
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
 			buildCaps := capsFlags(f)
+			fetchPolicy := fetchFlags(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("up takes no arguments, got %q", args)
@@ -92,10 +96,14 @@ Example:
 				if err := worker.CheckCaps(caps); err != nil {
 					return err
 				}
+				fetch, err := fetchPolicy()
+				if err != nil {
+					return err
+				}
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
 					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
-					diffoscope: *diffo, limits: limits, caps: caps,
+					diffoscope: *diffo, limits: limits, caps: caps, fetch: fetch,
 				})
 			}
 		},
@@ -110,6 +118,7 @@ type upSetup struct {
 	plainHTTP                          []string
 	limits                             *limitSettings
 	caps                               worker.Caps
+	fetch                              netguard.Policy // the scheduler's and the workers'
 }
 
 func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
@@ -162,7 +171,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
 		claimKeys: []string{claimer + ".pub"}, backlog: true,
-		queue: c.limits.queue(natsq.Config{Batch: 512}), limits: c.limits, diffoscope: c.diffoscope,
+		queue: c.limits.queue(natsq.Config{Batch: 512}), limits: c.limits, diffoscope: c.diffoscope, fetch: c.fetch,
 	})
 	if err != nil {
 		return err
@@ -214,7 +223,7 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		}
 		gb.Limits.Time = c.timeLimit
 		gb.Caps = c.caps
-		generic, err := worker.NewGenericBuilder(bc, recipes.Limits{Time: c.timeLimit}, wlog)
+		generic, err := worker.NewGenericBuilder(bc, recipes.Limits{Time: c.timeLimit}, wlog, worker.FetchPolicy(c.fetch))
 		if err != nil {
 			return err
 		}

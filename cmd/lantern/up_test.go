@@ -150,7 +150,7 @@ func TestUp(t *testing.T) {
 	image := reg.PushBusybox(t)
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
-	up := startUp(t, dir, data, buildkitd, "--registry-http", reg.Host)
+	up := startUp(t, dir, data, buildkitd, "--registry-http", reg.Host, "--allow-private-fetch", "--allow-http-fetch")
 	claimKey := filepath.Join(data, "up", "claimer.key")
 	// 0. Nobody gets onto its bus without the farm's credentials, on
 	// loopback too; its builders were enrolled as 'builder add' does.
@@ -216,7 +216,7 @@ func TestUp(t *testing.T) {
 
 	// Ctrl-C, and a new start that resumes with all data.
 	up.stop(t)
-	up = startUp(t, dir, data, buildkitd, "--registry-http", reg.Host)
+	up = startUp(t, dir, data, buildkitd, "--registry-http", reg.Host, "--allow-private-fetch", "--allow-http-fetch")
 	if v, code := up.source(t, stringer); code != http.StatusOK || len(v.Verdicts) != 1 || v.Verdicts[0].Status != lantern.StatusReproduced || len(v.Attestations) != 2 {
 		t.Errorf("after a restart: %d %+v, want the same verdict and both attestations", code, v)
 	}

@@ -38,7 +38,11 @@ with the same key share the builder's jobs. It uploads its outputs (up to
 finds them to report how two builders' outputs differ.
 
 It rebuilds with the go recipe and the generic one (a source tarball built
-by its claim's build spec in a builder image pulled by digest). Without
+by its claim's build spec in a builder image pulled by digest). It fetches
+source tarballs over https from public addresses only, checking each
+address it connects to and each redirect; a job whose source is elsewhere
+is signed as failed. --allow-private-fetch, --allow-fetch-from and
+--allow-http-fetch widen that, for tests and private mirrors. Without
 --buildkit it starts its own buildkitd in WORK/buildkit (make buildkitd
 builds it; it runs as root with Debian's runc) and stops it on exit; what a
 worker killed with SIGKILL leaves there, the next start in the same --work
@@ -83,6 +87,7 @@ Example:
 			metricsAddr := f.String("metrics", "", "`ADDR` to serve Prometheus /metrics on, such as 127.0.0.1:9464 (default: none)")
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd this worker starts pulls builder images from over plain HTTP (repeatable; images are pulled by digest)")
 			buildCaps := capsFlags(f)
+			fetchPolicy := fetchFlags(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("worker takes no arguments, got %q", args)
@@ -96,6 +101,10 @@ Example:
 				}
 				if *maxUpload < 0 {
 					return usagef("--max-upload-mib %d: want 0 (upload nothing) or more", *maxUpload)
+				}
+				fetch, err := fetchPolicy()
+				if err != nil {
+					return err
 				}
 				if *creds == "" {
 					return usagef("--creds is required: the farm's NATS admits no one without credentials; ask the farm's operator for the ones 'lantern builder add NAME KEY.pub' writes")
@@ -159,7 +168,7 @@ Example:
 				}
 				gb.Limits.Time = *timeLimit
 				gb.Caps = caps
-				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log)
+				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log, worker.FetchPolicy(fetch))
 				if err != nil {
 					return err
 				}
