@@ -37,14 +37,20 @@ import (
 // fails the test. The real recipes are tested with a real buildkitd in
 // package recipes.
 
-// fakeBuilder writes one output whose bytes it makes from the job.
+// fakeBuilder stands in for the go recipe's builder: it writes one output,
+// under the label the go recipe gives it, whose bytes it makes from the job.
+// It names the real go recipe, whose attestations the farm accepts.
 type fakeBuilder struct {
 	out   func(job lantern.Job) (string, error)
 	calls atomic.Int32
 }
 
 func (f *fakeBuilder) Recipe() lantern.Recipe {
-	return lantern.Recipe{BuildType: attest.URIBase + "recipes/test/v1", Digest: lantern.DigestOf([]byte("test recipe"))}
+	r, err := recipes.Load("go")
+	if err != nil {
+		panic(err)
+	}
+	return r.Ref()
 }
 
 func (f *fakeBuilder) Build(ctx context.Context, job lantern.Job, work string, log io.Writer) (*worker.Result, error) {
@@ -58,7 +64,8 @@ func (f *fakeBuilder) Build(ctx context.Context, job lantern.Job, work string, l
 	if err := os.WriteFile(p, []byte(content), 0o755); err != nil {
 		return nil, err
 	}
-	return &worker.Result{Outputs: map[string]string{"bin": p}, Environment: map[string]string{"TZ": "UTC"}}, nil
+	label := recipes.GoLabel(job.Source.Name, "linux", "amd64")
+	return &worker.Result{Outputs: map[string]string{label: p}, Environment: map[string]string{"TZ": "UTC"}}, nil
 }
 
 type farm struct {
