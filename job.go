@@ -34,8 +34,8 @@ type Job struct {
 	// (base64 in the job's JSON): embedded as JSON, encoding/json would
 	// compact it, and a claim posted with a newline at its end or indented
 	// would no longer hash to Claim, so every worker would refuse its job.
-	Envelope []byte `json:"envelope,omitempty"`
-	Created  time.Time       `json:"created"`
+	Envelope []byte    `json:"envelope,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // RecipeVersion is one version of a recipe as a farm checks attestations
