@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/scheduler"
 )
 
 // TestJobCarriesItsClaimAsPosted: a claim envelope posted as `lantern claim
@@ -62,5 +64,59 @@ func TestJobCarriesItsClaimAsPosted(t *testing.T) {
 				t.Errorf("the job as a builder takes it: MatchesClaim = %v, want nil (every worker refuses it)", err)
 			}
 		})
+	}
+}
+
+// TestArtefactOfARevokedBuilder: a builder outputs bytes of its own where
+// two others agree on the real ones; once it is revoked, its output counts
+// no more, and the verdict of the job is reproduced — of the others'
+// output. Asked about the revoked builder's bytes, the farm must not answer
+// with that verdict, as if its bytes were reproduced: a verdict is on the
+// artefact only where the artefact is published or some counted builder got
+// it.
+func TestArtefactOfARevokedBuilder(t *testing.T) {
+	f := newFarm(t, natsq.Config{}, builderA, builderB, builderC)
+	claim, job := sourceClaim(t, claimKey, "example.org/cmd/revoked-output", lantern.Digest{})
+	if code := f.do("POST", "/api/v1/claims", claim, nil); code != http.StatusAccepted {
+		t.Fatalf("POST claim = %d", code)
+	}
+	eventually(t, "the job", func() bool { return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK })
+	evil, real := lantern.DigestOf([]byte("carol's own bytes")), lantern.DigestOf([]byte("the real binary"))
+	for _, a := range []struct {
+		k   *keys.Private
+		out string
+	}{{builderC, "carol's own bytes"}, {builderA, "the real binary"}, {builderB, "the real binary"}} {
+		if code := f.do("POST", "/api/v1/attestations", rebuilt(t, a.k, job, a.out), nil); code != http.StatusAccepted {
+			t.Fatalf("POST attestation = %d", code)
+		}
+	}
+	eventually(t, "a mismatch", func() bool {
+		v := f.verdict(real)
+		return v != nil && v.Status == lantern.StatusMismatch && len(v.Groups) == 2
+	})
+	if err := f.s.SetBuilders(t.Context(), []scheduler.Enrolled{{Key: builderC.Public(), Name: "carol", Revoked: time.Now()}}); err != nil {
+		t.Fatalf("SetBuilders(revoke carol) = %v", err)
+	}
+	if v := f.verdict(real); v == nil || v.Status != lantern.StatusReproduced {
+		t.Fatalf("verdict of the real binary after carol's revocation = %+v, want reproduced", v)
+	}
+	var art struct {
+		Verdicts     []lantern.Verdict
+		Attestations []struct{ Builder lantern.Digest }
+	}
+	if code := f.do("GET", "/api/v1/artefacts/"+evil.String(), nil, &art); code != http.StatusOK {
+		t.Fatalf("GET carol's artefact = %d, want 200 (her attestation is kept)", code)
+	}
+	for _, v := range art.Verdicts {
+		counted := v.Published == evil
+		for _, g := range v.Groups {
+			counted = counted || g.Output == evil
+		}
+		if !counted {
+			t.Errorf("GET /api/v1/artefacts/%s: verdict %s on %s@%s, whose groups %+v do not hold it: a client reads it as the artefact's verdict", evil.Short(), v.Status, v.Source.Name, v.Source.Version, v.Groups)
+		}
+	}
+	if len(art.Attestations) != 1 || art.Attestations[0].Builder != builderC.ID() {
+		t.Errorf("attestations of carol's artefact = %+v, want hers", art.Attestations)
 	}
 }
