@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,4 +120,57 @@ func TestArtefactOfARevokedBuilder(t *testing.T) {
 	if len(art.Attestations) != 1 || art.Attestations[0].Builder != builderC.ID() {
 		t.Errorf("attestations of carol's artefact = %+v, want hers", art.Attestations)
 	}
+}
+
+// TestSecondClaimOfABuildGetsAJobOfItsOwn: two accepted claim keys claim
+// the same build (same source, recipe and spec) with their own fetch URLs.
+// The job is made from the first claim alone: it carries the first
+// envelope and fetches from the first URL. A worker whose operator accepts
+// only the second claimer's key terminates that job, and no job the farm
+// queued is the second claim's, so whoever gets a claim of a build in first
+// — with a dead URL, or signed by a key the builders do not accept — keeps
+// the other claimer's source from ever being rebuilt by them.
+func TestSecondClaimOfABuildGetsAJobOfItsOwn(t *testing.T) {
+	f := newFarm(t, natsq.Config{}, builderA)
+	claim := func(signer *keys.Private, fetch string) (*lantern.SourceClaim, []byte) {
+		c := &lantern.SourceClaim{
+			Source: lantern.Source{Name: "example.org/preempted", Version: "1.0", Digest: lantern.DigestOf([]byte("preempted tarball"))},
+			Fetch:  fetch,
+			Recipe: lantern.RecipeGeneric,
+			Build: &lantern.BuildSpec{
+				Image:    "registry.example/builder@sha256:" + strings.Repeat("ab", 32),
+				Commands: []string{"cc -o $OUT/tool main.c"},
+				Outputs:  map[string]string{"tool": "tool"},
+			},
+			Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+		}
+		return c, signed(t, signer, c)
+	}
+	_, first := claim(claimKey2, "https://dead.example/preempted.tar.gz")
+	c2, second := claim(claimKey, "https://author.example/preempted.tar.gz")
+	for _, b := range [][]byte{first, second} {
+		if code := f.do("POST", "/api/v1/claims", b, nil); code != http.StatusAccepted {
+			t.Fatalf("POST claim = %d", code)
+		}
+	}
+	var src struct{ Claims []any }
+	eventually(t, "both claims stored", func() bool {
+		f.do("GET", "/api/v1/sources/"+c2.Source.String(), nil, &src)
+		return len(src.Claims) == 2
+	})
+	var jobs struct{ Jobs []lantern.Job }
+	if code := f.do("GET", "/api/v1/jobs?count=1000", nil, &jobs); code != http.StatusOK {
+		t.Fatalf("GET jobs = %d", code)
+	}
+	for _, j := range jobs.Jobs {
+		if j.MatchesClaim(c2) == nil {
+			return
+		}
+	}
+	var have []string
+	for _, j := range jobs.Jobs {
+		have = append(have, j.ID+" (claim "+j.Claim.Short()+", fetch "+j.Fetch+")")
+	}
+	t.Errorf("no job the farm queued is the second claim's (claim %s, fetch %s): a worker that accepts only its signer builds none; jobs: %v",
+		lantern.DigestOf(second).Short(), c2.Fetch, have)
 }
