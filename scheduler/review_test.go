@@ -3,6 +3,8 @@ package scheduler_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -173,4 +175,53 @@ func TestSecondClaimOfABuildGetsAJobOfItsOwn(t *testing.T) {
 	}
 	t.Errorf("no job the farm queued is the second claim's (claim %s, fetch %s): a worker that accepts only its signer builds none; jobs: %v",
 		lantern.DigestOf(second).Short(), c2.Fetch, have)
+}
+
+// TestOversizedClaimDoesNotStopOthers: an accepted claim key posts a claim
+// that fits the API and the claims stream but whose job does not fit a
+// message (its envelope and its published artefacts, each about half a
+// MiB), over the API and as a claimant on NATS. The API may refuse it (413);
+// on NATS it is refused when it is ingested. Either way the claims after it
+// make their jobs: one claim must not stop the farm's intake, whose
+// consumer redelivers a claim that failed for the transport without end.
+func TestOversizedClaimDoesNotStopOthers(t *testing.T) {
+	f := newFarm(t, natsq.Config{}, builderA)
+	big := &lantern.SourceClaim{
+		Source:    lantern.Source{Name: "example.org/cmd/big", Version: "v1.0.0", Digest: lantern.DigestOf([]byte("big"))},
+		Recipe:    "go",
+		Artefacts: map[string]lantern.Digest{},
+		Time:      time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
+	}
+	for i := 0; len(big.Artefacts) < 3400; i++ {
+		big.Artefacts[fmt.Sprintf("%0100d", i)] = lantern.DigestOf([]byte{byte(i), byte(i >> 8)})
+	}
+	raw := signed(t, claimKey2, big)
+	if len(raw) >= 1<<20 {
+		t.Fatalf("the big claim is %d bytes: it must fit a message", len(raw))
+	}
+	var resp struct{ Error string }
+	if code := f.do("POST", "/api/v1/claims", raw, &resp); code != http.StatusRequestEntityTooLarge || !strings.Contains(resp.Error, "job") {
+		t.Errorf("POST the big claim = %d %q; want 413 saying its job is too large", code, resp.Error)
+	}
+	big.Time = big.Time.Add(time.Second)
+	if err := f.claimant().PublishClaim(t.Context(), signed(t, claimKey2, big)); err != nil {
+		t.Fatalf("publish the big claim on NATS: %v", err)
+	}
+	small, job := sourceClaim(t, claimKey, "example.org/cmd/after-big", lantern.Digest{})
+	if code := f.do("POST", "/api/v1/claims", small, nil); code != http.StatusAccepted {
+		t.Fatalf("POST claim = %d", code)
+	}
+	eventually(t, "the job of the claim after the big one", func() bool {
+		return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK
+	})
+	// The one on NATS is refused for good, not redelivered without end.
+	eventually(t, "the big claim on NATS refused", func() bool {
+		resp, err := http.Get(f.api.URL + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return strings.Contains(string(b), `lantern_claims_total{result="refused"} 1`)
+	})
 }
