@@ -3,7 +3,6 @@ package lantern
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"time"
@@ -31,9 +30,12 @@ type Job struct {
 	Build *BuildSpec `json:"build,omitempty"`
 	// Claim is the digest of the source claim's envelope that made the job.
 	Claim Digest `json:"claim"`
-	// Envelope is that envelope, as the claimer signed it.
-	Envelope json.RawMessage `json:"envelope,omitempty"`
-	Created  time.Time       `json:"created"`
+	// Envelope is that envelope, byte for byte as the farm received it
+	// (base64 in the job's JSON): embedded as JSON, encoding/json would
+	// compact it, and a claim posted with a newline at its end or indented
+	// would no longer hash to Claim, so every worker would refuse its job.
+	Envelope []byte    `json:"envelope,omitempty"`
+	Created  time.Time `json:"created"`
 }
 
 // RecipeVersion is one version of a recipe as a farm checks attestations
@@ -67,7 +69,7 @@ func JobFromClaim(c *SourceClaim, envelope []byte) Job {
 		Published: c.Artefacts,
 		Build:     c.Build,
 		Claim:     DigestOf(envelope),
-		Envelope:  json.RawMessage(envelope),
+		Envelope:  envelope,
 	}
 }
 

@@ -128,6 +128,8 @@ func classify(err error) *apiError {
 		return &apiError{http.StatusTooManyRequests, msg, "wait as long as Retry-After says; the farm's operator sets the rate (--claims-per-minute)"}
 	case errors.As(err, &mbe):
 		return &apiError{http.StatusRequestEntityTooLarge, fmt.Sprintf("body larger than %d bytes", mbe.Limit), "post one envelope, as lantern claim sign or attest sign writes it"}
+	case errors.Is(err, ErrJobTooLarge):
+		return &apiError{http.StatusRequestEntityTooLarge, msg, "make the claim smaller, or ask the farm's operator to raise --max-msg-size"}
 	case errors.Is(err, dsse.ErrTooLarge):
 		return &apiError{http.StatusRequestEntityTooLarge, msg, "post one envelope, as lantern claim sign or attest sign writes it"}
 	case errors.Is(err, ErrDuplicate):

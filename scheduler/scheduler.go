@@ -17,6 +17,7 @@ package scheduler
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,6 +56,12 @@ type Config struct {
 	RecipeVersions []lantern.RecipeVersion
 	// MaxBody bounds API request bodies (default 1 MiB).
 	MaxBody int64
+	// MaxJobBytes is the largest message the Queue takes on the jobs
+	// stream (default 1 MiB, NATS's own default; negative: no check). A
+	// job carries its claim's envelope and what it decodes to, so it is
+	// about twice the claim: a claim whose job does not fit is refused
+	// when it arrives, rather than failing to publish without end.
+	MaxJobBytes int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Differ, if set, makes a report of how two outputs of a mismatch
@@ -122,6 +129,9 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 	}
 	if cfg.MaxBody <= 0 {
 		cfg.MaxBody = 1 << 20
+	}
+	if cfg.MaxJobBytes == 0 {
+		cfg.MaxJobBytes = 1 << 20
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -343,7 +353,12 @@ var (
 	ErrWrongJob       = errors.New("attestation does not answer its job")
 	ErrNotAResult     = errors.New("not a rebuild or failed-rebuild attestation")
 	ErrFetchRefused   = netguard.ErrRefused // a claim's fetch URL, by Config.Fetch
+	ErrJobTooLarge    = errors.New("its job is too large")
 )
+
+// jobHeadroom is what a job message needs besides its JSON: NATS headers
+// (its id as Nats-Msg-Id) and the subject.
+const jobHeadroom = 1 << 10
 
 // verifiedClaim is a claim envelope that checked out, with its job.
 type verifiedClaim struct {
@@ -391,6 +406,16 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	}
 	job := lantern.JobFromClaim(sc, raw)
 	job.Created = now
+	if s.cfg.MaxJobBytes > 0 {
+		b, err := json.Marshal(job)
+		if err != nil {
+			return nil, fmt.Errorf("claim of %s: encode its job: %w", sc.Source, err)
+		}
+		if len(b)+jobHeadroom > s.cfg.MaxJobBytes {
+			return nil, fmt.Errorf("claim of %s: %w: %d bytes (it carries the claim and what the claim says), the farm's jobs hold %d; claim fewer or shorter artefacts, commands or outputs",
+				sc.Source, ErrJobTooLarge, len(b)+jobHeadroom, s.cfg.MaxJobBytes)
+		}
+	}
 	return &verifiedClaim{
 		rec: ClaimRecord{Envelope: job.Claim, Raw: raw, Claim: *sc, Signer: v.Signer, Jobs: []string{job.ID}, Received: now},
 		job: job,
@@ -782,7 +807,7 @@ func isTransient(err error) bool {
 	for _, e := range []error{dsse.ErrMalformed, dsse.ErrBase64, dsse.ErrSignature, dsse.ErrPayloadType, dsse.ErrNoSignature,
 		dsse.ErrSignatureCount, dsse.ErrTooLarge, attest.ErrMalformed, attest.ErrUnknownField, attest.ErrStatementType,
 		attest.ErrPredicateType, attest.ErrSubject, attest.ErrInvalidClaim, attest.ErrBuilderMismatch,
-		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe, ErrFetchRefused} {
+		ErrUnknownBuilder, ErrRevokedBuilder, ErrUnknownJob, ErrWrongJob, ErrNotAResult, ErrUnknownSigner, ErrNotASource, ErrUnknownRecipe, ErrFetchRefused, ErrJobTooLarge} {
 		if errors.Is(err, e) {
 			return false
 		}

@@ -76,7 +76,9 @@ func verdictCommand() command {
 		long: `Verdict asks the scheduler's API for the verdicts on NAME@VERSION — one per
 label: reproduced, mismatch, failed or pending — and prints them with the
 builders of each output. With --wait it polls until no verdict is pending,
-for at most that long, printing progress; it exits 1 if the time runs out.
+for at most that long, printing progress. It exits 0 only when every verdict
+is reproduced; 1 when one is pending or failed, there is none yet, or the
+time runs out; 3 on a mismatch or a conflict.
 
 Example:
   lantern verdict --wait 20m golang.org/x/tools/cmd/stringer@v0.30.0`,
@@ -220,19 +222,25 @@ func progress(sv *sourceVerdicts) string {
 }
 
 // printVerdicts prints vs, and returns a *contradictedError (exit 3) when
-// one is a mismatch or a conflict.
+// one is a mismatch or a conflict, and an error (exit 1) when there is none
+// or one is not reproduced (yet): only a source whose every verdict is
+// reproduced exits 0.
 func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) error {
 	if sv == nil {
 		sv = &sourceVerdicts{}
 	}
 	vs := sv.Verdicts
-	var contradicted []string
+	var contradicted, notYet []string
 	if len(sv.Conflict) > 1 {
 		contradicted = append(contradicted, fmt.Sprintf("conflict: claims give it %d sources", len(sv.Conflict)))
 	}
 	for _, v := range vs {
-		if v.Status == lantern.StatusMismatch || v.Status == lantern.StatusConflict {
+		switch v.Status {
+		case lantern.StatusMismatch, lantern.StatusConflict:
 			contradicted = append(contradicted, v.Label+" "+string(v.Status))
+		case lantern.StatusReproduced:
+		default:
+			notYet = append(notYet, strings.TrimSpace(v.Label+" "+string(v.Status)))
 		}
 	}
 	var err error
@@ -244,8 +252,14 @@ func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) er
 	} else {
 		err = writeVerdicts(io, source, sv)
 	}
-	if err == nil && len(contradicted) > 0 {
+	switch {
+	case err != nil:
+	case len(contradicted) > 0:
 		err = &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
+	case len(vs) == 0:
+		err = errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
+	case len(notYet) > 0:
+		err = fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
 	return err
 }

@@ -110,6 +110,7 @@ func (l *limitSettings) queue(c natsq.Config) natsq.Config {
 // scheduler sets the scheduler's limits in c.
 func (l *limitSettings) scheduler(c *scheduler.Config) {
 	c.ClaimsPerMinute, c.ClaimBurst = l.claimsPerMinute, l.claimBurst
+	c.MaxJobBytes = int(l.maxMsgSize) // a job is one message; -1: no limit
 	if l.claimsPerMinute == 0 {
 		c.ClaimsPerMinute = -1 // no limit
 	}

@@ -924,7 +924,8 @@ func (s *Store) Verdicts(ctx context.Context, name, version string) ([]lantern.V
 }
 
 // VerdictsOfArtefact returns the verdicts where artefact is the published
-// artefact or some builder's output, ordered by name, version and label.
+// artefact or the output of a builder that counts, ordered by name, version
+// and label.
 func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest) ([]lantern.Verdict, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -945,6 +946,12 @@ func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest)
 			case err != nil:
 				return err
 			}
+			if !onArtefact(v, artefact) {
+				// It was an output here once: a revoked builder's, or
+				// one its builder answered anew since. Its verdict is
+				// on other bytes.
+				return nil
+			}
 			name, version, _ := splitSourceKey(vkey)
 			skey := string(appendText(appendText(nil, name), version))
 			rec, ok := sources[skey]
@@ -964,6 +971,20 @@ func (s *Store) VerdictsOfArtefact(ctx context.Context, artefact lantern.Digest)
 		return nil, fmt.Errorf("verdicts of artefact %s: %w", artefact, err)
 	}
 	return verdicts, nil
+}
+
+// onArtefact reports whether v is a verdict on artefact: its published
+// artefact, or the output of one of its groups (of builders that count).
+func onArtefact(v lantern.Verdict, artefact lantern.Digest) bool {
+	if v.Published == artefact {
+		return true
+	}
+	for _, g := range v.Groups {
+		if g.Output == artefact {
+			return true
+		}
+	}
+	return false
 }
 
 // markConflicts makes v a conflict when digests, the source archives claims
