@@ -57,12 +57,12 @@ func (c *SourceClaim) RecipeName() string {
 }
 
 // JobFromClaim returns the job that the source claim c, whose envelope is
-// envelope, makes. Created is left zero: it is the only field that does
-// not derive from the claim.
-func JobFromClaim(c *SourceClaim, envelope []byte) Job {
+// envelope and whose signer is the key signer, makes. Created is left zero:
+// it is the only field that does not derive from the claim.
+func JobFromClaim(c *SourceClaim, envelope []byte, signer Digest) Job {
 	recipe := c.RecipeName()
 	return Job{
-		ID:        JobID(c.Source, recipe, c.Build),
+		ID:        JobID(c.Source, recipe, c.Build, signer),
 		Source:    c.Source,
 		Recipe:    recipe,
 		Fetch:     c.Fetch,
@@ -74,10 +74,10 @@ func JobFromClaim(c *SourceClaim, envelope []byte) Job {
 }
 
 // MatchesClaim reports, as an error naming the first field that differs,
-// whether j is the job that claim (whose envelope is j.Envelope) makes. A
-// job that does not match is not what its claimer signed.
-func (j *Job) MatchesClaim(claim *SourceClaim) error {
-	want := JobFromClaim(claim, j.Envelope)
+// whether j is the job that claim (whose envelope is j.Envelope, signed by
+// signer) makes. A job that does not match is not what its claimer signed.
+func (j *Job) MatchesClaim(claim *SourceClaim, signer Digest) error {
+	want := JobFromClaim(claim, j.Envelope, signer)
 	switch {
 	case j.Claim != want.Claim:
 		return fmt.Errorf("claim: the job names claim %s, its envelope is %s", j.Claim, want.Claim)
@@ -100,15 +100,19 @@ func (j *Job) MatchesClaim(claim *SourceClaim) error {
 }
 
 // JobID names the job of a source built with a recipe and, for the generic
-// recipe, a build spec (nil for the others). It covers every parameter the
-// build depends on — for the go recipe the package path (the source's
-// name) and version, for the generic recipe the spec — so that the same
-// claim posted twice, or two claims of one source built one way, make one
-// job, and two commands of one module, or one source built two ways, make
-// two.
-func JobID(source Source, recipe string, build *BuildSpec) string {
+// recipe, a build spec (nil for the others), on behalf of the key that
+// signed its claim. It covers every parameter the build depends on — for
+// the go recipe the package path (the source's name) and version, for the
+// generic recipe the spec — so that two commands of one module, or one
+// source built two ways, make two jobs, and the same claim posted twice (or
+// signed again by its author) makes one. It covers the signer too: a job
+// carries one claim, and a builder builds only claims of keys it accepts,
+// so a claim of one key must not stand in for another key's claim of the
+// same build (whoever claimed first would decide, by its fetch URL and its
+// key, whether the other claimer's build is done at all).
+func JobID(source Source, recipe string, build *BuildSpec, signer Digest) string {
 	h := sha256.New()
-	for _, s := range []string{"lantern job v2", source.Name, source.Version, source.Digest.String(), source.GoSum, recipe} {
+	for _, s := range []string{"lantern job v3", source.Name, source.Version, source.Digest.String(), source.GoSum, recipe, signer.String()} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}

@@ -112,7 +112,7 @@ func (f *fixture) putClaim(c *lantern.SourceClaim, signer *keys.Private) lantern
 		f.t.Fatal(err)
 	}
 	d := lantern.DigestOf(raw)
-	job := lantern.JobFromClaim(c, raw)
+	job := lantern.JobFromClaim(c, raw, signer.ID())
 	job.Created = c.Time
 	id := job.ID
 	rec := scheduler.ClaimRecord{Envelope: d, Raw: raw, Claim: *c, Signer: signer.ID(), Jobs: []string{id}, Received: c.Time}

@@ -44,7 +44,7 @@ func genericClaim(t testing.TB, signer *keys.Private, name, command string) ([]b
 		Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 	}
 	b := signed(t, signer, c)
-	return b, lantern.JobFromClaim(c, b)
+	return b, lantern.JobFromClaim(c, b, signer.ID())
 }
 
 // TestAttestationMustAnswerItsJob: an attestation that names a real job but
@@ -163,8 +163,9 @@ type sourcesResp struct {
 }
 
 // TestTwoClaimersOneSource: a second accepted claim key claims the same
-// name@version and source with other published bytes: the first claimer's
-// comparison is unchanged, the second gets its own, each with its signer. A
+// name@version, source and build with other published bytes: a job of its
+// own, and a comparison of its own; the first claimer's is unchanged. Each
+// verdict names its claims and their signers. A
 // claim of the same name@version with another source makes every verdict of
 // it a conflict.
 func TestTwoClaimersOneSource(t *testing.T) {
@@ -191,19 +192,27 @@ func TestTwoClaimersOneSource(t *testing.T) {
 		t.Errorf("claims of the verdict = %+v, want the first claim and its signer", c)
 	}
 
-	// The second claimer: same source, its own published bytes. Same build,
-	// so the same job.
+	// The second claimer: same source, same build, its own published
+	// bytes. A job of its own, carrying its own claim: a builder that
+	// accepts only its key builds it, and the first claim cannot stand in
+	// for it.
 	second, job2 := sourceClaim(t, claimKey2, "example.org/cmd/shared", chosen)
-	if job2.ID != job.ID {
-		t.Fatalf("the second claim makes job %s, the first %s: one build is one job", job2.ID, job.ID)
+	if job2.ID == job.ID {
+		t.Fatalf("the second claimer's claim makes the first one's job %s", job.ID)
 	}
 	if code := f.do("POST", "/api/v1/claims", second, nil); code != http.StatusAccepted {
 		t.Fatalf("POST second claim = %d", code)
 	}
+	eventually(t, "the second job", func() bool { return f.do("GET", "/api/v1/jobs/"+job2.ID, nil, nil) == http.StatusOK })
+	for _, b := range []*keys.Private{builderA, builderB} {
+		if code := f.do("POST", "/api/v1/attestations", rebuilt(t, b, job2, "the real binary"), nil); code != http.StatusAccepted {
+			t.Fatalf("POST attestation of the second job = %d", code)
+		}
+	}
 	var after sourcesResp
 	eventually(t, "two comparisons", func() bool {
 		f.do("GET", path, nil, &after)
-		return len(after.Verdicts) == 2
+		return len(after.Verdicts) == 2 && after.Verdicts[0].Status != lantern.StatusPending && after.Verdicts[1].Status != lantern.StatusPending
 	})
 	byPublished := map[lantern.Digest]lantern.Verdict{}
 	for _, v := range after.Verdicts {

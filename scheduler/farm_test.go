@@ -223,7 +223,7 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, lantern.JobFromClaim(c, b)
+	return b, lantern.JobFromClaim(c, b, signer.ID())
 }
 
 // goLabel is the label of the go recipe's output for package name.

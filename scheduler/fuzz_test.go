@@ -44,7 +44,7 @@ func FuzzVerifyClaim(f *testing.F) {
 		if vc.rec.Signer != k.ID() || vc.rec.Envelope != lantern.DigestOf(b) {
 			t.Fatalf("accepted claim has signer %s, envelope %s", vc.rec.Signer, vc.rec.Envelope)
 		}
-		if err := vc.job.MatchesClaim(&vc.rec.Claim); err != nil || vc.job.Source != vc.rec.Claim.Source {
+		if err := vc.job.MatchesClaim(&vc.rec.Claim, vc.rec.Signer); err != nil || vc.job.Source != vc.rec.Claim.Source {
 			t.Fatalf("job %+v does not match claim %+v", vc.job, vc.rec.Claim)
 		}
 	})

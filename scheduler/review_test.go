@@ -63,7 +63,7 @@ func TestJobCarriesItsClaimAsPosted(t *testing.T) {
 			if got := lantern.DigestOf(m.Job.Envelope); got != m.Job.Claim {
 				t.Errorf("the job's envelope on the bus hashes to %s, the job names claim %s: not the bytes the claimer posted", got, m.Job.Claim)
 			}
-			if err := m.Job.MatchesClaim(c); err != nil {
+			if err := m.Job.MatchesClaim(c, claimKey.ID()); err != nil {
 				t.Errorf("the job as a builder takes it: MatchesClaim = %v, want nil (every worker refuses it)", err)
 			}
 		})
@@ -165,7 +165,7 @@ func TestSecondClaimOfABuildGetsAJobOfItsOwn(t *testing.T) {
 		t.Fatalf("GET jobs = %d", code)
 	}
 	for _, j := range jobs.Jobs {
-		if j.MatchesClaim(c2) == nil {
+		if j.MatchesClaim(c2, claimKey.ID()) == nil {
 			return
 		}
 	}

@@ -404,7 +404,7 @@ func (s *Scheduler) verifyClaim(raw []byte, received time.Time) (*verifiedClaim,
 	if received.IsZero() {
 		now = s.cfg.Now().UTC()
 	}
-	job := lantern.JobFromClaim(sc, raw)
+	job := lantern.JobFromClaim(sc, raw, v.Signer)
 	job.Created = now
 	if s.cfg.MaxJobBytes > 0 {
 		b, err := json.Marshal(job)

@@ -102,12 +102,13 @@ func TestForgedJobs(t *testing.T) {
 	// (b) No claim at all, its id made to fit.
 	noClaim := real
 	noClaim.Envelope, noClaim.Claim, noClaim.Build = nil, lantern.Digest{}, evil
-	noClaim.ID = lantern.JobID(noClaim.Source, noClaim.Recipe, evil)
+	noClaim.ID = lantern.JobID(noClaim.Source, noClaim.Recipe, evil, f.claimKey.ID())
 	// (c) A claim signed by a key no builder accepts, the job exactly what
 	// it says.
 	strangerClaim := *claim
 	strangerClaim.Build, strangerClaim.Artefacts = evil, nil
-	env, err := attest.Sign(&strangerClaim, mustKey(t))
+	strangerKey := mustKey(t)
+	env, err := attest.Sign(&strangerClaim, strangerKey)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,7 +116,7 @@ func TestForgedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stranger := lantern.JobFromClaim(&strangerClaim, raw)
+	stranger := lantern.JobFromClaim(&strangerClaim, raw, strangerKey.ID())
 
 	// Published as the scheduler's own connection could: straight on the
 	// jobs stream, each with a message id of the forger's choosing.

@@ -317,7 +317,7 @@ func (w *Worker) checkJob(job *lantern.Job) error {
 	if !ok {
 		return fmt.Errorf("%w: it carries a %s claim, not a source claim", ErrJobRefused, v.Claim.Kind())
 	}
-	if err := job.MatchesClaim(sc); err != nil {
+	if err := job.MatchesClaim(sc, v.Signer); err != nil {
 		return fmt.Errorf("%w: %w", ErrJobRefused, err)
 	}
 	return nil

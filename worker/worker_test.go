@@ -191,7 +191,7 @@ func (f *farm) claimSource(c *lantern.SourceClaim) lantern.Job {
 	if resp.StatusCode != http.StatusAccepted {
 		f.t.Fatalf("POST claim = %d", resp.StatusCode)
 	}
-	return lantern.JobFromClaim(c, b)
+	return lantern.JobFromClaim(c, b, f.claimKey.ID())
 }
 
 func (f *farm) get(path string, out any) int {
