@@ -32,8 +32,9 @@
 //	jobs       job id                              → JobRecord
 //	atts       D(envelope)                         → AttestationRecord, Raw left out
 //	           D(envelope) "raw"                   → the envelope as received
-//	verdicts   name\0 version\0 label\0 D(source)  → Verdict
-//	outcomes   name\0 version\0 label\0 N          → Outcome
+//	verdicts   name\0 version\0 label\0 D(source) job\0 D(published)
+//	                                               → Verdict, Conflicts left out
+//	outcomes   job\0 label\0 N                     → Outcome
 //	dead       job id\0 D(builder)                 → DeadLetter
 //	builders   D(builder id)                       → BuilderRecord
 //	sources    name\0 version\0                     → SourceRecord, Verdicts left out
@@ -77,9 +78,15 @@
 //   - atts.answer is how PutAttestation finds that a builder already
 //     answered a job for a label; an attestation with no job id is not in
 //     it (and updates no job).
-//   - verdicts.artefact only grows: an output once reported stays an
-//     output of its (source, label), and the published artefact is indexed
-//     from the first verdict on.
+//   - A verdict is on one job (a source, a recipe and spec, a signer) and
+//     one label, one per artefact the job's claims publish under it (zero
+//     for none); PutAttestation and PutVerdicts replace the set of a job's
+//     label. Conflicts are not kept: reads mark a verdict a conflict when
+//     its source's record names more than one archive.
+//   - verdicts.artefact only grows: an output once reported stays indexed,
+//     and the published artefact is indexed from the first verdict on;
+//     VerdictsOfArtefact skips entries whose verdict was replaced or no
+//     longer counts the artefact.
 //   - A builder's state of a job only moves up queued < dead < done <
 //     failed, whatever order the messages arrive in, so a replay ends where
 //     the live run did. Failed ranks above done because a job with several
@@ -94,8 +101,9 @@
 //     reads sources.digest and verdicts.artefact under the prefix.
 //   - Changing a key or a value's meaning means a new layout version in
 //     meta; Open refuses a file of another version (reindex into a new one).
-//     Layout 2 added the sources buckets: Open fills them in a file of
-//     layout 1 from its claims and attestations, and marks it 2.
+//     Layout 2 added the sources buckets; layout 3 keyed outcomes and
+//     verdicts by job. Open refuses another layout with ErrLayout, and
+//     lantern scheduler rebuilds such a file from the streams by itself.
 //   - The diffs buckets came later within layout 2: Open creates them where
 //     they are missing. A file from before them holds no reports on its
 //     old mismatches until an attestation of the same (source, label)

@@ -19,8 +19,7 @@ import (
 var ErrLocked = errors.New("store file is locked")
 
 // layout is the version of the bucket layout described in the package doc.
-// Version 1 had no sources buckets; Open adds them to a file of version 1
-// (see migrate).
+// Files of other versions are rebuilt from the streams (ErrLayout).
 const layout = "3"
 
 // ErrLayout reports a store file of another layout version: the store is
