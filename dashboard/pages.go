@@ -465,11 +465,11 @@ func (h *handler) artefact(w http.ResponseWriter, r *http.Request) (string, any,
 		}
 		p.Verdicts = append(p.Verdicts, av)
 		p.pending = p.pending || v.Status == lantern.StatusPending
-		byKey[verdictKey(v.Source, v.Label)] = v
+		byKey[verdictKey(v.Job, v.Label)] = v
 	}
 	for _, a := range atts {
 		row := attRow{AttestationRecord: a, BuilderName: names[a.Builder], Took: took(a)}
-		if v, ok := byKey[verdictKey(a.Source, a.Label)]; ok {
+		if v, ok := byKey[verdictKey(a.JobID, a.Label)]; ok {
 			row.Outcome = outcomeOf(v, a.Builder)
 		}
 		p.Rows = append(p.Rows, row)
@@ -477,9 +477,9 @@ func (h *handler) artefact(w http.ResponseWriter, r *http.Request) (string, any,
 	return "artefact", p, nil
 }
 
-func verdictKey(s lantern.Source, label string) string {
-	return s.Name + "\x00" + s.Version + "\x00" + label + "\x00" + s.Digest.String()
-}
+// verdictKey names what a verdict is on: a job's label. (A job's label
+// may have a verdict per published artefact; their groups are the same.)
+func verdictKey(job, label string) string { return job + "\x00" + label }
 
 // builderView is a builder with how its rebuilds compared.
 type builderView struct {
@@ -532,7 +532,7 @@ func (h *handler) agreement(ctx context.Context, builder lantern.Digest, atts []
 			cache[src] = vs
 		}
 		for _, v := range vs {
-			if v.Label == a.Label && v.Source.Digest == a.Source.Digest {
+			if v.Label == a.Label && v.Job == a.JobID {
 				outcomes[i] = outcomeOf(v, builder)
 			}
 		}
