@@ -95,6 +95,18 @@ type Limits struct {
 	Cgroup string
 }
 
+// DefaultOutputCap caps what a build may export where its limits set no
+// Output: the go recipe's one binary is far smaller.
+const DefaultOutputCap = 1 << 30
+
+// outputCap is the most bytes of files a build may export.
+func (l Limits) outputCap() int64 {
+	if l.Output > 0 {
+		return l.Output
+	}
+	return DefaultOutputCap
+}
+
 // Limits returns the recipe's default limits with those of l that are set.
 func (p *GenericParams) limits(l Limits) Limits {
 	const mib = 1 << 20
@@ -413,7 +425,7 @@ func BuildGeneric(ctx context.Context, c *client.Client, in *GenericInputs, r *R
 	if logw == nil {
 		logw = io.Discard
 	}
-	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, logw)
+	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, in.Limits.outputCap(), logw)
 	if err != nil {
 		if errors.Is(err, ErrTimeLimit) {
 			return fmt.Errorf("build %s: %w", what, err)

@@ -187,7 +187,7 @@ func BuildGo(ctx context.Context, c *client.Client, in *GoInputs, r *Recipe, out
 	if logw == nil {
 		logw = io.Discard
 	}
-	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, logw)
+	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, in.Limits.outputCap(), logw)
 	if err != nil {
 		if errors.Is(err, ErrTimeLimit) {
 			return fmt.Errorf("build %s: %w", what, err)
@@ -206,26 +206,64 @@ func BuildGo(ctx context.Context, c *client.Client, in *GoInputs, r *Recipe, out
 // solve solves def with the local sources mounts and exports its result to
 // outDir, writing the progress to logw. A solve still running after limit
 // (if above 0) is cancelled, which kills its build step, and reported as
-// ErrTimeLimit.
-func solve(ctx context.Context, c *client.Client, def *llb.Definition, mounts map[string]fsutil.FS, limit time.Duration, outDir string, logw io.Writer) error {
+// ErrTimeLimit. The result comes out as a tar stream that is unpacked into
+// outDir as it arrives, and stopped past maxOut bytes of files (ErrOutputs):
+// however the build made its outputs — quickly before any watch saw them, or
+// as sparse files — no more than that is written on the worker's disk.
+func solve(ctx context.Context, c *client.Client, def *llb.Definition, mounts map[string]fsutil.FS, limit time.Duration, outDir string, maxOut int64, logw io.Writer) error {
 	sctx, cancel := ctx, context.CancelFunc(func() {})
 	if limit > 0 {
 		sctx, cancel = context.WithTimeoutCause(ctx, limit, ErrTimeLimit)
 	}
 	defer cancel()
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return err
+	}
+	unpacked := make(chan error, 1)
+	started := false
+	output := func(map[string]string) (io.WriteCloser, error) {
+		if started {
+			return nil, errors.New("export: a second tar stream")
+		}
+		started = true
+		pr, pw := io.Pipe()
+		go func() {
+			err := unpack(pr, outDir, maxOut, func(max int64) error {
+				return fmt.Errorf("%w: its outputs hold more than %d MiB, the output cap; the export was stopped", ErrOutputs, max>>20)
+			})
+			if err == nil {
+				_, err = io.Copy(io.Discard, pr) // the tar stream's padding
+			}
+			pr.CloseWithError(err)
+			unpacked <- err
+		}()
+		return pw, nil
+	}
 	status := make(chan *client.SolveStatus)
 	var wg sync.WaitGroup
 	wg.Go(func() { writeProgress(logw, status) })
 	_, err := c.Solve(sctx, def, client.SolveOpt{
 		LocalMounts: mounts,
-		Exports:     []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: outDir}},
+		Exports:     []client.ExportEntry{{Type: client.ExporterTar, Output: output}},
 	}, status) // closes status
 	wg.Wait()
-	if err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), ErrTimeLimit) {
+	var uerr error
+	if started {
+		uerr = <-unpacked
+	}
+	switch {
+	case err != nil && ctx.Err() == nil && errors.Is(context.Cause(sctx), ErrTimeLimit):
 		fmt.Fprintf(logw, "lantern: the build ran past its time limit of %s and was killed\n", limit)
 		return fmt.Errorf("%w of %s: killed", ErrTimeLimit, limit)
+	case errors.Is(uerr, ErrOutputs):
+		fmt.Fprintf(logw, "lantern: %v\n", uerr)
+		return uerr
+	case err != nil:
+		return err
+	case uerr != nil:
+		return fmt.Errorf("export: %w", uerr)
 	}
-	return err
+	return nil
 }
 
 // writeProgress writes what a solve reports, as plain text: each step as

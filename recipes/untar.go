@@ -39,6 +39,14 @@ func untar(file, dir string, max int64) error {
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		return err
 	}
+	return unpack(r, dir, max, func(max int64) error {
+		return fmt.Errorf("%w: the unpacked files hold more than %d bytes", ErrSourceTooLarge, max)
+	})
+}
+
+// unpack unpacks the tar stream r into dir, which exists, as untar does;
+// past max bytes of files it stops with the error tooLarge makes.
+func unpack(r io.Reader, dir string, max int64, tooLarge func(max int64) error) error {
 	root, err := os.OpenRoot(dir)
 	if err != nil {
 		return err
@@ -60,7 +68,7 @@ func untar(file, dir string, max int64) error {
 			return err
 		}
 		if n >= maxEntries {
-			return fmt.Errorf("%w: more than %d entries", ErrSourceTooLarge, maxEntries)
+			return fmt.Errorf("%w (more than %d entries)", tooLarge(max), maxEntries)
 		}
 		name, ok := entryName(h.Name)
 		if !ok {
@@ -84,7 +92,7 @@ func untar(file, dir string, max int64) error {
 		case tar.TypeReg:
 			total += h.Size
 			if total > max {
-				return fmt.Errorf("%w: the unpacked files hold more than %d bytes", ErrSourceTooLarge, max)
+				return tooLarge(max)
 			}
 			if err := writeEntry(root, name, tr); err != nil {
 				return fmt.Errorf("entry %q: %w", h.Name, err)

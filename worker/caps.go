@@ -53,6 +53,19 @@ type Caps struct {
 // outputs (2 GiB), not for a build that would take a volunteer's machine.
 var DefaultCaps = Caps{Memory: 8 << 30, Processes: 4096, Disk: 2 << 30}
 
+// exportCap is the most bytes a build's export may write into the worker's
+// output directory: the recipe's output limit, or the disk cap where that
+// is smaller. The watch of a running step sees what it writes while it
+// runs; the export is capped as it is unpacked, so that a build that writes
+// its outputs fast and exits (or leaves a sparse file) between two looks
+// writes no more on the worker's disk.
+func exportCap(output, disk int64) int64 {
+	if disk > 0 && (output <= 0 || disk < output) {
+		return disk
+	}
+	return output
+}
+
 // pollEvery is how often a running step's cgroup and output directory are
 // looked at.
 const pollEvery = 200 * time.Millisecond

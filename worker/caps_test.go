@@ -9,6 +9,7 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
+	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/internal/ocitest"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
@@ -41,7 +42,7 @@ func TestBuildCaps(t *testing.T) {
 	_, c := buildkittest.StartWith(t, buildkit.Options{PlainHTTPRegistries: []string{reg.Host}})
 	// The time limit is a backstop: a cap that does not hold shows as a
 	// failure for the time limit, not for the cap.
-	gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: 2 * time.Minute}, logger())
+	gb, err := worker.NewGenericBuilder(c, recipes.Limits{Time: 2 * time.Minute}, logger(), worker.FetchPolicy(netguard.Policy{AllowPrivate: true, AllowHTTP: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,6 +99,22 @@ func TestBuildCaps(t *testing.T) {
 		}
 		if v := f.source(h.job).Verdicts; len(v) != 1 || v[0].Status != lantern.StatusFailed {
 			t.Errorf("%s: verdicts %+v, want failed", h.job.Source, v)
+		}
+	}
+
+	// Outputs made at once, before the watch may look: a file past the cap
+	// written in one go, and a sparse one of 64 GiB. The export stops them
+	// as it unpacks (or the watch, if it looked in time): nothing near
+	// their size reaches the worker's disk.
+	for _, j := range []lantern.Job{
+		claim("quick", `head -c 33554432 /dev/zero > "$OUT/out.txt"`),
+		claim("sparse", `dd if=/dev/zero of="$OUT/out.txt" bs=1 count=1 seek=68719476735`),
+	} {
+		wait(j)
+		at := f.source(j).Attestations[0]
+		t.Logf("%s: %s: %s", j.Source, at.Stage, at.Reason)
+		if at.Kind != lantern.KindRebuildFailure || !(strings.Contains(at.Reason, "output cap") || strings.Contains(at.Reason, "disk cap")) {
+			t.Errorf("%s: %+v, want a signed failure naming the output or disk cap", j.Source, at)
 		}
 	}
 

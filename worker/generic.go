@@ -103,6 +103,7 @@ func (g *GenericBuilder) Build(ctx context.Context, job lantern.Job, work string
 	}
 	fmt.Fprintf(log, "lantern: source %s checked; building in %s\n", in.Source.Digest, in.Spec.Image)
 	out := filepath.Join(work, "out")
+	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
 	err = confine(ctx, g.Caps, g.r.Generic.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
 		return recipes.BuildGeneric(ctx, g.c, in, g.r, out, log)

@@ -95,6 +95,7 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 	}
 	tc.wait() // the build's solve finds the toolchain sent, or sends it itself
 	out := filepath.Join(work, "out")
+	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
 	err = confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
 		return recipes.BuildGo(ctx, g.c, in, g.r, out, log)
@@ -109,6 +110,8 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
 		case errors.Is(err, recipes.ErrStepFailed), errors.Is(err, recipes.ErrTimeLimit):
 			return nil, &BuildError{Stage: "build", Err: err}
+		case errors.Is(err, recipes.ErrOutputs):
+			return nil, &BuildError{Stage: "outputs", Err: err}
 		}
 		return nil, err
 	}
