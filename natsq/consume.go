@@ -257,18 +257,29 @@ type maxDeliverAdvisory struct {
 // is not a builder's, are logged and dropped.
 func (q *Queue) ConsumeDeadLetters(ctx context.Context, handle func(ctx context.Context, d lantern.DeadLetter) error) error {
 	return q.consume(ctx, StreamDead, ConsumerDead, func(ctx context.Context, msgs []jetstream.Msg) []error {
-		errs := make([]error, len(msgs))
+		data := make([][]byte, len(msgs))
 		for i, m := range msgs {
-			d, ok, err := q.deadLetter(ctx, m.Data())
-			switch {
-			case err != nil:
-				errs[i] = err
-			case ok:
-				errs[i] = handle(ctx, d)
-			}
+			data[i] = m.Data()
 		}
-		return errs
+		return q.deadLetters(ctx, data, handle)
 	})
+}
+
+// deadLetters turns each advisory into a dead letter for handle, and returns
+// what each came to: an error to try it again, nil when it was handled or
+// makes no dead letter.
+func (q *Queue) deadLetters(ctx context.Context, advisories [][]byte, handle func(ctx context.Context, d lantern.DeadLetter) error) []error {
+	errs := make([]error, len(advisories))
+	for i, a := range advisories {
+		d, ok, err := q.deadLetter(ctx, a)
+		switch {
+		case err != nil:
+			errs[i] = err
+		case ok:
+			errs[i] = handle(ctx, d)
+		}
+	}
+	return errs
 }
 
 // deadLetter turns a max-deliveries advisory into a dead letter. It
@@ -383,17 +394,11 @@ func (q *Queue) Replay(ctx context.Context, claims, results lantern.BatchHandler
 // is gone) is skipped.
 func (q *Queue) ReplayDeadLetters(ctx context.Context, handle func(ctx context.Context, d lantern.DeadLetter) error) error {
 	return q.replay(ctx, StreamDead, func(ctx context.Context, msgs []lantern.Message) []error {
-		errs := make([]error, len(msgs))
+		data := make([][]byte, len(msgs))
 		for i, m := range msgs {
-			d, ok, err := q.deadLetter(ctx, m.Data)
-			switch {
-			case err != nil:
-				errs[i] = err
-			case ok:
-				errs[i] = handle(ctx, d)
-			}
+			data[i] = m.Data
 		}
-		return errs
+		return q.deadLetters(ctx, data, handle)
 	})
 }
 

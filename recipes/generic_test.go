@@ -206,11 +206,11 @@ func TestGeneric(t *testing.T) {
 		if !errors.Is(err, recipes.ErrStepFailed) {
 			t.Errorf("24 MiB in a 16 MiB scratch space: BuildGeneric = %v, want %v", err, recipes.ErrStepFailed)
 		}
-		// Outputs past their limit are refused.
+		// Outputs past their limit are refused: the export stops at it.
 		_, err = e.build(t, tarball, []string{
 			`dd if=/dev/zero of="$OUT/big" bs=1048576 count=2`,
 		}, map[string]string{"big": "big"}, recipes.Limits{Output: 1 << 20})
-		if !errors.Is(err, recipes.ErrOutputs) || !strings.Contains(err.Error(), "past the limit") {
+		if !errors.Is(err, recipes.ErrOutputs) || !strings.Contains(err.Error(), "more than 1 MiB, the output cap") {
 			t.Errorf("2 MiB of outputs with a 1 MiB limit: BuildGeneric = %v, want %v", err, recipes.ErrOutputs)
 		}
 	})

@@ -1,7 +1,6 @@
 package scheduler_test
 
 import (
-	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -9,7 +8,6 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
 )
@@ -30,15 +28,7 @@ func rebuiltWithLog(t testing.TB, builder *keys.Private, job lantern.Job, output
 		Finished: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC),
 		Log:      log,
 	}
-	env, err := attest.Sign(r, builder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return signed(t, builder, r)
 }
 
 // get fetches path from the farm's API and returns the status, the

@@ -1,32 +1,16 @@
 package scheduler_test
 
 import (
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/natsq"
 	"github.com/lanternfarm/lantern/recipes"
 )
-
-// signed signs c as k and returns the envelope's JSON.
-func signed(t testing.TB, k *keys.Private, c lantern.Claim) []byte {
-	t.Helper()
-	env, err := attest.Sign(c, k)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
 
 // genericClaim signs, as signer, a claim of name built by the generic
 // recipe with a spec whose one command is command.

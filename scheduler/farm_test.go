@@ -215,7 +215,14 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 	if !published.IsZero() {
 		c.Artefacts = map[string]lantern.Digest{goLabel(name): published}
 	}
-	env, err := attest.Sign(c, signer)
+	b := signed(t, signer, c)
+	return b, lantern.JobFromClaim(c, b, signer.ID())
+}
+
+// signed signs c as k and returns the envelope's JSON.
+func signed(t testing.TB, k *keys.Private, c lantern.Claim) []byte {
+	t.Helper()
+	env, err := attest.Sign(c, k)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +230,7 @@ func sourceClaim(t testing.TB, signer *keys.Private, name string, published lant
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, lantern.JobFromClaim(c, b, signer.ID())
+	return b
 }
 
 // goLabel is the label of the go recipe's output for package name.
@@ -253,15 +260,7 @@ func rebuilt(t testing.TB, builder *keys.Private, job lantern.Job, output string
 		Started:  time.Date(2026, 11, 25, 10, 1, 0, 0, time.UTC),
 		Finished: time.Date(2026, 11, 25, 10, 2, 0, 0, time.UTC),
 	}
-	env, err := attest.Sign(r, builder)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return signed(t, builder, r)
 }
 
 // do sends a request to the farm's API and decodes the JSON answer into out

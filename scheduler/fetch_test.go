@@ -1,7 +1,6 @@
 package scheduler_test
 
 import (
-	"encoding/json"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -14,7 +13,6 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
@@ -37,15 +35,7 @@ func fetchClaim(t *testing.T, name, url string) []byte {
 		Source: lantern.Source{Name: name, Version: "v1.0.0", Digest: lantern.DigestOf([]byte(name))},
 		Recipe: "go", Fetch: url, Time: time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC),
 	}
-	env, err := attest.Sign(c, claimKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := json.Marshal(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
+	return signed(t, claimKey, c)
 }
 
 // TestClaimFetchRefused: a claim whose fetch URL points where the farm does
