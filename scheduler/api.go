@@ -382,21 +382,25 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// SourceClaims are the claims that give a name@version one source archive.
+// SourceClaims are the claims that give a name@version one source archive
+// (and, for a Go module, one h1: hash).
 type SourceClaims struct {
 	Digest lantern.Digest     `json:"digest"`
+	GoSum  string             `json:"goSum,omitempty"`
 	Claims []lantern.ClaimRef `json:"claims"`
 }
 
 // Conflicts groups claims of one name@version by the source archive they
-// give it, in the order first claimed; more than one group is a conflict.
+// give it, and its Go h1: hash, in the order first claimed; more than one
+// group is a conflict.
 func Conflicts(claims []ClaimRecord) []SourceClaims {
 	var out []SourceClaims
 	for _, c := range claims {
-		i := slices.IndexFunc(out, func(sc SourceClaims) bool { return sc.Digest == c.Claim.Source.Digest })
+		src := c.Claim.Source
+		i := slices.IndexFunc(out, func(sc SourceClaims) bool { return sc.Digest == src.Digest && sc.GoSum == src.GoSum })
 		if i < 0 {
 			i = len(out)
-			out = append(out, SourceClaims{Digest: c.Claim.Source.Digest})
+			out = append(out, SourceClaims{Digest: src.Digest, GoSum: src.GoSum})
 		}
 		out[i].Claims = append(out[i].Claims, lantern.ClaimRef{Envelope: c.Envelope, Signer: c.Signer})
 	}

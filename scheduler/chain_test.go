@@ -1,6 +1,7 @@
 package scheduler_test
 
 import (
+	"encoding/base64"
 	"net/http"
 	"strings"
 	"testing"
@@ -237,5 +238,36 @@ func TestTwoClaimersOneSource(t *testing.T) {
 	f.do("GET", "/api/v1/artefacts/"+honest.String(), nil, &art)
 	if len(art.Verdicts) == 0 || art.Verdicts[0].Status != lantern.StatusConflict {
 		t.Errorf("verdicts of the real binary after the conflict = %+v, want a conflict", art.Verdicts)
+	}
+}
+
+// TestConflictOfGoSums: two claims give a Go module the same archive digest
+// but different h1: hashes — one of them is wrong: the source answer is a
+// conflict naming both.
+func TestConflictOfGoSums(t *testing.T) {
+	f := newFarm(t, natsq.Config{}, builderA)
+	src := lantern.Source{Name: "example.org/cmd/sums", Version: "v1.0.0", Digest: lantern.DigestOf([]byte("sums zip")),
+		GoSum: "h1:" + base64.StdEncoding.EncodeToString(make([]byte, 32))}
+	other := src
+	other.GoSum = "h1:" + base64.StdEncoding.EncodeToString([]byte(strings.Repeat("x", 32)))
+	for i, s := range []lantern.Source{src, other} {
+		c := &lantern.SourceClaim{Source: s, Recipe: "go", Time: time.Date(2026, 11, 25, 10, i, 0, 0, time.UTC)}
+		if code := f.do("POST", "/api/v1/claims", signed(t, claimKey, c), nil); code != http.StatusAccepted {
+			t.Fatalf("POST claim %d = %d", i, code)
+		}
+	}
+	var resp struct {
+		Status   lantern.Status
+		Conflict []struct {
+			Digest lantern.Digest
+			GoSum  string
+		}
+	}
+	eventually(t, "a conflict", func() bool {
+		f.do("GET", "/api/v1/sources/"+src.String(), nil, &resp)
+		return resp.Status == lantern.StatusConflict
+	})
+	if len(resp.Conflict) != 2 || resp.Conflict[0].GoSum == resp.Conflict[1].GoSum {
+		t.Errorf("conflict = %+v, want the two h1: hashes", resp.Conflict)
 	}
 }

@@ -137,6 +137,7 @@ type sourceVerdicts struct {
 	Verdicts []lantern.Verdict
 	Conflict []struct {
 		Digest lantern.Digest
+		GoSum  string
 		Claims []lantern.ClaimRef
 	}
 }
@@ -270,7 +271,7 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 		fmt.Fprintf(io.out, "%s: conflict: claims give it %d different sources\n", source, len(sv.Conflict))
 		for _, c := range sv.Conflict {
 			for _, cl := range c.Claims {
-				fmt.Fprintf(io.out, "  %s  claimed by %s (claim %s)\n", c.Digest, cl.Signer.Short(), cl.Envelope.Short())
+				fmt.Fprintf(io.out, "  %s%s  claimed by %s (claim %s)\n", c.Digest, strings.TrimRight(" "+c.GoSum, " "), cl.Signer.Short(), cl.Envelope.Short())
 			}
 		}
 	}
