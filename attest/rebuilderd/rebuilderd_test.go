@@ -108,7 +108,8 @@ func TestVerifyIsOverCanonicalJSON(t *testing.T) {
 		wantErr error
 	}{
 		{"indented", `"signed":{"_type":"link",`, "\"signed\" : {\n  \"_type\" : \"link\" ,\n  ", nil},
-		{"escaped slash", `"rebuild filesystem`, `"rebuild\/filesystem`, rebuilderd.ErrSignature},
+		{"escaped space", `"rebuild filesystem`, `"rebuild\u0020filesystem`, nil},
+		{"changed name", `"rebuild filesystem`, `"rebuild/filesystem`, rebuilderd.ErrSignature},
 		{"unicode escape", `"_type":"link"`, `"_type":"\u006cink"`, nil},
 		{"changed product", `"sha256":"6b6c3fee7432204840d3b6afc9bc1a68c28f591a47fb220071715c40cca956df"}},"environment"`, `"sha256":"0b6c3fee7432204840d3b6afc9bc1a68c28f591a47fb220071715c40cca956df"}},"environment"`, rebuilderd.ErrSignature},
 	} {
