@@ -32,6 +32,7 @@ func commands() []command {
 		builderRemoveCommand(),
 		builderListCommand(),
 		verdictCommand(),
+		policyVerifyCommand(),
 	}
 }
 
@@ -145,6 +146,7 @@ Commands:
 Run 'lantern <command> --help' for a command's flags and an example.
 
 Exit codes: 0 success, 1 the work failed (for example a signature that does
-not verify), 2 the command line was wrong.
+not verify) or not yet (too few agree), 2 the command line was wrong, 3
+contradicted (a mismatch, a conflict).
 `)
 }
