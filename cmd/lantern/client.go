@@ -142,17 +142,27 @@ type sourceVerdicts struct {
 	}
 }
 
-func getVerdicts(ctx context.Context, u string) (*sourceVerdicts, error) {
+// apiGet GETs u and returns the response's status and at most max bytes of
+// its body.
+func apiGet(ctx context.Context, u string, max int64) (*http.Response, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, max))
+	return resp, body, err
+}
+
+func getVerdicts(ctx context.Context, u string) (*sourceVerdicts, error) {
+	resp, body, err := apiGet(ctx, u, 16<<20)
+	if err != nil {
+		return nil, err
+	}
 	if resp.StatusCode == http.StatusNotFound {
 		return nil, nil // not claimed yet, or no job done
 	}
