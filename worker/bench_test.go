@@ -555,6 +555,7 @@ func startBenchFarm(b *testing.B, cfg worker.Config) *benchFarm {
 		b.Fatal(err)
 	}
 	cfg.WorkDir = b.TempDir()
+	cfg.ClaimKeys = []*keys.Public{f.claimKey.Public()} // it builds the farm's claims
 	w, err := worker.New(cfg, wq, log)
 	if err != nil {
 		wq.Close()
