@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -60,6 +62,7 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("GET /api/v1/attestations/{digest}/log", "attestation-log", s.getAttestationLog)
 	handle("GET /api/v1/artefacts/{digest}", "artefact", s.getArtefact)
 	handle("GET /api/v1/artefacts/{digest}/attestations", "artefact-attestations", s.getArtefactAttestations)
+	handle("GET /api/v1/evidence", "evidence", s.getEvidence)
 	handle("GET /api/v1/sources", "sources", s.getSources)
 	handle("GET /api/v1/sources/{source...}", "source", s.getSource)
 	handle("GET /api/v1/diffs/{a}/{b}", "diff", s.getDiff)
@@ -343,6 +346,82 @@ func (s *Scheduler) getArtefactAttestations(w http.ResponseWriter, r *http.Reque
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"digest": d, "attestations": atts, "next": next})
 	return nil
+}
+
+// getEvidence serves the signed envelopes about an artefact (?artefact=, the
+// rebuild attestations whose output it is) or a source (?source=NAME@VERSION,
+// its source claims on the first page, then every attestation about it), as
+// JSON Lines: one envelope per line, compacted (a DSSE signature covers the
+// payload, not the envelope's spacing). The next page, if any, is in the Link
+// header. Clients trust none of it; they check every signature themselves.
+func (s *Scheduler) getEvidence(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	page, err := pageOf(r)
+	if err != nil {
+		return err
+	}
+	var raws [][]byte
+	var next string
+	switch art, src := q.Get("artefact"), q.Get("source"); {
+	case art != "" && src == "":
+		d, err := digestParam(art, "artefact")
+		if err != nil {
+			return err
+		}
+		recs, n, err := s.st.AttestationsByArtefact(r.Context(), d, lantern.Digest{}, page)
+		if err != nil {
+			return err
+		}
+		for _, a := range recs {
+			raws = append(raws, a.Raw)
+		}
+		next = n
+	case src != "" && art == "":
+		at := strings.LastIndex(src, "@")
+		if at <= 0 || at == len(src)-1 {
+			return apiErr(http.StatusBadRequest, fmt.Sprintf("source %q", src), "give source=NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0")
+		}
+		name, version := src[:at], src[at+1:]
+		if page.Cursor == "" {
+			claims, err := s.st.ClaimsOf(r.Context(), name, version)
+			if err != nil {
+				return err
+			}
+			for _, c := range claims {
+				raws = append(raws, c.Raw)
+			}
+		}
+		recs, n, err := s.st.AttestationsBySource(r.Context(), name, version, page)
+		if err != nil {
+			return err
+		}
+		for _, a := range recs {
+			raws = append(raws, a.Raw)
+		}
+		next = n
+	default:
+		return apiErr(http.StatusBadRequest, "give exactly one of artefact and source", "ask for ?artefact=sha256:<hex> or ?source=NAME@VERSION")
+	}
+	if next != "" {
+		nq := url.Values{}
+		for _, k := range []string{"artefact", "source", "count"} {
+			if v := q.Get(k); v != "" {
+				nq.Set(k, v)
+			}
+		}
+		nq.Set("cursor", next)
+		w.Header().Set("Link", fmt.Sprintf("</api/v1/evidence?%s>; rel=\"next\"", nq.Encode()))
+	}
+	w.Header().Set("Content-Type", "application/jsonl")
+	var buf bytes.Buffer
+	for _, raw := range raws {
+		if err := json.Compact(&buf, raw); err != nil {
+			return fmt.Errorf("evidence: a stored envelope is not JSON: %w", err)
+		}
+		buf.WriteByte('\n')
+	}
+	_, err = w.Write(buf.Bytes())
+	return err
 }
 
 func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {

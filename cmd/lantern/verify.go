@@ -2,23 +2,19 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
-	"io/fs"
-	"maps"
+	"net/http"
 	"os"
 	"path/filepath"
-	"slices"
+	"regexp"
 	"strings"
+	"time"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/attest"
-	"github.com/lanternfarm/lantern/attest/dsse"
-	"github.com/lanternfarm/lantern/attest/keys"
-	"github.com/lanternfarm/lantern/attest/rebuilderd"
+	"github.com/lanternfarm/lantern/verify"
+	"github.com/lanternfarm/lantern/verify/evidence"
 )
 
 func policyVerifyCommand() command {
@@ -28,57 +24,179 @@ func policyVerifyCommand() command {
 		summary: "check an artefact against your own policy: enough builders you trust rebuilt exactly these bytes",
 		long: `Verify decides, on this machine and with keys you chose, whether ARTEFACT (a file, which
 is hashed, or sha256:<hex>) was rebuilt to exactly these bytes by at least --threshold distinct
-builders you trust (--trust, repeatable: a PEM public key, ECDSA P-256 as Lantern and cosign make
-them, or Ed25519 as rebuilderd publishes them). The evidence is read from files and folders
-(--evidence, repeatable): Lantern's signed attestations (DSSE envelopes) and rebuilderd's in-toto
-links. No farm is trusted, only signatures: every one is checked here. Each piece of evidence is
-listed with why it did or did not count.
+builders you trust. No farm is trusted, only signatures: every one is checked here, and each
+piece of evidence is listed with why it did or did not count (trusted and agreeing, untrusted
+key, bad signature, another artefact, revoked, too old, ...).
 
-Exit codes: 0 verified; 1 not enough trusted agreement; 3 contradicted (a trusted builder got other
-bytes for the same source and label); 2 the command line was wrong.
+The policy, from flags or a file (--policy), or both:
+  --trust KEY.pub        a builder you trust (repeatable): a PEM public key, ECDSA P-256 as
+                         Lantern and cosign make them, or Ed25519 as rebuilderd publishes them
+  --threshold N          how many distinct trusted builders must agree
+  --author NAME=KEY.pub  a key trusted to author NAME (or NAME/... for every name under it):
+                         its source claims, yanks and revocations count, and where a name has
+                         authors, only rebuilds of a source they claimed count
+  --max-age 90d          rebuilds older than this do not count
+A policy file is JSON, with key files relative to it (or PEM keys written out):
+  {"threshold": 2, "builders": ["builder-1.pub", "builder-2.pub"],
+   "authors": {"golang.org/x/tools/...": ["go-release.pub"]}, "maxAge": "90d"}
 
-Example:
+The evidence, from any number of farms and local files:
+  --farm URL             a Lantern farm (repeatable); it serves the signed envelopes about
+                         the artefact and its source; --save DIR keeps them, to check again offline
+  --evidence PATH        a file or folder (repeatable): DSSE envelopes, Sigstore bundles, JSON
+                         Lines of either, rebuilderd in-toto links. With --evidence alone, no
+                         network is used.
+
+Exit codes: 0 verified; 1 not enough trusted agreement; 3 contradicted (a trusted builder got
+other bytes for the same source and label, a trusted author's yank of the source, two sources
+for one name@version); 2 the command line was wrong.
+
+Examples:
+  lantern verify --farm http://127.0.0.1:8080 --trust builder-1.pub --trust builder-2.pub \
+    --threshold 2 --save evidence/ ~/go/bin/stringer
+  lantern verify --policy policy.json --evidence evidence/ ~/go/bin/stringer
   lantern verify --trust reproducible-archlinux.pub --evidence filesystem.in-toto.link filesystem.pkg.tar.zst`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
-			var trust, evidence listFlag
+			var trust, evidenceFlag, farms, authors listFlag
 			f.Var(&trust, "trust", "a public key `FILE` of a builder you trust (repeatable)")
-			f.Var(&evidence, "evidence", "a `PATH`, file or folder, of signed evidence: Lantern attestations, rebuilderd in-toto links (repeatable)")
-			threshold := f.Int("threshold", 1, "how many distinct trusted builders must have rebuilt exactly these bytes")
+			f.Var(&authors, "author", "`NAME=KEY.pub`: a key trusted to author NAME, or NAME/... (repeatable)")
+			threshold := f.Int("threshold", 0, "how many distinct trusted builders must have rebuilt exactly these bytes (default: the policy file's, else 1)")
+			maxAge := f.String("max-age", "", "rebuilds older than this `AGE` (90d, 720h) do not count (default: the policy file's, else no limit)")
+			policyFile := f.String("policy", "", "a policy `FILE` (JSON; see above); the flags add to it")
+			f.Var(&evidenceFlag, "evidence", "a `PATH`, file or folder, of signed evidence (repeatable)")
+			f.Var(&farms, "farm", "a Lantern farm's `URL` to fetch signed evidence from (repeatable)")
+			save := f.String("save", "", "keep what was fetched from farms in `DIR`, to check again with --evidence DIR")
 			asJSON := f.Bool("json", false, "print the decision as JSON")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
 					return usagef("verify takes one ARTEFACT: a file, or sha256:<hex>")
 				}
-				if len(trust) == 0 {
-					return usagef("--trust is required: the public key of each builder whose rebuilds you accept")
+				p, err := buildPolicy(*policyFile, trust, authors, *threshold, *maxAge)
+				if err != nil {
+					return err
 				}
-				if len(evidence) == 0 {
-					return usagef("--evidence is required: files or folders of signed attestations or in-toto links")
+				if len(evidenceFlag) == 0 && len(farms) == 0 {
+					return usagef("no evidence: give --farm URL (a farm to ask) or --evidence PATH (files or folders of signed attestations or in-toto links)")
 				}
-				if *threshold < 1 {
-					return usagef("--threshold %d: want at least 1", *threshold)
+				for _, u := range farms {
+					if _, err := evidence.ParseFarmURL(u); err != nil {
+						return usagef("--farm: %v", err)
+					}
+				}
+				if *save != "" && len(farms) == 0 {
+					return usagef("--save keeps what was fetched from farms: give --farm too")
 				}
 				artefact, err := artefactDigest(args[0])
 				if err != nil {
 					return err
 				}
-				p, err := loadPolicy(trust)
+				pieces, err := evidence.Files(evidenceFlag)
 				if err != nil {
 					return err
 				}
-				var files []string
-				for _, e := range evidence {
-					found, err := evidenceFiles(e)
-					if err != nil {
-						return fmt.Errorf("--evidence %s: %w", e, err)
+				var farmErrs []string
+				if len(farms) > 0 {
+					more, errs := fetchEvidence(ctx, p, artefact, farms, *save, pieces)
+					pieces = append(pieces, more...)
+					farmErrs = errs
+					for _, e := range errs {
+						fmt.Fprintf(io.err, "lantern verify: %s\n", e)
 					}
-					files = append(files, found...)
 				}
-				d := p.decide(artefact, *threshold, files)
-				return d.print(io, *asJSON)
+				d := verify.Decide(p, artefact, pieces, time.Now())
+				return printDecision(io, d, farmErrs, *asJSON)
 			}
 		},
 	}
+}
+
+// buildPolicy reads the policy file, if any, and adds the flags to it.
+func buildPolicy(file string, trust, authors []string, threshold int, maxAge string) (*verify.Policy, error) {
+	p := &verify.Policy{}
+	if file != "" {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return nil, usagef("--policy: %v", err)
+		}
+		pf, err := verify.ParseFile(b)
+		if err != nil {
+			return nil, usagef("--policy %s: %v", file, err)
+		}
+		dir := filepath.Dir(file)
+		p.Threshold, p.MaxAge = pf.Threshold, pf.MaxAge
+		for _, k := range pf.Builders {
+			key, err := policyKey(dir, k)
+			if err != nil {
+				return nil, usagef("--policy %s: builders: %v", file, err)
+			}
+			p.Builders = append(p.Builders, key)
+		}
+		for name, ks := range pf.Authors {
+			for _, k := range ks {
+				key, err := policyKey(dir, k)
+				if err != nil {
+					return nil, usagef("--policy %s: authors %q: %v", file, name, err)
+				}
+				p.Authors = append(p.Authors, verify.Author{Name: name, Key: key})
+			}
+		}
+	}
+	for _, t := range trust {
+		key, err := readKey(t)
+		if err != nil {
+			return nil, usagef("--trust: %v", err)
+		}
+		p.Builders = append(p.Builders, key)
+	}
+	for _, a := range authors {
+		name, file, ok := strings.Cut(a, "=")
+		if !ok || name == "" || file == "" {
+			return nil, usagef("--author %q: want NAME=KEY.pub, such as golang.org/x/tools/...=go-release.pub", a)
+		}
+		key, err := readKey(file)
+		if err != nil {
+			return nil, usagef("--author %s: %v", name, err)
+		}
+		p.Authors = append(p.Authors, verify.Author{Name: name, Key: key})
+	}
+	if threshold != 0 {
+		p.Threshold = threshold
+	}
+	if p.Threshold == 0 {
+		p.Threshold = 1
+	}
+	if maxAge != "" {
+		age, err := verify.ParseAge(maxAge)
+		if err != nil {
+			return nil, usagef("--max-age: %v", err)
+		}
+		p.MaxAge = age
+	}
+	if len(p.Builders) == 0 {
+		return nil, usagef("no trusted builder: give --trust KEY.pub (the public key of each builder whose rebuilds you accept), or --policy FILE")
+	}
+	if err := p.Validate(); err != nil {
+		return nil, usagef("%v", err)
+	}
+	return p, nil
+}
+
+func policyKey(dir, k string) (verify.Key, error) {
+	if verify.IsPEM(k) {
+		return verify.ParseKey([]byte(k), "(a key written in the policy)")
+	}
+	if !filepath.IsAbs(k) {
+		k = filepath.Join(dir, k)
+	}
+	return readKey(k)
+}
+
+func readKey(file string) (verify.Key, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return verify.Key{}, err
+	}
+	return verify.ParseKey(b, file)
 }
 
 // artefactDigest reads ARTEFACT: sha256:<hex>, or a file to hash.
@@ -97,220 +215,92 @@ func artefactDigest(arg string) (lantern.Digest, error) {
 	return d, nil
 }
 
-// policy is the keys a client trusts.
-type policy struct {
-	ecdsa []*keys.Public
-	ed    []ed25519.PublicKey
-	names map[string]string // key id → the file it came from
+// maxSources bounds the sources asked about per farm: only sources trusted
+// builders rebuilt to the artefact are asked about, so a farm cannot make
+// its reader ask without end.
+const maxSources = 32
+
+// fetchEvidence asks each farm for the envelopes about the artefact, then
+// about the sources trusted builders rebuilt it from (their other outputs,
+// their claims), keeping what it fetched in saveDir if given. A farm that
+// fails is reported, and the others still count.
+func fetchEvidence(ctx context.Context, p *verify.Policy, artefact lantern.Digest, farms []string, saveDir string, local []verify.Piece) ([]verify.Piece, []string) {
+	client := &http.Client{Timeout: 2 * time.Minute}
+	var out []verify.Piece
+	var errs []string
+	fs := make([]*evidence.Farm, len(farms))
+	for i, u := range farms {
+		fs[i] = &evidence.Farm{URL: u, Client: client}
+		if saveDir != "" {
+			fs[i].Save = saver(saveDir, u)
+		}
+		got, err := fs[i].Artefact(ctx, artefact)
+		if err != nil {
+			errs = append(errs, err.Error())
+		}
+		out = append(out, got...)
+	}
+	first := verify.Decide(p, artefact, append(local[:len(local):len(local)], out...), time.Now())
+	sources := first.Sources()
+	if len(sources) > maxSources {
+		errs = append(errs, fmt.Sprintf("asked about the first %d of %d sources only", maxSources, len(sources)))
+		sources = sources[:maxSources]
+	}
+	for _, f := range fs {
+		for _, s := range sources {
+			got, err := f.Source(ctx, s)
+			if err != nil {
+				errs = append(errs, err.Error())
+			}
+			out = append(out, got...)
+		}
+	}
+	return dedupe(out), errs
 }
 
-func loadPolicy(files []string) (*policy, error) {
-	p := &policy{names: map[string]string{}}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			return nil, fmt.Errorf("--trust: %w", err)
-		}
-		if k, err := keys.ParsePublic(b); err == nil {
-			p.ecdsa = append(p.ecdsa, k)
-			p.names[k.ID().String()] = f
+// dedupe drops a piece that one farm served twice (as evidence about the
+// artefact and about its source). The same envelope from two farms stays
+// twice: each is listed, and its builder counted once.
+func dedupe(pieces []verify.Piece) []verify.Piece {
+	seen := map[string]bool{}
+	out := pieces[:0]
+	for _, pc := range pieces {
+		farm, _, _ := strings.Cut(pc.Origin, " ")
+		k := farm + " " + lantern.DigestOf(pc.Raw).String()
+		if seen[k] {
 			continue
 		}
-		k, err := rebuilderd.ParsePublicKey(b)
-		if err != nil {
-			return nil, fmt.Errorf("--trust %s: neither an ECDSA P-256 key (Lantern, cosign) nor an Ed25519 key (rebuilderd): %w", f, err)
+		seen[k] = true
+		out = append(out, pc)
+	}
+	return out
+}
+
+var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
+
+// saver writes a farm's pages below dir, in a folder named for the farm.
+func saver(dir, farm string) func(string, []byte) error {
+	sub := filepath.Join(dir, unsafeName.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(farm, "https://"), "http://"), "_"))
+	return func(name string, b []byte) error {
+		if err := os.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("--save: %w", err)
 		}
-		p.ed = append(p.ed, k)
-		p.names[rebuilderd.KeyID(k)] = f
-	}
-	return p, nil
-}
-
-// evidenceFiles returns path, or the regular files below it.
-func evidenceFiles(path string) ([]string, error) {
-	fi, err := os.Stat(path)
-	if err != nil {
-		return nil, err
-	}
-	if !fi.IsDir() {
-		return []string{path}, nil
-	}
-	var out []string
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
-		if err == nil && d.Type().IsRegular() {
-			out = append(out, p)
+		if err := os.WriteFile(filepath.Join(sub, name), b, 0o644); err != nil {
+			return fmt.Errorf("--save: %w", err)
 		}
-		return err
-	})
-	return out, err
+		return nil
+	}
 }
 
-// maxEvidence bounds one evidence file.
-const maxEvidence = 4 << 20
-
-// counted is one piece of evidence and what it came to.
-type counted struct {
-	File string `json:"file"`
-	// Builder is the trusted key that signed it, if one did.
-	Builder string `json:"builder,omitempty"`
-	// Counts reports whether it is a trusted builder's rebuild to exactly
-	// the artefact.
-	Counts bool   `json:"counts"`
-	Why    string `json:"why"`
-	// about names what was rebuilt (source and label, or the product), to
-	// find trusted rebuilds of the same thing to other bytes.
-	about  string
-	output lantern.Digest
-}
-
-// decision is verify's answer.
-type decision struct {
-	Artefact  lantern.Digest `json:"artefact"`
-	Threshold int            `json:"threshold"`
-	Agreeing  []string       `json:"agreeing"`
-	Verdict   string         `json:"verdict"` // verified, not-verified, contradicted
-	Evidence  []counted      `json:"evidence"`
-}
-
-func (p *policy) decide(artefact lantern.Digest, threshold int, files []string) *decision {
-	d := &decision{Artefact: artefact, Threshold: threshold, Agreeing: []string{}}
-	for _, f := range files {
-		d.Evidence = append(d.Evidence, p.weigh(artefact, f)...)
-	}
-	agreeing := map[string]bool{}
-	about := map[string]bool{}
-	for _, e := range d.Evidence {
-		if e.Counts {
-			agreeing[e.Builder] = true
-			about[e.about] = true
-		}
-	}
-	contradicted := false
-	for i, e := range d.Evidence {
-		if e.Builder != "" && !e.output.IsZero() && e.output != artefact && about[e.about] {
-			d.Evidence[i].Why = fmt.Sprintf("contradicts: a trusted builder got %s for %s", e.output, e.about)
-			contradicted = true
-		}
-	}
-	for b := range agreeing {
-		d.Agreeing = append(d.Agreeing, b)
-	}
-	slices.Sort(d.Agreeing)
-	switch {
-	case contradicted:
-		d.Verdict = "contradicted"
-	case len(d.Agreeing) >= threshold:
-		d.Verdict = "verified"
-	default:
-		d.Verdict = "not-verified"
-	}
-	return d
-}
-
-// weigh reads one evidence file and says what each piece in it counts for.
-func (p *policy) weigh(artefact lantern.Digest, file string) []counted {
-	c := counted{File: file}
-	b, err := readBounded(file, maxEvidence)
-	if err != nil {
-		c.Why = err.Error()
-		return []counted{c}
-	}
-	if link, err := rebuilderd.Read(b); err == nil {
-		return []counted{p.weighLink(artefact, c, link)}
-	}
-	env, err := dsse.Unmarshal(b)
-	if err != nil {
-		c.Why = "neither a Lantern attestation (DSSE envelope) nor a rebuilderd in-toto link: " + err.Error()
-		return []counted{c}
-	}
-	return []counted{p.weighEnvelope(artefact, c, env)}
-}
-
-func (p *policy) weighLink(artefact lantern.Digest, c counted, link *rebuilderd.Link) counted {
-	verified, err := link.Verify(p.ed...)
-	switch {
-	case errors.Is(err, rebuilderd.ErrNotTrusted):
-		c.Why = "untrusted key: " + err.Error()
-		return c
-	case err != nil:
-		c.Why = "bad signature: " + err.Error()
-		return c
-	}
-	// A link counts once, for the first trusted key that signed it: the
-	// keys of one rebuilder (its worker's, its instance's) are one builder.
-	c.Builder = rebuilderd.KeyID(verified[0])
-	products := link.Products()
-	names := slices.Sorted(maps.Keys(products))
-	for _, name := range names {
-		if d := products[name]; d == artefact {
-			c.Counts, c.about = true, "product "+name
-			c.Why = fmt.Sprintf("trusted (%s) and agreeing: %s is %s", p.names[c.Builder], name, d)
-			return c
-		}
-	}
-	if len(names) > 0 {
-		c.about, c.output = "product "+names[0], products[names[0]]
-	}
-	c.Why = "another artefact: none of its products is " + artefact.String()
-	return c
-}
-
-func (p *policy) weighEnvelope(artefact lantern.Digest, c counted, env *dsse.Envelope) counted {
-	var v *attest.Verified
-	for _, k := range p.ecdsa {
-		var err error
-		if v, err = attest.Verify(env, k); err == nil {
-			break
-		}
-		if !errors.Is(err, dsse.ErrSignature) {
-			c.Why = "trusted key, invalid attestation: " + err.Error()
-			return c
-		}
-	}
-	if v == nil {
-		c.Why = "untrusted key, or a bad signature: no trusted key's signature verifies"
-		return c
-	}
-	c.Builder = v.Signer.String()
-	r, ok := v.Claim.(*lantern.Rebuild)
-	if !ok {
-		c.Why = fmt.Sprintf("trusted (%s), but a %s claim, not a rebuild", p.names[c.Builder], v.Claim.Kind())
-		return c
-	}
-	c.about = r.Source.String() + " (" + r.Source.Digest.String() + ") " + r.Label
-	if r.Output != artefact {
-		c.output = r.Output
-		c.Why = "another artefact: " + r.Output.String()
-		return c
-	}
-	c.Counts = true
-	c.Why = fmt.Sprintf("trusted (%s) and agreeing: rebuilt %s", p.names[c.Builder], c.about)
-	return c
-}
-
-func readBounded(path string, max int64) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if fi.Size() > max {
-		return nil, fmt.Errorf("%d bytes, more than evidence may hold (%d)", fi.Size(), max)
-	}
-	b := make([]byte, fi.Size())
-	_, err = f.ReadAt(b, 0)
-	return b, err
-}
-
-// print writes the decision and returns the error that makes the exit
-// code: nil (0) verified, 1 not verified, 3 contradicted.
-func (d *decision) print(io *stdio, asJSON bool) error {
+// printDecision writes the decision and returns the error that makes the
+// exit code: nil (0) verified, 1 not verified, 3 contradicted.
+func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool) error {
 	if asJSON {
-		b, err := json.MarshalIndent(d, "", "  ")
+		out := struct {
+			*verify.Decision
+			FarmErrors []string `json:"farmErrors,omitempty"`
+		}{d, farmErrs}
+		b, err := json.MarshalIndent(out, "", "  ")
 		if err != nil {
 			return err
 		}
@@ -321,15 +311,19 @@ func (d *decision) print(io *stdio, asJSON bool) error {
 			if e.Counts {
 				mark = "+"
 			}
-			fmt.Fprintf(io.out, "%s %s: %s\n", mark, e.File, e.Why)
+			fmt.Fprintf(io.out, "%s %s: %s\n", mark, e.Origin, e.Why)
 		}
-		fmt.Fprintf(io.out, "%s: %s, %d of %d trusted builders agree\n", d.Artefact, d.Verdict, len(d.Agreeing), d.Threshold)
+		for _, c := range d.Contradictions {
+			fmt.Fprintf(io.out, "! %s\n", c)
+		}
+		fmt.Fprintf(io.out, "%s: %s, %d of %d trusted builders agree\n", d.Artefact, d.Result, len(d.Agreeing), d.Threshold)
 	}
-	switch d.Verdict {
-	case "verified":
+	switch d.Result {
+	case verify.Verified:
 		return nil
-	case "contradicted":
-		return &contradictedError{fmt.Sprintf("%s: contradicted by a trusted builder", d.Artefact)}
+	case verify.Contradicted:
+		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", d.Artefact, strings.Join(d.Contradictions, "; "))}
 	}
 	return fmt.Errorf("%s: not verified: %d of %d trusted builders agree", d.Artefact, len(d.Agreeing), d.Threshold)
 }
+

@@ -51,8 +51,8 @@ func TestVerifyRebuilderdSample(t *testing.T) {
 		t.Errorf("verify of another artefact does not say why:\n%s", r.stdout)
 	}
 	runLantern(t, dir, nil, "verify", "--trust", key, "--evidence", link, "--threshold", "2", pkg).fails(t, "verify with threshold 2", 1, "1 of 2")
-	runLantern(t, dir, nil, "verify", "--evidence", link, pkg).fails(t, "verify without --trust", 2, "--trust is required")
-	runLantern(t, dir, nil, "verify", "--trust", key, pkg).fails(t, "verify without --evidence", 2, "--evidence is required")
+	runLantern(t, dir, nil, "verify", "--evidence", link, pkg).fails(t, "verify without --trust", 2, "give --trust KEY.pub")
+	runLantern(t, dir, nil, "verify", "--trust", key, pkg).fails(t, "verify without --evidence", 2, "give --farm URL")
 }
 
 // TestVerifyLanternAttestations: Lantern's own attestations (as lantern attest

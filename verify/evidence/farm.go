@@ -1,0 +1,141 @@
+package evidence
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/verify"
+)
+
+// Limits on what is read from one farm.
+const (
+	// MaxAnswer bounds one page of a farm's answer.
+	MaxAnswer = 64 << 20
+	// MaxPages bounds the pages followed for one question.
+	MaxPages = 200
+	pageSize = 1000
+)
+
+// Farm reads the signed envelopes a Lantern farm serves (GET
+// /api/v1/evidence). The farm is not trusted: it can withhold evidence, never
+// forge it, since verify checks every signature.
+type Farm struct {
+	// URL is the farm's base address, such as http://127.0.0.1:8080.
+	URL    string
+	Client *http.Client
+	// Save, if not nil, is called with every page as it was received, to
+	// keep it for checking again offline.
+	Save func(name string, page []byte) error
+}
+
+// ErrFarm reports a farm that did not answer as a Lantern farm does.
+var ErrFarm = errors.New("farm")
+
+// ParseFarmURL checks a farm's base address: http or https, a host, no
+// query, user or fragment.
+func ParseFarmURL(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSuffix(s, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("farm %q: want the farm's address, such as http://127.0.0.1:8080 or https://farm.example.org", s)
+	}
+	return u, nil
+}
+
+// Artefact returns the envelopes the farm serves about an artefact.
+func (f *Farm) Artefact(ctx context.Context, d lantern.Digest) ([]verify.Piece, error) {
+	return f.get(ctx, url.Values{"artefact": {d.String()}}, "artefact-"+d.Hex())
+}
+
+// Source returns the envelopes the farm serves about a source,
+// name@version.
+func (f *Farm) Source(ctx context.Context, source string) ([]verify.Piece, error) {
+	return f.get(ctx, url.Values{"source": {source}}, "source-"+lantern.DigestOf([]byte(source)).Hex()[:16])
+}
+
+func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Piece, error) {
+	base, err := ParseFarmURL(f.URL)
+	if err != nil {
+		return nil, err
+	}
+	q.Set("count", fmt.Sprint(pageSize))
+	next := base.JoinPath("/api/v1/evidence")
+	next.RawQuery = q.Encode()
+	var out []verify.Piece
+	for page := 1; next != nil; page++ {
+		if page > MaxPages {
+			return out, fmt.Errorf("%w %s: %w: more than %d pages", ErrFarm, base, ErrTooMuch, MaxPages)
+		}
+		b, link, err := f.page(ctx, next.String())
+		if err != nil {
+			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
+		}
+		pname := fmt.Sprintf("%s-%03d.jsonl", name, page)
+		if f.Save != nil {
+			if err := f.Save(pname, b); err != nil {
+				return out, err
+			}
+		}
+		out = append(out, Split(base.String()+" "+pname, b)...)
+		if next, err = nextPage(base, link); err != nil {
+			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
+		}
+	}
+	return out, nil
+}
+
+func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, "", err
+	}
+	req.Header.Set("Accept", "application/jsonl")
+	c := f.Client
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
+	if err != nil {
+		return nil, "", err
+	}
+	if len(b) > MaxAnswer {
+		return nil, "", fmt.Errorf("%w: a page of more than %d bytes", ErrTooMuch, MaxAnswer)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, "", fmt.Errorf("GET %s: %s: %.200s", u, resp.Status, strings.TrimSpace(string(b)))
+	}
+	return b, resp.Header.Get("Link"), nil
+}
+
+// nextPage reads a Link header's next page, which must be on the same farm
+// and the same endpoint: a farm does not get to send its reader elsewhere.
+func nextPage(base *url.URL, link string) (*url.URL, error) {
+	if link == "" {
+		return nil, nil
+	}
+	target, rel, ok := strings.Cut(link, ";")
+	target = strings.TrimSpace(target)
+	if !ok || strings.TrimSpace(rel) != `rel="next"` || !strings.HasPrefix(target, "<") || !strings.HasSuffix(target, ">") {
+		return nil, fmt.Errorf("Link %.200q: want <...>; rel=\"next\"", link)
+	}
+	ref, err := url.Parse(target[1 : len(target)-1])
+	if err != nil {
+		return nil, fmt.Errorf("Link %.200q: %w", link, err)
+	}
+	u := base.ResolveReference(ref)
+	want := base.JoinPath("/api/v1/evidence")
+	if u.Scheme != base.Scheme || u.Host != base.Host || u.Path != want.Path || u.User != nil {
+		return nil, fmt.Errorf("Link %.200q: the next page must be on the same farm's /api/v1/evidence", link)
+	}
+	return u, nil
+}

@@ -1,0 +1,286 @@
+package verify
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// weighing is one decision in progress, over items whose signatures are
+// checked.
+type weighing struct {
+	p        *Policy
+	d        *Decision
+	artefact lantern.Digest
+	now      time.Time
+
+	revokedBuilder map[string]string    // key id → the revocation's origin
+	revokedAuthor  map[[2]string]string // (key id, name) → the revocation's origin
+	agree          []int                // items of trusted rebuilds to exactly the artefact
+}
+
+func (w *weighing) items() []Item { return w.d.Evidence }
+
+// revocations collects the revocations the policy honours and marks what
+// they revoke. They only ever take trust away, so every one signed by a key
+// the policy names applies, whatever order they came in.
+func (w *weighing) revocations() {
+	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[[2]string]string{}
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		t, ok := it.claim.(*lantern.Trust)
+		if !ok || !it.trusted {
+			continue
+		}
+		it.Reason = ReasonRevocation
+		if t.Relation == lantern.RelationAuthor {
+			w.revokedAuthor[[2]string{t.Key.String(), t.Name}] = it.Origin
+			it.Why = fmt.Sprintf("revocation by %s: key %s is no longer an author of %s", it.Signer, t.Key, t.Name)
+		} else {
+			w.revokedBuilder[t.Key.String()] = it.Origin
+			it.Why = fmt.Sprintf("revocation by %s: key %s is no longer a trusted builder", it.Signer, t.Key)
+		}
+	}
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		if !it.trusted || it.Reason == ReasonRevocation {
+			continue
+		}
+		switch it.claim.(type) {
+		case *lantern.SourceClaim, *lantern.Yank:
+			if o, ok := w.revokedAuthor[[2]string{it.Signer, it.source.Name}]; ok {
+				it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, it.source.Name, o)
+			}
+		default:
+			if o, ok := w.revokedBuilder[it.Signer]; ok {
+				it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: builder %s is no longer trusted (%s)", it.Signer, o)
+			}
+		}
+	}
+}
+
+// rebuilds sorts the trusted rebuilds: to exactly the artefact, to other
+// bytes, failed, too old.
+func (w *weighing) rebuilds() {
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		if !it.trusted {
+			continue
+		}
+		switch c := it.claim.(type) {
+		case *lantern.RebuildFailure:
+			it.Reason, it.Why = ReasonFailed, fmt.Sprintf("builder %s could not rebuild %s: %s: %s", it.Signer, c.Source, c.Stage, c.Reason)
+			continue
+		case *lantern.SourceClaim:
+			it.Reason, it.Why = ReasonClaim, fmt.Sprintf("%s claims %s is source %s", it.Signer, c.Source, c.Source.Digest)
+			continue
+		case *lantern.Yank:
+			it.Reason, it.Why = ReasonIgnored, fmt.Sprintf("%s yanks %s source %s, which no trusted builder rebuilt to this artefact", it.Signer, c.Source, c.Source.Digest)
+			continue
+		case *lantern.Rebuild, nil:
+		default:
+			continue
+		}
+		if w.p.MaxAge > 0 {
+			if it.products != nil {
+				it.trusted, it.Reason, it.Why = false, ReasonTooOld, fmt.Sprintf("too old: an in-toto link records no time, and the policy counts nothing older than %s", w.p.MaxAge)
+				continue
+			}
+			if age := w.now.Sub(it.finished); age > w.p.MaxAge {
+				it.trusted, it.Reason, it.Why = false, ReasonTooOld, fmt.Sprintf("too old: built %s, %s ago; the policy counts nothing older than %s", it.finished.UTC().Format(time.RFC3339), age.Round(time.Hour), w.p.MaxAge)
+				continue
+			}
+		}
+		if it.products != nil {
+			names := slices.Sorted(maps.Keys(it.products))
+			for _, n := range names {
+				if it.products[n] == w.artefact {
+					it.subject, it.output = "product "+n, w.artefact
+					break
+				}
+			}
+			if it.subject == "" {
+				it.subject, it.output = "product "+strings.Join(names, ", "), lantern.Digest{}
+			}
+		}
+		if it.output != w.artefact {
+			it.Reason, it.Why = ReasonOtherArtefact, "another artefact: "+it.describe()
+			continue
+		}
+		w.agree = append(w.agree, i)
+	}
+}
+
+func (it *Item) describe() string {
+	if it.products != nil {
+		names := slices.Sorted(maps.Keys(it.products))
+		parts := make([]string, 0, len(names))
+		for _, n := range names {
+			parts = append(parts, n+" is "+it.products[n].String())
+		}
+		return "rebuilderd link: " + strings.Join(parts, ", ")
+	}
+	return fmt.Sprintf("rebuilt %s to %s", it.subject, it.output)
+}
+
+// authored applies the authors: where a source's name has authors in the
+// policy, a rebuild counts only from a source one of them claimed, and any
+// other source they gave that name@version, or a yank of the rebuilt source,
+// contradicts. Without authors, trusted rebuilds of one name@version from
+// two sources are a conflict too.
+func (w *weighing) authored() {
+	type nv struct{ name, version string }
+	claimed := map[nv]map[lantern.Digest]string{} // by trusted authors: digest → origin
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		if c, ok := it.claim.(*lantern.SourceClaim); ok && it.trusted {
+			k := nv{c.Source.Name, c.Source.Version}
+			if claimed[k] == nil {
+				claimed[k] = map[lantern.Digest]string{}
+			}
+			claimed[k][c.Source.Digest] = it.Origin
+		}
+	}
+	rebuilt := map[nv]map[lantern.Digest]bool{}
+	kept := w.agree[:0]
+	for _, i := range w.agree {
+		it := &w.d.Evidence[i]
+		if it.products != nil {
+			kept = append(kept, i)
+			continue
+		}
+		k := nv{it.source.Name, it.source.Version}
+		if len(authorKeys(w.p, it.source.Name)) > 0 {
+			if _, ok := claimed[k][it.source.Digest]; !ok {
+				if len(claimed[k]) > 0 {
+					w.contradict(fmt.Sprintf("source conflict: %s rebuilt %s from %s, but the trusted authors claim %s", it.Signer, it.source, it.source.Digest, strings.Join(digests(claimed[k]), ", ")))
+					it.Reason, it.Why = ReasonConflict, fmt.Sprintf("conflict: rebuilt from %s, a source of %s no trusted author claimed (they claim %s)", it.source.Digest, it.source, strings.Join(digests(claimed[k]), ", "))
+				} else {
+					it.Reason, it.Why = ReasonNotAuthored, fmt.Sprintf("not authored: rebuilt %s, but no source claim of it by an author the policy names for %s is in the evidence", it.subject, it.source.Name)
+				}
+				continue
+			}
+		}
+		if rebuilt[k] == nil {
+			rebuilt[k] = map[lantern.Digest]bool{}
+		}
+		rebuilt[k][it.source.Digest] = true
+		kept = append(kept, i)
+	}
+	w.agree = kept
+	for k, ds := range rebuilt {
+		all := maps.Clone(ds)
+		for d := range claimed[k] {
+			all[d] = true
+		}
+		if len(all) > 1 {
+			w.contradict(fmt.Sprintf("source conflict: %s@%s is given %d sources: %s", k.name, k.version, len(all), strings.Join(slices.Sorted(func(yield func(string) bool) {
+				for d := range all {
+					if !yield(d.String()) {
+						return
+					}
+				}
+			}), ", ")))
+		}
+		w.d.sources = append(w.d.sources, k.name+"@"+k.version)
+	}
+	slices.Sort(w.d.sources)
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		y, ok := it.claim.(*lantern.Yank)
+		if !ok || !it.trusted {
+			continue
+		}
+		if rebuilt[nv{y.Source.Name, y.Source.Version}][y.Source.Digest] {
+			it.Reason = ReasonYanked
+			it.Why = fmt.Sprintf("yank by %s: %s is NOT source %s: %s", it.Signer, y.Source, y.Source.Digest, y.Reason)
+			w.contradict(fmt.Sprintf("yanked: %s says %s is not source %s (%s): %s", it.Signer, y.Source, y.Source.Digest, it.Origin, y.Reason))
+		}
+	}
+}
+
+func digests(m map[lantern.Digest]string) []string {
+	out := make([]string, 0, len(m))
+	for d := range m {
+		out = append(out, d.String())
+	}
+	slices.Sort(out)
+	return out
+}
+
+// contradictions finds trusted rebuilds of what was rebuilt to the artefact
+// (the same source and label, or the same product) to other bytes.
+func (w *weighing) contradictions() {
+	subjects := map[string]bool{}
+	for _, i := range w.agree {
+		subjects[w.d.Evidence[i].subject] = true
+	}
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		if !it.trusted || it.Reason != ReasonOtherArtefact {
+			continue
+		}
+		if it.products != nil {
+			for n, d := range it.products {
+				if subjects["product "+n] && d != w.artefact {
+					it.Reason, it.Why = ReasonContradicts, fmt.Sprintf("contradicts: trusted builder %s got %s for product %s", it.Signer, d, n)
+					w.contradict(fmt.Sprintf("%s: trusted builder %s got %s for product %s", it.Origin, it.Signer, d, n))
+					break
+				}
+			}
+			continue
+		}
+		if subjects[it.subject] {
+			it.Reason, it.Why = ReasonContradicts, fmt.Sprintf("contradicts: trusted builder %s rebuilt %s to %s", it.Signer, it.subject, it.output)
+			w.contradict(fmt.Sprintf("%s: trusted builder %s rebuilt %s to %s", it.Origin, it.Signer, it.subject, it.output))
+		}
+	}
+}
+
+func (w *weighing) contradict(why string) {
+	w.d.Contradictions = append(w.d.Contradictions, why)
+}
+
+// count counts each agreeing builder once, and decides.
+func (w *weighing) count() {
+	seen := map[string]bool{}
+	for _, i := range w.agree {
+		it := &w.d.Evidence[i]
+		name := w.keyName(it.Signer)
+		if seen[it.Signer] {
+			it.Reason, it.Why = ReasonCounted, fmt.Sprintf("agrees, and builder %s is counted already: %s", name, it.describe())
+			continue
+		}
+		seen[it.Signer] = true
+		it.Counts, it.Reason, it.Why = true, ReasonAgrees, fmt.Sprintf("trusted (%s) and agreeing: %s", name, it.describe())
+		w.d.Agreeing = append(w.d.Agreeing, it.Signer)
+	}
+	slices.Sort(w.d.Agreeing)
+	for i := range w.items() {
+		it := &w.d.Evidence[i]
+		if it.Reason == "" {
+			it.Reason, it.Why = ReasonIgnored, "signed by a trusted key, but says nothing about this artefact"
+		}
+	}
+	switch {
+	case len(w.d.Contradictions) > 0:
+		w.d.Result = Contradicted
+	case len(w.d.Agreeing) >= w.p.Threshold:
+		w.d.Result = Verified
+	default:
+		w.d.Result = NotVerified
+	}
+}
+
+func (w *weighing) keyName(id string) string {
+	for _, k := range w.p.Builders {
+		if k.ID == id && k.Name != "" {
+			return k.Name
+		}
+	}
+	return id
+}
