@@ -74,7 +74,7 @@ type Item struct {
 	finished time.Time
 	claim    lantern.Claim
 	products map[string]lantern.Digest // an in-toto link's
-	trusted  bool // verified by a key the policy trusts for it
+	trusted  bool                      // verified by a key the policy trusts for it
 }
 
 // Decision is verify's answer, with every piece of evidence and why it

@@ -326,4 +326,3 @@ func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool
 	}
 	return fmt.Errorf("%s: not verified: %d of %d trusted builders agree", d.Artefact, len(d.Agreeing), d.Threshold)
 }
-
