@@ -145,6 +145,17 @@ func (w *weighing) authored() {
 			claimed[k][c.Source.Digest] = it.Origin
 		}
 	}
+	// The sources to ask farms about are those of every trusted rebuild to
+	// the artefact, before the authors' claims are applied: those claims
+	// are among what is asked for.
+	asked := map[string]bool{}
+	for _, i := range w.agree {
+		if it := &w.d.Evidence[i]; it.products == nil && !asked[it.source.String()] {
+			asked[it.source.String()] = true
+			w.d.sources = append(w.d.sources, it.source.String())
+		}
+	}
+	slices.Sort(w.d.sources)
 	rebuilt := map[nv]map[lantern.Digest]bool{}
 	kept := w.agree[:0]
 	for _, i := range w.agree {
@@ -186,9 +197,7 @@ func (w *weighing) authored() {
 				}
 			}), ", ")))
 		}
-		w.d.sources = append(w.d.sources, k.name+"@"+k.version)
 	}
-	slices.Sort(w.d.sources)
 	for i := range w.items() {
 		it := &w.d.Evidence[i]
 		y, ok := it.claim.(*lantern.Yank)

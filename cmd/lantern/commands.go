@@ -23,6 +23,8 @@ func commands() []command {
 		keygenCommand(),
 		claimSignCommand(),
 		claimVerifyCommand(),
+		claimYankCommand(),
+		claimRevokeCommand(),
 		attestSignCommand(),
 		attestVerifyCommand(),
 		schedulerCommand(),
