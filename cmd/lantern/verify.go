@@ -46,7 +46,7 @@ The evidence, from any number of farms and local files:
   --evidence PATH        a file or folder (repeatable): DSSE envelopes, Sigstore bundles, JSON
                          Lines of either, rebuilderd in-toto links. With --evidence alone, no
                          network is used.
-
+` + vsaHelp + `
 Exit codes: 0 verified; 1 not enough trusted agreement; 3 contradicted (a trusted builder got
 other bytes for the same source and label, a trusted author's yank of the source, two sources
 for one name@version); 2 the command line was wrong.
@@ -55,7 +55,8 @@ Examples:
   lantern verify --farm http://127.0.0.1:8080 --trust builder-1.pub --trust builder-2.pub \
     --threshold 2 --save evidence/ ~/go/bin/stringer
   lantern verify --policy policy.json --evidence evidence/ ~/go/bin/stringer
-  lantern verify --trust reproducible-archlinux.pub --evidence filesystem.in-toto.link filesystem.pkg.tar.zst`,
+  lantern verify --trust reproducible-archlinux.pub --evidence filesystem.in-toto.link filesystem.pkg.tar.zst
+  lantern verify --policy policy.json --evidence evidence/ --vsa verifier.key ~/go/bin/stringer`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			var trust, evidenceFlag, farms, authors listFlag
 			f.Var(&trust, "trust", "a public key `FILE` of a builder you trust (repeatable)")
@@ -67,6 +68,8 @@ Examples:
 			f.Var(&farms, "farm", "a Lantern farm's `URL` to fetch signed evidence from (repeatable)")
 			save := f.String("save", "", "keep what was fetched from farms in `DIR`, to check again with --evidence DIR")
 			asJSON := f.Bool("json", false, "print the decision as JSON")
+			var vsaOut vsaFlags
+			vsaOut.register(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
 					return usagef("verify takes one ARTEFACT: a file, or sha256:<hex>")
@@ -90,6 +93,9 @@ Examples:
 				if err != nil {
 					return err
 				}
+				if err := vsaOut.load(io); err != nil {
+					return err
+				}
 				pieces, err := evidence.Files(evidenceFlag)
 				if err != nil {
 					return err
@@ -104,6 +110,9 @@ Examples:
 					}
 				}
 				d := verify.Decide(p, artefact, pieces, time.Now())
+				if err := vsaOut.write(io, d, args[0]); err != nil {
+					return err
+				}
 				return printDecision(io, d, farmErrs, *asJSON)
 			}
 		},
