@@ -18,8 +18,8 @@
 //     verifiers that trust the same keys with the same threshold write the
 //     same digest however their policies were given.
 //   - inputAttestations: the signed pieces the decision rests on, each by the
-//     sha256 of its bytes as read (the JSON value, without the whitespace
-//     around it: a line of a JSON Lines file without its newline) and named
+//     sha256 of its bytes as read (a whole file's sha256; a line of a
+//     JSON Lines file without its newline) and named
 //     by where it was read (a file, file:line, a farm's page): the agreeing
 //     rebuilds that counted, trusted authors' source claims, the revocations
 //     applied and, for a contradicted decision, what contradicted. Evidence

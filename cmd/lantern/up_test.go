@@ -176,7 +176,7 @@ func TestUp(t *testing.T) {
 	stringer := "golang.org/x/tools/cmd/stringer@v0.30.0"
 	runLantern(t, dir, []string{"LANTERN_PASSWORD="}, "claim", "sign", "--key", claimKey, "--source", stringer,
 		"--source-file", dl.Zip, "--go-sum", dl.Sum, "--fetch", "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip",
-		"--recipe", "go", "--post", up.url).must(t, "claim sign --post stringer")
+		"--recipe", "go", "--post", up.url, "-o", filepath.Join(dir, "stringer.claim.json")).must(t, "claim sign --post stringer")
 
 	// 2. A generic build that is not reproducible: it stamps the time and
 	// the host it ran on.
@@ -202,6 +202,8 @@ func TestUp(t *testing.T) {
 	}
 
 	up.dashboardShows(t, stringer, vd)
+	// A client's own check of it: lantern verify (issue 11).
+	bin := verifyOnFarm(t, dir, data, up, stringer, vd)
 
 	disagree := up.waitAnswered(t, "stamp@1.0", 2, 5*time.Minute)
 	vd = disagree.Verdicts[0]
@@ -213,6 +215,9 @@ func TestUp(t *testing.T) {
 	if len(vd.Groups) == 2 {
 		up.diffShows(t, vd)
 	}
+
+	// A second farm, which one of this farm's builders answers too.
+	twoFarms(t, dir, data, up, buildkitd, stringer, filepath.Join(dir, "stringer.claim.json"), bin)
 
 	// Ctrl-C, and a new start that resumes with all data.
 	up.stop(t)

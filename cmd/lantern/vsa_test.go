@@ -122,11 +122,10 @@ func TestVerifyVSA(t *testing.T) {
 	if want := []string{filepath.Join("ev", "a.json"), filepath.Join("ev", "b.json")}; !slices.Equal(inputs(p), want) {
 		t.Errorf("VSA inputAttestations %v, want %v", inputs(p), want)
 	}
-	// An input's digest is of the envelope as read: the file's JSON value,
-	// without the whitespace around it (as a line of JSON Lines is without
-	// its newline).
+	// An input's digest is of the envelope as read: a file's sha256 (a line
+	// of JSON Lines is without its newline).
 	for _, in := range p.InputAttestations {
-		if want := sha256hex(strings.TrimSpace(readFile(t, filepath.Join(dir, in.Name)))); in.Digest["sha256"] != want {
+		if want := sha256hex(readFile(t, filepath.Join(dir, in.Name))); in.Digest["sha256"] != want {
 			t.Errorf("VSA input %s has sha256 %s, want the envelope's, %s", in.Name, in.Digest["sha256"], want)
 		}
 	}

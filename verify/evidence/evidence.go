@@ -33,11 +33,13 @@ var ErrTooMuch = errors.New("too much evidence")
 
 // Split cuts the bytes of one file or answer into pieces: the whole of it
 // when it is one JSON value (an envelope, a bundle or a link, however it is
-// indented), else one piece per non-blank line (JSON Lines). A line that is
+// indented), else one piece per non-blank line (JSON Lines), without its
+// line end. A line that is
 // too large is kept, to be reported as unreadable where it stands.
 func Split(origin string, b []byte) []verify.Piece {
 	if json.Valid(b) {
-		return []verify.Piece{{Origin: origin, Raw: bytes.TrimSpace(b)}}
+		// Whole, so that the piece's digest is the file's sha256.
+		return []verify.Piece{{Origin: origin, Raw: b}}
 	}
 	var out []verify.Piece
 	line := 0
