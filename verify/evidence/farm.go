@@ -95,9 +95,19 @@ func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
 		return nil, "", err
 	}
 	req.Header.Set("Accept", "application/jsonl")
-	c := f.Client
-	if c == nil {
-		c = http.DefaultClient
+	c := http.Client{}
+	if f.Client != nil {
+		c = *f.Client
+	}
+	// A redirect stays on the farm, as a next page does.
+	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
+		if len(via) >= 5 {
+			return errors.New("more than 5 redirects")
+		}
+		if r.URL.Scheme != via[0].URL.Scheme || r.URL.Host != via[0].URL.Host {
+			return fmt.Errorf("redirected to %s: a farm's answers come from the farm", r.URL.Redacted())
+		}
+		return nil
 	}
 	resp, err := c.Do(req)
 	if err != nil {
