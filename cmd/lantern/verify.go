@@ -61,7 +61,7 @@ Examples:
 			var trust, evidenceFlag, farms, authors listFlag
 			f.Var(&trust, "trust", "a public key `FILE` of a builder you trust (repeatable)")
 			f.Var(&authors, "author", "`NAME=KEY.pub`: a key trusted to author NAME, or NAME/... (repeatable)")
-			threshold := f.Int("threshold", 0, "how many distinct trusted builders must have rebuilt exactly these bytes (default: the policy file's, else 1)")
+			threshold := f.Int("threshold", 0, "`N`: how many distinct trusted builders must have rebuilt exactly these bytes (default: the policy file's, else 1)")
 			maxAge := f.String("max-age", "", "rebuilds older than this `AGE` (90d, 720h) do not count (default: the policy file's, else no limit)")
 			policyFile := f.String("policy", "", "a policy `FILE` (JSON; see above); the flags add to it")
 			f.Var(&evidenceFlag, "evidence", "a `PATH`, file or folder, of signed evidence (repeatable)")
