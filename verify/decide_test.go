@@ -420,3 +420,34 @@ func explain(d *verify.Decision) string {
 	}
 	return b.String()
 }
+
+// TestSourcesOfUnauthoredRebuilds: where the policy names authors, the
+// evidence about an artefact (its rebuilds) holds no source claims yet, so
+// its rebuilds are not authored; Sources must still name their source, or a
+// reader of a farm never asks for the claims that would author them.
+func TestSourcesOfUnauthoredRebuilds(t *testing.T) {
+	p := newParties(t)
+	pol := withAuthors(policy(1, p.a.key), verify.Author{Name: toolName, Key: p.author.key})
+	rebuilt := piece(t, "a", p.a.priv, rebuild(p.a.id(), p.s1, label, p.art))
+	d := verify.Decide(&pol, p.art, []verify.Piece{rebuilt}, now)
+	if d.Result != verify.NotVerified {
+		t.Fatalf("Decide(a rebuild, no claim).Result = %s, want %s", d.Result, verify.NotVerified)
+	}
+	if diff := cmp.Diff([]string{p.s1.String()}, d.Sources()); diff != "" {
+		t.Fatalf("Sources() (-want +got):\n%s", diff)
+	}
+	// What a reader then fetches about the source authors the rebuild.
+	d = verify.Decide(&pol, p.art, []verify.Piece{rebuilt, piece(t, "au", p.author.priv, claim(p.s1))}, now)
+	if d.Result != verify.Verified {
+		t.Errorf("Decide(a rebuild, its claim).Result = %s, want %s\n%s", d.Result, verify.Verified, explain(d))
+	}
+	// A rebuild of another artefact, or by an untrusted builder, names no
+	// source to ask about.
+	d = verify.Decide(&pol, p.art, []verify.Piece{
+		piece(t, "a", p.a.priv, rebuild(p.a.id(), src("example.org/elsewhere", "1"), label, p.other)),
+		piece(t, "s", p.stranger.priv, rebuild(p.stranger.id(), src("example.org/stranger", "1"), label, p.art)),
+	}, now)
+	if len(d.Sources()) != 0 {
+		t.Errorf("Sources() = %q, want none", d.Sources())
+	}
+}

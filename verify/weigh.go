@@ -145,6 +145,15 @@ func (w *weighing) authored() {
 			claimed[k][c.Source.Digest] = it.Origin
 		}
 	}
+	// The sources to ask a farm about are those of every trusted rebuild to
+	// the artefact, authored or not yet: their claims are what authors them.
+	sources := map[string]bool{}
+	for _, i := range w.agree {
+		if it := &w.d.Evidence[i]; it.products == nil {
+			sources[it.source.String()] = true
+		}
+	}
+	w.d.sources = slices.Sorted(maps.Keys(sources))
 	rebuilt := map[nv]map[lantern.Digest]bool{}
 	kept := w.agree[:0]
 	for _, i := range w.agree {
@@ -186,9 +195,7 @@ func (w *weighing) authored() {
 				}
 			}), ", ")))
 		}
-		w.d.sources = append(w.d.sources, k.name+"@"+k.version)
 	}
-	slices.Sort(w.d.sources)
 	for i := range w.items() {
 		it := &w.d.Evidence[i]
 		y, ok := it.claim.(*lantern.Yank)
