@@ -451,3 +451,19 @@ func TestSourcesOfUnauthoredRebuilds(t *testing.T) {
 		t.Errorf("Sources() = %q, want none", d.Sources())
 	}
 }
+
+// TestDecideInvalidPolicy: Decide is given a policy no one validated; a
+// threshold below 1 must not verify an artefact with no evidence at all.
+func TestDecideInvalidPolicy(t *testing.T) {
+	p := newParties(t)
+	for _, threshold := range []int{0, -1} {
+		pol := policy(threshold, p.a.key)
+		if d := verify.Decide(&pol, p.art, nil, now); d.Result != verify.NotVerified {
+			t.Errorf("Decide(threshold %d, no evidence).Result = %s, want %s", threshold, d.Result, verify.NotVerified)
+		}
+		pol = policy(threshold)
+		if d := verify.Decide(&pol, p.art, []verify.Piece{piece(t, "a", p.a.priv, rebuild(p.a.id(), p.s1, label, p.art))}, now); d.Result != verify.NotVerified {
+			t.Errorf("Decide(threshold %d, no builders).Result = %s, want %s", threshold, d.Result, verify.NotVerified)
+		}
+	}
+}

@@ -273,10 +273,11 @@ func (w *weighing) count() {
 			it.Reason, it.Why = ReasonIgnored, "signed by a trusted key, but says nothing about this artefact"
 		}
 	}
+	// A threshold below 1, of a policy no one validated, verifies nothing.
 	switch {
 	case len(w.d.Contradictions) > 0:
 		w.d.Result = Contradicted
-	case len(w.d.Agreeing) >= w.p.Threshold:
+	case w.p.Threshold >= 1 && len(w.d.Agreeing) >= w.p.Threshold:
 		w.d.Result = Verified
 	default:
 		w.d.Result = NotVerified
