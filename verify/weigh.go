@@ -18,18 +18,28 @@ type weighing struct {
 	artefact lantern.Digest
 	now      time.Time
 
-	revokedBuilder map[string]string    // key id → the revocation's origin
-	revokedAuthor  map[[2]string]string // (key id, name) → the revocation's origin
-	agree          []int                // items of trusted rebuilds to exactly the artefact
+	revokedBuilder map[string]string // key id → the revocation's origin
+	// revokedAuthor holds, by key id, the names (or NAME/... prefixes) it
+	// is no longer an author of, each as an Author, with the revocation's
+	// origin.
+	revokedAuthor map[string][]revokedAuthor
+	agree         []int // items of trusted rebuilds to exactly the artefact
 }
 
 func (w *weighing) items() []Item { return w.d.Evidence }
+
+// revokedAuthor is a revocation of a key as an author of a name, or of every
+// name under a NAME/... prefix, as a policy's authors are named.
+type revokedAuthor struct {
+	name   Author
+	origin string
+}
 
 // revocations collects the revocations the policy honours and marks what
 // they revoke. They only ever take trust away, so every one signed by a key
 // the policy names applies, whatever order they came in.
 func (w *weighing) revocations() {
-	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[[2]string]string{}
+	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[string][]revokedAuthor{}
 	for i := range w.items() {
 		it := &w.d.Evidence[i]
 		t, ok := it.claim.(*lantern.Trust)
@@ -38,7 +48,8 @@ func (w *weighing) revocations() {
 		}
 		it.Reason = ReasonRevocation
 		if t.Relation == lantern.RelationAuthor {
-			w.revokedAuthor[[2]string{t.Key.String(), t.Name}] = it.Origin
+			k := t.Key.String()
+			w.revokedAuthor[k] = append(w.revokedAuthor[k], revokedAuthor{Author{Name: t.Name}, it.Origin})
 			it.Why = fmt.Sprintf("revocation by %s: key %s is no longer an author of %s", it.Signer, t.Key, t.Name)
 		} else {
 			w.revokedBuilder[t.Key.String()] = it.Origin
@@ -52,8 +63,11 @@ func (w *weighing) revocations() {
 		}
 		switch it.claim.(type) {
 		case *lantern.SourceClaim, *lantern.Yank:
-			if o, ok := w.revokedAuthor[[2]string{it.Signer, it.source.Name}]; ok {
-				it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, it.source.Name, o)
+			for _, r := range w.revokedAuthor[it.Signer] {
+				if r.name.authors(it.source.Name) {
+					it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, r.name.Name, r.origin)
+					break
+				}
 			}
 		default:
 			if o, ok := w.revokedBuilder[it.Signer]; ok {
