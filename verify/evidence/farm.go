@@ -64,7 +64,7 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 		return nil, err
 	}
 	q.Set("count", fmt.Sprint(pageSize))
-	next := base.JoinPath("/api/v1/evidence")
+	next := endpoint(base)
 	next.RawQuery = q.Encode()
 	var out []verify.Piece
 	for page := 1; next != nil; page++ {
@@ -117,6 +117,17 @@ func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
 	return b, resp.Header.Get("Link"), nil
 }
 
+// endpoint returns the address of the farm's evidence. JoinPath alone keeps
+// an empty path relative ("api/v1/evidence"), which no absolute path of a
+// Link would equal.
+func endpoint(base *url.URL) *url.URL {
+	u := base.JoinPath("/api/v1/evidence")
+	if !strings.HasPrefix(u.Path, "/") {
+		u.Path, u.RawPath = "/"+u.Path, ""
+	}
+	return u
+}
+
 // nextPage reads a Link header's next page, which must be on the same farm
 // and the same endpoint: a farm does not get to send its reader elsewhere.
 func nextPage(base *url.URL, link string) (*url.URL, error) {
@@ -133,7 +144,7 @@ func nextPage(base *url.URL, link string) (*url.URL, error) {
 		return nil, fmt.Errorf("Link %.200q: %w", link, err)
 	}
 	u := base.ResolveReference(ref)
-	want := base.JoinPath("/api/v1/evidence")
+	want := endpoint(base)
 	if u.Scheme != base.Scheme || u.Host != base.Host || u.Path != want.Path || u.User != nil {
 		return nil, fmt.Errorf("Link %.200q: the next page must be on the same farm's /api/v1/evidence", link)
 	}
