@@ -71,7 +71,7 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 		if page > MaxPages {
 			return out, fmt.Errorf("%w %s: %w: more than %d pages", ErrFarm, base, ErrTooMuch, MaxPages)
 		}
-		b, link, err := f.page(ctx, next.String())
+		b, link, err := f.page(ctx, base, next.String())
 		if err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
@@ -89,15 +89,25 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 	return out, nil
 }
 
-func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
+func (f *Farm) page(ctx context.Context, base *url.URL, u string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
 	}
 	req.Header.Set("Accept", "application/jsonl")
-	c := f.Client
-	if c == nil {
-		c = http.DefaultClient
+	c := http.Client{}
+	if f.Client != nil {
+		c = *f.Client
+	}
+	// A redirect is followed only on the farm's own endpoint, as a Link is.
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		if !onEndpoint(base, req.URL) {
+			return fmt.Errorf("redirected to %.200s: a farm's answer must come from its own /api/v1/evidence; if the farm moved, give its new address", req.URL.Redacted())
+		}
+		return nil
 	}
 	resp, err := c.Do(req)
 	if err != nil {
@@ -128,6 +138,11 @@ func endpoint(base *url.URL) *url.URL {
 	return u
 }
 
+// onEndpoint reports whether u is the farm's evidence endpoint.
+func onEndpoint(base, u *url.URL) bool {
+	return u.Scheme == base.Scheme && u.Host == base.Host && u.Path == endpoint(base).Path && u.User == nil
+}
+
 // nextPage reads a Link header's next page, which must be on the same farm
 // and the same endpoint: a farm does not get to send its reader elsewhere.
 func nextPage(base *url.URL, link string) (*url.URL, error) {
@@ -144,8 +159,7 @@ func nextPage(base *url.URL, link string) (*url.URL, error) {
 		return nil, fmt.Errorf("Link %.200q: %w", link, err)
 	}
 	u := base.ResolveReference(ref)
-	want := endpoint(base)
-	if u.Scheme != base.Scheme || u.Host != base.Host || u.Path != want.Path || u.User != nil {
+	if !onEndpoint(base, u) {
 		return nil, fmt.Errorf("Link %.200q: the next page must be on the same farm's /api/v1/evidence", link)
 	}
 	return u, nil

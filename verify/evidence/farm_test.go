@@ -265,15 +265,14 @@ func TestHostileFarm(t *testing.T) {
 		}
 	})
 
-	for _, code := range []int{http.StatusNotFound, http.StatusInternalServerError, http.StatusFound} {
+	for _, code := range []int{http.StatusNotFound, http.StatusInternalServerError, http.StatusForbidden} {
 		t.Run(fmt.Sprint("status ", code), func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				w.Header().Set("Location", "/elsewhere")
 				w.WriteHeader(code)
 				fmt.Fprintf(w, `{"error":"the farm says no","fix":"ask again"}`)
 			}))
 			t.Cleanup(srv.Close)
-			_, err := (&evidence.Farm{URL: srv.URL, Client: &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}}).Artefact(t.Context(), artefact)
+			_, err := (&evidence.Farm{URL: srv.URL}).Artefact(t.Context(), artefact)
 			if !errors.Is(err, evidence.ErrFarm) || !strings.Contains(err.Error(), fmt.Sprintf("%d %s", code, http.StatusText(code))) || !strings.Contains(err.Error(), "the farm says no") {
 				t.Errorf("Artefact() = %v, want an error with the status and what the farm said", err)
 			}
@@ -314,6 +313,64 @@ func TestParseFarmURL(t *testing.T) {
 			t.Errorf("ParseFarmURL(%q) = %v, want an error that says what to give", in, err)
 		case want != "" && (err != nil || u.String() != want):
 			t.Errorf("ParseFarmURL(%q) = %v, %v; want %s", in, u, err, want)
+		}
+	}
+}
+
+// TestFarmRedirects: a farm cannot send its reader elsewhere by redirecting
+// it either, whatever http.Client the reader gave; a redirect on the farm's
+// own endpoint is followed.
+func TestFarmRedirects(t *testing.T) {
+	var elsewhereHits atomic.Int32
+	elsewhere := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		elsewhereHits.Add(1)
+		w.Write(append(envelope(t, 9), '\n'))
+	}))
+	t.Cleanup(elsewhere.Close)
+	one := append(envelope(t, 1), '\n')
+	for _, tc := range []struct {
+		name    string
+		to      string // where the farm redirects its first answer; %s is its own address
+		wantErr string
+	}{
+		{"another host", elsewhere.URL + "/api/v1/evidence", "redirected to " + elsewhere.URL},
+		{"another path", "%s/api/v1/attestations", "redirected to"},
+		{"the same endpoint", "%s/api/v1/evidence?again=1", ""},
+	} {
+		for _, client := range []*http.Client{nil, {}} {
+			t.Run(fmt.Sprintf("%s, client %v", tc.name, client != nil), func(t *testing.T) {
+				elsewhereHits.Store(0)
+				var srv *httptest.Server
+				srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+					if r.URL.Query().Get("again") == "" && r.URL.Path == "/api/v1/evidence" {
+						to := tc.to
+						if strings.Contains(to, "%s") {
+							to = fmt.Sprintf(to, srv.URL)
+						}
+						http.Redirect(w, r, to, http.StatusFound)
+						return
+					}
+					if r.URL.Path != "/api/v1/evidence" {
+						w.Write(append(envelope(t, 8), '\n'))
+						return
+					}
+					w.Write(one)
+				}))
+				t.Cleanup(srv.Close)
+				got, err := (&evidence.Farm{URL: srv.URL, Client: client}).Artefact(t.Context(), artefact)
+				if tc.wantErr == "" {
+					if err != nil || len(got) != 1 || !bytes.Equal(got[0].Raw, bytes.TrimSpace(one)) {
+						t.Errorf("Artefact() = %d pieces, %v; want the farm's one", len(got), err)
+					}
+					return
+				}
+				if !errors.Is(err, evidence.ErrFarm) || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Errorf("Artefact() = %v, want an error with %q", err, tc.wantErr)
+				}
+				if len(got) != 0 || elsewhereHits.Load() != 0 {
+					t.Errorf("Artefact() followed the redirect: %d pieces, %d requests elsewhere", len(got), elsewhereHits.Load())
+				}
+			})
 		}
 	}
 }
