@@ -169,6 +169,16 @@ func TestFiles(t *testing.T) {
 		t.Errorf("Decide(Files()) = %s, the unread file %s; want verified, unreadable", d.Result, d.Evidence[3].Reason)
 	}
 
+	// More pieces than all evidence together may have, in one file or
+	// across files, is an error before they are all made.
+	write("many/a.jsonl", bytes.Repeat([]byte("{}\n"), evidence.MaxPieces/2+1))
+	write("many/b.jsonl", bytes.Repeat([]byte("{}\n"), evidence.MaxPieces/2))
+	for _, paths := range [][]string{{filepath.Join(dir, "many")}, {filepath.Join(dir, "many", "a.jsonl"), filepath.Join(dir, "many", "a.jsonl")}} {
+		if got, err := evidence.Files(paths); !errors.Is(err, evidence.ErrTooMuch) || len(got) != 0 {
+			t.Errorf("Files(%d pieces and more) = %d pieces, %v; want %v", evidence.MaxPieces, len(got), err, evidence.ErrTooMuch)
+		}
+	}
+
 	missing := filepath.Join(dir, "missing")
 	if _, err := evidence.Files([]string{single, missing}); err == nil || !strings.Contains(err.Error(), missing) || !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("Files(a missing path) = %v, want an error that names it", err)

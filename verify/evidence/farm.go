@@ -81,7 +81,9 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 				return out, err
 			}
 		}
-		out = append(out, Split(base.String()+" "+pname, b)...)
+		if out, err = split(out, base.String()+" "+pname, b, MaxPieces); err != nil {
+			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
+		}
 		if next, err = nextPage(base, link); err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}

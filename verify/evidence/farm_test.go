@@ -265,6 +265,21 @@ func TestHostileFarm(t *testing.T) {
 		}
 	})
 
+	t.Run("a page of too many pieces", func(t *testing.T) {
+		// Tiny lines, each a piece: within MaxAnswer, they would cost the
+		// reader gigabytes and minutes as pieces.
+		lines := bytes.Repeat([]byte("{}\n"), evidence.MaxPieces+1)
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(lines) }))
+		t.Cleanup(srv.Close)
+		got, err := (&evidence.Farm{URL: srv.URL}).Artefact(t.Context(), artefact)
+		if !errors.Is(err, evidence.ErrTooMuch) || !strings.Contains(err.Error(), fmt.Sprintf("more than %d pieces", evidence.MaxPieces)) {
+			t.Errorf("Artefact() = %v, want %v", err, evidence.ErrTooMuch)
+		}
+		if len(got) > evidence.MaxPieces {
+			t.Errorf("Artefact() kept %d pieces", len(got))
+		}
+	})
+
 	for _, code := range []int{http.StatusNotFound, http.StatusInternalServerError, http.StatusForbidden} {
 		t.Run(fmt.Sprint("status ", code), func(t *testing.T) {
 			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
