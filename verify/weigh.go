@@ -18,18 +18,28 @@ type weighing struct {
 	artefact lantern.Digest
 	now      time.Time
 
-	revokedBuilder map[string]string    // key id → the revocation's origin
-	revokedAuthor  map[[2]string]string // (key id, name) → the revocation's origin
-	agree          []int                // items of trusted rebuilds to exactly the artefact
+	revokedBuilder map[string]string // key id → the revocation's origin
+	// revokedAuthor holds, by key id, the names (or NAME/... prefixes) it
+	// is no longer an author of, each as an Author, with the revocation's
+	// origin.
+	revokedAuthor map[string][]revokedAuthor
+	agree         []int // items of trusted rebuilds to exactly the artefact
 }
 
 func (w *weighing) items() []Item { return w.d.Evidence }
+
+// revokedAuthor is a revocation of a key as an author of a name, or of every
+// name under a NAME/... prefix, as a policy's authors are named.
+type revokedAuthor struct {
+	name   Author
+	origin string
+}
 
 // revocations collects the revocations the policy honours and marks what
 // they revoke. They only ever take trust away, so every one signed by a key
 // the policy names applies, whatever order they came in.
 func (w *weighing) revocations() {
-	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[[2]string]string{}
+	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[string][]revokedAuthor{}
 	for i := range w.items() {
 		it := &w.d.Evidence[i]
 		t, ok := it.claim.(*lantern.Trust)
@@ -38,7 +48,8 @@ func (w *weighing) revocations() {
 		}
 		it.Reason = ReasonRevocation
 		if t.Relation == lantern.RelationAuthor {
-			w.revokedAuthor[[2]string{t.Key.String(), t.Name}] = it.Origin
+			k := t.Key.String()
+			w.revokedAuthor[k] = append(w.revokedAuthor[k], revokedAuthor{Author{Name: t.Name}, it.Origin})
 			it.Why = fmt.Sprintf("revocation by %s: key %s is no longer an author of %s", it.Signer, t.Key, t.Name)
 		} else {
 			w.revokedBuilder[t.Key.String()] = it.Origin
@@ -52,8 +63,11 @@ func (w *weighing) revocations() {
 		}
 		switch it.claim.(type) {
 		case *lantern.SourceClaim, *lantern.Yank:
-			if o, ok := w.revokedAuthor[[2]string{it.Signer, it.source.Name}]; ok {
-				it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, it.source.Name, o)
+			for _, r := range w.revokedAuthor[it.Signer] {
+				if r.name.authors(it.source.Name) {
+					it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, r.name.Name, r.origin)
+					break
+				}
 			}
 		default:
 			if o, ok := w.revokedBuilder[it.Signer]; ok {
@@ -145,17 +159,15 @@ func (w *weighing) authored() {
 			claimed[k][c.Source.Digest] = it.Origin
 		}
 	}
-	// The sources to ask farms about are those of every trusted rebuild to
-	// the artefact, before the authors' claims are applied: those claims
-	// are among what is asked for.
-	asked := map[string]bool{}
+	// The sources to ask a farm about are those of every trusted rebuild to
+	// the artefact, authored or not yet: their claims are what authors them.
+	sources := map[string]bool{}
 	for _, i := range w.agree {
-		if it := &w.d.Evidence[i]; it.products == nil && !asked[it.source.String()] {
-			asked[it.source.String()] = true
-			w.d.sources = append(w.d.sources, it.source.String())
+		if it := &w.d.Evidence[i]; it.products == nil {
+			sources[it.source.String()] = true
 		}
 	}
-	slices.Sort(w.d.sources)
+	w.d.sources = slices.Sorted(maps.Keys(sources))
 	rebuilt := map[nv]map[lantern.Digest]bool{}
 	kept := w.agree[:0]
 	for _, i := range w.agree {
@@ -275,10 +287,11 @@ func (w *weighing) count() {
 			it.Reason, it.Why = ReasonIgnored, "signed by a trusted key, but says nothing about this artefact"
 		}
 	}
+	// A threshold below 1, of a policy no one validated, verifies nothing.
 	switch {
 	case len(w.d.Contradictions) > 0:
 		w.d.Result = Contradicted
-	case len(w.d.Agreeing) >= w.p.Threshold:
+	case w.p.Threshold >= 1 && len(w.d.Agreeing) >= w.p.Threshold:
 		w.d.Result = Verified
 	default:
 		w.d.Result = NotVerified

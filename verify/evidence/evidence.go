@@ -24,7 +24,8 @@ const (
 	MaxFile = 256 << 20
 	// MaxPiece bounds one piece of evidence: one envelope, bundle or link.
 	MaxPiece = 4 << 20
-	// MaxPieces bounds the pieces read from all sources together.
+	// MaxPieces bounds the pieces read from all files together, and from
+	// one farm's answer to one question (all its pages).
 	MaxPieces = 1 << 20
 )
 
@@ -34,14 +35,23 @@ var ErrTooMuch = errors.New("too much evidence")
 // Split cuts the bytes of one file or answer into pieces: the whole of it
 // when it is one JSON value (an envelope, a bundle or a link, however it is
 // indented), else one piece per non-blank line (JSON Lines), without its
-// line end. A line that is
-// too large is kept, to be reported as unreadable where it stands.
+// line end. A line that is too large is kept, to be reported as unreadable where it stands.
 func Split(origin string, b []byte) []verify.Piece {
+	out, _ := split(nil, origin, b, -1)
+	return out
+}
+
+// split appends the pieces of b to out, as Split makes them, and fails with
+// ErrTooMuch before out holds more than max pieces (if max is not -1): a
+// page of tiny lines, well within MaxAnswer, makes millions of pieces.
+func split(out []verify.Piece, origin string, b []byte, max int) ([]verify.Piece, error) {
 	if json.Valid(b) {
+		if max >= 0 && len(out) >= max {
+			return out, fmt.Errorf("%s: %w: more than %d pieces", origin, ErrTooMuch, max)
+		}
 		// Whole, so that the piece's digest is the file's sha256.
-		return []verify.Piece{{Origin: origin, Raw: b}}
+		return append(out, verify.Piece{Origin: origin, Raw: b}), nil
 	}
-	var out []verify.Piece
 	line := 0
 	for len(b) > 0 {
 		line++
@@ -58,9 +68,12 @@ func Split(origin string, b []byte) []verify.Piece {
 		if len(l) > MaxPiece {
 			l = l[:MaxPiece+1]
 		}
+		if max >= 0 && len(out) >= max {
+			return out, fmt.Errorf("%s: %w: more than %d pieces", origin, ErrTooMuch, max)
+		}
 		out = append(out, verify.Piece{Origin: fmt.Sprintf("%s:%d", origin, line), Raw: l})
 	}
-	return out
+	return out, nil
 }
 
 // Files reads each path, a file or every regular file below a folder, and
@@ -79,9 +92,8 @@ func Files(paths []string) ([]verify.Piece, error) {
 				out = append(out, verify.Piece{Origin: fmt.Sprintf("%s (%v)", f, err)})
 				continue
 			}
-			out = append(out, Split(f, b)...)
-			if len(out) > MaxPieces {
-				return nil, fmt.Errorf("evidence %s: %w: more than %d pieces", path, ErrTooMuch, MaxPieces)
+			if out, err = split(out, f, b, MaxPieces); err != nil {
+				return nil, fmt.Errorf("evidence %s: %w", path, err)
 			}
 		}
 	}

@@ -64,14 +64,14 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 		return nil, err
 	}
 	q.Set("count", fmt.Sprint(pageSize))
-	next := base.JoinPath("/api/v1/evidence")
+	next := endpoint(base)
 	next.RawQuery = q.Encode()
 	var out []verify.Piece
 	for page := 1; next != nil; page++ {
 		if page > MaxPages {
 			return out, fmt.Errorf("%w %s: %w: more than %d pages", ErrFarm, base, ErrTooMuch, MaxPages)
 		}
-		b, link, err := f.page(ctx, next.String())
+		b, link, err := f.page(ctx, base, next.String())
 		if err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
@@ -81,7 +81,9 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 				return out, err
 			}
 		}
-		out = append(out, Split(base.String()+" "+pname, b)...)
+		if out, err = split(out, base.String()+" "+pname, b, MaxPieces); err != nil {
+			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
+		}
 		if next, err = nextPage(base, link); err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
@@ -89,7 +91,7 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 	return out, nil
 }
 
-func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
+func (f *Farm) page(ctx context.Context, base *url.URL, u string) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
@@ -99,13 +101,13 @@ func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
 	if f.Client != nil {
 		c = *f.Client
 	}
-	// A redirect stays on the farm, as a next page does.
-	c.CheckRedirect = func(r *http.Request, via []*http.Request) error {
-		if len(via) >= 5 {
-			return errors.New("more than 5 redirects")
+	// A redirect is followed only on the farm's own endpoint, as a Link is.
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
 		}
-		if r.URL.Scheme != via[0].URL.Scheme || r.URL.Host != via[0].URL.Host {
-			return fmt.Errorf("redirected to %s: a farm's answers come from the farm", r.URL.Redacted())
+		if !onEndpoint(base, req.URL) {
+			return fmt.Errorf("redirected to %.200s: a farm's answer must come from its own /api/v1/evidence; if the farm moved, give its new address", req.URL.Redacted())
 		}
 		return nil
 	}
@@ -127,6 +129,22 @@ func (f *Farm) page(ctx context.Context, u string) ([]byte, string, error) {
 	return b, resp.Header.Get("Link"), nil
 }
 
+// endpoint returns the address of the farm's evidence. JoinPath alone keeps
+// an empty path relative ("api/v1/evidence"), which no absolute path of a
+// Link would equal.
+func endpoint(base *url.URL) *url.URL {
+	u := base.JoinPath("/api/v1/evidence")
+	if !strings.HasPrefix(u.Path, "/") {
+		u.Path, u.RawPath = "/"+u.Path, ""
+	}
+	return u
+}
+
+// onEndpoint reports whether u is the farm's evidence endpoint.
+func onEndpoint(base, u *url.URL) bool {
+	return u.Scheme == base.Scheme && u.Host == base.Host && u.Path == endpoint(base).Path && u.User == nil
+}
+
 // nextPage reads a Link header's next page, which must be on the same farm
 // and the same endpoint: a farm does not get to send its reader elsewhere.
 func nextPage(base *url.URL, link string) (*url.URL, error) {
@@ -143,8 +161,7 @@ func nextPage(base *url.URL, link string) (*url.URL, error) {
 		return nil, fmt.Errorf("Link %.200q: %w", link, err)
 	}
 	u := base.ResolveReference(ref)
-	want := base.JoinPath("/api/v1/evidence")
-	if u.Scheme != base.Scheme || u.Host != base.Host || u.Path != want.Path || u.User != nil {
+	if !onEndpoint(base, u) {
 		return nil, fmt.Errorf("Link %.200q: the next page must be on the same farm's /api/v1/evidence", link)
 	}
 	return u, nil
