@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/lanternfarm/lantern/verify"
 )
@@ -56,7 +57,7 @@ func Split(origin string, b []byte) []verify.Piece {
 		if len(l) > MaxPiece {
 			l = l[:MaxPiece+1]
 		}
-		out = append(out, verify.Piece{Origin: fmt.Sprintf("%s:%d", origin, line), Raw: l})
+		out = append(out, verify.Piece{Origin: origin + ":" + strconv.Itoa(line), Raw: l})
 	}
 	return out
 }
