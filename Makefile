@@ -112,10 +112,16 @@ fuzz:
 # minute a round, six rounds, with a buildkitd of its own). The verify
 # ratio comes from BenchmarkVerifyInterleaved, which alternates the two
 # sides in one run so that a busy moment of the machine slows both alike;
-# BenchmarkStringer takes turns likewise.
+# BenchmarkStringer takes turns likewise. lantern verify's offline ratio
+# comes from BenchmarkDecideBundle (a 1,000-envelope bundle and the bare
+# signature loop over it, taking turns, in CPU time of one core); its
+# latency from BenchmarkVerifyFarm (the whole command against a scheduler
+# on loopback, 400 runs a round).
 bench: buildkitd runc
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 1 -count 5 . ./attest/... | tee bench.out
+	$(GO) test -run '^$$' -bench '^BenchmarkDecideBundle$$' -benchmem -cpu 1 -count 5 -benchtime 20x ./verify/ | tee -a bench.out
 	$(GO) test -run '^$$' -bench . -benchmem -cpu 2 -count 3 ./scheduler/... | tee -a bench.out
+	$(GO) test -run '^$$' -bench '^BenchmarkVerifyFarm$$' -benchmem -cpu 2 -count 3 -benchtime 400x ./cmd/lantern/ | tee -a bench.out
 	LANTERN_BUILDKITD=$(BUILDKITD) $(GO) test -run '^$$' -bench '^BenchmarkStringer$$' -benchtime 1x -count 6 -timeout 30m ./worker/ | tee -a bench.out
 	$(GO) run ./internal/benchtable \
 	  -ratio 'attestation verify / bare ecdsa.VerifyASN1=BenchmarkVerifyInterleaved:ns/attest/BenchmarkVerifyInterleaved:ns/bare<=1.2' \
@@ -125,6 +131,8 @@ bench: buildkitd runc
 	  -target 'claims ingested end to end=BenchmarkIngestClaims:claims/s>=5000' \
 	  -ratio 'claims ingested: open bus / authenticated bus=BenchmarkIngestClaimsOpen:claims/s/BenchmarkIngestClaims:claims/s<=1.1' \
 	  -target 'GET an artefact with 100,000 attestations, p99=BenchmarkGetArtefact/api:p99-ms<=10' \
+	  -ratio 'offline verify of a 1,000-envelope bundle / bare signature loop=BenchmarkDecideBundle:cpu-ns/verify/BenchmarkDecideBundle:cpu-ns/bare<=1.2' \
+	  -target 'lantern verify --farm on loopback, 3 trusted + 50 untrusted, p99=BenchmarkVerifyFarm:p99-ms<=50' \
 	  < bench.out
 
 # run is the first thing to try, as root on a fresh Debian machine: it

@@ -111,8 +111,11 @@ func Decide(p *Policy, artefact lantern.Digest, pieces []Piece, now time.Time) *
 			edKeys = append(edKeys, k)
 		}
 	}
-	for _, pc := range pieces {
-		d.Evidence = append(d.Evidence, weigh(p, builders, edKeys, pc))
+	if len(pieces) > 0 {
+		d.Evidence = make([]Item, len(pieces))
+	}
+	for i, pc := range pieces {
+		d.Evidence[i] = weigh(p, builders, edKeys, pc)
 	}
 	w := &weighing{p: p, d: d, artefact: artefact, now: now}
 	w.revocations()
@@ -132,12 +135,14 @@ func (d *Decision) Sources() []string { return d.sources }
 // policy trusts for what it says.
 func weigh(p *Policy, builders map[string]Key, edKeys []Key, pc Piece) Item {
 	it := Item{Origin: pc.Origin, Digest: lantern.DigestOf(pc.Raw)}
-	if link, err := rebuilderd.Read(pc.Raw); err == nil {
-		it.Kind = "in-toto-link"
-		return weighLink(it, link, edKeys)
-	}
+	// Envelopes first: they are most of the evidence, and no piece is
+	// both (each parser refuses the other's fields).
 	env, err := ReadEnvelope(pc.Raw)
 	if err != nil {
+		if link, lerr := rebuilderd.Read(pc.Raw); lerr == nil {
+			it.Kind = "in-toto-link"
+			return weighLink(it, link, edKeys)
+		}
 		it.Reason, it.Why = ReasonUnreadable, "neither a signed attestation (DSSE envelope, Sigstore bundle) nor a rebuilderd in-toto link: "+err.Error()
 		return it
 	}
@@ -163,7 +168,7 @@ func weigh(p *Policy, builders map[string]Key, edKeys []Key, pc Piece) Item {
 		if r, ok := c.(*lantern.Rebuild); ok {
 			id = r.Builder
 			it.source, it.output, it.finished = r.Source, r.Output, r.Finished
-			it.subject = fmt.Sprintf("%s (%s) %s", r.Source, r.Source.Digest, r.Label)
+			it.subject = r.Source.String() + " (" + r.Source.Digest.String() + ") " + r.Label
 		} else {
 			f := c.(*lantern.RebuildFailure)
 			id, it.source, it.finished = f.Builder, f.Source, f.Finished

@@ -138,7 +138,7 @@ func (it *Item) describe() string {
 		}
 		return "rebuilderd link: " + strings.Join(parts, ", ")
 	}
-	return fmt.Sprintf("rebuilt %s to %s", it.subject, it.output)
+	return "rebuilt " + it.subject + " to " + it.output.String()
 }
 
 // authored applies the authors: where a source's name has authors in the
@@ -273,11 +273,11 @@ func (w *weighing) count() {
 		it := &w.d.Evidence[i]
 		name := w.keyName(it.Signer)
 		if seen[it.Signer] {
-			it.Reason, it.Why = ReasonCounted, fmt.Sprintf("agrees, and builder %s is counted already: %s", name, it.describe())
+			it.Reason, it.Why = ReasonCounted, "agrees, and builder "+name+" is counted already: "+it.describe()
 			continue
 		}
 		seen[it.Signer] = true
-		it.Counts, it.Reason, it.Why = true, ReasonAgrees, fmt.Sprintf("trusted (%s) and agreeing: %s", name, it.describe())
+		it.Counts, it.Reason, it.Why = true, ReasonAgrees, "trusted ("+name+") and agreeing: "+it.describe()
 		w.d.Agreeing = append(w.d.Agreeing, it.Signer)
 	}
 	slices.Sort(w.d.Agreeing)

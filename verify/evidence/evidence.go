@@ -13,6 +13,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 
 	"github.com/lanternfarm/lantern/verify"
 )
@@ -71,7 +72,7 @@ func split(out []verify.Piece, origin string, b []byte, max int) ([]verify.Piece
 		if max >= 0 && len(out) >= max {
 			return out, fmt.Errorf("%s: %w: more than %d pieces", origin, ErrTooMuch, max)
 		}
-		out = append(out, verify.Piece{Origin: fmt.Sprintf("%s:%d", origin, line), Raw: l})
+		out = append(out, verify.Piece{Origin: origin + ":" + strconv.Itoa(line), Raw: l})
 	}
 	return out, nil
 }
