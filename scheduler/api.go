@@ -415,8 +415,14 @@ func (s *Scheduler) getEvidence(w http.ResponseWriter, r *http.Request) error {
 	w.Header().Set("Content-Type", "application/jsonl")
 	var buf bytes.Buffer
 	for _, raw := range raws {
-		if err := json.Compact(&buf, raw); err != nil {
-			return fmt.Errorf("evidence: a stored envelope is not JSON: %w", err)
+		// What workers publish is compact already; only an envelope posted
+		// with line breaks in it needs compacting to stay on one line.
+		if bytes.ContainsAny(raw, "\r\n") {
+			if err := json.Compact(&buf, raw); err != nil {
+				return fmt.Errorf("evidence: a stored envelope is not JSON: %w", err)
+			}
+		} else {
+			buf.Write(raw)
 		}
 		buf.WriteByte('\n')
 	}

@@ -82,6 +82,12 @@ func TestGetEvidence(t *testing.T) {
 		builderB: rebuilt(t, builderB, job, "the output"),
 		builderC: rebuilt(t, builderC, job, "other bytes"),
 	}
+	// One posted with line breaks: served on one line all the same.
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, atts[builderC], "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	atts[builderC] = indented.Bytes()
 	for _, b := range []*keys.Private{builderA, builderB, builderC} {
 		if code := f.do("POST", "/api/v1/attestations", atts[b], nil); code != http.StatusAccepted {
 			t.Fatalf("POST attestation = %d, want 202", code)
