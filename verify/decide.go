@@ -4,6 +4,7 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/lanternfarm/lantern"
@@ -102,22 +103,52 @@ var ReadEnvelope = dsse.Unmarshal
 // Decide weighs the evidence under p for artefact, at time now, and says
 // why each piece counted or not. It does no I/O.
 func Decide(p *Policy, artefact lantern.Digest, pieces []Piece, now time.Time) *Decision {
-	d := &Decision{Artefact: artefact, Policy: p.Digest(), Threshold: p.Threshold, Agreeing: []string{}, Time: now.UTC()}
-	builders := map[string]Key{}
-	var edKeys []Key
+	return Check(p, pieces).Decide(artefact, now)
+}
+
+// Checked is evidence read and its signatures checked under one policy. It
+// can be decided on again, with more evidence added, without checking any
+// signature twice: a reader of farms decides once on what they serve about
+// the artefact, asks about the sources that decision names, and decides
+// again on all of it.
+type Checked struct {
+	p        *Policy
+	builders map[string]Key
+	edKeys   []Key
+	items    []Item
+}
+
+// Check reads pieces and checks their signatures under p.
+func Check(p *Policy, pieces []Piece) *Checked {
+	c := &Checked{p: p, builders: map[string]Key{}}
 	for _, k := range p.Builders {
-		builders[k.ID] = k
+		c.builders[k.ID] = k
 		if k.ed != nil {
-			edKeys = append(edKeys, k)
+			c.edKeys = append(c.edKeys, k)
 		}
 	}
-	if len(pieces) > 0 {
-		d.Evidence = make([]Item, len(pieces))
+	c.Add(pieces)
+	return c
+}
+
+// Add reads more pieces and checks their signatures.
+func (c *Checked) Add(pieces []Piece) {
+	c.items = slices.Grow(c.items, len(pieces))
+	for _, pc := range pieces {
+		c.items = append(c.items, weigh(c.p, c.builders, c.edKeys, pc))
 	}
-	for i, pc := range pieces {
-		d.Evidence[i] = weigh(p, builders, edKeys, pc)
+}
+
+// Decide weighs the checked evidence for artefact, at time now, and says
+// why each piece counted or not. It does no I/O.
+func (c *Checked) Decide(artefact lantern.Digest, now time.Time) *Decision {
+	d := &Decision{Artefact: artefact, Policy: c.p.Digest(), Threshold: c.p.Threshold, Agreeing: []string{}, Time: now.UTC()}
+	if len(c.items) > 0 {
+		// A copy: deciding marks the items, and the next decision starts
+		// from what the signatures alone say.
+		d.Evidence = slices.Clone(c.items)
 	}
-	w := &weighing{p: p, d: d, artefact: artefact, now: now}
+	w := &weighing{p: c.p, d: d, artefact: artefact, now: now}
 	w.revocations()
 	w.rebuilds()
 	w.authored()

@@ -476,3 +476,34 @@ func TestDecideInvalidPolicy(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckedDecidesAgain: evidence checked once and decided on, then added
+// to and decided on again, decides as all of it at once does; the first
+// decision's marks do not carry into the second.
+func TestCheckedDecidesAgain(t *testing.T) {
+	p := newParties(t)
+	pol := withAuthors(policy(2, p.a.key, p.b.key), verify.Author{Name: toolName, Key: p.author.key})
+	first := []verify.Piece{
+		piece(t, "a", p.a.priv, rebuild(p.a.id(), p.s1, label, p.art)),
+		piece(t, "b", p.b.priv, rebuild(p.b.id(), p.s1, label, p.art)),
+		piece(t, "s", p.stranger.priv, rebuild(p.stranger.id(), p.s1, label, p.art)),
+	}
+	more := []verify.Piece{piece(t, "au", p.author.priv, claim(p.s1))}
+	c := verify.Check(&pol, first)
+	if d := c.Decide(p.art, now); d.Result != verify.NotVerified || len(d.Agreeing) != 0 {
+		t.Fatalf("first Decide = %s with %d agreeing, want not-verified (no author's claim yet)\n%s", d.Result, len(d.Agreeing), explain(d))
+	}
+	c.Add(more)
+	got := c.Decide(p.art, now)
+	want := verify.Decide(&pol, p.art, append(first, more...), now)
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(verify.Item{}, verify.Decision{})); diff != "" {
+		t.Errorf("Checked.Decide after Add (-all at once +got):\n%s", diff)
+	}
+	if got.Result != verify.Verified {
+		t.Errorf("after the claim: %s, want verified\n%s", got.Result, explain(got))
+	}
+	// Deciding for another artefact from the same checked evidence.
+	if d := c.Decide(p.other, now); d.Result != verify.NotVerified || len(d.Agreeing) != 0 {
+		t.Errorf("Decide(another artefact) = %s with %d agreeing, want not-verified, none", d.Result, len(d.Agreeing))
+	}
+}

@@ -100,16 +100,15 @@ Examples:
 				if err != nil {
 					return err
 				}
+				checked := verify.Check(p, pieces)
 				var farmErrs []string
 				if len(farms) > 0 {
-					more, errs := fetchEvidence(ctx, p, artefact, farms, *save, pieces)
-					pieces = append(pieces, more...)
-					farmErrs = errs
-					for _, e := range errs {
+					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save)
+					for _, e := range farmErrs {
 						fmt.Fprintf(io.err, "lantern verify: %s\n", e)
 					}
 				}
-				d := verify.Decide(p, artefact, pieces, time.Now())
+				d := checked.Decide(artefact, time.Now())
 				if err := vsaOut.write(io, d, args[0]); err != nil {
 					return err
 				}
@@ -231,13 +230,13 @@ const maxSources = 32
 
 // fetchEvidence asks each farm for the envelopes about the artefact, then
 // about the sources trusted builders rebuilt it from (their other outputs,
-// their claims), keeping what it fetched in saveDir if given. A farm that
-// fails is reported, and the others still count.
-func fetchEvidence(ctx context.Context, p *verify.Policy, artefact lantern.Digest, farms []string, saveDir string, local []verify.Piece) ([]verify.Piece, []string) {
+// their claims), adds them to checked, and keeps what it fetched in saveDir
+// if given. A farm that fails is reported, and the others still count.
+func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lantern.Digest, farms []string, saveDir string) []string {
 	client := &http.Client{Timeout: 2 * time.Minute}
-	var out []verify.Piece
 	var errs []string
 	fs := make([]*evidence.Farm, len(farms))
+	seen := make([]map[lantern.Digest]bool, len(farms))
 	for i, u := range farms {
 		fs[i] = &evidence.Farm{URL: u, Client: client}
 		if saveDir != "" {
@@ -247,39 +246,37 @@ func fetchEvidence(ctx context.Context, p *verify.Policy, artefact lantern.Diges
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
-		out = append(out, got...)
+		seen[i] = map[lantern.Digest]bool{}
+		checked.Add(dedupe(seen[i], got))
 	}
-	first := verify.Decide(p, artefact, append(local[:len(local):len(local)], out...), time.Now())
-	sources := first.Sources()
+	sources := checked.Decide(artefact, time.Now()).Sources()
 	if len(sources) > maxSources {
 		errs = append(errs, fmt.Sprintf("asked about the first %d of %d sources only", maxSources, len(sources)))
 		sources = sources[:maxSources]
 	}
-	for _, f := range fs {
+	for i, f := range fs {
 		for _, s := range sources {
 			got, err := f.Source(ctx, s)
 			if err != nil {
 				errs = append(errs, err.Error())
 			}
-			out = append(out, got...)
+			checked.Add(dedupe(seen[i], got))
 		}
 	}
-	return dedupe(out), errs
+	return errs
 }
 
 // dedupe drops a piece that one farm served twice (as evidence about the
 // artefact and about its source). The same envelope from two farms stays
 // twice: each is listed, and its builder counted once.
-func dedupe(pieces []verify.Piece) []verify.Piece {
-	seen := map[string]bool{}
+func dedupe(seen map[lantern.Digest]bool, pieces []verify.Piece) []verify.Piece {
 	out := pieces[:0]
 	for _, pc := range pieces {
-		farm, _, _ := strings.Cut(pc.Origin, " ")
-		k := farm + " " + lantern.DigestOf(pc.Raw).String()
-		if seen[k] {
+		d := lantern.DigestOf(pc.Raw)
+		if seen[d] {
 			continue
 		}
-		seen[k] = true
+		seen[d] = true
 		out = append(out, pc)
 	}
 	return out
