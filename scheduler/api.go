@@ -410,7 +410,8 @@ func (s *Scheduler) getEvidence(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 		nq.Set("cursor", next)
-		w.Header().Set("Link", fmt.Sprintf("</api/v1/evidence?%s>; rel=\"next\"", nq.Encode()))
+		// Relative to this page, so that it holds behind a proxy's path prefix.
+		w.Header().Set("Link", fmt.Sprintf("<?%s>; rel=\"next\"", nq.Encode()))
 	}
 	w.Header().Set("Content-Type", "application/jsonl")
 	var buf bytes.Buffer

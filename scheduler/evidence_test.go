@@ -28,7 +28,7 @@ func compact(t *testing.T, raw []byte) string {
 	return b.String()
 }
 
-var nextLink = regexp.MustCompile(`^<(/api/v1/evidence\?[^>]*)>; rel="next"$`)
+var nextLink = regexp.MustCompile(`^<(\?[^>]*)>; rel="next"$`)
 
 // evidencePages GETs path and every page its Link leads to, and returns
 // each page's lines.
@@ -58,9 +58,9 @@ func (f *farm) evidencePages(t *testing.T, path string) [][]string {
 		if l := h.Get("Link"); l != "" {
 			m := nextLink.FindStringSubmatch(l)
 			if m == nil {
-				t.Fatalf("GET %s: Link %q, want </api/v1/evidence?...>; rel=\"next\"", path, l)
+				t.Fatalf("GET %s: Link %q, want <?...>; rel=\"next\"", path, l)
 			}
-			path = m[1]
+			path = "/api/v1/evidence" + m[1]
 		}
 	}
 	return pages

@@ -84,7 +84,7 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 		if out, err = split(out, base.String()+" "+pname, b, MaxPieces); err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
-		if next, err = nextPage(base, link); err != nil {
+		if next, err = nextPage(base, next, link); err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
 	}
@@ -145,9 +145,11 @@ func onEndpoint(base, u *url.URL) bool {
 	return u.Scheme == base.Scheme && u.Host == base.Host && u.Path == endpoint(base).Path && u.User == nil
 }
 
-// nextPage reads a Link header's next page, which must be on the same farm
-// and the same endpoint: a farm does not get to send its reader elsewhere.
-func nextPage(base *url.URL, link string) (*url.URL, error) {
+// nextPage reads a Link header's next page, relative to the page it came
+// with (a farm behind a path prefix pages too), which must be on the same
+// farm and the same endpoint: a farm does not get to send its reader
+// elsewhere.
+func nextPage(base, page *url.URL, link string) (*url.URL, error) {
 	if link == "" {
 		return nil, nil
 	}
@@ -160,7 +162,7 @@ func nextPage(base *url.URL, link string) (*url.URL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("Link %.200q: %w", link, err)
 	}
-	u := base.ResolveReference(ref)
+	u := page.ResolveReference(ref)
 	if !onEndpoint(base, u) {
 		return nil, fmt.Errorf("Link %.200q: the next page must be on the same farm's /api/v1/evidence", link)
 	}

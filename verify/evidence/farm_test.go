@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -387,5 +388,34 @@ func TestFarmRedirects(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+// TestFarmBehindPrefix: a farm served under a path prefix (a proxy's
+// /lantern/) pages by the relative Link the scheduler writes, and stays
+// under its prefix.
+func TestFarmBehindPrefix(t *testing.T) {
+	e := [][]byte{envelope(t, 1), envelope(t, 2)}
+	var paths []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		paths = append(paths, r.URL.Path)
+		if r.URL.Path != "/lantern/api/v1/evidence" {
+			http.Error(w, "no such route", http.StatusNotFound)
+			return
+		}
+		if r.URL.Query().Get("cursor") == "" {
+			w.Header().Set("Link", `<?artefact=`+artefact.String()+`&cursor=c1>; rel="next"`)
+			w.Write(append(e[0], '\n'))
+			return
+		}
+		w.Write(append(e[1], '\n'))
+	}))
+	defer srv.Close()
+	got, err := (&evidence.Farm{URL: srv.URL + "/lantern"}).Artefact(t.Context(), artefact)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("Artefact() = %d pieces, %v; want 2 (paths asked: %q)", len(got), err, paths)
+	}
+	if want := []string{"/lantern/api/v1/evidence", "/lantern/api/v1/evidence"}; !slices.Equal(paths, want) {
+		t.Errorf("paths asked %q, want %q", paths, want)
 	}
 }
