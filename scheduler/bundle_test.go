@@ -3,6 +3,8 @@ package scheduler_test
 import (
 	"bytes"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -12,13 +14,14 @@ import (
 	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/bundle"
 	"github.com/lanternfarm/lantern/attest/dsse"
+	"github.com/lanternfarm/lantern/internal/cosigntest"
 	"github.com/lanternfarm/lantern/natsq"
 )
 
 // TestAttestationAsBundle: the API serves a stored attestation as the
 // envelope its builder sent, or with ?format=bundle as a Sigstore bundle of
-// that same envelope with the builder's key hint. The cosign v3 interop test
-// in cmd/lantern verifies such a bundle with the real CLI.
+// that same envelope with the builder's key hint, which the real cosign v3
+// verifies.
 func TestAttestationAsBundle(t *testing.T) {
 	f := newFarm(t, natsq.Config{}, builderA)
 	claim, job := sourceClaim(t, claimKey, "example.org/bundled", lantern.Digest{})
@@ -67,6 +70,24 @@ func TestAttestationAsBundle(t *testing.T) {
 	}
 	if r, ok := v.Claim.(*lantern.Rebuild); !ok || r.Output != lantern.DigestOf([]byte("bundled output")) {
 		t.Errorf("served bundle verifies to %+v", v.Claim)
+	}
+
+	// The real cosign v3 verifies the served bundle for the artefact it is
+	// about, and for no other.
+	dir := t.TempDir()
+	for name, b := range map[string][]byte{
+		"builder.pub": builderA.Public().MarshalPEM(), "att.sigstore.json": []byte(body),
+		"artefact": []byte("bundled output"), "other": []byte("other output"),
+	} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if r := cosigntest.VerifyBundle(t, dir, "builder.pub", attest.PredicateSLSAProvenance, "att.sigstore.json", "artefact"); r.Code != 0 {
+		t.Errorf("cosign v3 verify-blob-attestation --bundle (served) exited %d:\n%s", r.Code, r.Stderr)
+	}
+	if r := cosigntest.VerifyBundle(t, dir, "builder.pub", attest.PredicateSLSAProvenance, "att.sigstore.json", "other"); r.Code == 0 {
+		t.Errorf("cosign v3 verified the served bundle for another artefact:\n%s", r.Stderr)
 	}
 
 	if code, _, body := f.get(path + "?format=cosign"); code != http.StatusBadRequest || !strings.Contains(body, "format=bundle") {
