@@ -50,7 +50,12 @@ func Run(t testing.TB, dir, password string, args ...string) Result {
 	t.Helper()
 	cmd := exec.Command(V3(t), args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "HOME="+dir, "COSIGN_PASSWORD="+password, "COSIGN_YES=true")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "COSIGN_") && !strings.HasPrefix(kv, "SIGSTORE_") && !strings.HasPrefix(kv, "HOME=") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, "HOME="+dir, "COSIGN_PASSWORD="+password, "COSIGN_YES=true")
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
