@@ -4,6 +4,7 @@
 GO       ?= go
 BIN      := $(CURDIR)/bin
 COSIGN   := $(BIN)/cosign
+COSIGN3  := $(BIN)/cosign3
 BUILDKITD := $(BIN)/buildkitd
 BUILDCTL  := $(BIN)/buildctl
 NATS_SERVER := $(BIN)/nats-server
@@ -15,7 +16,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 clean clean-cache
 
 all: build
 
@@ -24,14 +25,22 @@ build:
 
 # deps installs what the tests need. The cosign CLI is built from the Go
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
-# module, so cosign's dependencies stay out of Lantern's); buildkitd likewise
-# from tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
-deps: cosign buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2
+# module, so cosign's dependencies stay out of Lantern's), and cosign v3 as
+# bin/cosign3 from tools/cosign3 likewise; buildkitd likewise from
+# tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
+deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
 	@echo "== building the cosign CLI from tools/cosign (first time: a few minutes)"
 	cd tools/cosign && $(GO) build -o $(COSIGN) github.com/sigstore/cosign/v2/cmd/cosign
+
+# cosign v3 writes and reads Sigstore bundles (--bundle); the interop tests
+# run both majors.
+cosign3: $(COSIGN3)
+$(COSIGN3): tools/cosign3/go.mod tools/cosign3/go.sum
+	@echo "== building the cosign v3 CLI from tools/cosign3 (first time: a few minutes)"
+	cd tools/cosign3 && $(GO) build -o $(COSIGN3) github.com/sigstore/cosign/v3/cmd/cosign
 
 # buildkitd, the build sandbox's daemon, is built from the BuildKit module
 # pinned in tools/buildkit/go.mod ('go install ...@version' is refused
@@ -95,7 +104,7 @@ test: deps unit fuzz
 unit:
 	$(GO) vet ./...
 	@mkdir -p $(CURDIR)/test-output
-	LANTERN_COSIGN=$(COSIGN) LANTERN_BUILDKITD=$(BUILDKITD) LANTERN_NATS_SERVER=$(NATS_SERVER) $(GO) test -count=1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-output ./...
+	LANTERN_COSIGN=$(COSIGN) LANTERN_COSIGN3=$(COSIGN3) LANTERN_BUILDKITD=$(BUILDKITD) LANTERN_NATS_SERVER=$(NATS_SERVER) $(GO) test -count=1 -timeout 60m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # fuzz runs every Fuzz target of every package for FUZZTIME executions.
 fuzz:

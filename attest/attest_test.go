@@ -1,6 +1,7 @@
 package attest_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -325,6 +326,40 @@ func TestTimesThatCannotBeWrittenBack(t *testing.T) {
 			_, err = attest.Verify(env, k.Public())
 			if !errors.Is(err, attest.ErrMalformed) || !strings.Contains(err.Error(), "want RFC 3339 in years 0000–9999") {
 				t.Fatalf("Verify() = %v, want %v about the time", err, attest.ErrMalformed)
+			}
+		})
+	}
+}
+
+// TestStatementV01: a Statement/v0.1, as cosign writes for 'attest-blob
+// --predicate', verifies to the same claim as the v1 statement it copies;
+// the _type is signed, so nobody can change it on the way.
+func TestStatementV01(t *testing.T) {
+	k := newKey(t)
+	for _, ex := range claims(k.ID()) {
+		t.Run(ex.Name, func(t *testing.T) {
+			st, err := attest.NewStatement(ex.Claim)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st.Type = attest.StatementTypeV01
+			env, err := attest.SignStatement(st, k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			v, err := attest.Verify(env, k.Public())
+			if err != nil {
+				t.Fatalf("Verify(v0.1) = %v", err)
+			}
+			if diff := cmp.Diff(ex.Claim, v.Claim); diff != "" {
+				t.Errorf("claim changed (-signed +verified):\n%s", diff)
+			}
+			if v.Statement.Type != attest.StatementTypeV01 {
+				t.Errorf("_type = %q, want %q", v.Statement.Type, attest.StatementTypeV01)
+			}
+			env.Payload = bytes.Replace(env.Payload, []byte(attest.StatementTypeV01), []byte(attest.StatementType), 1)
+			if _, err := attest.Verify(env, k.Public()); !errors.Is(err, dsse.ErrSignature) {
+				t.Errorf("Verify(_type changed to v1 after signing) = %v, want dsse.ErrSignature", err)
 			}
 		})
 	}

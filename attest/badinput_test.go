@@ -193,12 +193,23 @@ var badInputs = []badInput{
 		},
 	},
 	{
-		file: "statement-type-v0.1.json",
-		why:  "_type https://in-toto.io/Statement/v0.1, not v1",
-		want: attest.ErrStatementType, msg: "https://in-toto.io/Statement/v0.1", signed: true,
+		file: "statement-type-v2.json",
+		why:  "_type https://in-toto.io/Statement/v2, not v1 (nor v0.1, which cosign writes)",
+		want: attest.ErrStatementType, msg: "https://in-toto.io/Statement/v2", signed: true,
 		make: func(t *testing.T, g *badGen) []byte {
 			st := g.statement(t, lantern.KindSource)
-			st["_type"] = "https://in-toto.io/Statement/v0.1"
+			st["_type"] = "https://in-toto.io/Statement/v2"
+			return g.signed(t, st)
+		},
+	},
+	{
+		file: "statement-v0.1-subject-uri.json",
+		why:  "a Statement/v0.1 whose subject has a uri, a field only v1 has",
+		want: attest.ErrSubject, msg: `"uri" in a Statement/v0.1 subject`, signed: true,
+		make: func(t *testing.T, g *badGen) []byte {
+			st := g.statement(t, lantern.KindSource)
+			st["_type"] = attest.StatementTypeV01
+			st["subject"].([]any)[0].(map[string]any)["uri"] = "https://example.org/hello-1.2.3.zip"
 			return g.signed(t, st)
 		},
 	},

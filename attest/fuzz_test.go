@@ -94,6 +94,12 @@ func FuzzParseStatement(f *testing.F) {
 			f.Fatal(err)
 		}
 		f.Add(b)
+		// As a Statement/v0.1, which cosign's attest-blob --predicate writes.
+		st.Type = attest.StatementTypeV01
+		if b, err = json.Marshal(st); err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
 	}
 	// The statements inside the corpus of bad envelopes.
 	for _, b := range corpusEnvelopes(f) {

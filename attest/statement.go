@@ -30,6 +30,13 @@ const (
 	PayloadType   = "application/vnd.in-toto+json"
 	StatementType = "https://in-toto.io/Statement/v1"
 
+	// StatementTypeV01 is the _type of an in-toto Statement v0.1, which
+	// cosign (v2 and v3) writes for 'attest-blob --predicate'. Lantern reads
+	// it, never writes it: v1 only added fields to v0.1's subject, so a v0.1
+	// statement whose subjects have just name and digest means what the
+	// same statement says as v1.
+	StatementTypeV01 = "https://in-toto.io/Statement/v0.1"
+
 	// URIBase prefixes Lantern's own predicate and build types.
 	URIBase = "https://lanternfarm.github.io/lantern/"
 
@@ -72,13 +79,14 @@ type Statement struct {
 type Subject = ResourceDescriptor
 
 // ParseStatement parses an in-toto Statement v1 strictly: only the standard
-// fields, the v1 _type, at least one subject, each with a sha256 digest.
+// fields, the v1 _type (or v0.1's, whose subjects have name and digest
+// only), at least one subject, each with a sha256 digest.
 func ParseStatement(b []byte) (*Statement, error) {
 	s, err := decodeStatement(b)
 	if err != nil {
 		return nil, fmt.Errorf("statement: %w", err)
 	}
-	if s.Type != StatementType {
+	if s.Type != StatementType && s.Type != StatementTypeV01 {
 		return nil, fmt.Errorf("statement: %w: %q, want %q", ErrStatementType, truncate(s.Type), StatementType)
 	}
 	if len(s.Subject) == 0 {
@@ -88,6 +96,11 @@ func ParseStatement(b []byte) (*Statement, error) {
 		if _, err := sub.SHA256(); err != nil {
 			return nil, fmt.Errorf("statement: subject[%d]: %w", i, err)
 		}
+		if s.Type == StatementTypeV01 {
+			if f := v1OnlyField(sub); f != "" {
+				return nil, fmt.Errorf("statement: subject[%d]: %w: %q in a Statement/v0.1 subject, which has name and digest only", i, ErrSubject, f)
+			}
+		}
 	}
 	if s.PredicateType == "" {
 		return nil, fmt.Errorf("statement: %w: missing", ErrPredicateType)
@@ -96,6 +109,22 @@ func ParseStatement(b []byte) (*Statement, error) {
 		return nil, fmt.Errorf("statement: %w: no predicate", ErrMalformed)
 	}
 	return s, nil
+}
+
+// v1OnlyField names a field of rd that a v0.1 subject cannot have, or
+// returns "".
+func v1OnlyField(rd ResourceDescriptor) string {
+	switch {
+	case rd.URI != "":
+		return "uri"
+	case rd.DownloadLocation != "":
+		return "downloadLocation"
+	case rd.MediaType != "":
+		return "mediaType"
+	case rd.Annotations != nil:
+		return "annotations"
+	}
+	return ""
 }
 
 // HasSubject reports whether d is the sha256 of one of the statement's

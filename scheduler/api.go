@@ -19,6 +19,7 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/bundle"
 	"github.com/lanternfarm/lantern/attest/dsse"
 )
 
@@ -27,6 +28,7 @@ import (
 //	POST /api/v1/claims                        a signed source claim (the DSSE envelope) → 202, its job
 //	POST /api/v1/attestations                  a builder's signed attestation → 202
 //	GET  /api/v1/attestations/{digest}         the signed envelope itself, as the builder sent it
+//	GET  /api/v1/attestations/{digest}?format=bundle  the same in a Sigstore bundle v0.3 (cosign v3's --bundle)
 //	GET  /api/v1/attestations/{digest}/log     the build log it names, as text
 //	GET  /api/v1/artefacts/{digest}            verdicts on it; who built it, from what
 //	GET  /api/v1/artefacts/{digest}/attestations?count=N&cursor=C&builder=K
@@ -287,13 +289,30 @@ func (s *Scheduler) getAttestation(w http.ResponseWriter, r *http.Request) error
 	if err != nil {
 		return err
 	}
+	format := r.URL.Query().Get("format")
+	if format != "" && format != "dsse" && format != "bundle" {
+		return apiErr(http.StatusBadRequest, fmt.Sprintf("unknown format %q", format), "leave format out (or give dsse) for the DSSE envelope, or give format=bundle for a Sigstore bundle")
+	}
 	a, err := s.st.Attestation(r.Context(), d)
 	if err != nil {
 		return err
 	}
+	body, name := a.Raw, d.Hex()[:16]+".intoto.json"
+	if format == "bundle" {
+		// The same signed envelope in a Sigstore bundle v0.3, with its
+		// builder's key hint: what cosign v3 verifies with --bundle.
+		env, err := dsse.Unmarshal(a.Raw)
+		if err != nil {
+			return fmt.Errorf("attestation %s as a bundle: %w", d, err)
+		}
+		if body, err = bundle.New(env, bundle.KeyHint(a.Builder)); err != nil {
+			return fmt.Errorf("attestation %s as a bundle: %w", d, err)
+		}
+		name = d.Hex()[:16] + ".sigstore.json"
+	}
 	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", d.Hex()[:16]+".intoto.json"))
-	_, err = w.Write(a.Raw)
+	w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", name))
+	_, err = w.Write(body)
 	return err
 }
 

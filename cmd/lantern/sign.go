@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"sort"
 	"strings"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/bundle"
 	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
 )
@@ -123,7 +125,8 @@ Example:
 			post := f.String("post", "", "post the signed claim to the scheduler at `URL` (such as http://127.0.0.1:8080) and print its job")
 			arts := artefactFlag{}
 			f.Var(arts, "artefact", "a published artefact, `LABEL=sha256:<hex>` or LABEL=FILE (repeat for more)")
-			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
+			out := f.String("o", "", "write the envelope to `FILE` (default standard output, unless --bundle is given)")
+			bundleOut := f.String("bundle", "", "write the claim as a Sigstore bundle v0.3 (cosign v3's format) to `FILE`; with -o, the envelope too")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("claim sign takes no arguments, got %q", args)
@@ -149,11 +152,16 @@ Example:
 					return err
 				}
 				if *post == "" {
-					return signAndWrite(io, c, k, *out)
+					return signAndWrite(io, c, k, *out, *bundleOut)
 				}
 				env, err := attest.Sign(c, k)
 				if err != nil {
 					return err
+				}
+				if *bundleOut != "" {
+					if err := writeBundle(io, env, k, *bundleOut); err != nil {
+						return err
+					}
 				}
 				b, err := json.Marshal(env)
 				if err != nil {
@@ -188,14 +196,18 @@ func attestSignCommand() command {
 this key built NAME@VERSION (source S) and got LABEL with this sha256". It is
 the same SLSA Provenance v1 attestation a Lantern worker makes, so a
 maintainer's CI can sign its own release build and stand beside the farm's
-builders. The cosign CLI verifies it:
+builders. With --bundle it is also written as a Sigstore bundle v0.3, the
+format cosign v3 writes and reads. The cosign CLI verifies either:
 
   cosign verify-blob-attestation --key KEY.pub --type https://slsa.dev/provenance/v1 \
-    --insecure-ignore-tlog --signature ENVELOPE ARTEFACT
+    --insecure-ignore-tlog --bundle BUNDLE ARTEFACT          (cosign v3)
+  cosign verify-blob-attestation --key KEY.pub --type https://slsa.dev/provenance/v1 \
+    --insecure-ignore-tlog --signature ENVELOPE ARTEFACT     (cosign v2)
 
 Example:
   lantern attest sign --key ci.key --source example.org/hello@v1.2.0 \
-    --source-digest sha256:2c26...  --label hello-linux-amd64 -o hello.att.json dist/hello`,
+    --source-digest sha256:2c26...  --label hello-linux-amd64 \
+    -o hello.att.json --bundle hello.sigstore.json dist/hello`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "private key `FILE` (default $LANTERN_KEY)")
 			var src sourceFlags
@@ -205,7 +217,8 @@ Example:
 			buildType := f.String("build-type", attest.BuildTypeMaintainer, "`URI` naming how it was built")
 			logFile := f.String("log", "", "the build log `FILE`; its digest is recorded")
 			started := f.String("started", "", "when the build started, `RFC3339` (default: not recorded)")
-			out := f.String("o", "", "write the envelope to `FILE` (default standard output)")
+			out := f.String("o", "", "write the envelope to `FILE` (default standard output, unless --bundle is given)")
+			bundleOut := f.String("bundle", "", "write the attestation as a Sigstore bundle v0.3 (cosign v3's format) to `FILE`; with -o, the envelope too")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
 					return usagef("attest sign takes one ARTEFACT, the file that was built; got %d arguments", len(args))
@@ -251,22 +264,42 @@ Example:
 				if err := r.Validate(); err != nil {
 					return usagef("%v", err)
 				}
-				return signAndWrite(io, r, k, *out)
+				return signAndWrite(io, r, k, *out, *bundleOut)
 			}
 		},
 	}
 }
 
-func signAndWrite(io *stdio, c lantern.Claim, k *keys.Private, out string) error {
+// signAndWrite signs c and writes the envelope to out (standard output when
+// empty, unless bundleOut is given) and the bundle to bundleOut.
+func signAndWrite(io *stdio, c lantern.Claim, k *keys.Private, out, bundleOut string) error {
 	env, err := attest.Sign(c, k)
 	if err != nil {
 		return err
+	}
+	if bundleOut != "" {
+		if err := writeBundle(io, env, k, bundleOut); err != nil {
+			return err
+		}
+		if out == "" {
+			return nil
+		}
 	}
 	b, err := json.Marshal(env)
 	if err != nil {
 		return err
 	}
 	return writeOutput(io, out, append(b, '\n'))
+}
+
+// writeBundle writes env as a Sigstore bundle with k's key hint, in cosign's
+// form.
+func writeBundle(io *stdio, env *dsse.Envelope, k *keys.Private, path string) error {
+	b, err := bundle.New(env, bundle.KeyHint(k.ID()))
+	if err != nil {
+		return err
+	}
+	return writeOutput(io, path, append(b, '\n'))
 }
 
 func claimVerifyCommand() command {
@@ -285,7 +318,8 @@ func verifyCommand(name string) command {
 		args:    "ENVELOPE [ARTEFACT]",
 		summary: "verify a signed attestation or claim, and optionally its artefact",
 		long: `Verify checks that ENVELOPE (a DSSE envelope, from Lantern or from
-'cosign attest-blob') is signed by the public key, that its statement is a
+'cosign attest-blob', bare or inside a Sigstore bundle as 'cosign attest-blob
+--bundle' and 'lantern attest sign --bundle' write it) is signed by the public key, that its statement is a
 well-formed Lantern claim, and — given ARTEFACT — that the artefact's sha256
 is the attested subject. It prints what was verified; it exits 1 if any check
 fails, naming the check.
@@ -303,14 +337,9 @@ Example:
 				if err != nil {
 					return err
 				}
-				f, err := os.Open(args[0])
+				env, err := readEnvelopeFile(args[0])
 				if err != nil {
-					return fmt.Errorf("read envelope: %w", err)
-				}
-				env, err := dsse.Parse(f)
-				f.Close()
-				if err != nil {
-					return fmt.Errorf("%s: %w", args[0], err)
+					return err
 				}
 				v, err := attest.Verify(env, pub)
 				if err != nil {
@@ -342,6 +371,28 @@ Example:
 			}
 		},
 	}
+}
+
+// readEnvelopeFile reads a DSSE envelope, bare or in a Sigstore bundle,
+// from a file of at most bundle.MaxSize bytes.
+func readEnvelopeFile(path string) (*dsse.Envelope, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("read envelope: %w", err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, bundle.MaxSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("read envelope %s: %w", path, err)
+	}
+	if len(b) > bundle.MaxSize {
+		return nil, fmt.Errorf("%s: %w: more than %d bytes", path, bundle.ErrTooLarge, bundle.MaxSize)
+	}
+	env, err := attest.ReadEnvelope(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return env, nil
 }
 
 func subjects(st *attest.Statement) string {
