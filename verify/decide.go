@@ -9,7 +9,6 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest"
-	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/rebuilderd"
 )
 
@@ -96,9 +95,6 @@ type Decision struct {
 	sources []string
 }
 
-// ReadEnvelope reads a DSSE envelope from a piece's bytes. It is a variable
-// so that other envelope formats (Sigstore bundles) can be read the same way.
-var ReadEnvelope = dsse.Unmarshal
 
 // Decide weighs the evidence under p for artefact, at time now, and says
 // why each piece counted or not. It does no I/O.
@@ -168,7 +164,7 @@ func weigh(p *Policy, builders map[string]Key, edKeys []Key, pc Piece) Item {
 	it := Item{Origin: pc.Origin, Digest: lantern.DigestOf(pc.Raw)}
 	// Envelopes first: they are most of the evidence, and no piece is
 	// both (each parser refuses the other's fields).
-	env, err := ReadEnvelope(pc.Raw)
+	env, err := attest.ReadEnvelope(pc.Raw) // a DSSE envelope, or a Sigstore bundle of one
 	if err != nil {
 		if link, lerr := rebuilderd.Read(pc.Raw); lerr == nil {
 			it.Kind = "in-toto-link"

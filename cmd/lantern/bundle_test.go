@@ -161,6 +161,21 @@ func TestLanternReadsCosignV3Bundle(t *testing.T) {
 	putFile(t, dir, "lying.sigstore.json", string(lying))
 	runLantern(t, dir, nil, "attest", "verify", "--key", "stranger.pub", "lying.sigstore.json", "hello-linux-amd64").fails(t, "the key the hint names", 1, "signature does not verify")
 	runLantern(t, dir, nil, "attest", "verify", "--key", "lantern.pub", "lying.sigstore.json", "hello-linux-amd64").must(t, "lantern attest verify with a lying hint, the signer's key")
+
+	// lantern verify counts cosign's bundle when its key is trusted, and
+	// only then (issue 11, must-show 5).
+	r3 := runLantern(t, dir, nil, "verify", "--trust", "lantern.pub", "--evidence", "cosign.sigstore.json", "hello-linux-amd64").must(t, "lantern verify of cosign's bundle")
+	if !strings.Contains(r3.stdout, "+ cosign.sigstore.json: trusted (lantern.pub) and agreeing") {
+		t.Errorf("lantern verify did not count cosign's bundle:\n%s", r3.stdout)
+	}
+	r3 = runLantern(t, dir, nil, "verify", "--trust", "stranger.pub", "--evidence", "cosign.sigstore.json", "hello-linux-amd64")
+	r3.fails(t, "lantern verify of cosign's bundle, its key not trusted", 1, "0 of 1")
+	if !strings.Contains(r3.stdout, "untrusted key") {
+		t.Errorf("lantern verify did not say cosign's bundle is by an untrusted key:\n%s", r3.stdout)
+	}
+	// Its bundle and Lantern's own envelope of the same statement are one
+	// builder's evidence: counted once.
+	runLantern(t, dir, nil, "verify", "--trust", "lantern.pub", "--threshold", "2", "--evidence", "cosign.sigstore.json", "--evidence", "lantern.json", "hello-linux-amd64").fails(t, "lantern verify, one builder's envelope and bundle", 1, "1 of 2")
 }
 
 func readPub(t *testing.T, path string) *keys.Public {

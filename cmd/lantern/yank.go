@@ -47,7 +47,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				return signAndWrite(io, y, k, *out)
+				return signAndWrite(io, y, k, *out, "")
 			}
 		},
 	}
@@ -100,7 +100,7 @@ Example:
 				if err != nil {
 					return err
 				}
-				if err := signAndWrite(io, t, k, *out); err != nil {
+				if err := signAndWrite(io, t, k, *out, ""); err != nil {
 					return err
 				}
 				if *out != "" {
