@@ -95,7 +95,6 @@ type Decision struct {
 	sources []string
 }
 
-
 // Decide weighs the evidence under p for artefact, at time now, and says
 // why each piece counted or not. It does no I/O.
 func Decide(p *Policy, artefact lantern.Digest, pieces []Piece, now time.Time) *Decision {
