@@ -38,7 +38,11 @@ func FuzzRedactURL(f *testing.F) {
 	f.Add("tls://", "", "tok3n-secret", "farm.example.org:4222")
 	f.Add("", "u", "pa/ss@wo:rd", "[::1]:4222")
 	f.Fuzz(func(t *testing.T, scheme, user, pass, host string) {
-		if len(pass) < 6 || strings.Contains(scheme+user+host, pass) || strings.ContainsAny(user+pass+host+scheme, ",") || strings.Contains(host, "@") {
+		// Skipped: a password that the redacted URLs hold anyway, made of
+		// their scheme, "redacted@" and host (a password "@host" is in
+		// "redacted@host" without being leaked).
+		redacted := "nats://redacted@x," + scheme + "redacted@" + host + ",nats://y"
+		if len(pass) < 6 || strings.Contains(scheme+user+host, pass) || strings.Contains(redacted, pass) || strings.ContainsAny(user+pass+host+scheme, ",") || strings.Contains(host, "@") {
 			t.Skip()
 		}
 		url := scheme + user + ":" + pass + "@" + host
