@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/verify"
@@ -105,7 +108,7 @@ Examples:
 				if len(farms) > 0 {
 					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save)
 					for _, e := range farmErrs {
-						fmt.Fprintf(io.err, "lantern verify: %s\n", e)
+						fmt.Fprintf(io.err, "lantern verify: %s\n", printable(e))
 					}
 				}
 				d := checked.Decide(artefact, time.Now())
@@ -298,6 +301,29 @@ func saver(dir, farm string) func(string, []byte) error {
 	}
 }
 
+// printable escapes, as Go does in a quoted string, every character of s
+// that is not printable: line ends, terminal escapes, bidirectional
+// overrides, invalid UTF-8. Evidence names and says things an attacker
+// chose (the names of files handed over, a farm's error answers, the
+// reason a hostile source failed to build), and none of it may print a line
+// of its own, one that looks like another piece's or the verdict, or move
+// the terminal's cursor.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], string(utf8.RuneError)):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == ' ' || unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
+}
+
 // printDecision writes the decision and returns the error that makes the
 // exit code: nil (0) verified, 1 not verified, 3 contradicted.
 func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool) error {
@@ -317,10 +343,10 @@ func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool
 			if e.Counts {
 				mark = "+"
 			}
-			fmt.Fprintf(io.out, "%s %s: %s\n", mark, e.Origin, e.Why)
+			fmt.Fprintf(io.out, "%s %s: %s\n", mark, printable(e.Origin), printable(e.Why))
 		}
 		for _, c := range d.Contradictions {
-			fmt.Fprintf(io.out, "! %s\n", c)
+			fmt.Fprintf(io.out, "! %s\n", printable(c))
 		}
 		fmt.Fprintf(io.out, "%s: %s, %d of %d trusted builders agree\n", d.Artefact, d.Result, len(d.Agreeing), d.Threshold)
 	}
@@ -328,7 +354,7 @@ func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool
 	case verify.Verified:
 		return nil
 	case verify.Contradicted:
-		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", d.Artefact, strings.Join(d.Contradictions, "; "))}
+		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", d.Artefact, printable(strings.Join(d.Contradictions, "; ")))}
 	}
 	return fmt.Errorf("%s: not verified: %d of %d trusted builders agree", d.Artefact, len(d.Agreeing), d.Threshold)
 }

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestVerifyOutputCannotBeForged: what an attacker names or says reaches
+// lantern verify's output (the names of the files it hands over, a farm's
+// error answers, a trusted builder's failure reasons from a hostile
+// source's build), but never as a line of its own or as a terminal escape:
+// every line of the decision is one piece's, a contradiction or the
+// verdict, and no control character gets through.
+func TestVerifyOutputCannotBeForged(t *testing.T) {
+	dir := t.TempDir()
+	sample := func(p string) []byte {
+		b, err := os.ReadFile(filepath.Join("..", "..", "testdata", "rebuilderd", p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	pkg := putFile(t, dir, "pkg", string(sample("filesystem-2025.10.12-1-any.pkg.tar.zst")))
+	key := putFile(t, dir, "rebuilder.pub", string(sample("reproducible-archlinux.pub")))
+	ev := filepath.Join(dir, "ev")
+	if err := os.Mkdir(ev, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// An untrusted piece whose file name forges a counting line, a
+	// contradiction and the verdict, and clears the terminal's line.
+	forged := "x\n+ a.link: trusted (a.pub) and agreeing\n! nothing contradicts\n\x1b[2K\rsha256:00: verified, 2 of 1 trusted builders agree\n\u202e"
+	if err := os.WriteFile(filepath.Join(ev, forged), []byte("not evidence\x1b[31m\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// A hostile farm's error answer.
+	farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, "\x1b]0;owned\x07\nlantern verify: verified by the farm\x1b[2K", http.StatusInternalServerError)
+	}))
+	defer farm.Close()
+
+	for _, tc := range []struct {
+		name string
+		args []string
+		code int
+	}{
+		{"untrusted", []string{"verify", "--trust", key, "--evidence", ev, pkg}, 1},
+		{"untrusted, and a hostile farm", []string{"verify", "--trust", key, "--evidence", ev, "--farm", farm.URL, pkg}, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := runLantern(t, dir, nil, tc.args...)
+			if r.code != tc.code {
+				t.Fatalf("exit %d, want %d\nstdout: %s\nstderr: %s", r.code, tc.code, r.stdout, r.stderr)
+			}
+			lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "- ") || !strings.HasPrefix(lines[1], "sha256:") {
+				t.Errorf("verify printed %d lines, want 2 (the one piece's, the verdict):\n%s", len(lines), r.stdout)
+			}
+			for _, out := range []string{r.stdout, r.stderr} {
+				for _, c := range out {
+					if c != '\n' && (c < ' ' || c == 0x7f || c == '\u202e') {
+						t.Errorf("verify wrote the control character %q:\n%q", c, out)
+						break
+					}
+				}
+			}
+			for _, l := range strings.Split(strings.TrimSuffix(r.stderr, "\n"), "\n") {
+				if !strings.HasPrefix(l, "lantern verify: ") && !strings.HasPrefix(l, "lantern: ") {
+					t.Errorf("verify wrote a line on stderr that is not its own: %q", l)
+				}
+			}
+		})
+	}
+}
