@@ -288,14 +288,26 @@ func dedupe(seen map[lantern.Digest]bool, pieces []verify.Piece) []verify.Piece 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // saver writes a farm's pages below dir, in a folder named for the farm.
+// It writes through an os.Root: dir may have come from someone else (a
+// folder of evidence handed over, refreshed here), and a symbolic link in it
+// where the farm's folder or a page goes must not carry a farm's answer to
+// a file outside dir.
 func saver(dir, farm string) func(string, []byte) error {
-	sub := filepath.Join(dir, unsafeName.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(farm, "https://"), "http://"), "_"))
+	sub := unsafeName.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(farm, "https://"), "http://"), "_")
 	return func(name string, b []byte) error {
-		if err := os.MkdirAll(sub, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("--save: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(sub, name), b, 0o644); err != nil {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
 			return fmt.Errorf("--save: %w", err)
+		}
+		defer root.Close()
+		if err := root.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("--save %s: %w", dir, err)
+		}
+		if err := root.WriteFile(filepath.Join(sub, name), b, 0o644); err != nil {
+			return fmt.Errorf("--save %s: %w", dir, err)
 		}
 		return nil
 	}

@@ -75,3 +75,63 @@ func TestVerifyOutputCannotBeForged(t *testing.T) {
 		})
 	}
 }
+
+// TestVerifySaveStaysInDir: --save DIR writes only below DIR, even when DIR
+// came from someone else (a folder of evidence handed over, refreshed
+// from a farm) and holds symbolic links where the farm's folder or a page
+// will be written: through them, a hostile farm's answer would overwrite
+// any file the user can write.
+func TestVerifySaveStaysInDir(t *testing.T) {
+	dir := t.TempDir()
+	key, err := filepath.Abs(filepath.Join("..", "..", "testdata", "rebuilderd", "reproducible-archlinux.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("the farm's answer\n"))
+	}))
+	defer farm.Close()
+	art := "sha256:" + sha256hex("the artefact")
+	page := "artefact-" + sha256hex("the artefact") + "-001.jsonl"
+	farmDir := strings.NewReplacer("http://", "", ":", "_").Replace(farm.URL)
+
+	outside := filepath.Join(dir, "outside")
+	if err := os.Mkdir(outside, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	victim := putFile(t, outside, "victim", "the user's file")
+
+	// The farm's folder is a link to a folder outside DIR.
+	save1 := filepath.Join(dir, "save1")
+	if err := os.Mkdir(save1, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(save1, farmDir)); err != nil {
+		t.Fatal(err)
+	}
+	// The page is a link to a file outside DIR.
+	save2 := filepath.Join(dir, "save2")
+	if err := os.MkdirAll(filepath.Join(save2, farmDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(victim, filepath.Join(save2, farmDir, page)); err != nil {
+		t.Fatal(err)
+	}
+	// A fresh DIR, below a folder that is not there yet, gets the page.
+	save3 := filepath.Join(dir, "new", "save3")
+	for _, save := range []string{save1, save2, save3} {
+		r := runLantern(t, dir, nil, "verify", "--trust", key, "--farm", farm.URL, "--save", save, art)
+		if r.code != 1 {
+			t.Errorf("verify --save %s: exit %d, want 1\nstdout: %s\nstderr: %s", save, r.code, r.stdout, r.stderr)
+		}
+	}
+	if got := readFile(t, filepath.Join(save3, farmDir, page)); got != "the farm's answer\n" {
+		t.Errorf("verify --save wrote %q, want the farm's answer", got)
+	}
+	if got := readFile(t, victim); got != "the user's file" {
+		t.Errorf("a file outside --save DIR was overwritten with %q", got)
+	}
+	if _, err := os.Lstat(filepath.Join(outside, page)); err == nil {
+		t.Errorf("verify --save wrote %s outside DIR", filepath.Join(outside, page))
+	}
+}
