@@ -45,7 +45,8 @@ A policy file is JSON, with key files relative to it (or PEM keys written out):
 
 The evidence, from any number of farms and local files:
   --farm URL             a Lantern farm (repeatable); it serves the signed envelopes about
-                         the artefact and its source; --save DIR keeps them, to check again offline
+                         the artefact and its source; --save DIR keeps them, to check again offline;
+                         --farm-timeout (5m) is the time each farm has for all its answers
   --evidence PATH        a file or folder (repeatable): DSSE envelopes, Sigstore bundles, JSON
                          Lines of either, rebuilderd in-toto links. With --evidence alone, no
                          network is used.
@@ -70,6 +71,7 @@ Examples:
 			f.Var(&evidenceFlag, "evidence", "a `PATH`, file or folder, of signed evidence (repeatable)")
 			f.Var(&farms, "farm", "a Lantern farm's `URL` to fetch signed evidence from (repeatable)")
 			save := f.String("save", "", "keep what was fetched from farms in `DIR`, to check again with --evidence DIR")
+			farmTimeout := f.Duration("farm-timeout", 5*time.Minute, "the `TIME` each farm is given to answer, all its pages together; a farm that takes longer counts with what it sent")
 			asJSON := f.Bool("json", false, "print the decision as JSON")
 			var vsaOut vsaFlags
 			vsaOut.register(f)
@@ -89,6 +91,9 @@ Examples:
 						return usagef("--farm: %v", err)
 					}
 				}
+				if *farmTimeout <= 0 {
+					return usagef("--farm-timeout %s: want a positive duration, such as 5m", *farmTimeout)
+				}
 				if *save != "" && len(farms) == 0 {
 					return usagef("--save keeps what was fetched from farms: give --farm too")
 				}
@@ -106,7 +111,7 @@ Examples:
 				checked := verify.Check(p, pieces)
 				var farmErrs []string
 				if len(farms) > 0 {
-					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save)
+					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save, *farmTimeout)
 					for _, e := range farmErrs {
 						fmt.Fprintf(io.err, "lantern verify: %s\n", printable(e))
 					}
@@ -235,17 +240,24 @@ const maxSources = 32
 // about the sources trusted builders rebuilt it from (their other outputs,
 // their claims), adds them to checked, and keeps what it fetched in saveDir
 // if given. A farm that fails is reported, and the others still count.
-func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lantern.Digest, farms []string, saveDir string) []string {
+// Each farm has timeout for all its answers: one that sends a byte at a
+// time would otherwise hold its reader for two minutes a page, for up to
+// MaxPages pages of each question.
+func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lantern.Digest, farms []string, saveDir string, timeout time.Duration) []string {
 	client := &http.Client{Timeout: 2 * time.Minute}
 	var errs []string
 	fs := make([]*evidence.Farm, len(farms))
 	seen := make([]map[lantern.Digest]bool, len(farms))
+	ctxs := make([]context.Context, len(farms))
 	for i, u := range farms {
+		var cancel context.CancelFunc
+		ctxs[i], cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("farm %s: gave up after --farm-timeout %s", u, timeout))
+		defer cancel()
 		fs[i] = &evidence.Farm{URL: u, Client: client}
 		if saveDir != "" {
 			fs[i].Save = saver(saveDir, u)
 		}
-		got, err := fs[i].Artefact(ctx, artefact)
+		got, err := fs[i].Artefact(ctxs[i], artefact)
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -259,11 +271,17 @@ func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lanter
 	}
 	for i, f := range fs {
 		for _, s := range sources {
-			got, err := f.Source(ctx, s)
+			if ctxs[i].Err() != nil {
+				break
+			}
+			got, err := f.Source(ctxs[i], s)
 			if err != nil {
 				errs = append(errs, err.Error())
 			}
 			checked.Add(dedupe(seen[i], got))
+		}
+		if ctx.Err() == nil && ctxs[i].Err() != nil {
+			errs = append(errs, context.Cause(ctxs[i]).Error())
 		}
 	}
 	return errs

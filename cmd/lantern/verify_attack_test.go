@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestVerifyOutputCannotBeForged: what an attacker names or says reaches
@@ -134,4 +135,39 @@ func TestVerifySaveStaysInDir(t *testing.T) {
 	if _, err := os.Lstat(filepath.Join(outside, page)); err == nil {
 		t.Errorf("verify --save wrote %s outside DIR", filepath.Join(outside, page))
 	}
+}
+
+// TestVerifySlowFarm: a farm that answers a byte at a time, never quite
+// stalling, gets --farm-timeout in all, not two minutes a page for up to
+// 200 pages of 33 questions; the other evidence still decides.
+func TestVerifySlowFarm(t *testing.T) {
+	dir := t.TempDir()
+	key, err := filepath.Abs(filepath.Join("..", "..", "testdata", "rebuilderd", "reproducible-archlinux.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", `<?cursor=again>; rel="next"`)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-r.Context().Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := w.Write([]byte(" ")); err != nil {
+				return
+			}
+			w.(http.Flusher).Flush()
+		}
+	}))
+	defer farm.Close()
+	defer close(stop)
+	r := runLantern(t, dir, nil, "verify", "--trust", key, "--farm", farm.URL, "--farm-timeout", "1s", "sha256:"+sha256hex("the artefact"))
+	if r.code != 1 || !strings.Contains(r.stderr, "--farm-timeout") {
+		t.Errorf("verify of a slow farm: exit %d, stderr %q; want 1 and the farm's time up", r.code, r.stderr)
+	}
+	runLantern(t, dir, nil, "verify", "--trust", key, "--farm", farm.URL, "--farm-timeout", "0s", "sha256:"+sha256hex("the artefact")).fails(t, "--farm-timeout 0s", 2, "--farm-timeout")
 }
