@@ -74,7 +74,10 @@ type Item struct {
 	finished time.Time
 	claim    lantern.Claim
 	products map[string]lantern.Digest // an in-toto link's
-	trusted  bool                      // verified by a key the policy trusts for it
+	// cosigners are the trusted keys whose signatures on an in-toto link
+	// verify: the keys of one rebuilder (its worker's, its instance's).
+	cosigners []string
+	trusted   bool // verified by a key the policy trusts for it
 }
 
 // Decision is verify's answer, with every piece of evidence and why it
@@ -273,8 +276,12 @@ func weighLink(it Item, link *rebuilderd.Link, edKeys []Key) Item {
 		return it
 	}
 	// A link counts once, for the first trusted key that signed it: the
-	// keys of one rebuilder (its worker's, its instance's) are one builder.
-	it.Signer, it.trusted = lantern.DigestPrefix+rebuilderd.KeyID(verified[0]), true
+	// keys of one rebuilder (its worker's, its instance's) are one builder,
+	// across links too (see count).
+	for _, k := range verified {
+		it.cosigners = append(it.cosigners, lantern.DigestPrefix+rebuilderd.KeyID(k))
+	}
+	it.Signer, it.trusted = it.cosigners[0], true
 	it.products = link.Products()
 	return it
 }

@@ -266,17 +266,22 @@ func (w *weighing) contradict(why string) {
 	w.d.Contradictions = append(w.d.Contradictions, why)
 }
 
-// count counts each agreeing builder once, and decides.
+// count counts each agreeing builder once, and decides. Keys that signed
+// one in-toto link together are one rebuilder's (its worker's and its
+// instance's), in every link: else two links of one package, one signed by
+// the worker and the instance and one by the instance alone, would count
+// one rebuilder twice.
 func (w *weighing) count() {
+	builder := w.rebuilders()
 	seen := map[string]bool{}
 	for _, i := range w.agree {
 		it := &w.d.Evidence[i]
 		name := w.keyName(it.Signer)
-		if seen[it.Signer] {
+		if seen[builder(it.Signer)] {
 			it.Reason, it.Why = ReasonCounted, "agrees, and builder "+name+" is counted already: "+it.describe()
 			continue
 		}
-		seen[it.Signer] = true
+		seen[builder(it.Signer)] = true
 		it.Counts, it.Reason, it.Why = true, ReasonAgrees, "trusted ("+name+") and agreeing: "+it.describe()
 		w.d.Agreeing = append(w.d.Agreeing, it.Signer)
 	}
@@ -296,6 +301,33 @@ func (w *weighing) count() {
 	default:
 		w.d.Result = NotVerified
 	}
+}
+
+// rebuilders returns a function that names the rebuilder of a key: the
+// same for all keys that signed one link together, in any link of the
+// evidence (whether it counts or not: its signatures say whose keys they
+// are), and the key itself for any other.
+func (w *weighing) rebuilders() func(string) string {
+	parent := map[string]string{}
+	var find func(string) string
+	find = func(k string) string {
+		p, ok := parent[k]
+		if !ok || p == k {
+			return k
+		}
+		r := find(p)
+		parent[k] = r
+		return r
+	}
+	for _, it := range w.items() {
+		for _, k := range it.cosigners[min(1, len(it.cosigners)):] {
+			a, b := find(it.cosigners[0]), find(k)
+			if a != b {
+				parent[max(a, b)] = min(a, b)
+			}
+		}
+	}
+	return find
 }
 
 func (w *weighing) keyName(id string) string {

@@ -9,8 +9,11 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/verify"
@@ -42,7 +45,8 @@ A policy file is JSON, with key files relative to it (or PEM keys written out):
 
 The evidence, from any number of farms and local files:
   --farm URL             a Lantern farm (repeatable); it serves the signed envelopes about
-                         the artefact and its source; --save DIR keeps them, to check again offline
+                         the artefact and its source; --save DIR keeps them, to check again offline;
+                         --farm-timeout (5m) is the time each farm has for all its answers
   --evidence PATH        a file or folder (repeatable): DSSE envelopes, Sigstore bundles, JSON
                          Lines of either, rebuilderd in-toto links. With --evidence alone, no
                          network is used.
@@ -67,6 +71,7 @@ Examples:
 			f.Var(&evidenceFlag, "evidence", "a `PATH`, file or folder, of signed evidence (repeatable)")
 			f.Var(&farms, "farm", "a Lantern farm's `URL` to fetch signed evidence from (repeatable)")
 			save := f.String("save", "", "keep what was fetched from farms in `DIR`, to check again with --evidence DIR")
+			farmTimeout := f.Duration("farm-timeout", 5*time.Minute, "the `TIME` each farm is given to answer, all its pages together; a farm that takes longer counts with what it sent")
 			asJSON := f.Bool("json", false, "print the decision as JSON")
 			var vsaOut vsaFlags
 			vsaOut.register(f)
@@ -86,6 +91,9 @@ Examples:
 						return usagef("--farm: %v", err)
 					}
 				}
+				if *farmTimeout <= 0 {
+					return usagef("--farm-timeout %s: want a positive duration, such as 5m", *farmTimeout)
+				}
 				if *save != "" && len(farms) == 0 {
 					return usagef("--save keeps what was fetched from farms: give --farm too")
 				}
@@ -103,9 +111,9 @@ Examples:
 				checked := verify.Check(p, pieces)
 				var farmErrs []string
 				if len(farms) > 0 {
-					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save)
+					farmErrs = fetchEvidence(ctx, checked, artefact, farms, *save, *farmTimeout)
 					for _, e := range farmErrs {
-						fmt.Fprintf(io.err, "lantern verify: %s\n", e)
+						fmt.Fprintf(io.err, "lantern verify: %s\n", printable(e))
 					}
 				}
 				d := checked.Decide(artefact, time.Now())
@@ -232,17 +240,24 @@ const maxSources = 32
 // about the sources trusted builders rebuilt it from (their other outputs,
 // their claims), adds them to checked, and keeps what it fetched in saveDir
 // if given. A farm that fails is reported, and the others still count.
-func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lantern.Digest, farms []string, saveDir string) []string {
+// Each farm has timeout for all its answers: one that sends a byte at a
+// time would otherwise hold its reader for two minutes a page, for up to
+// MaxPages pages of each question.
+func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lantern.Digest, farms []string, saveDir string, timeout time.Duration) []string {
 	client := &http.Client{Timeout: 2 * time.Minute}
 	var errs []string
 	fs := make([]*evidence.Farm, len(farms))
 	seen := make([]map[lantern.Digest]bool, len(farms))
+	ctxs := make([]context.Context, len(farms))
 	for i, u := range farms {
+		var cancel context.CancelFunc
+		ctxs[i], cancel = context.WithTimeoutCause(ctx, timeout, fmt.Errorf("farm %s: gave up after --farm-timeout %s", u, timeout))
+		defer cancel()
 		fs[i] = &evidence.Farm{URL: u, Client: client}
 		if saveDir != "" {
 			fs[i].Save = saver(saveDir, u)
 		}
-		got, err := fs[i].Artefact(ctx, artefact)
+		got, err := fs[i].Artefact(ctxs[i], artefact)
 		if err != nil {
 			errs = append(errs, err.Error())
 		}
@@ -256,11 +271,17 @@ func fetchEvidence(ctx context.Context, checked *verify.Checked, artefact lanter
 	}
 	for i, f := range fs {
 		for _, s := range sources {
-			got, err := f.Source(ctx, s)
+			if ctxs[i].Err() != nil {
+				break
+			}
+			got, err := f.Source(ctxs[i], s)
 			if err != nil {
 				errs = append(errs, err.Error())
 			}
 			checked.Add(dedupe(seen[i], got))
+		}
+		if ctx.Err() == nil && ctxs[i].Err() != nil {
+			errs = append(errs, context.Cause(ctxs[i]).Error())
 		}
 	}
 	return errs
@@ -285,17 +306,52 @@ func dedupe(seen map[lantern.Digest]bool, pieces []verify.Piece) []verify.Piece 
 var unsafeName = regexp.MustCompile(`[^A-Za-z0-9._-]+`)
 
 // saver writes a farm's pages below dir, in a folder named for the farm.
+// It writes through an os.Root: dir may have come from someone else (a
+// folder of evidence handed over, refreshed here), and a symbolic link in it
+// where the farm's folder or a page goes must not carry a farm's answer to
+// a file outside dir.
 func saver(dir, farm string) func(string, []byte) error {
-	sub := filepath.Join(dir, unsafeName.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(farm, "https://"), "http://"), "_"))
+	sub := unsafeName.ReplaceAllString(strings.TrimPrefix(strings.TrimPrefix(farm, "https://"), "http://"), "_")
 	return func(name string, b []byte) error {
-		if err := os.MkdirAll(sub, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return fmt.Errorf("--save: %w", err)
 		}
-		if err := os.WriteFile(filepath.Join(sub, name), b, 0o644); err != nil {
+		root, err := os.OpenRoot(dir)
+		if err != nil {
 			return fmt.Errorf("--save: %w", err)
+		}
+		defer root.Close()
+		if err := root.MkdirAll(sub, 0o755); err != nil {
+			return fmt.Errorf("--save %s: %w", dir, err)
+		}
+		if err := root.WriteFile(filepath.Join(sub, name), b, 0o644); err != nil {
+			return fmt.Errorf("--save %s: %w", dir, err)
 		}
 		return nil
 	}
+}
+
+// printable escapes, as Go does in a quoted string, every character of s
+// that is not printable: line ends, terminal escapes, bidirectional
+// overrides, invalid UTF-8. Evidence names and says things an attacker
+// chose (the names of files handed over, a farm's error answers, the
+// reason a hostile source failed to build), and none of it may print a line
+// of its own, one that looks like another piece's or the verdict, or move
+// the terminal's cursor.
+func printable(s string) string {
+	var b strings.Builder
+	for i, r := range s {
+		switch {
+		case r == utf8.RuneError && !strings.HasPrefix(s[i:], string(utf8.RuneError)):
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case r == ' ' || unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+	}
+	return b.String()
 }
 
 // printDecision writes the decision and returns the error that makes the
@@ -317,10 +373,10 @@ func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool
 			if e.Counts {
 				mark = "+"
 			}
-			fmt.Fprintf(io.out, "%s %s: %s\n", mark, e.Origin, e.Why)
+			fmt.Fprintf(io.out, "%s %s: %s\n", mark, printable(e.Origin), printable(e.Why))
 		}
 		for _, c := range d.Contradictions {
-			fmt.Fprintf(io.out, "! %s\n", c)
+			fmt.Fprintf(io.out, "! %s\n", printable(c))
 		}
 		fmt.Fprintf(io.out, "%s: %s, %d of %d trusted builders agree\n", d.Artefact, d.Result, len(d.Agreeing), d.Threshold)
 	}
@@ -328,7 +384,7 @@ func printDecision(io *stdio, d *verify.Decision, farmErrs []string, asJSON bool
 	case verify.Verified:
 		return nil
 	case verify.Contradicted:
-		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", d.Artefact, strings.Join(d.Contradictions, "; "))}
+		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", d.Artefact, printable(strings.Join(d.Contradictions, "; ")))}
 	}
 	return fmt.Errorf("%s: not verified: %d of %d trusted builders agree", d.Artefact, len(d.Agreeing), d.Threshold)
 }

@@ -26,8 +26,11 @@ const (
 	// MaxPiece bounds one piece of evidence: one envelope, bundle or link.
 	MaxPiece = 4 << 20
 	// MaxPieces bounds the pieces read from all files together, and from
-	// one farm's answer to one question (all its pages).
+	// one farm (all its answers).
 	MaxPieces = 1 << 20
+	// MaxFarmBytes bounds the bytes read from one farm, all its answers
+	// together.
+	MaxFarmBytes = 256 << 20
 )
 
 // ErrTooMuch reports evidence past the limits above.
@@ -51,7 +54,7 @@ func split(out []verify.Piece, origin string, b []byte, max int) ([]verify.Piece
 			return out, fmt.Errorf("%s: %w: more than %d pieces", origin, ErrTooMuch, max)
 		}
 		// Whole, so that the piece's digest is the file's sha256.
-		return append(out, verify.Piece{Origin: origin, Raw: b}), nil
+		return append(out, verify.Piece{Origin: origin, Raw: cut(b)}), nil
 	}
 	line := 0
 	for len(b) > 0 {
@@ -66,15 +69,22 @@ func split(out []verify.Piece, origin string, b []byte, max int) ([]verify.Piece
 		if len(l) == 0 {
 			continue
 		}
-		if len(l) > MaxPiece {
-			l = l[:MaxPiece+1]
-		}
+		l = cut(l)
 		if max >= 0 && len(out) >= max {
 			return out, fmt.Errorf("%s: %w: more than %d pieces", origin, ErrTooMuch, max)
 		}
 		out = append(out, verify.Piece{Origin: origin + ":" + strconv.Itoa(line), Raw: l})
 	}
 	return out, nil
+}
+
+// cut returns b, or a copy of its first MaxPiece+1 bytes if it is longer:
+// enough to be reported as too large, without holding all of it.
+func cut(b []byte) []byte {
+	if len(b) <= MaxPiece {
+		return b
+	}
+	return bytes.Clone(b[:MaxPiece+1])
 }
 
 // Files reads each path, a file or every regular file below a folder, and

@@ -1,6 +1,7 @@
 package evidence
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,13 @@ type Farm struct {
 	// Save, if not nil, is called with every page as it was received, to
 	// keep it for checking again offline.
 	Save func(name string, page []byte) error
+	// MaxBytes and MaxPieces bound what is read from the farm, over all
+	// the questions asked of this Farm: MaxFarmBytes and MaxPieces if zero.
+	MaxBytes  int64
+	MaxPieces int
+
+	read   int64 // bytes read so far, all questions together
+	pieces int   // pieces kept so far
 }
 
 // ErrFarm reports a farm that did not answer as a Lantern farm does.
@@ -66,12 +74,17 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 	q.Set("count", fmt.Sprint(pageSize))
 	next := endpoint(base)
 	next.RawQuery = q.Encode()
+	maxBytes, maxPieces := cmp.Or(f.MaxBytes, MaxFarmBytes), cmp.Or(f.MaxPieces, MaxPieces)
 	var out []verify.Piece
 	for page := 1; next != nil; page++ {
 		if page > MaxPages {
 			return out, fmt.Errorf("%w %s: %w: more than %d pages", ErrFarm, base, ErrTooMuch, MaxPages)
 		}
-		b, link, err := f.page(ctx, base, next.String())
+		if f.read >= maxBytes || f.pieces >= maxPieces {
+			return out, fmt.Errorf("%w %s: %w: read %d bytes and %d pieces from it, at most %d and %d", ErrFarm, base, ErrTooMuch, f.read, f.pieces, maxBytes, maxPieces)
+		}
+		b, link, err := f.page(ctx, base, next.String(), min(MaxAnswer, maxBytes-f.read))
+		f.read += int64(len(b))
 		if err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
@@ -81,7 +94,10 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 				return out, err
 			}
 		}
-		if out, err = split(out, base.String()+" "+pname, b, MaxPieces); err != nil {
+		n := len(out)
+		out, err = split(out, base.String()+" "+pname, b, n+maxPieces-f.pieces)
+		f.pieces += len(out) - n
+		if err != nil {
 			return out, fmt.Errorf("%w %s: %w", ErrFarm, base, err)
 		}
 		if next, err = nextPage(base, next, link); err != nil {
@@ -91,7 +107,9 @@ func (f *Farm) get(ctx context.Context, q url.Values, name string) ([]verify.Pie
 	return out, nil
 }
 
-func (f *Farm) page(ctx context.Context, base *url.URL, u string) ([]byte, string, error) {
+// page reads one page of at most max bytes. What it read counts against
+// the farm's budget even when it fails.
+func (f *Farm) page(ctx context.Context, base *url.URL, u string, max int64) ([]byte, string, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, "", err
@@ -116,12 +134,13 @@ func (f *Farm) page(ctx context.Context, base *url.URL, u string) ([]byte, strin
 		return nil, "", err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, MaxAnswer+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, max+1))
 	if err != nil {
 		return nil, "", err
 	}
-	if len(b) > MaxAnswer {
-		return nil, "", fmt.Errorf("%w: a page of more than %d bytes", ErrTooMuch, MaxAnswer)
+	if int64(len(b)) > max {
+		// b is returned only to count it against the farm's budget.
+		return b, "", fmt.Errorf("%w: a page of more than %d bytes", ErrTooMuch, max)
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, "", fmt.Errorf("GET %s: %s: %.200s", u, resp.Status, strings.TrimSpace(string(b)))
