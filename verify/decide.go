@@ -78,6 +78,10 @@ type Item struct {
 	// verify: the keys of one rebuilder (its worker's, its instance's).
 	cosigners []string
 	trusted   bool // verified by a key the policy trusts for it
+	// revoked, if not empty, says which revocation of its signer applies:
+	// it then adds nothing (no agreement, no claim that authors a source)
+	// but still takes away (a contradiction, a yank, a conflict).
+	revoked string
 }
 
 // Decision is verify's answer, with every piece of evidence and why it

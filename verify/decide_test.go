@@ -194,9 +194,19 @@ func TestDecide(t *testing.T) {
 			pieces: []verify.Piece{sign("au-revoke", au, revokeBuilder(a.id())), sign("au-claim", au, claim(p.s1)), aAgrees, agrees("b", b)},
 			want:   verify.Verified, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonClaim, verify.ReasonRevoked, verify.ReasonAgrees}, agreeing: []verify.Key{b.key},
 			why: map[int]string{2: "revoked"}},
-		{name: "a revoked builder's contradiction does not contradict", policy: withAuthors(policy(1, a.key, b.key), otherAuthor),
+		// A revocation takes away only what a key adds: revoking a builder
+		// (here by an author of another name, who might be an attacker
+		// holding that key) cannot hide its contradiction.
+		{name: "a revoked builder's contradiction still contradicts", policy: withAuthors(policy(1, a.key, b.key), otherAuthor),
 			pieces: []verify.Piece{sign("au3-revoke", au3, revokeBuilder(b.id())), aAgrees, rb("b", b, b.id(), p.s1, label, p.other)},
-			want:   verify.Verified, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonAgrees, verify.ReasonRevoked}, agreeing: []verify.Key{a.key}},
+			want:   verify.Contradicted, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonAgrees, verify.ReasonContradicts}, agreeing: []verify.Key{a.key},
+			why: map[int]string{2: "which hides nothing"}},
+		{name: "a builder's revocation of itself does not hide its contradiction", policy: policy(1, a.key, b.key),
+			pieces: []verify.Piece{sign("b-revoke", b, revokeBuilder(b.id())), aAgrees, rb("b", b, b.id(), p.s1, label, p.other)},
+			want:   verify.Contradicted, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonAgrees, verify.ReasonContradicts}, agreeing: []verify.Key{a.key}},
+		{name: "a revoked author's conflicting claim still conflicts", policy: withAuthors(policy(1, a.key), toolAuthor, verify.Author{Name: toolName, Key: au2.key}),
+			pieces: []verify.Piece{sign("au-revoke", au, revokeAuthor(au2.id(), toolName)), sign("au-claim", au, claim(p.s1)), aAgrees, sign("au2-claim", au2, claim(p.s2))},
+			want:   verify.Contradicted, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonClaim, verify.ReasonAgrees, verify.ReasonRevoked}, agreeing: []verify.Key{a.key}},
 		{name: "an author revokes another author", policy: withAuthors(policy(1, a.key), toolAuthor, verify.Author{Name: toolName, Key: au2.key}),
 			pieces: []verify.Piece{sign("au-revoke", au, revokeAuthor(au2.id(), toolName)), sign("au2-claim", au2, claim(p.s1)), aAgrees},
 			want:   verify.NotVerified, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonRevoked, verify.ReasonNotAuthored}},
@@ -215,9 +225,9 @@ func TestDecide(t *testing.T) {
 		{name: "an author revokes a rebuilderd key", policy: withAuthors(policy(1, p.e1.key), otherAuthor),
 			pieces: []verify.Piece{sign("au3-revoke", au3, revokeBuilder(edID(p.e1.key))), link(t, "e1", map[string]lantern.Digest{pkg: p.art}, p.e1)},
 			want:   verify.NotVerified, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonRevoked}},
-		{name: "a revoked author's yank does not contradict", policy: withAuthors(policy(1, a.key), toolAuthor, verify.Author{Name: toolName, Key: au2.key}),
+		{name: "a revoked author's yank still contradicts", policy: withAuthors(policy(1, a.key), toolAuthor, verify.Author{Name: toolName, Key: au2.key}),
 			pieces: []verify.Piece{sign("au-revoke", au, revokeAuthor(au2.id(), toolName)), sign("au-claim", au, claim(p.s1)), aAgrees, sign("au2-yank", au2, yank(p.s1))},
-			want:   verify.Verified, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonClaim, verify.ReasonAgrees, verify.ReasonRevoked}, agreeing: []verify.Key{a.key}},
+			want:   verify.Contradicted, reasons: []verify.Reason{verify.ReasonRevocation, verify.ReasonClaim, verify.ReasonAgrees, verify.ReasonYanked}, agreeing: []verify.Key{a.key}},
 
 		// Authors.
 		{name: "a rebuild of an unclaimed source", policy: withAuthors(policy(1, a.key), toolAuthor), pieces: []verify.Piece{aAgrees},

@@ -36,8 +36,14 @@ type revokedAuthor struct {
 }
 
 // revocations collects the revocations the policy honours and marks what
-// they revoke. They only ever take trust away, so every one signed by a key
-// the policy names applies, whatever order they came in.
+// they revoke. A revocation takes away what the revoked key's evidence
+// would add — its agreement, its claims' authority over a source — and
+// nothing of what it would take away: a revoked key's contradiction, yank
+// or conflicting claim still holds. So no revocation, whoever signed it and
+// whenever, can hide anything; it can only make less verified, and a client
+// that wants none of a key's word removes it from its policy. That is why
+// every revocation signed by a key the policy names applies, whatever order
+// they came in and whether its signer is revoked too.
 func (w *weighing) revocations() {
 	w.revokedBuilder, w.revokedAuthor = map[string]string{}, map[string][]revokedAuthor{}
 	for i := range w.items() {
@@ -65,13 +71,13 @@ func (w *weighing) revocations() {
 		case *lantern.SourceClaim, *lantern.Yank:
 			for _, r := range w.revokedAuthor[it.Signer] {
 				if r.name.authors(it.source.Name) {
-					it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: %s is no longer an author of %s (%s)", it.Signer, r.name.Name, r.origin)
+					it.revoked = fmt.Sprintf("%s is no longer an author of %s (%s)", it.Signer, r.name.Name, r.origin)
 					break
 				}
 			}
 		default:
 			if o, ok := w.revokedBuilder[it.Signer]; ok {
-				it.trusted, it.Reason, it.Why = false, ReasonRevoked, fmt.Sprintf("revoked: builder %s is no longer trusted (%s)", it.Signer, o)
+				it.revoked = fmt.Sprintf("builder %s is no longer trusted (%s)", it.Signer, o)
 			}
 		}
 	}
@@ -90,6 +96,10 @@ func (w *weighing) rebuilds() {
 			it.Reason, it.Why = ReasonFailed, fmt.Sprintf("builder %s could not rebuild %s: %s: %s", it.Signer, c.Source, c.Stage, c.Reason)
 			continue
 		case *lantern.SourceClaim:
+			if it.revoked != "" {
+				it.Reason, it.Why = ReasonRevoked, fmt.Sprintf("revoked: %s; its claim that %s is source %s authors nothing, and conflicts with any other", it.revoked, c.Source, c.Source.Digest)
+				continue
+			}
 			it.Reason, it.Why = ReasonClaim, fmt.Sprintf("%s claims %s is source %s", it.Signer, c.Source, c.Source.Digest)
 			continue
 		case *lantern.Yank:
@@ -125,6 +135,10 @@ func (w *weighing) rebuilds() {
 			it.Reason, it.Why = ReasonOtherArtefact, "another artefact: "+it.describe()
 			continue
 		}
+		if it.revoked != "" {
+			it.Reason, it.Why = ReasonRevoked, "revoked: "+it.revoked+"; its agreement does not count: "+it.describe()
+			continue
+		}
 		w.agree = append(w.agree, i)
 	}
 }
@@ -148,15 +162,21 @@ func (it *Item) describe() string {
 // two sources are a conflict too.
 func (w *weighing) authored() {
 	type nv struct{ name, version string }
-	claimed := map[nv]map[lantern.Digest]string{} // by trusted authors: digest → origin
+	// claimed: by trusted authors, digest → origin; authorizing: by those
+	// not revoked, whose claims alone make a source count.
+	claimed := map[nv]map[lantern.Digest]string{}
+	authorizing := map[nv]map[lantern.Digest]bool{}
 	for i := range w.items() {
 		it := &w.d.Evidence[i]
 		if c, ok := it.claim.(*lantern.SourceClaim); ok && it.trusted {
 			k := nv{c.Source.Name, c.Source.Version}
 			if claimed[k] == nil {
-				claimed[k] = map[lantern.Digest]string{}
+				claimed[k], authorizing[k] = map[lantern.Digest]string{}, map[lantern.Digest]bool{}
 			}
 			claimed[k][c.Source.Digest] = it.Origin
+			if it.revoked == "" {
+				authorizing[k][c.Source.Digest] = true
+			}
 		}
 	}
 	// The sources to ask a farm about are those of every trusted rebuild to
@@ -178,12 +198,12 @@ func (w *weighing) authored() {
 		}
 		k := nv{it.source.Name, it.source.Version}
 		if len(authorKeys(w.p, it.source.Name)) > 0 {
-			if _, ok := claimed[k][it.source.Digest]; !ok {
-				if len(claimed[k]) > 0 {
+			if !authorizing[k][it.source.Digest] {
+				if _, own := claimed[k][it.source.Digest]; len(claimed[k]) > 1 || len(claimed[k]) == 1 && !own {
 					w.contradict(fmt.Sprintf("source conflict: %s rebuilt %s from %s, but the trusted authors claim %s", it.Signer, it.source, it.source.Digest, strings.Join(digests(claimed[k]), ", ")))
 					it.Reason, it.Why = ReasonConflict, fmt.Sprintf("conflict: rebuilt from %s, a source of %s no trusted author claimed (they claim %s)", it.source.Digest, it.source, strings.Join(digests(claimed[k]), ", "))
 				} else {
-					it.Reason, it.Why = ReasonNotAuthored, fmt.Sprintf("not authored: rebuilt %s, but no source claim of it by an author the policy names for %s is in the evidence", it.subject, it.source.Name)
+					it.Reason, it.Why = ReasonNotAuthored, fmt.Sprintf("not authored: rebuilt %s, but no source claim of it by an author the policy names for %s (and has not revoked) is in the evidence", it.subject, it.source.Name)
 				}
 				continue
 			}
@@ -219,6 +239,9 @@ func (w *weighing) authored() {
 		if rebuilt[nv{y.Source.Name, y.Source.Version}][y.Source.Digest] {
 			it.Reason = ReasonYanked
 			it.Why = fmt.Sprintf("yank by %s: %s is NOT source %s: %s", it.Signer, y.Source, y.Source.Digest, y.Reason)
+			if it.revoked != "" {
+				it.Why += " (its signer is revoked, which hides nothing: remove the key from your policy to ignore it)"
+			}
 			w.contradict(fmt.Sprintf("yanked: %s says %s is not source %s (%s): %s", it.Signer, y.Source, y.Source.Digest, it.Origin, y.Reason))
 		}
 	}
@@ -257,6 +280,9 @@ func (w *weighing) contradictions() {
 		}
 		if subjects[it.subject] {
 			it.Reason, it.Why = ReasonContradicts, fmt.Sprintf("contradicts: trusted builder %s rebuilt %s to %s", it.Signer, it.subject, it.output)
+			if it.revoked != "" {
+				it.Why += " (revoked: " + it.revoked + ", which hides nothing: remove the key from your policy to ignore it)"
+			}
 			w.contradict(fmt.Sprintf("%s: trusted builder %s rebuilt %s to %s", it.Origin, it.Signer, it.subject, it.output))
 		}
 	}

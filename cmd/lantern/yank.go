@@ -63,7 +63,9 @@ builder" or, with --author NAME, "KEY is no longer an author of NAME". Sign it
 with the revoked key itself (a key may always revoke itself, as when it is lost
 or leaked) or with an author's key. Clients ('lantern verify') honour a
 revocation signed by the revoked key or by an author in their policy: the
-revoked key's evidence no longer counts, whatever its date.
+revoked key's agreement and source claims no longer count, whatever their
+date. A revocation hides nothing: the key's contradictions and yanks still
+hold (a client that wants none of its word removes it from its policy).
 
 Example:
   lantern claim revoke --key leaked-builder.key leaked-builder.pub -o revoked.json`,
