@@ -370,3 +370,28 @@ func (m *JobMsg) reply(ctx context.Context, body []byte, final bool) error {
 	}
 	return nil
 }
+
+// BuilderQueue reads where builder's queue stands from its durable
+// consumer: jobs not delivered yet, jobs a worker holds, and the workers'
+// pulls waiting now (the server drops the pulls of a worker that went
+// away). ErrUnknownBuilder if the builder has no consumer.
+func (q *Queue) BuilderQueue(ctx context.Context, builder lantern.Digest) (lantern.BuilderQueue, error) {
+	name := ConsumerName(builder)
+	c, err := q.js.Consumer(ctx, StreamJobs, name)
+	if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return lantern.BuilderQueue{}, fmt.Errorf("queue of builder %s: %w", builder, ErrUnknownBuilder)
+	}
+	if err != nil {
+		return lantern.BuilderQueue{}, fmt.Errorf("queue of builder %s: consumer %s: %w", builder, name, err)
+	}
+	// Consumer fetched the info just now; CachedInfo is that answer.
+	info := c.CachedInfo()
+	bq := lantern.BuilderQueue{Queued: int(info.NumPending), Building: info.NumAckPending, Waiting: info.NumWaiting}
+	if t := info.Delivered.Last; t != nil {
+		bq.LastDelivered = t.UTC()
+	}
+	if t := info.AckFloor.Last; t != nil {
+		bq.LastAnswered = t.UTC()
+	}
+	return bq, nil
+}

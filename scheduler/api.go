@@ -41,10 +41,12 @@ import (
 //	GET  /api/v1/jobs?state=S&count=N&cursor=C jobs and their state per builder
 //	GET  /api/v1/jobs/{id}
 //	GET  /api/v1/deadletters?count=N&cursor=C   jobs a builder's consumer gave up on
+//	GET  /api/v1/status                        the farm at a glance: builders, their queues, jobs, the newest verdicts
 //	GET  /healthz, GET /metrics (Prometheus)
 //
 // Posted claims and attestations need no account: their signatures are
-// checked. Errors are JSON, {"error": what is wrong, "fix": what to do}.
+// checked. A pending verdict that the farm's builders are too few to
+// reproduce says so in its "unreachable" field. Errors are JSON, {"error": what is wrong, "fix": what to do}.
 
 // Handler returns the HTTP handler of the API, /healthz and /metrics.
 func (s *Scheduler) Handler() http.Handler {
@@ -75,6 +77,7 @@ func (s *Scheduler) Handler() http.Handler {
 	handle("GET /api/v1/jobs", "jobs", s.getJobs)
 	handle("GET /api/v1/jobs/{id}", "job", s.getJob)
 	handle("GET /api/v1/deadletters", "deadletters", s.getDeadLetters)
+	handle("GET /api/v1/status", "status", s.getStatus)
 	handle("/api/", "unknown", func(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no API route %s %s", r.Method, r.URL.Path), "see the routes in the scheduler's package documentation, all under /api/v1")
 	})
@@ -332,7 +335,7 @@ func (s *Scheduler) getArtefact(w http.ResponseWriter, r *http.Request) error {
 	if len(verdicts) == 0 && len(atts) == 0 {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no builder of this farm has rebuilt %s yet", d), "check the digest; post a source claim to have it rebuilt, or wait for the builders")
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"digest": d, "verdicts": verdicts, "attestations": atts, "next": next})
+	writeJSON(w, http.StatusOK, map[string]any{"digest": d, "verdicts": s.viewVerdicts(verdicts), "attestations": atts, "next": next})
 	return nil
 }
 
@@ -476,12 +479,15 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 	if len(claims) == 0 && len(atts) == 0 {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no claim of %s", src), "post a signed source claim to /api/v1/claims")
 	}
+	views := s.viewVerdicts(verdicts)
 	resp := map[string]any{
-		"name": name, "version": version, "claims": claims, "verdicts": verdicts,
+		"name": name, "version": version, "claims": claims, "verdicts": views,
 		"attestations": viewAttestations(atts), "next": next,
 	}
 	if c := Conflicts(claims); len(c) > 1 {
 		resp["status"], resp["conflict"] = lantern.StatusConflict, c
+	} else if u := s.sourceReach(views); u != nil {
+		resp["unreachable"] = u
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
