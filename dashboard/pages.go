@@ -159,6 +159,9 @@ type labelView struct {
 	ClaimedBy []lantern.ClaimRef
 	// NoResults: the label is published, no builder has answered yet.
 	NoResults bool
+	// Unreachable, for a pending verdict, says that the farm has too few
+	// builders to reach its threshold.
+	Unreachable *scheduler.Unreachable
 }
 
 // claimView is one source claim.
@@ -199,7 +202,10 @@ type sourcePage struct {
 	Conflict []scheduler.SourceClaims
 	// Markdown shows the badge and links here, for a README.
 	Markdown string
-	running  bool
+	// Unreachable says, while no builder has answered, that the farm has
+	// too few builders to reach its threshold.
+	Unreachable *scheduler.Unreachable
+	running     bool
 }
 
 func (p *sourcePage) live() bool { return p.running || p.Status == lantern.StatusPending }
@@ -308,10 +314,16 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 		}
 		return o
 	}
+	enrolled := 0
+	for _, b := range builders {
+		if b.Revoked.IsZero() {
+			enrolled++
+		}
+	}
 	seen := map[string]bool{}
 	for _, v := range verdicts {
 		lv := labelView{Label: v.Label, Source: v.Source.Digest, ShowSource: p.Disagree, Status: v.Status, Summary: summary(v), Published: v.Published,
-			Recipe: v.Recipe, Build: v.Build, ClaimedBy: v.Claims}
+			Recipe: v.Recipe, Build: v.Build, ClaimedBy: v.Claims, Unreachable: scheduler.VerdictReach(v, enrolled)}
 		for i, g := range v.Groups {
 			gv := groupView{Output: g.Output, Published: g.Published, Agrees: i == reference(v), Role: role(v, i)}
 			for _, b := range g.Builders {
@@ -347,11 +359,18 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 			if seen[src.String()+"\x00"+label] {
 				continue
 			}
-			p.Labels = append(p.Labels, labelView{
+			lv := labelView{
 				Label: label, Source: src, ShowSource: p.Disagree, Status: lantern.StatusPending,
 				Summary: pendingSummary(h.cfg.Threshold), Published: published[src][label], NoResults: true,
-			})
+			}
+			if h.cfg.Threshold > 0 {
+				lv.Unreachable = scheduler.Reach(h.cfg.Threshold, enrolled)
+			}
+			p.Labels = append(p.Labels, lv)
 		}
+	}
+	if len(p.Labels) == 0 && p.Conflict == nil && h.cfg.Threshold > 0 {
+		p.Unreachable = scheduler.Reach(h.cfg.Threshold, enrolled)
 	}
 
 	// Builders still at work, or that gave up.
