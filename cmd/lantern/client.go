@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/scheduler"
 )
 
 // postClaim posts a signed claim's envelope to the scheduler's API at api
@@ -76,9 +77,11 @@ func verdictCommand() command {
 		long: `Verdict asks the scheduler's API for the verdicts on NAME@VERSION — one per
 label: reproduced, mismatch, failed or pending — and prints them with the
 builders of each output. With --wait it polls until no verdict is pending,
-for at most that long, printing progress. It exits 0 only when every verdict
-is reproduced; 1 when one is pending or failed, there is none yet, or the
-time runs out; 3 on a mismatch or a conflict.
+for at most that long, printing progress; it stops at once, saying so, when
+the farm has fewer builders than its threshold: no wait can reproduce
+anything there. It exits 0 only when every verdict is reproduced; 1 when one
+is pending or failed, there is none yet, or the time runs out (or cannot
+help); 3 on a mismatch or a conflict.
 
 Example:
   lantern verdict --wait 20m golang.org/x/tools/cmd/stringer@v0.30.0`,
@@ -99,7 +102,8 @@ Example:
 				last := ""
 				for {
 					vs, err := getVerdicts(ctx, u)
-					if err == nil && settled(vs, *builders) {
+					if err == nil && (settled(vs, *builders) || vs.unreachable() != "") {
+						// Unreachable: no wait makes the farm's builders more.
 						return printVerdicts(io, args[0], vs, *asJSON)
 					}
 					if time.Now().After(deadline) {
@@ -140,6 +144,18 @@ type sourceVerdicts struct {
 		GoSum  string
 		Claims []lantern.ClaimRef
 	}
+	// Unreachable, when set, says that the farm has too few builders to
+	// reproduce what is pending: waiting longer cannot help.
+	Unreachable *scheduler.Unreachable
+}
+
+// unreachable reports why sv's pending verdicts can never be reproduced on
+// the farm, or "" when they may be.
+func (sv *sourceVerdicts) unreachable() string {
+	if sv == nil || sv.Unreachable == nil || len(sv.Conflict) > 1 {
+		return ""
+	}
+	return sv.Unreachable.Message
 }
 
 // apiGet GETs u and returns the response's status and at most max bytes of
@@ -267,8 +283,12 @@ func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) er
 	case err != nil:
 	case len(contradicted) > 0:
 		err = &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
+	case len(vs) == 0 && sv.unreachable() != "":
+		err = errors.New(source + ": no verdicts yet, and the farm " + sv.unreachable())
 	case len(vs) == 0:
 		err = errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
+	case len(notYet) > 0 && sv.unreachable() != "":
+		err = fmt.Errorf("%s: not reproduced: %s: %s", source, strings.Join(notYet, ", "), sv.unreachable())
 	case len(notYet) > 0:
 		err = fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
@@ -284,12 +304,6 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 				fmt.Fprintf(io.out, "  %s%s  claimed by %s (claim %s)\n", c.Digest, strings.TrimRight(" "+c.GoSum, " "), cl.Signer.Short(), cl.Envelope.Short())
 			}
 		}
-	}
-	if len(vs) == 0 {
-		if len(sv.Conflict) > 1 {
-			return nil
-		}
-		return errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
 	}
 	for _, v := range vs {
 		fmt.Fprintf(io.out, "%s %s: %s\n", source, v.Label, v.Status)
@@ -314,6 +328,9 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 		}
 		for _, r := range v.Revoked {
 			fmt.Fprintf(io.out, "  revoked    %s: its outcome does not count\n", r.Builder.Short())
+		}
+		if v.Status == lantern.StatusPending && sv.unreachable() != "" {
+			fmt.Fprintf(io.out, "  %s\n", sv.unreachable())
 		}
 	}
 	return nil

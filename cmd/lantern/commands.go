@@ -34,6 +34,7 @@ func commands() []command {
 		builderRemoveCommand(),
 		builderListCommand(),
 		verdictCommand(),
+		statusCommand(),
 		policyVerifyCommand(),
 	}
 }

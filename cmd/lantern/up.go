@@ -59,7 +59,7 @@ Example:
 			natsListen := f.String("nats-listen", envOr("LANTERN_NATS_LISTEN", "127.0.0.1:4222"), "`ADDR` the embedded NATS server listens on, for more workers (port 0: a free one)")
 			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd to build in (default $LANTERN_BUILDKIT; empty: start one in DATA/buildkit)")
 			nBuilders := f.Int("builders", 2, "`N` builders, each with its own key and worker")
-			threshold := f.Int("threshold", 2, "`N` distinct builders that must agree for reproduced")
+			threshold := f.Int("threshold", 0, "`N` distinct builders that must agree for reproduced, at most --builders (default 2, or --builders if fewer)")
 			timeLimit := f.Duration("time-limit", 0, "how long a build may run before it is killed and reported failed (default 2h)")
 			diffo := diffoscopeFlag(f)
 			limits := limitFlags(f)
@@ -78,8 +78,11 @@ Example:
 				if *nBuilders < 1 || *nBuilders > 16 {
 					return usagef("--builders %d: want 1 to 16", *nBuilders)
 				}
-				if *threshold < 1 {
-					return usagef("--threshold %d: want at least 1", *threshold)
+				set := false
+				f.Visit(func(fl *flag.Flag) { set = set || fl.Name == "threshold" })
+				th, err := upThreshold(*threshold, set, *nBuilders)
+				if err != nil {
+					return err
 				}
 				if err := limits.check(); err != nil {
 					return err
@@ -102,12 +105,30 @@ Example:
 				}
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
-					builders: *nBuilders, threshold: *threshold, timeLimit: *timeLimit, plainHTTP: plainHTTP,
+					builders: *nBuilders, threshold: th, timeLimit: *timeLimit, plainHTTP: plainHTTP,
 					diffoscope: *diffo, limits: limits, caps: caps, fetch: fetch,
 				})
 			}
 		},
 	}
+}
+
+// upThreshold is the threshold of up's farm of builders: threshold if set
+// on the command line, else 2, or builders if fewer. A threshold above the
+// number of builders could never be reached: every verdict would stay
+// pending.
+func upThreshold(threshold int, set bool, builders int) (int, error) {
+	if !set {
+		return min(2, builders), nil
+	}
+	if threshold < 1 {
+		return 0, usagef("--threshold %d: want at least 1", threshold)
+	}
+	if threshold > builders {
+		return 0, usagef("--threshold %d with --builders %d: a verdict needs %d builders to agree and the farm would have %d, so every verdict would stay pending; give --builders %d or more, or --threshold %d or less",
+			threshold, builders, threshold, builders, threshold, builders)
+	}
+	return threshold, nil
 }
 
 type upSetup struct {
@@ -249,11 +270,11 @@ Lantern is up.
   API        %s/api/v1/
   NATS       %s  (more builders: lantern builder add NAME KEY.pub --data %s,
              then lantern worker --nats %s --creds NAME.creds --key KEY --farm-claim-keys %s)
-  builders   %d, keys and credentials in %s
+  builders   %d, keys and credentials in %s; %d must agree for reproduced (--threshold)
   claims     sign with %s.key and post to the API (lantern claim sign --post %s)
 Ctrl-C stops it; the next start resumes.
 
-`, rs.apiURL, rs.apiURL, rs.natsURL, c.data, rs.natsURL, rs.apiURL, len(builders), dir, claimer, rs.apiURL)
+`, rs.apiURL, rs.apiURL, rs.natsURL, c.data, rs.natsURL, rs.apiURL, len(builders), dir, c.threshold, claimer, rs.apiURL)
 
 	select {
 	case <-ctx.Done():
