@@ -27,6 +27,9 @@ import (
 // The scheduler's queue is a natsq.Queue.
 var _ scheduler.Queue = (*natsq.Queue)(nil)
 
+// The scheduler reads builders' queues from it (GET /api/v1/status).
+var _ scheduler.BuilderQueues = (*natsq.Queue)(nil)
+
 // patience bounds every wait in these tests: generous, because the machine
 // may be loaded. Nothing asserts on how long anything took.
 const patience = 60 * time.Second
