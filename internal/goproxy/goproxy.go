@@ -10,6 +10,7 @@ package goproxy
 
 import (
 	"archive/zip"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -23,8 +24,8 @@ import (
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
-	modzip "golang.org/x/mod/zip"
 	"golang.org/x/mod/sumdb/dirhash"
+	modzip "golang.org/x/mod/zip"
 
 	"github.com/lanternfarm/lantern"
 )
@@ -32,8 +33,15 @@ import (
 // DefaultProxy is the Go module proxy used when none is given.
 const DefaultProxy = "https://proxy.golang.org"
 
-// ErrNoModule reports a package that no module version the proxy has holds.
-var ErrNoModule = errors.New("no module holds the package")
+// Errors a caller can tell from a proxy's or a database's failure: the
+// package and version asked for are wrong.
+var (
+	// ErrInvalid reports a malformed package path or version.
+	ErrInvalid = errors.New("not a Go package at a version")
+	// ErrNoModule reports a package that no module version the proxy has
+	// holds.
+	ErrNoModule = errors.New("no module holds the package")
+)
 
 // maxInfo bounds a .info answer; maxZip is the go command's own bound on a
 // module zip (modzip.MaxZipFile).
@@ -110,19 +118,28 @@ func FirstProxy(goproxy string) string {
 // error that wraps lantern.ErrDigestMismatch, and resolution stops there.
 func (r *Resolver) Resolve(ctx context.Context, pkg, version string) (*Module, error) {
 	if err := module.CheckImportPath(pkg); err != nil {
-		return nil, fmt.Errorf("resolve %s@%s: %w", pkg, version, err)
+		return nil, fmt.Errorf("resolve %s@%s: %w: %w", pkg, version, ErrInvalid, err)
 	}
 	if !canonical(version) {
-		return nil, fmt.Errorf("resolve %s@%s: version %q: want a full semantic version such as v1.2.3 (not a branch, a query or an abbreviation)", pkg, version, version)
+		return nil, fmt.Errorf("resolve %s@%s: %w: version %q: want a full semantic version such as v1.2.3 (not a branch, a query or an abbreviation)", pkg, version, ErrInvalid, version)
 	}
-	var tried []string
+	var (
+		tried     []string
+		noPackage bool  // a module version was found without the package
+		infoErr   error // the first error asking the proxy of a prefix
+	)
 	for p := pkg; p != "." && p != "/"; p = path.Dir(p) {
 		if module.Check(p, version) != nil {
 			continue // not a module path, or not one that version can be of (a /vN suffix)
 		}
 		found, err := r.info(ctx, p, version)
 		if err != nil {
-			return nil, fmt.Errorf("resolve %s@%s: %w", pkg, version, err)
+			// As for the go command, a prefix the proxy will not answer for
+			// (proxy.golang.org says 403 to "golang.org/x") only matters
+			// if no other prefix is the module.
+			infoErr = cmp.Or(infoErr, err)
+			tried = append(tried, p+" (an error)")
+			continue
 		}
 		if !found {
 			tried = append(tried, p+" (none at "+version+")")
@@ -140,7 +157,11 @@ func (r *Resolver) Resolve(ctx context.Context, pkg, version string) (*Module, e
 		if holds {
 			return m, nil
 		}
+		noPackage = true
 		tried = append(tried, p+" (its "+version+" has no package "+strings.TrimPrefix(strings.TrimPrefix(pkg, p), "/")+")")
+	}
+	if infoErr != nil && !noPackage {
+		return nil, fmt.Errorf("resolve %s@%s: %w", pkg, version, infoErr)
 	}
 	if len(tried) == 0 {
 		return nil, fmt.Errorf("resolve %s@%s: %w: no path prefix of %s can be a module at %s (a module at v2 or above ends in /vN); check the version", pkg, version, ErrNoModule, pkg, version)

@@ -201,15 +201,15 @@ func TestResolve(t *testing.T) {
 
 	for _, tc := range []struct {
 		name, pkg, version, want string
-		is                   error
+		is                       error
 	}{
 		{"a package the module does not have", "example.com/tools/cmd/absent", "v1.2.0", "its v1.2.0 has no package cmd/absent", goproxy.ErrNoModule},
 		{"a directory without Go files", "example.com/tools/cmd", "v1.2.0", "has no package cmd", goproxy.ErrNoModule},
 		{"a version nobody has", "example.com/tools/cmd/hello", "v1.9.0", "none at v1.9.0", goproxy.ErrNoModule},
 		{"a major version without its /vN", "example.com/tools/cmd/hello", "v2.0.0", "a module at v2 or above ends in /vN", goproxy.ErrNoModule},
-		{"a branch, not a version", "example.com/tools/cmd/hello", "master", "want a full semantic version", nil},
-		{"an abbreviated version", "example.com/tools/cmd/hello", "v1.2", "want a full semantic version", nil},
-		{"not an import path", "example.com/../etc", "v1.2.0", "malformed import path", nil},
+		{"a branch, not a version", "example.com/tools/cmd/hello", "master", "want a full semantic version", goproxy.ErrInvalid},
+		{"an abbreviated version", "example.com/tools/cmd/hello", "v1.2", "want a full semantic version", goproxy.ErrInvalid},
+		{"not an import path", "example.com/../etc", "v1.2.0", "malformed import path", goproxy.ErrInvalid},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := r.Resolve(t.Context(), tc.pkg, tc.version)
