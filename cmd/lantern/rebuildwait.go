@@ -21,8 +21,9 @@ import (
 // errNotWaited is rebuild's outcome without --wait: the claim was posted.
 var errNotWaited = errors.New("not waited for")
 
-// pollEvery is how often rebuild --wait asks the farm.
-const pollEvery = 2 * time.Second
+// pollEvery is how often rebuild --wait asks the farm (a variable for
+// tests).
+var pollEvery = 2 * time.Second
 
 // answeredPolls is how many polls in a row rebuild --wait sees every
 // builder answered and a verdict still pending before it stops: the farm
