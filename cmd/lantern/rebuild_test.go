@@ -179,3 +179,40 @@ func TestRebuildTamperedZip(t *testing.T) {
 		t.Errorf("rebuild made %d requests to the farm with a tampered zip, want none", n)
 	}
 }
+
+// TestRebuildTarball: a tarball's claim names the sha256 of what rebuild
+// downloaded itself, with the generic recipe and the spec; it is written
+// (-o) before it is posted, and a farm that refuses it fails the command.
+func TestRebuildTarball(t *testing.T) {
+	dir := t.TempDir()
+	tarball := []byte("not really a tarball, but bytes to hash\n")
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(tarball) }))
+	defer files.Close()
+	farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, `{"error": "the farm is closed", "fix": "come back later"}`, http.StatusServiceUnavailable)
+	}))
+	defer farm.Close()
+	pw := []string{"LANTERN_PASSWORD="}
+	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "ci").must(t, "keygen")
+	putFile(t, dir, "spec.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("a", 64)+`", "commands": ["make"], "outputs": {"hello": "hello"}}`)
+
+	r := runLantern(t, dir, pw, "rebuild", "example.org/hello@1.0", "--fetch", files.URL+"/hello-1.0.tar.gz", "--allow-http-fetch",
+		"--build", "spec.json", "--farm", farm.URL, "--key", "ci.key", "-o", "hello.claim.json")
+	r.fails(t, "rebuild posted to a farm that refuses", 1, "the farm is closed")
+	v := runLantern(t, dir, nil, "claim", "verify", "--json", "--key", "ci.pub", "hello.claim.json").must(t, "claim verify")
+	var got struct {
+		Claim struct {
+			Source struct{ Name, Version, Digest string }
+			Fetch, Recipe string
+			Build         struct{ Commands []string }
+		}
+	}
+	if err := json.Unmarshal([]byte(v.stdout), &got); err != nil {
+		t.Fatalf("claim verify --json: %v\n%s", err, v.stdout)
+	}
+	c := got.Claim
+	if c.Source.Name != "example.org/hello" || c.Source.Version != "1.0" || c.Source.Digest != "sha256:"+sha256hex(string(tarball)) ||
+		c.Fetch != files.URL+"/hello-1.0.tar.gz" || c.Recipe != "generic" || len(c.Build.Commands) != 1 {
+		t.Errorf("rebuild's claim = %+v, want the tarball's sha256, its URL, the generic recipe and the spec", c)
+	}
+}
