@@ -202,7 +202,7 @@ func TestRebuildTarball(t *testing.T) {
 	v := runLantern(t, dir, nil, "claim", "verify", "--json", "--key", "ci.pub", "hello.claim.json").must(t, "claim verify")
 	var got struct {
 		Claim struct {
-			Source struct{ Name, Version, Digest string }
+			Source        struct{ Name, Version, Digest string }
 			Fetch, Recipe string
 			Build         struct{ Commands []string }
 		}
