@@ -1,13 +1,13 @@
 #!/bin/sh
 # run.sh — what 'make run' does once everything is installed: 'lantern up'
-# on the embedded default (data in $DATA), a first real claim (a Go command
-# from the module proxy), the verdict once both builders are done, and the
-# dashboard's address. Lantern keeps running until Ctrl-C.
+# on the embedded default (data in $DATA), then 'lantern rebuild --wait' of a
+# first real Go command from the module proxy: the claim, the builders'
+# progress, the verdict and the dashboard's address. Lantern keeps running
+# until Ctrl-C.
 set -eu
 lantern=${LANTERN:-bin/lantern}
 data=${DATA:-.lantern-demo}
 listen=${LISTEN:-127.0.0.1:8080}
-api=http://$listen
 export LANTERN_PASSWORD="${LANTERN_PASSWORD-}"
 
 mkdir -p "$data"
@@ -28,11 +28,10 @@ until grep -q 'Lantern is up' "$data/up.log" 2>/dev/null; do
 done
 sed -n '/Lantern is up/,/Ctrl-C/p' "$data/up.log"
 
-echo "== a first claim: golang.org/x/tools/cmd/stringer@v0.30.0, from the Go module proxy"
-LANTERN=$lantern sh "$(dirname "$0")/first-claim.sh" "$api" "$data/up/claimer.key"
-echo "== waiting for both builders (the first time: downloads and two builds, a few minutes)"
-"$lantern" verdict --api "$api" --wait 30m --builders 2 golang.org/x/tools/cmd/stringer@v0.30.0
+echo "== a first claim: golang.org/x/tools/cmd/stringer@v0.30.0, from the Go module proxy, and its verdict"
+echo "   (the first time: downloads and two builds, a few minutes)"
+# Up's farm and claim key are rebuild's defaults: it finds them in the data dir.
+"$lantern" rebuild --data "$data" --wait 30m golang.org/x/tools/cmd/stringer@v0.30.0
 echo
-echo "== the dashboard: $api/sources/golang.org/x/tools/cmd/stringer@v0.30.0"
-echo "   Lantern runs until Ctrl-C (its log: $data/up.log)."
+echo "== Lantern runs until Ctrl-C (its log: $data/up.log)."
 wait $up

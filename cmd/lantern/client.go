@@ -256,6 +256,28 @@ func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) er
 	if sv == nil {
 		sv = &sourceVerdicts{}
 	}
+	var err error
+	if asJSON {
+		var b []byte
+		if b, err = json.MarshalIndent(sv.Verdicts, "", "  "); err == nil {
+			_, err = fmt.Fprintf(io.out, "%s\n", b)
+		}
+	} else {
+		err = writeVerdicts(io, source, sv)
+	}
+	if err != nil {
+		return err
+	}
+	return verdictsErr(source, sv)
+}
+
+// verdictsErr is what sv says of source, as printVerdicts returns it: nil
+// when every verdict is reproduced, a *contradictedError on a mismatch or a
+// conflict, another error when there is none or one is not reproduced.
+func verdictsErr(source string, sv *sourceVerdicts) error {
+	if sv == nil {
+		sv = &sourceVerdicts{}
+	}
 	vs := sv.Verdicts
 	var contradicted, notYet []string
 	if len(sv.Conflict) > 1 {
@@ -270,29 +292,19 @@ func printVerdicts(io *stdio, source string, sv *sourceVerdicts, asJSON bool) er
 			notYet = append(notYet, strings.TrimSpace(v.Label+" "+string(v.Status)))
 		}
 	}
-	var err error
-	if asJSON {
-		var b []byte
-		if b, err = json.MarshalIndent(vs, "", "  "); err == nil {
-			_, err = fmt.Fprintf(io.out, "%s\n", b)
-		}
-	} else {
-		err = writeVerdicts(io, source, sv)
-	}
 	switch {
-	case err != nil:
 	case len(contradicted) > 0:
-		err = &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
+		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
 	case len(vs) == 0 && sv.unreachable() != "":
-		err = errors.New(source + ": no verdicts yet, and the farm " + sv.unreachable())
+		return errors.New(source + ": no verdicts yet, and the farm " + sv.unreachable())
 	case len(vs) == 0:
-		err = errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
+		return errors.New(source + ": no verdicts: the farm has no rebuild of it yet (was a claim posted?)")
 	case len(notYet) > 0 && sv.unreachable() != "":
-		err = fmt.Errorf("%s: not reproduced: %s: %s", source, strings.Join(notYet, ", "), sv.unreachable())
+		return fmt.Errorf("%s: not reproduced: %s: %s", source, strings.Join(notYet, ", "), sv.unreachable())
 	case len(notYet) > 0:
-		err = fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
+		return fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
-	return err
+	return nil
 }
 
 func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {

@@ -33,6 +33,7 @@ func commands() []command {
 		builderAddCommand(),
 		builderRemoveCommand(),
 		builderListCommand(),
+		rebuildCommand(),
 		verdictCommand(),
 		statusCommand(),
 		policyVerifyCommand(),

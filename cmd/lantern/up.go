@@ -36,6 +36,9 @@ Where builders disagree, diffoscope (apt-get install diffoscope-minimal
 bubblewrap) reports how, in a sandbox. Ctrl-C stops everything; the next start
 resumes with all data.
 
+While it runs, DATA/up/api holds the API's URL: 'lantern rebuild' posts to
+that farm, signing with DATA/up/claimer.key, when given no --farm and --key.
+
 On first start it makes the builders' keys and a claim key in DATA/up
 (builder-N.key, claimer.key, with their .pub files), protected by
 LANTERN_PASSWORD (empty if unset), and enrolls the builders as 'lantern
@@ -264,6 +267,13 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 			}
 		})
 	}
+	// Where the farm's API is, for 'lantern rebuild' on this machine; gone
+	// when up stops.
+	apiFile := filepath.Join(dir, upAPIFile)
+	if err := replaceFile(apiFile, []byte(rs.apiURL+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write the API's address: %w", err)
+	}
+	defer os.Remove(apiFile)
 	fmt.Fprintf(io.err, `
 Lantern is up.
   dashboard  %s/

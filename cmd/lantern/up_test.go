@@ -137,8 +137,9 @@ func (p *upProcess) waitAnswered(t *testing.T, src string, n int, within time.Du
 
 // TestUp is the embedded default end to end, with every real part: `lantern
 // up` starts NATS, the scheduler, buildkitd and two workers with keys of
-// their own; a real Go command from the module proxy is rebuilt by both,
-// which agree; a generic build that stamps the time and host into its output
+// their own; a real Go command from the module proxy, claimed with `lantern
+// rebuild --wait` and nothing but up's data dir, is rebuilt by both, which
+// agree; a generic build that stamps the time and host into its output
 // makes two disagreeing groups; Ctrl-C stops it all, and the next start
 // has everything.
 func TestUp(t *testing.T) {
@@ -164,19 +165,12 @@ func TestUp(t *testing.T) {
 		t.Errorf("lantern up's builders are not enrolled:\n%s", r.stdout)
 	}
 
-	// 1. A Go command, claimed as its maintainer would.
-	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
-	if err != nil {
-		t.Fatalf("go mod download: %v", err)
-	}
-	var dl struct{ Zip, Sum string }
-	if err := json.Unmarshal(out, &dl); err != nil {
-		t.Fatal(err)
-	}
+	// 1. A Go command, claimed as CI would: 'lantern rebuild' resolves it
+	// through the module proxy, checks it against the checksum database,
+	// signs with up's claim key and posts to up's farm, both found through
+	// up's data dir alone, and waits in the background for the verdict.
 	stringer := "golang.org/x/tools/cmd/stringer@v0.30.0"
-	runLantern(t, dir, []string{"LANTERN_PASSWORD="}, "claim", "sign", "--key", claimKey, "--source", stringer,
-		"--source-file", dl.Zip, "--go-sum", dl.Sum, "--fetch", "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip",
-		"--recipe", "go", "--post", up.url, "-o", filepath.Join(dir, "stringer.claim.json")).must(t, "claim sign --post stringer")
+	rebuilt := startLantern(t, dir, []string{"LANTERN_DATA=" + data}, "rebuild", stringer, "--wait", "15m", "-o", filepath.Join(dir, "stringer.claim.json"))
 
 	// 2. A generic build that is not reproducible: it stamps the time and
 	// the host it ran on.
@@ -194,9 +188,22 @@ func TestUp(t *testing.T) {
 	if vd.Status != lantern.StatusReproduced || len(vd.Groups) != 1 || len(vd.Groups[0].Builders) != 2 {
 		t.Errorf("%s: verdict %+v, want reproduced by both builders", stringer, vd)
 	}
+	// The rebuild saw it through: exit 0, the output that both builders
+	// and a host's own go install of go1.24.4 for linux/amd64 make, the
+	// dashboard's page, and each builder's progress (plain lines: its
+	// stderr is not a terminal).
+	r := rebuilt().must(t, "lantern rebuild --wait "+stringer)
+	const stringerDigest = "sha256:cb39aa84346393114f56a2d0fe6caad4c778f3db8774e0853e7f3c798ace2134"
+	if !strings.Contains(r.stdout, stringer+" stringer-linux-amd64: reproduced") || !strings.Contains(r.stdout, stringerDigest+"  built by 2") ||
+		!strings.Contains(r.stdout, "dashboard: "+up.url+"/sources/"+stringer) {
+		t.Errorf("lantern rebuild printed %q, want the label reproduced, %s built by 2 and the dashboard's page", r.stdout, stringerDigest)
+	}
+	if !regexp.MustCompile(`builder-1 done after \d`).MatchString(r.stderr) || !regexp.MustCompile(`builder-2 done after \d`).MatchString(r.stderr) {
+		t.Errorf("lantern rebuild's progress %q, want each builder done, with the time it took", r.stderr)
+	}
 	t.Logf("%s %s: %s, %s by %d builders", stringer, vd.Label, vd.Status, vd.Groups[0].Output, len(vd.Groups[0].Builders))
 	// The same through the command line a person would use.
-	r := runLantern(t, dir, nil, "verdict", "--api", up.url, stringer).must(t, "lantern verdict")
+	r = runLantern(t, dir, nil, "verdict", "--api", up.url, stringer).must(t, "lantern verdict")
 	if !strings.Contains(r.stdout, "reproduced") || !strings.Contains(r.stdout, vd.Groups[0].Output.String()) {
 		t.Errorf("lantern verdict printed %q, want reproduced and the output", r.stdout)
 	}

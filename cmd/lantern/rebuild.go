@@ -1,0 +1,314 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/goproxy"
+	"github.com/lanternfarm/lantern/recipes"
+)
+
+// upAPIFile is the file in DATA/up where a running 'lantern up' keeps its
+// API's URL.
+const upAPIFile = "api"
+
+func rebuildCommand() command {
+	return command{
+		name:    "rebuild",
+		args:    "NAME@VERSION",
+		summary: "claim a source, post it to a farm and wait for its builders' verdict",
+		long: `Rebuild asks a farm to rebuild a source: it makes the source claim, signs
+it, posts it, and with --wait follows the builders until the verdict, for CI
+and people alike.
+
+A Go command is named PKG@VERSION (golang.org/x/tools/cmd/stringer@v0.30.0).
+Rebuild finds the module that holds PKG through the module proxy (--goproxy)
+as the go command does, downloads its zip and checks it against the Go
+checksum database (--gosumdb) itself, verifying the database's signed log,
+before it signs anything: the claim's source is the zip's sha256 and h1:
+hash, built with the go recipe.
+
+Any other source is a tarball: NAME@VERSION --fetch URL --build SPEC.json,
+the generic recipe (see 'lantern claim sign --help' for the spec). Rebuild
+downloads the tarball itself and claims its sha256. It fetches over https
+only, unless --allow-http-fetch; the farm's builders fetch the same URL under
+their own policy. The tarball may be at most the generic recipe's source
+limit.
+
+The farm and the claim key default to those of a 'lantern up' running on
+this machine (its DATA/up/api and DATA/up/claimer.key, whose password is
+$LANTERN_PASSWORD, empty if unset, as up makes it), so that after 'make run'
+nothing else needs to be given.
+
+With --wait it shows each builder's progress (redrawn on a terminal, a line
+per change otherwise), then the verdict per label and the dashboard's page.
+It exits 0 when every label is reproduced (and is the published artefact,
+where the claim gives one); 1 when one failed, or is not reproduced when the
+time runs out, or every builder answered and too few agree; 3 on a mismatch
+or a conflict; 2 when the command line is wrong. Without --wait it exits 0
+once the farm accepted the claim.
+
+Examples:
+  lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --wait 10m
+  lantern rebuild example.org/hello@v1.2.0 --fetch https://example.org/hello-1.2.0.tar.gz \
+    --build hello.build.json --farm https://farm.example --key ci.key --wait 30m --json`,
+		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
+			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "data `DIR` of a 'lantern up' on this machine, whose farm and claim key are the defaults; the checksum database's latest tree head is kept in DIR/sumdb (default $LANTERN_DATA or ~/.local/share/lantern)")
+			farm := f.String("farm", os.Getenv("LANTERN_API"), "the farm's API `URL`, such as https://farm.example (default $LANTERN_API, else the running 'lantern up' of --data)")
+			key := f.String("key", os.Getenv("LANTERN_KEY"), "the claim's private key `FILE` (default $LANTERN_KEY, else DATA/up/claimer.key)")
+			wait := f.Duration("wait", 0, "wait up to `DURATION` for the verdict, showing progress (default: post and exit)")
+			asJSON := f.Bool("json", false, "print the result as JSON")
+			out := f.String("o", "", "also write the signed claim's envelope to `FILE`")
+			proxy := f.String("goproxy", goproxy.FirstProxy(os.Getenv("GOPROXY")), "the Go module proxy's `URL` (default the first proxy of $GOPROXY, else "+goproxy.DefaultProxy+")")
+			sumdb := f.String("gosumdb", envOr("GOSUMDB", goproxy.DefaultSumDB), "the Go checksum database, as `GOSUMDB` names it: "+goproxy.DefaultSumDB+", or NAME+HASH+KEY [URL] (default $GOSUMDB)")
+			fetch := f.String("fetch", "", "a tarball's `URL` (the generic recipe; with --build)")
+			build := f.String("build", "", "the generic recipe's build spec, a JSON `FILE` (with --fetch)")
+			allowHTTP := f.Bool("allow-http-fetch", envBool("LANTERN_ALLOW_HTTP_FETCH"), "download --fetch over plain http too, not only https (default $LANTERN_ALLOW_HTTP_FETCH)")
+			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(args) != 1 {
+					return usagef("rebuild takes one NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0; got %d arguments", len(args))
+				}
+				name, version, ok := strings.Cut(args[0], "@")
+				if !ok || name == "" || version == "" || strings.Contains(version, "@") {
+					return usagef("rebuild %q: want NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0", args[0])
+				}
+				if *wait < 0 {
+					return usagef("--wait %s: want a positive duration, such as 10m", *wait)
+				}
+				var spec *lantern.BuildSpec
+				switch {
+				case (*fetch == "") != (*build == ""):
+					return usagef("a tarball needs both --fetch URL and --build SPEC.json; a Go command (PKG@VERSION) neither")
+				case *build != "":
+					var err error
+					if spec, err = readBuildSpec(*build); err != nil {
+						return usagef("--build %s: %v", *build, err)
+					}
+					if err := checkFetchURL(*fetch, *allowHTTP); err != nil {
+						return err
+					}
+				}
+				api, err := farmURL(*farm, *data)
+				if err != nil {
+					return err
+				}
+				k, err := claimKey(io, *key, *data)
+				if err != nil {
+					return err
+				}
+
+				var c *lantern.SourceClaim
+				if spec == nil {
+					m, err := resolveGo(ctx, name, version, *proxy, *sumdb, *data)
+					if err != nil {
+						return err
+					}
+					c = goSource{Package: name, Module: *m}.claim(time.Now())
+				} else {
+					d, err := hashDownload(ctx, *fetch, *allowHTTP)
+					if err != nil {
+						return err
+					}
+					c = tarballClaim(name, version, *fetch, d, spec, time.Now())
+				}
+				if err := c.Validate(); err != nil {
+					return usagef("%v", err)
+				}
+				env, err := attest.Sign(c, k)
+				if err != nil {
+					return err
+				}
+				b, err := json.Marshal(env)
+				if err != nil {
+					return err
+				}
+				if *out != "" {
+					if err := writeOutput(io, *out, append(b, '\n')); err != nil {
+						return err
+					}
+				}
+				job, dup, err := postClaim(ctx, api, b)
+				if err != nil {
+					return err
+				}
+				what := "claim accepted"
+				if dup {
+					what = "already claimed"
+				}
+				fmt.Fprintf(io.err, "%s: %s (source %s); job %s\n", c.Source, what, c.Source.Digest, job)
+				r := rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(b)}
+				if *wait == 0 {
+					return r.report(io, nil, *asJSON, errNotWaited)
+				}
+				return r.wait(ctx, io, *wait, *asJSON)
+			}
+		},
+	}
+}
+
+func envBool(name string) bool { b, _ := strconv.ParseBool(os.Getenv(name)); return b }
+
+// farmURL returns the farm's API: the one given, else that of the 'lantern
+// up' running with data dir data.
+func farmURL(given, data string) (string, error) {
+	if given != "" {
+		if _, err := apiURL(given, ""); err != nil {
+			return "", usagef("--farm %q: want the farm's API URL, such as https://farm.example or http://127.0.0.1:8080", given)
+		}
+		return given, nil
+	}
+	file := filepath.Join(data, "up", upAPIFile)
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return "", usagef("no farm: give --farm URL (or $LANTERN_API), or start 'lantern up' (with --data %s, or give rebuild its --data)", data)
+	}
+	if err != nil {
+		return "", err
+	}
+	api := strings.TrimSpace(string(b))
+	if _, err := apiURL(api, ""); err != nil {
+		return "", fmt.Errorf("%s: %q is not a farm's URL; remove the file, or give --farm", file, api)
+	}
+	return api, nil
+}
+
+// claimKey loads the claim key: the one given, else the claim key of
+// 'lantern up' in data, with $LANTERN_PASSWORD or, as up makes it when
+// that is unset, the empty password.
+func claimKey(io *stdio, given, data string) (*keys.Private, error) {
+	if given != "" {
+		return loadPrivate(io, given)
+	}
+	file := filepath.Join(data, "up", "claimer.key")
+	b, err := os.ReadFile(file)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, usagef("no claim key: give --key FILE (or $LANTERN_KEY), or run 'lantern up', which makes DATA/up/claimer.key (no %s)", file)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read the claim key: %w", err)
+	}
+	k, err := keys.ParsePrivate(b, []byte(os.Getenv(passwordEnv)))
+	if errors.Is(err, keys.ErrPassword) {
+		return nil, fmt.Errorf("%s: %w: set %s to the password lantern up was started with", file, err, passwordEnv)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", file, err)
+	}
+	return k, nil
+}
+
+// goSource is a Go command resolved to its module, checked against the
+// checksum database: what a go-recipe claim says.
+type goSource struct {
+	Package string
+	Module  goproxy.Module
+}
+
+// claim returns the source claim of g, made at t, with the go recipe's
+// defaults (the Go version and platform the recipe names).
+func (g goSource) claim(t time.Time) *lantern.SourceClaim {
+	return &lantern.SourceClaim{
+		Source: lantern.Source{Name: g.Package, Version: g.Module.Version, Digest: g.Module.Zip, GoSum: g.Module.Sum},
+		Fetch:  g.Module.URL,
+		Recipe: "go",
+		Time:   t.UTC().Truncate(time.Second),
+	}
+}
+
+// tarballClaim returns the source claim of a tarball whose sha256 is d,
+// built with the generic recipe by spec.
+func tarballClaim(name, version, fetch string, d lantern.Digest, spec *lantern.BuildSpec, t time.Time) *lantern.SourceClaim {
+	return &lantern.SourceClaim{
+		Source: lantern.Source{Name: name, Version: version, Digest: d},
+		Fetch:  fetch,
+		Recipe: lantern.RecipeGeneric,
+		Build:  spec,
+		Time:   t.UTC().Truncate(time.Second),
+	}
+}
+
+func resolveGo(ctx context.Context, pkg, version, proxy, gosumdb, data string) (*goproxy.Module, error) {
+	db, err := goproxy.NewSumDB(gosumdb, proxy, filepath.Join(data, "sumdb"), nil)
+	if err != nil {
+		return nil, usagef("--gosumdb: %v", err)
+	}
+	r, err := goproxy.NewResolver(proxy, db, nil, "")
+	if err != nil {
+		return nil, usagef("--goproxy: %v", err)
+	}
+	m, err := r.Resolve(ctx, pkg, version)
+	switch {
+	case errors.Is(err, goproxy.ErrInvalid):
+		return nil, usagef("%v; a tarball is claimed with --fetch URL --build SPEC.json", err)
+	case errors.Is(err, goproxy.ErrNoModule):
+		return nil, usagef("%v", err)
+	}
+	return m, err
+}
+
+// checkFetchURL checks a tarball's URL: https, or http with allowHTTP.
+func checkFetchURL(raw string, allowHTTP bool) error {
+	u, err := url.Parse(raw)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http"):
+		return usagef("--fetch %q: want the tarball's https URL", raw)
+	case u.Scheme == "http" && !allowHTTP:
+		return usagef("--fetch %q: plain http; give an https URL, or --allow-http-fetch (the farm's builders must allow it too)", raw)
+	}
+	return nil
+}
+
+// hashDownload downloads the tarball at raw and returns its sha256. It
+// reads at most the generic recipe's source limit, the most a build of
+// it may fetch, and follows redirects only as checkFetchURL allows.
+func hashDownload(ctx context.Context, raw string, allowHTTP bool) (lantern.Digest, error) {
+	r, err := recipes.Load(lantern.RecipeGeneric)
+	if err != nil {
+		return lantern.Digest{}, err
+	}
+	max := r.Generic.Limits.SourceMiB << 20
+	hc := &http.Client{CheckRedirect: func(req *http.Request, via []*http.Request) error {
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return checkFetchURL(req.URL.String(), allowHTTP)
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, raw, nil)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	resp, err := hc.Do(req)
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: %s", raw, resp.Status)
+	}
+	if resp.ContentLength > max {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: %d bytes, more than the generic recipe's source limit of %d MiB", raw, resp.ContentLength, max>>20)
+	}
+	d, n, err := lantern.DigestReader(io.LimitReader(resp.Body, max+1))
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: %w", raw, err)
+	}
+	if n > max {
+		return lantern.Digest{}, fmt.Errorf("fetch %s: more than the generic recipe's source limit of %d MiB", raw, max>>20)
+	}
+	return d, nil
+}

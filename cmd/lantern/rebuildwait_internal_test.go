@@ -1,0 +1,178 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// farmScript is a farm's API as rebuild --wait reads it, answering poll n
+// with states[min(n, last)]: a hand-written stand-in for the scheduler's
+// API, whose real answers TestUp follows to a verdict.
+type farmScript struct {
+	mu     sync.Mutex
+	polls  int
+	states []farmState
+}
+
+type farmState struct {
+	builders map[lantern.Digest]builderJob
+	verdicts []lantern.Verdict
+}
+
+func (f *farmScript) serve(t *testing.T, job, source string, names map[lantern.Digest]string) *httptest.Server {
+	t.Helper()
+	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	mux := http.NewServeMux()
+	state := func() farmState {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		return f.states[min(f.polls, len(f.states)-1)]
+	}
+	mux.HandleFunc("GET /api/v1/jobs/"+job, func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(jobStatus{Created: created, Builders: state().builders})
+	})
+	mux.HandleFunc("GET /api/v1/sources/"+source, func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(sourceVerdicts{Verdicts: state().verdicts})
+		f.mu.Lock()
+		f.polls++ // the last request of a poll
+		f.mu.Unlock()
+	})
+	mux.HandleFunc("GET /api/v1/builders", func(w http.ResponseWriter, r *http.Request) {
+		var bs []map[string]any
+		for id, name := range names {
+			bs = append(bs, map[string]any{"id": id, "name": name})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"builders": bs})
+	})
+	s := httptest.NewServer(mux)
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestRebuildWait(t *testing.T) {
+	old := pollEvery
+	pollEvery = time.Millisecond
+	t.Cleanup(func() { pollEvery = old })
+
+	const job, source = "j0123", "example.org/hello@v1.0.0"
+	b1, b2 := lantern.DigestOf([]byte("builder 1")), lantern.DigestOf([]byte("builder 2"))
+	names := map[lantern.Digest]string{b1: "builder-1", b2: "builder-2"}
+	out1, out2 := lantern.DigestOf([]byte("output 1")), lantern.DigestOf([]byte("output 2"))
+	at := time.Date(2026, 11, 30, 10, 2, 5, 0, time.UTC)
+	queued := map[lantern.Digest]builderJob{b1: {State: "queued"}, b2: {State: "queued"}}
+	done := map[lantern.Digest]builderJob{b1: {State: "done", Updated: at}, b2: {State: "done", Updated: at}}
+	verdict := func(s lantern.Status, threshold int, groups ...lantern.Group) lantern.Verdict {
+		return lantern.Verdict{Source: lantern.Source{Name: "example.org/hello", Version: "v1.0.0"}, Label: "hello", Job: job, Status: s, Threshold: threshold, Groups: groups}
+	}
+	both := lantern.Group{Output: out1, Builders: []lantern.Digest{b1, b2}}
+	// Another claimer's job of the same source: its verdict is not this rebuild's.
+	other := verdict(lantern.StatusMismatch, 2, lantern.Group{Output: out2, Builders: []lantern.Digest{b1}})
+	other.Job = "jother"
+
+	for _, tc := range []struct {
+		name   string
+		wait   time.Duration
+		states []farmState
+		code   int
+		want   []string // on stdout
+		err    string
+	}{
+		{"reproduced", time.Minute, []farmState{
+			{queued, nil},
+			{map[lantern.Digest]builderJob{b1: {State: "done", Updated: at}, b2: {State: "queued"}}, []lantern.Verdict{verdict(lantern.StatusPending, 2, lantern.Group{Output: out1, Builders: []lantern.Digest{b1}}), other}},
+			{done, []lantern.Verdict{verdict(lantern.StatusReproduced, 2, both), other}},
+		}, 0, []string{source + " hello: reproduced", out1.String() + "  built by 2", "dashboard: "}, ""},
+		{"mismatch", time.Minute, []farmState{
+			{done, []lantern.Verdict{verdict(lantern.StatusMismatch, 2, lantern.Group{Output: out1, Builders: []lantern.Digest{b1}}, lantern.Group{Output: out2, Builders: []lantern.Digest{b2}})}},
+		}, 3, []string{source + " hello: mismatch", out2.String() + "  built by 1"}, "contradicted: hello mismatch"},
+		{"failed", time.Minute, []farmState{
+			{map[lantern.Digest]builderJob{b1: {State: "failed", Reason: "build: exit 1", Updated: at}, b2: {State: "dead", Updated: at}},
+				[]lantern.Verdict{verdict(lantern.StatusFailed, 2)}},
+		}, 1, []string{source + " hello: failed"}, "not reproduced: hello failed"},
+		{"too few builders to agree", time.Minute, []farmState{
+			{map[lantern.Digest]builderJob{b1: {State: "done", Updated: at}}, []lantern.Verdict{verdict(lantern.StatusPending, 2, lantern.Group{Output: out1, Builders: []lantern.Digest{b1}})}},
+		}, 1, []string{source + " hello: pending"}, "the verdict needs 2 to agree"},
+		{"out of time", 20 * time.Millisecond, []farmState{{queued, nil}}, 1, []string{"dashboard: "}, "no verdict within 20ms"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			farm := (&farmScript{states: tc.states}).serve(t, job, source, names)
+			var out, errb bytes.Buffer
+			r := rebuildRun{api: farm.URL, source: source, job: job}
+			err := r.wait(t.Context(), &stdio{out: &out, err: &errb}, tc.wait, false)
+			if code := exitCode(&bytes.Buffer{}, err); code != tc.code || (tc.err != "" && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("wait = %v (exit %d), want exit %d saying %q", err, code, tc.code, tc.err)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out.String(), w) {
+					t.Errorf("wait printed %q, want %q in it", out.String(), w)
+				}
+			}
+			if strings.Contains(out.String(), out2.String()) && tc.name == "reproduced" {
+				t.Errorf("wait printed another claimer's verdict: %q", out.String())
+			}
+			if !strings.Contains(out.String(), "dashboard: "+farm.URL+"/sources/"+source) {
+				t.Errorf("wait printed %q, want the dashboard's page of the source", out.String())
+			}
+			// Progress, not a terminal: one line per change of a builder's state.
+			for _, l := range strings.Split(strings.TrimSpace(errb.String()), "\n") {
+				if strings.Count(errb.String(), l[len("15:04:05"):]) != 1 {
+					t.Errorf("progress line %q printed more than once:\n%s", l, errb.String())
+				}
+			}
+			if tc.name == "reproduced" && (!strings.Contains(errb.String(), "builder-1 queued") || !strings.Contains(errb.String(), "builder-2 done after 2m5s")) {
+				t.Errorf("progress %q, want each builder's states, with the time it took", errb.String())
+			}
+		})
+	}
+
+	t.Run("json", func(t *testing.T) {
+		farm := (&farmScript{states: []farmState{{done, []lantern.Verdict{verdict(lantern.StatusMismatch, 2)}}}}).serve(t, job, source, names)
+		var out bytes.Buffer
+		r := rebuildRun{api: farm.URL, source: source, job: job, claim: lantern.DigestOf([]byte("claim"))}
+		err := r.wait(t.Context(), &stdio{out: &out, err: &bytes.Buffer{}}, time.Minute, true)
+		var ce *contradictedError
+		if !errors.As(err, &ce) {
+			t.Errorf("wait = %v, want a contradiction", err)
+		}
+		var res rebuildResult
+		if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+			t.Fatalf("--json printed %q: %v", out.String(), err)
+		}
+		if res.Status != "contradicted" || res.Job != job || res.Claim != r.claim || len(res.Verdicts) != 1 || res.Dashboard != farm.URL+"/sources/"+source || res.Error == "" {
+			t.Errorf("--json printed %+v, want the contradicted verdict, the job, claim and dashboard", res)
+		}
+	})
+}
+
+// TestJobProgressTerminal: on a terminal the lines are redrawn in place,
+// with the time each builder has taken so far.
+func TestJobProgressTerminal(t *testing.T) {
+	var w bytes.Buffer
+	p := &jobProgress{w: &w, tty: true, source: "s@v1", job: "j1", last: map[lantern.Digest]string{}}
+	b1 := lantern.DigestOf([]byte("b1"))
+	created := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	names := map[lantern.Digest]string{b1: "builder-1"}
+	p.show(&jobStatus{Created: created, Builders: map[lantern.Digest]builderJob{b1: {State: "queued"}}}, names, created.Add(5*time.Second))
+	first := w.String()
+	if strings.Contains(first, "\x1b[") && strings.Index(first, "\x1b[2K") != strings.Index(first, "\x1b[") {
+		t.Errorf("the first drawing moves the cursor up: %q", first)
+	}
+	w.Reset()
+	p.show(&jobStatus{Created: created, Builders: map[lantern.Digest]builderJob{b1: {State: "done", Updated: created.Add(90 * time.Second)}}}, names, created.Add(2*time.Minute))
+	second := w.String()
+	if !strings.HasPrefix(second, "\x1b[2A") || !strings.Contains(second, "builder-1      done      1m30s") {
+		t.Errorf("the second drawing = %q, want the cursor back up 2 lines and builder-1 done in 1m30s", second)
+	}
+	if !strings.Contains(first, "builder-1      queued    5s") {
+		t.Errorf("the first drawing = %q, want builder-1 queued for 5s", first)
+	}
+}
