@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/attest"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/goproxy"
 	"github.com/lanternfarm/lantern/recipes"
@@ -142,18 +140,9 @@ Examples:
 				if err := c.Validate(); err != nil {
 					return usagef("%v", err)
 				}
-				env, err := attest.Sign(c, k)
+				b, err := signClaim(io, c, k, *out, "")
 				if err != nil {
 					return err
-				}
-				b, err := json.Marshal(env)
-				if err != nil {
-					return err
-				}
-				if *out != "" {
-					if err := writeOutput(io, *out, append(b, '\n')); err != nil {
-						return err
-					}
 				}
 				job, dup, err := postClaim(ctx, api, b)
 				if err != nil {

@@ -166,23 +166,9 @@ stringer-windows-amd64.exe):
 				if *post == "" {
 					return signAndWrite(io, c, k, *out, *bundleOut)
 				}
-				env, err := attest.Sign(c, k)
+				b, err := signClaim(io, c, k, *out, *bundleOut)
 				if err != nil {
 					return err
-				}
-				if *bundleOut != "" {
-					if err := writeBundle(io, env, k, *bundleOut); err != nil {
-						return err
-					}
-				}
-				b, err := json.Marshal(env)
-				if err != nil {
-					return err
-				}
-				if *out != "" {
-					if err := writeOutput(io, *out, append(b, '\n')); err != nil {
-						return err
-					}
 				}
 				job, dup, err := postClaim(ctx, *post, b)
 				if err != nil {
@@ -302,6 +288,31 @@ func signAndWrite(io *stdio, c lantern.Claim, k *keys.Private, out, bundleOut st
 		return err
 	}
 	return writeOutput(io, out, append(b, '\n'))
+}
+
+// signClaim signs c to post it: it returns the envelope's JSON, the bytes
+// to post (the claim's id is their digest), after writing them, with a line
+// end, to out and the bundle to bundleOut, where given.
+func signClaim(io *stdio, c lantern.Claim, k *keys.Private, out, bundleOut string) ([]byte, error) {
+	env, err := attest.Sign(c, k)
+	if err != nil {
+		return nil, err
+	}
+	if bundleOut != "" {
+		if err := writeBundle(io, env, k, bundleOut); err != nil {
+			return nil, err
+		}
+	}
+	b, err := json.Marshal(env)
+	if err != nil {
+		return nil, err
+	}
+	if out != "" {
+		if err := writeOutput(io, out, append(b, '\n')); err != nil {
+			return nil, err
+		}
+	}
+	return b, nil
 }
 
 // writeBundle writes env as a Sigstore bundle with k's key hint, in cosign's
