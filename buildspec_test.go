@@ -80,13 +80,13 @@ func TestJobIDNamesTheSpec(t *testing.T) {
 	same := validSpec()
 	same.SourceDate = time.Unix(0, 0).In(time.FixedZone("X", 3600))
 	a.SourceDate = time.Unix(0, 0).UTC()
-	if lantern.JobID(src, "generic", a, lantern.Digest{}) == lantern.JobID(src, "generic", b, lantern.Digest{}) {
+	if lantern.JobID(src, "generic", a, nil, lantern.Digest{}) == lantern.JobID(src, "generic", b, nil, lantern.Digest{}) {
 		t.Error("two specs make one job id")
 	}
-	if lantern.JobID(src, "generic", a, lantern.Digest{}) != lantern.JobID(src, "generic", same, lantern.Digest{}) {
+	if lantern.JobID(src, "generic", a, nil, lantern.Digest{}) != lantern.JobID(src, "generic", same, nil, lantern.Digest{}) {
 		t.Error("one source date in two zones makes two job ids")
 	}
-	if lantern.JobID(src, "generic", nil, lantern.Digest{}) == lantern.JobID(src, "generic", a, lantern.Digest{}) {
+	if lantern.JobID(src, "generic", nil, nil, lantern.Digest{}) == lantern.JobID(src, "generic", a, nil, lantern.Digest{}) {
 		t.Error("a spec does not change the job id")
 	}
 }

@@ -77,7 +77,11 @@ type SourceClaim struct {
 	// Build says how the generic recipe builds the source; only claims
 	// with that recipe have one, and they must.
 	Build *BuildSpec `json:"build,omitempty"`
-	Time  time.Time  `json:"time"`
+	// Go says which Go release and platforms the go recipe builds the
+	// command with; only claims with that recipe may have one. Nil: the
+	// recipe's defaults.
+	Go   *GoBuild  `json:"go,omitempty"`
+	Time time.Time `json:"time"`
 }
 
 // Kind implements Claim.
@@ -96,6 +100,14 @@ func (c *SourceClaim) Validate() error {
 	if c.Recipe != "" {
 		if err := validName("recipe", c.Recipe); err != nil {
 			return err
+		}
+	}
+	if c.Go != nil {
+		if r := c.RecipeName(); r != "go" {
+			return fmt.Errorf("go: only claims with recipe \"go\" name a Go release and platforms, not %q", r)
+		}
+		if err := c.Go.Validate(); err != nil {
+			return fmt.Errorf("go.%w", err)
 		}
 	}
 	switch {

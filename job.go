@@ -5,6 +5,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -28,6 +31,8 @@ type Job struct {
 	Published map[string]Digest `json:"published,omitempty"`
 	// Build is the source claim's build spec, for the generic recipe.
 	Build *BuildSpec `json:"build,omitempty"`
+	// Go is the source claim's Go release and platforms, for the go recipe.
+	Go *GoBuild `json:"go,omitempty"`
 	// Claim is the digest of the source claim's envelope that made the job.
 	Claim Digest `json:"claim"`
 	// Envelope is that envelope, byte for byte as the farm received it
@@ -62,12 +67,13 @@ func (c *SourceClaim) RecipeName() string {
 func JobFromClaim(c *SourceClaim, envelope []byte, signer Digest) Job {
 	recipe := c.RecipeName()
 	return Job{
-		ID:        JobID(c.Source, recipe, c.Build, signer),
+		ID:        JobID(c.Source, recipe, c.Build, c.Go, signer),
 		Source:    c.Source,
 		Recipe:    recipe,
 		Fetch:     c.Fetch,
 		Published: c.Artefacts,
 		Build:     c.Build,
+		Go:        c.Go,
 		Claim:     DigestOf(envelope),
 		Envelope:  envelope,
 	}
@@ -95,6 +101,8 @@ func (j *Job) MatchesClaim(claim *SourceClaim, signer Digest) error {
 		return fmt.Errorf("build: the job and its claim disagree on having a build spec")
 	case j.Build != nil && j.Build.Digest() != want.Build.Digest():
 		return fmt.Errorf("build: the job's build spec is %s, its claim's %s", j.Build.Digest(), want.Build.Digest())
+	case !j.Go.equal(want.Go):
+		return fmt.Errorf("go: the job's Go release and platforms are %s, its claim's %s", j.Go, want.Go)
 	}
 	return nil
 }
@@ -109,8 +117,12 @@ func (j *Job) MatchesClaim(claim *SourceClaim, signer Digest) error {
 // carries one claim, and a builder builds only claims of keys it accepts,
 // so a claim of one key must not stand in for another key's claim of the
 // same build (whoever claimed first would decide, by its fetch URL and its
-// key, whether the other claimer's build is done at all).
-func JobID(source Source, recipe string, build *BuildSpec, signer Digest) string {
+// key, whether the other claimer's build is done at all). For the go
+// recipe it covers the claim's GoBuild (nil for the recipe's defaults): a
+// job is what is built, and another Go release or platform is another
+// build. A nil GoBuild adds nothing, so that the ids of jobs made before
+// claims had one, and their attestations, stay as they were.
+func JobID(source Source, recipe string, build *BuildSpec, gob *GoBuild, signer Digest) string {
 	h := sha256.New()
 	for _, s := range []string{"lantern job v3", source.Name, source.Version, source.Digest.String(), source.GoSum, recipe, signer.String()} {
 		h.Write([]byte(s))
@@ -119,5 +131,36 @@ func JobID(source Source, recipe string, build *BuildSpec, signer Digest) string
 	if build != nil {
 		h.Write([]byte(build.Digest().String()))
 	}
+	if gob != nil {
+		// Each field length-prefixed, so that no two GoBuilds hash alike.
+		fields := append([]string{"go", gob.Version, gob.Ldflags, strconv.Itoa(len(gob.Platforms))}, gob.Platforms...)
+		fields = append(append(fields, strconv.Itoa(len(gob.Tags))), gob.Tags...)
+		for _, s := range fields {
+			fmt.Fprintf(h, "\x00%d:%s", len(s), s)
+		}
+	}
 	return "j" + hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// String returns g as "go1.23.4 linux/amd64,windows/amd64", for errors.
+func (g *GoBuild) String() string {
+	if g == nil {
+		return "the recipe's defaults"
+	}
+	v := "the default Go"
+	if g.Version != "" {
+		v = "go" + g.Version
+	}
+	p := "the default platform"
+	if len(g.Platforms) > 0 {
+		p = strings.Join(g.Platforms, ",")
+	}
+	return v + " for " + p
+}
+
+func (g *GoBuild) equal(o *GoBuild) bool {
+	if g == nil || o == nil {
+		return g == o
+	}
+	return g.Version == o.Version && g.Ldflags == o.Ldflags && slices.Equal(g.Platforms, o.Platforms) && slices.Equal(g.Tags, o.Tags)
 }

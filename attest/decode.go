@@ -196,6 +196,30 @@ func decodeBuildSpec(d *decoder, s *lantern.BuildSpec) error {
 	})
 }
 
+func decodeGoBuild(d *decoder, g *lantern.GoBuild) error {
+	strings := func(d *decoder, out *[]string) error {
+		*out = []string{}
+		return d.Array(func(d *decoder) error {
+			s, err := d.String()
+			*out = append(*out, s)
+			return err
+		})
+	}
+	return d.Object(func(d *decoder, name []byte) error {
+		switch string(name) {
+		case "version":
+			return str(d, &g.Version)
+		case "platforms":
+			return strings(d, &g.Platforms)
+		case "ldflags":
+			return str(d, &g.Ldflags)
+		case "tags":
+			return strings(d, &g.Tags)
+		}
+		return d.UnknownField(name)
+	})
+}
+
 func decodeRecipe(d *decoder, r *lantern.Recipe) error {
 	return d.Object(func(d *decoder, name []byte) error {
 		switch string(name) {
@@ -459,6 +483,9 @@ func claimField(d *decoder, c lantern.Claim, name string) (bool, error) {
 		case "build":
 			c.Build = new(lantern.BuildSpec)
 			return true, decodeBuildSpec(d, c.Build)
+		case "go":
+			c.Go = new(lantern.GoBuild)
+			return true, decodeGoBuild(d, c.Go)
 		case "time":
 			return true, timeValue(d, &c.Time)
 		}

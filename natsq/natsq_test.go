@@ -87,7 +87,7 @@ func testBuilder(name string) lantern.Digest { return lantern.DigestOf([]byte("b
 func testJob(n int) lantern.Job {
 	src := lantern.Source{Name: "example.com/m", Version: fmt.Sprintf("v1.0.%d", n), Digest: lantern.DigestOf(fmt.Appendf(nil, "source %d", n))}
 	return lantern.Job{
-		ID:      lantern.JobID(src, "go", nil, lantern.Digest{}),
+		ID:      lantern.JobID(src, "go", nil, nil, lantern.Digest{}),
 		Source:  src,
 		Recipe:  "go",
 		Created: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC),

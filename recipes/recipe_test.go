@@ -26,6 +26,7 @@ import (
 // file, NAME/vN+1.json, added here.
 var released = map[string]string{
 	"go/v1.json":      "sha256:ebe7eb30598b6c27ae4037840fca294318070b6db7174db4cff8e1b876f0f358",
+	"go/v2.json":      "sha256:597770a77006ccc1397fc0fc9c783a1f0789a78619e0086183eaf19cfbd29800",
 	"generic/v1.json": "sha256:cb5dbe480d1eed630b1bf15bba1034759111bca273609d6d81f2243c1b3480f5",
 }
 
@@ -66,16 +67,16 @@ func TestLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := os.ReadFile(filepath.Join("go", "v1.json"))
+	b, err := os.ReadFile(filepath.Join("go", "v2.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := lantern.Recipe{BuildType: "https://lanternfarm.github.io/lantern/recipes/go/v1", Digest: lantern.DigestOf(b)}
+	want := lantern.Recipe{BuildType: "https://lanternfarm.github.io/lantern/recipes/go/v2", Digest: lantern.DigestOf(b)}
 	if diff := cmp.Diff(want, r.Ref()); diff != "" {
 		t.Errorf("Load(go).Ref() mismatch (-want +got):\n%s", diff)
 	}
-	if r.Name != "go" || r.Version != 1 || !bytes.Equal(r.Bytes(), b) {
-		t.Errorf("Load(go) = %s v%d with %d bytes, want go v1 with go/v1.json's %d", r.Name, r.Version, len(r.Bytes()), len(b))
+	if r.Name != "go" || r.Version != 2 || !bytes.Equal(r.Bytes(), b) {
+		t.Errorf("Load(go) = %s v%d with %d bytes, want go v2 with go/v2.json's %d", r.Name, r.Version, len(r.Bytes()), len(b))
 	}
 	if r.Go == nil || r.Go.DefaultGoVersion != "1.24.4" || r.Go.DefaultGOOS != "linux" || r.Go.DefaultGOARCH != "amd64" {
 		t.Errorf("Load(go).Go = %+v, want the defaults go1.24.4 linux/amd64", r.Go)
@@ -86,12 +87,16 @@ func TestLoad(t *testing.T) {
 		}
 	}
 
-	v1, err := LoadVersion("go", 1)
+	v2, err := LoadVersion("go", 2)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if v1.Ref() != r.Ref() {
-		t.Errorf("LoadVersion(go, 1) = %v, want %v", v1.Ref(), r.Ref())
+	if v2.Ref() != r.Ref() {
+		t.Errorf("LoadVersion(go, 2) = %v, want %v", v2.Ref(), r.Ref())
+	}
+	v1, err := LoadVersion("go", 1)
+	if err != nil || v1.BuildType != BuildTypeBase+"go/v1" {
+		t.Errorf("LoadVersion(go, 1) = %v, %v; want go/v1, which old attestations name", v1, err)
 	}
 	byDigest, err := ByDigest(r.Digest)
 	if err != nil || byDigest.Ref() != r.Ref() {

@@ -102,7 +102,7 @@ func TestForgedJobs(t *testing.T) {
 	// (b) No claim at all, its id made to fit.
 	noClaim := real
 	noClaim.Envelope, noClaim.Claim, noClaim.Build = nil, lantern.Digest{}, evil
-	noClaim.ID = lantern.JobID(noClaim.Source, noClaim.Recipe, evil, f.claimKey.ID())
+	noClaim.ID = lantern.JobID(noClaim.Source, noClaim.Recipe, evil, nil, f.claimKey.ID())
 	// (c) A claim signed by a key no builder accepts, the job exactly what
 	// it says.
 	strangerClaim := *claim

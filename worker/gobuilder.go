@@ -50,16 +50,16 @@ func (g *GoBuilder) Recipe() lantern.Recipe { return g.r.Ref() }
 // Build implements Builder. A go source claim names the main package and
 // its module's version; the module is the longest prefix of the package
 // path that the module proxy has at that version and that holds the
-// package.
+// package. The job's claim may name a Go release and platforms (its
+// GoBuild): one toolchain, of that release for this machine, builds the
+// command for each platform in turn, each its own output and label.
 func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log io.Writer) (*Result, error) {
-	var (
-		in      *recipes.GoInputs
-		lastErr error
-	)
+	platforms := recipes.GoPlatforms(g.r, job)
+	goVersion := recipes.GoVersion(g.r, job)
 	// The toolchain needs nothing of the source: it is fetched while the
 	// module is looked up, and sent to BuildKit while it is checked and
 	// PrepareGo does the rest.
-	tc := g.sendToolchain(ctx, job, filepath.Join(work, "toolchain"))
+	tc := g.sendToolchain(ctx, job, goVersion, filepath.Join(work, "toolchain"))
 	defer tc.stop()
 	// The prefixes the proxy has, looked up at once; where none is found,
 	// each one is tried, for PrepareGo's errors.
@@ -71,64 +71,96 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 	if len(found) > 0 {
 		candidates = found
 	}
-	for _, module := range candidates {
-		spec := recipes.GoSpec{Module: module, Version: job.Source.Version, Package: job.Source.Name,
-			SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
-		fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs\n", module, job.Source.Version)
-		var err error
-		in, err = recipes.PrepareGo(ctx, g.r, spec, filepath.Join(work, "inputs"), recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits, Toolchain: tc.checked()})
-		if err == nil {
-			break
+	// Each platform's inputs apart: a build for another platform may read
+	// other modules.
+	inputs := make([]*recipes.GoInputs, len(platforms))
+	for i, p := range platforms {
+		dir := filepath.Join(work, "inputs")
+		if len(platforms) > 1 {
+			dir = filepath.Join(work, "inputs-"+p.GOOS+"-"+p.GOARCH)
 		}
-		var de *recipes.DigestError
-		if errors.As(err, &de) {
-			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
+		var lastErr error
+		for _, module := range candidates {
+			spec := recipes.GoSpec{Module: module, Version: job.Source.Version, Package: job.Source.Name,
+				GoVersion: goVersion, GOOS: p.GOOS, GOARCH: p.GOARCH,
+				SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
+			fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs for go%s %s/%s\n", module, job.Source.Version, goVersion, p.GOOS, p.GOARCH)
+			in, err := recipes.PrepareGo(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits, Toolchain: tc.checked()})
+			if err == nil {
+				inputs[i] = in
+				candidates = []string{module} // the same module for every platform
+				break
+			}
+			var de *recipes.DigestError
+			if errors.As(err, &de) {
+				return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
+			}
+			lastErr = err
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
 		}
-		lastErr = err
-		in = nil
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		if inputs[i] == nil {
+			return nil, &BuildError{Stage: "fetch", Err: fmt.Errorf("no module at %s contains %s for %s/%s: %w", job.Source.Version, job.Source.Name, p.GOOS, p.GOARCH, lastErr)}
 		}
-	}
-	if in == nil {
-		return nil, &BuildError{Stage: "fetch", Err: fmt.Errorf("no module at %s contains %s: %w", job.Source.Version, job.Source.Name, lastErr)}
 	}
 	tc.wait() // the build's solve finds the toolchain sent, or sends it itself
-	out := filepath.Join(work, "out")
+	res := &Result{Outputs: map[string]string{}, PerLabel: map[string]Provenance{}}
+	for i, in := range inputs {
+		label := recipes.GoLabel(job.Source.Name, in.Spec.GOOS, in.Spec.GOARCH)
+		out := filepath.Join(work, "out")
+		if len(inputs) > 1 {
+			out = filepath.Join(out, in.Spec.GOOS+"-"+in.Spec.GOARCH)
+		}
+		path, prov, err := g.build(ctx, in, out, log)
+		if err != nil {
+			return nil, err
+		}
+		res.Outputs[label] = path
+		res.PerLabel[label] = prov
+		if i == 0 {
+			res.Dependencies, res.Environment = prov.Dependencies, prov.Environment
+		}
+	}
+	if len(inputs) == 1 {
+		res.PerLabel = nil
+	}
+	return res, nil
+}
+
+// build builds one platform's prepared inputs in BuildKit and returns the
+// binary's path in out, and how it was made.
+func (g *GoBuilder) build(ctx context.Context, in *recipes.GoInputs, out string, log io.Writer) (string, Provenance, error) {
 	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
-	err = confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
+	err := confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
 		return recipes.BuildGo(ctx, g.c, in, g.r, out, log)
 	})
 	if err != nil {
 		if _, ok := errors.AsType[*BuildError](err); ok {
-			return nil, err
+			return "", Provenance{}, err
 		}
 		var de *recipes.DigestError
 		switch {
 		case errors.As(err, &de):
-			return nil, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
+			return "", Provenance{}, &BuildError{Stage: "verify-inputs", Expected: de.Expected, Actual: de.Actual, Err: err}
 		case errors.Is(err, recipes.ErrStepFailed), errors.Is(err, recipes.ErrTimeLimit):
-			return nil, &BuildError{Stage: "build", Err: err}
+			return "", Provenance{}, &BuildError{Stage: "build", Err: err}
 		case errors.Is(err, recipes.ErrOutputs):
-			return nil, &BuildError{Stage: "outputs", Err: err}
+			return "", Provenance{}, &BuildError{Stage: "outputs", Err: err}
 		}
-		return nil, err
+		return "", Provenance{}, err
 	}
 	bin, err := in.BinaryPath(g.r)
 	if err != nil {
-		return nil, err
+		return "", Provenance{}, err
 	}
 	env, err := in.Environment(g.r)
 	if err != nil {
-		return nil, err
+		return "", Provenance{}, err
 	}
-	label := recipes.GoLabel(job.Source.Name, in.Spec.GOOS, in.Spec.GOARCH)
-	return &Result{
-		Outputs:      map[string]string{label: filepath.Join(out, filepath.FromSlash(strings.TrimPrefix(bin, "/")))},
-		Dependencies: in.Dependencies(),
-		Environment:  env,
-	}, nil
+	path := filepath.Join(out, filepath.FromSlash(strings.TrimPrefix(bin, "/")))
+	return path, Provenance{Dependencies: in.Dependencies(), Environment: env}, nil
 }
 
 // modulePrefixes returns the import path and its parents, longest first:
@@ -158,7 +190,7 @@ type toolchainSend struct {
 // recipe, sending it to BuildKit as soon as it is fetched, and checking it
 // meanwhile. A failure is only logged: PrepareGo and the build's own solve
 // do the same work again, and report it.
-func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, dir string) *toolchainSend {
+func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, goVersion, dir string) *toolchainSend {
 	ctx, cancel := context.WithCancel(ctx)
 	t := &toolchainSend{ready: make(chan struct{}), sent: make(chan struct{}), cancel: cancel}
 	go func() {
@@ -175,7 +207,7 @@ func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, dir stri
 				g.log.Debug("sent the toolchain to BuildKit", "took", time.Since(start))
 			}()
 		}
-		spec := recipes.GoSpec{Version: job.Source.Version, Package: job.Source.Name}
+		spec := recipes.GoSpec{Version: job.Source.Version, Package: job.Source.Name, GoVersion: goVersion}
 		t.tc, t.err = recipes.PrepareGoToolchain(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Fetched: fetched})
 		if t.err != nil {
 			g.log.Debug("toolchain not checked ahead", "error", t.err)

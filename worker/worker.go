@@ -54,6 +54,16 @@ type Result struct {
 	Dependencies []lantern.Dependency
 	// Environment is the fixed environment of the build.
 	Environment map[string]string
+	// PerLabel, for a build whose outputs were made apart (a go build for
+	// several platforms), gives an output's own dependencies and
+	// environment, by label, in place of Dependencies and Environment.
+	PerLabel map[string]Provenance
+}
+
+// Provenance is how one output was made.
+type Provenance struct {
+	Dependencies []lantern.Dependency
+	Environment  map[string]string
 }
 
 // BuildError is a rebuild that failed as a result, not for want of
@@ -362,10 +372,14 @@ func (w *Worker) build(ctx context.Context, job lantern.Job, log *slog.Logger) (
 		if err := w.upload(ctx, job, label, path, out, size, log); err != nil {
 			return nil, err
 		}
+		deps, environ := res.Dependencies, res.Environment
+		if p, ok := res.PerLabel[label]; ok {
+			deps, environ = p.Dependencies, p.Environment
+		}
 		r := &lantern.Rebuild{
 			Source: job.Source, Label: label, Output: out, Recipe: b.Recipe(), Builder: w.cfg.Key.ID(),
 			Claim: job.Claim, Build: buildDigest(job),
-			Dependencies: res.Dependencies, Environment: res.Environment, JobID: job.ID,
+			Dependencies: deps, Environment: environ, JobID: job.ID,
 			Started: started, Finished: finished, Log: logDigest,
 		}
 		env, err := sign(r, w.cfg.Key)

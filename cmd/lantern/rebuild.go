@@ -39,7 +39,11 @@ Rebuild finds the module that holds PKG through the module proxy (--goproxy)
 as the go command does, downloads its zip and checks it against the Go
 checksum database (--gosumdb) itself, verifying the database's signed log,
 before it signs anything: the claim's source is the zip's sha256 and h1:
-hash, built with the go recipe.
+hash, built with the go recipe. --go names the Go release that builds it
+(default 1.24.4) and --platform the platforms, GOOS/GOARCH separated by
+commas (default linux/amd64): one job builds them all, each its own label,
+NAME-GOOS-GOARCH, with .exe for windows (stringer-linux-arm64,
+stringer-windows-amd64.exe).
 
 Any other source is a tarball: NAME@VERSION --fetch URL --build SPEC.json,
 the generic recipe (see 'lantern claim sign --help' for the spec). Rebuild
@@ -63,6 +67,8 @@ once the farm accepted the claim.
 
 Examples:
   lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --wait 10m
+  lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --go 1.23.4 \
+    --platform linux/amd64,linux/arm64,windows/amd64 --wait 20m
   lantern rebuild example.org/hello@v1.2.0 --fetch https://example.org/hello-1.2.0.tar.gz \
     --build hello.build.json --farm https://farm.example --key ci.key --wait 30m --json`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
@@ -76,6 +82,8 @@ Examples:
 			sumdb := f.String("gosumdb", envOr("GOSUMDB", goproxy.DefaultSumDB), "the Go checksum database, as `GOSUMDB` names it: "+goproxy.DefaultSumDB+", or NAME+HASH+KEY [URL] (default $GOSUMDB)")
 			fetch := f.String("fetch", "", "a tarball's `URL` (the generic recipe; with --build)")
 			build := f.String("build", "", "the generic recipe's build spec, a JSON `FILE` (with --fetch)")
+			var gob goBuildFlags
+			gob.register(f)
 			allowHTTP := f.Bool("allow-http-fetch", envBool("LANTERN_ALLOW_HTTP_FETCH"), "download --fetch over plain http too, not only https (default $LANTERN_ALLOW_HTTP_FETCH)")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) != 1 {
@@ -88,12 +96,17 @@ Examples:
 				if *wait < 0 {
 					return usagef("--wait %s: want a positive duration, such as 10m", *wait)
 				}
+				goBuild, err := gob.parse()
+				if err != nil {
+					return err
+				}
 				var spec *lantern.BuildSpec
 				switch {
+				case goBuild != nil && *build != "":
+					return usagef("--go and --platform are for a Go command (PKG@VERSION), not a tarball built with --build")
 				case (*fetch == "") != (*build == ""):
 					return usagef("a tarball needs both --fetch URL and --build SPEC.json; a Go command (PKG@VERSION) neither")
 				case *build != "":
-					var err error
 					if spec, err = readBuildSpec(*build); err != nil {
 						return usagef("--build %s: %v", *build, err)
 					}
@@ -116,7 +129,7 @@ Examples:
 					if err != nil {
 						return err
 					}
-					c = goSource{Package: name, Module: *m}.claim(time.Now())
+					c = goSource{Package: name, Module: *m, Build: goBuild}.claim(time.Now())
 				} else {
 					d, err := hashDownload(ctx, *fetch, *allowHTTP)
 					if err != nil {
@@ -206,15 +219,18 @@ func claimKey(io *stdio, given, data string) (*keys.Private, error) {
 type goSource struct {
 	Package string
 	Module  goproxy.Module
+	// Build is the Go release and platforms (--go, --platform); nil: the
+	// go recipe's defaults.
+	Build *lantern.GoBuild
 }
 
-// claim returns the source claim of g, made at t, with the go recipe's
-// defaults (the Go version and platform the recipe names).
+// claim returns the source claim of g, made at t.
 func (g goSource) claim(t time.Time) *lantern.SourceClaim {
 	return &lantern.SourceClaim{
 		Source: lantern.Source{Name: g.Package, Version: g.Module.Version, Digest: g.Module.Zip, GoSum: g.Module.Sum},
 		Fetch:  g.Module.URL,
 		Recipe: "go",
+		Go:     g.Build,
 		Time:   t.UTC().Truncate(time.Second),
 	}
 }

@@ -114,7 +114,14 @@ Example:
     --source example.org/hello@v1.2.0 --source-file hello-1.2.0.tar.gz \
     --fetch https://example.org/hello-1.2.0.tar.gz --recipe generic \
     --build hello.build.json \
-    --artefact hello-linux-amd64=dist/hello -o hello-1.2.0.claim.json`,
+    --artefact hello-linux-amd64=dist/hello -o hello-1.2.0.claim.json
+
+A Go command (--recipe go) may name the Go release that builds it and the
+platforms it is built for, each its own label (stringer-linux-arm64,
+stringer-windows-amd64.exe):
+  lantern claim sign --key maintainer.key --recipe go \
+    --source golang.org/x/tools/cmd/stringer@v0.30.0 --source-digest sha256:<hex> --go-sum h1:... \
+    --go 1.23.4 --platform linux/amd64,linux/arm64,windows/amd64`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "private key `FILE` (default $LANTERN_KEY)")
 			var src sourceFlags
@@ -122,6 +129,8 @@ Example:
 			fetch := f.String("fetch", "", "`URL` the source archive can be downloaded from")
 			recipe := f.String("recipe", "", "the `RECIPE` that rebuilds it: go, generic")
 			build := f.String("build", "", "the generic recipe's build spec, a JSON `FILE` (see above)")
+			var gob goBuildFlags
+			gob.register(f)
 			post := f.String("post", "", "post the signed claim to the scheduler at `URL` (such as http://127.0.0.1:8080) and print its job")
 			arts := artefactFlag{}
 			f.Var(arts, "artefact", "a published artefact, `LABEL=sha256:<hex>` or LABEL=FILE (repeat for more)")
@@ -138,6 +147,9 @@ Example:
 				c := &lantern.SourceClaim{Source: s, Fetch: *fetch, Recipe: *recipe, Time: time.Now().UTC().Truncate(time.Second)}
 				if len(arts) > 0 {
 					c.Artefacts = arts
+				}
+				if c.Go, err = gob.parse(); err != nil {
+					return err
 				}
 				if *build != "" {
 					if c.Build, err = readBuildSpec(*build); err != nil {

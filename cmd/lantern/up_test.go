@@ -235,6 +235,8 @@ func TestUp(t *testing.T) {
 	if strings.Count(up.logs.String(), "made a builder key") != 0 {
 		t.Errorf("the restart made new keys")
 	}
+	// Any platform (issue 12): one more claim of stringer, three platforms.
+	rebuildPlatforms(t, dir, data, stringer)
 	up.stop(t)
 }
 

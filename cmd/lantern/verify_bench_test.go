@@ -104,7 +104,7 @@ func fillVerifyFarm(b *testing.B, st *boltstore.Store, dir string) (lantern.Dige
 	}
 	claim := &lantern.SourceClaim{Source: src, Recipe: "go", Artefacts: map[string]lantern.Digest{label: art}, Time: at}
 	claimRaw := signed(b, claim, author)
-	job := lantern.Job{ID: lantern.JobID(src, "go", nil, lantern.Digest{}), Source: src, Recipe: "go", Published: claim.Artefacts, Claim: lantern.DigestOf(claimRaw), Envelope: claimRaw, Created: at}
+	job := lantern.Job{ID: lantern.JobID(src, "go", nil, nil, lantern.Digest{}), Source: src, Recipe: "go", Published: claim.Artefacts, Claim: lantern.DigestOf(claimRaw), Envelope: claimRaw, Created: at}
 	rec := scheduler.ClaimRecord{Envelope: job.Claim, Raw: claimRaw, Claim: *claim, Signer: author.ID(), Jobs: []string{job.ID}, Received: at}
 	if _, err := st.PutClaims(ctx, []scheduler.ClaimRecord{rec}, []lantern.Job{job}); err != nil {
 		b.Fatal(err)

@@ -54,7 +54,7 @@ func fillArtefact(b *testing.B, s *Store) lantern.Digest {
 				outcomes = append(outcomes, lantern.Outcome{Builder: bd, Output: out, Attestation: digest(fmt.Sprint(sl, j)), Finished: t0})
 			}
 			v := lantern.Decide(src, label, out, 2, outcomes)
-			v.Job = lantern.JobID(src, "go", nil, lantern.Digest{})
+			v.Job = lantern.JobID(src, "go", nil, nil, lantern.Digest{})
 			vj, err := encodeVerdicts([]lantern.Verdict{v})
 			if err != nil {
 				b.Fatal(err)

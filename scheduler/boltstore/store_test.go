@@ -44,7 +44,7 @@ func claimOf(src lantern.Source, n int, published map[string]lantern.Digest) (sc
 	raw := fmt.Sprintf(`{"claim":%d,"source":%q,"digest":%q}`, n, src, src.Digest)
 	at := t0.Add(time.Duration(n) * time.Minute)
 	env := digest(raw)
-	job := lantern.Job{ID: lantern.JobID(src, "go", nil, lantern.Digest{}), Source: src, Recipe: "go", Published: published, Claim: env, Created: at}
+	job := lantern.Job{ID: lantern.JobID(src, "go", nil, nil, lantern.Digest{}), Source: src, Recipe: "go", Published: published, Claim: env, Created: at}
 	return scheduler.ClaimRecord{
 		Envelope: env,
 		Raw:      []byte(raw),
@@ -65,7 +65,7 @@ func rebuild(src lantern.Source, label string, builder, out lantern.Digest, n in
 		Raw:      []byte(raw),
 		Kind:     lantern.KindRebuild,
 		Builder:  builder,
-		JobID:    lantern.JobID(src, "go", nil, lantern.Digest{}),
+		JobID:    lantern.JobID(src, "go", nil, nil, lantern.Digest{}),
 		Source:   src,
 		Label:    label,
 		Output:   out,
@@ -873,7 +873,7 @@ func take(t *testing.T, s *Store) snapshot {
 	must(err)
 	sn.ByBuilder, _, err = s.AttestationsByBuilder(ctx, digest("builder b"), scheduler.Page{})
 	must(err)
-	sn.Outcomes, err = s.Outcomes(ctx, lantern.JobID(source("tool", "v1"), "go", nil, lantern.Digest{}), "bin")
+	sn.Outcomes, err = s.Outcomes(ctx, lantern.JobID(source("tool", "v1"), "go", nil, nil, lantern.Digest{}), "bin")
 	must(err)
 	sn.Verdicts, err = s.Verdicts(ctx, "tool", "v1")
 	must(err)
