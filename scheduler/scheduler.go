@@ -822,18 +822,20 @@ func isTransient(err error) bool {
 // longer.
 const deadLetterWait = 2 * time.Minute
 
+// The builder's state of the job is set before the dead letter is stored,
+// so that a listed dead letter's job always reads as dead.
 func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
-	added, err := s.st.PutDeadLetter(ctx, d)
-	if err != nil {
-		return err
-	}
-	err = s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time})
+	err := s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time})
 	switch {
 	case errors.Is(err, ErrNotFound) && s.cfg.Now().Sub(d.Time) < deadLetterWait:
 		return fmt.Errorf("dead letter of job %s: the job is not stored yet: %w", d.JobID, err) // tried again
 	case errors.Is(err, ErrNotFound):
 		s.log.Warn("dead letter of a job this farm never stored", "job", d.JobID, "builder", d.Builder.Short())
 	case err != nil:
+		return err
+	}
+	added, err := s.st.PutDeadLetter(ctx, d)
+	if err != nil {
 		return err
 	}
 	if added {
