@@ -822,7 +822,8 @@ func isTransient(err error) bool {
 // longer.
 const deadLetterWait = 2 * time.Minute
 
-// The builder's state of the job is set before the dead letter is stored,
+// deadLetter records d: the builder's state of the job first, then the dead
+// letter,
 // so that a listed dead letter's job always reads as dead.
 func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
 	err := s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time})
