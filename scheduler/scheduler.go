@@ -823,8 +823,7 @@ func isTransient(err error) bool {
 const deadLetterWait = 2 * time.Minute
 
 // deadLetter records d: the builder's state of the job first, then the dead
-// letter,
-// so that a listed dead letter's job always reads as dead.
+// letter, so that a listed dead letter's job always reads as dead.
 func (s *Scheduler) deadLetter(ctx context.Context, d DeadLetter) error {
 	err := s.st.SetJobState(ctx, d.JobID, d.Builder, BuilderJob{State: JobDead, Reason: fmt.Sprintf("gave up after %d deliveries", d.Deliveries), Updated: d.Time})
 	switch {
