@@ -71,8 +71,10 @@
 // BackOff[0]). Ack wait defaults to 2 minutes and max deliver to 5.
 //
 // A worker takes one job at a time (a pull of one message; nothing is
-// prefetched to expire while it builds), sends in-progress heartbeats (+WPI)
-// more often than the ack wait while it works, publishes its signed
+// prefetched to expire while it builds), says so on
+// lantern.building.<key id> (core NATS, kept by no stream: progress that
+// `lantern rebuild --wait` shows), sends in-progress heartbeats (+WPI) and
+// says so again more often than the ack wait while it works, publishes its signed
 // attestation — a failed rebuild is signed too — on lantern.results.<key id>,
 // and then acks the job. It naks the job (with a delay) when its own
 // infrastructure failed, so that it is tried again, and terminates it only

@@ -222,6 +222,8 @@ type Queue struct {
 	objMu   sync.Mutex
 	objects jetstream.ObjectStore // the bucket PutObject writes to, once bound
 
+	buildingDenied sync.Once // logged once: see PublishBuilding
+
 	stopOnce sync.Once
 	stopping chan struct{} // closed when Close starts: pulls end
 
@@ -268,6 +270,14 @@ func Connect(ctx context.Context, url string, cfg Config, log *slog.Logger) (*Qu
 			subj := ""
 			if sub != nil {
 				subj = sub.Subject
+			}
+			if errors.Is(err, nats.ErrPermissionViolation) && strings.Contains(err.Error(), SubjectBuilding+".") {
+				// Credentials issued before builders said what they
+				// build: progress goes unseen, nothing else changes.
+				q.buildingDenied.Do(func() {
+					q.log.Info("this builder's NATS credentials do not allow saying which job it builds ("+SubjectBuilding+"), so the farm shows its jobs as queued until they are done; new credentials from the farm's 'lantern builder add' do", "err", err)
+				})
+				return
 			}
 			q.log.Warn("nats async error", "subject", subj, "err", err)
 		}),

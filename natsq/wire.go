@@ -19,8 +19,9 @@ const (
 	// stores, publishes jobs and reads everything.
 	RoleScheduler Role = "scheduler"
 	// RoleBuilder is one builder: it pulls, acks, naks, terms and sends
-	// heartbeats on its own consumer, publishes results on its own subject,
-	// and uploads to its own object store bucket. Nothing else.
+	// heartbeats on its own consumer, publishes results and what it is
+	// building on its own subjects, and uploads to its own object store
+	// bucket. Nothing else.
 	RoleBuilder Role = "builder"
 	// RoleClaimant publishes source claims and nothing else.
 	RoleClaimant Role = "claimant"
@@ -102,6 +103,10 @@ func RolePermissions(role Role, builder lantern.Digest) (Permissions, error) {
 		if err != nil {
 			return Permissions{}, err
 		}
+		building, err := BuildingSubject(builder)
+		if err != nil {
+			return Permissions{}, err
+		}
 		return Permissions{
 			PublishAllow: []string{
 				// Bind to its own consumer and pull from it.
@@ -112,8 +117,9 @@ func RolePermissions(role Role, builder lantern.Digest) (Permissions, error) {
 				// exactly (a ">" there would match another consumer's
 				// subject of another shape).
 				"$JS.ACK." + StreamJobs + "." + cons + ".*.*.*.*.*",
-				// Its results.
+				// Its results, and which jobs it is building.
 				result,
+				building,
 				// Its bucket: bind, look an object up (no Direct Get: the
 				// bucket does not allow it), upload.
 				MembersAPIPrefix + ".STREAM.INFO.OBJ_" + bucket,

@@ -589,7 +589,7 @@ func (s *Scheduler) getBuilder(w http.ResponseWriter, r *http.Request) error {
 }
 
 // jobView is a job with the state of every builder of the farm: a builder
-// that has not answered yet is queued.
+// that has not answered yet is queued, or building where it says so.
 type jobView struct {
 	lantern.Job
 	Builders map[lantern.Digest]BuilderJob `json:"builders"`
@@ -602,6 +602,15 @@ func (s *Scheduler) viewJob(j JobRecord) jobView {
 	}
 	for b, st := range j.Builders {
 		v.Builders[b] = st
+	}
+	now := s.cfg.Now()
+	for b, st := range v.Builders {
+		if st.State != JobQueued {
+			continue
+		}
+		if since, ok := s.building.since(b, j.Job.ID, now); ok {
+			v.Builders[b] = BuilderJob{State: JobBuilding, Attestations: st.Attestations, Updated: since}
+		}
 	}
 	return v
 }

@@ -113,6 +113,9 @@ type Scheduler struct {
 	buildersMu sync.RWMutex
 	builders   map[lantern.Digest]*Enrolled
 
+	// building is what builders say they are building now (progress).
+	building buildingSet
+
 	// resultsMu serialises the read-decide-write of verdicts.
 	resultsMu sync.Mutex
 	// diffWake wakes runDiffs up when a verdict may want new reports.
@@ -199,6 +202,9 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	}
 	if r, ok := s.q.(OutputRemover); ok {
 		g.Go(func() error { return s.runRetention(ctx, r) })
+	}
+	if w, ok := s.q.(BuildingWatcher); ok {
+		g.Go(func() error { return s.watchBuilding(ctx, w) })
 	}
 	err := g.Wait()
 	if errors.Is(err, context.Canceled) {

@@ -237,6 +237,11 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		a.publish(t, resultB, rebuilt(t, builderA, job, "forged"))
 		a.refused(t, "B's result", resultB)
 	})
+	t.Run("say B is building", func(t *testing.T) {
+		subj, _ := natsq.BuildingSubject(builderB.ID())
+		a.publish(t, subj, fmt.Appendf(nil, `{"job":%q,"building":true}`, job.ID))
+		a.refused(t, "B's building subject", subj)
+	})
 	t.Run("publish an advisory", func(t *testing.T) {
 		subj := "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + natsq.StreamJobs + "." + consB
 		a.publish(t, subj, []byte(`{"type":"io.nats.jetstream.advisory.v1.max_deliver","stream":"LANTERN_JOBS","consumer":"`+consB+`","stream_seq":1,"deliveries":5}`))

@@ -114,6 +114,9 @@ type Config struct {
 type Queue interface {
 	Jobs(ctx context.Context, builder lantern.Digest) (*natsq.JobConsumer, error)
 	PublishResult(ctx context.Context, builder lantern.Digest, envelope []byte) error
+	// PublishBuilding says that the builder is building job (or stopped
+	// without an answer); progress only, fire and forget.
+	PublishBuilding(ctx context.Context, builder lantern.Digest, job string, building bool) error
 	PutObject(ctx context.Context, name string, r io.Reader) (lantern.Digest, error)
 }
 
@@ -257,6 +260,7 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 	}
 	hbCtx, stopHB := context.WithCancel(ctx)
 	defer stopHB()
+	w.building(hbCtx, job.ID, true, log)
 	go func() {
 		t := time.NewTicker(w.cfg.Heartbeat)
 		defer t.Stop()
@@ -268,6 +272,8 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 				if err := m.InProgress(hbCtx); err != nil && hbCtx.Err() == nil {
 					log.Warn("heartbeat failed", "error", err)
 				}
+				// Again, for a scheduler that started since.
+				w.building(hbCtx, job.ID, true, log)
 			}
 		}
 	}()
@@ -278,6 +284,7 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 	if err != nil {
 		w.metrics.jobs.WithLabelValues("handed-back").Inc()
 		log.Warn("build failed for the infrastructure; handing the job back", "error", err)
+		w.building(settle, job.ID, false, log)
 		if err := m.Nak(settle, w.cfg.RetryDelay); err != nil {
 			log.Warn("nak failed; the job comes back after the ack wait", "error", err)
 		}
@@ -293,6 +300,16 @@ func (w *Worker) handle(ctx context.Context, m *natsq.JobMsg) {
 	w.metrics.jobs.WithLabelValues("answered").Inc()
 	if err := m.Ack(settle); err != nil {
 		log.Warn("ack failed; the job may come back, and its second answer will be refused as a duplicate", "error", err)
+	}
+}
+
+// building says on the bus that the builder is building job, or stopped
+// without an answer. It is progress for people to see: a failure is
+// logged at debug level and changes nothing (a farm whose builder
+// credentials predate the building subject refuses it).
+func (w *Worker) building(ctx context.Context, job string, building bool, log *slog.Logger) {
+	if err := w.q.PublishBuilding(ctx, w.cfg.Key.ID(), job, building); err != nil && ctx.Err() == nil {
+		log.Debug("saying which job this builder builds failed", "error", err)
 	}
 }
 

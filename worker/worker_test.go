@@ -5,12 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -280,9 +283,17 @@ func TestWorkerHandsBackInfrastructureFailures(t *testing.T) {
 		}
 		return "binary", nil
 	}
+	said := f.watchBuilding(a.ID())
 	f.startWorker(worker.Config{Key: a, Builders: map[string]worker.Builder{"go": fb}, RetryDelay: 100 * time.Millisecond}, natsq.Config{})
 	job := f.claim("example.org/retried")
 	eventually(t, "the rebuild", func() bool { return len(f.source(job).Attestations) == 1 })
+	// What the worker said on the bus while it built: building, handed
+	// back, building again (and nothing after its answer).
+	want := []string{job.ID + " true", job.ID + " false", job.ID + " true"}
+	eventually(t, "the worker's progress", func() bool { return len(said()) >= len(want) })
+	if got := said(); !slices.Equal(got, want) {
+		t.Errorf("the worker said %q, want %q", got, want)
+	}
 	if n := fb.calls.Load(); n != 2 {
 		t.Errorf("builds = %d, want 2 (one failed for the infrastructure, one done)", n)
 	}
@@ -316,5 +327,44 @@ func TestWorkerUploadsOutputs(t *testing.T) {
 	}
 	if _, err := q.GetObject(t.Context(), lantern.DigestOf([]byte("output of B, too large to upload"))); !errors.Is(err, natsq.ErrObjectNotFound) {
 		t.Errorf("B's output, past its upload limit: GetObject = %v, want ErrObjectNotFound", err)
+	}
+}
+
+// watchBuilding records what builder says it builds on the bus, as the
+// scheduler hears it, from now on: the returned function lists "JOB BOOL"
+// in order.
+func (f *farm) watchBuilding(builder lantern.Digest) func() []string {
+	f.t.Helper()
+	var mu sync.Mutex
+	var said []string
+	probe := "j" + strings.Repeat("0", 32)
+	ctx, cancel := context.WithCancel(f.t.Context())
+	f.t.Cleanup(cancel)
+	go f.sched.WatchBuilding(ctx, func(b lantern.Digest, job string, building bool) {
+		if b != builder {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		said = append(said, fmt.Sprintf("%s %t", job, building))
+	})
+	// Listening once the scheduler's own probe comes back.
+	eventually(f.t, "the building subject watched", func() bool {
+		f.sched.PublishBuilding(ctx, builder, probe, true)
+		time.Sleep(10 * time.Millisecond)
+		mu.Lock()
+		defer mu.Unlock()
+		return len(said) > 0
+	})
+	return func() []string {
+		mu.Lock()
+		defer mu.Unlock()
+		var out []string
+		for _, s := range said {
+			if !strings.HasPrefix(s, probe) {
+				out = append(out, s)
+			}
+		}
+		return out
 	}
 }

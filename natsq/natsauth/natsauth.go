@@ -260,16 +260,19 @@ var exports = []struct {
 	{"$JS.API.STREAM.MSG.GET.*", false},
 	{"$JS.ACK." + natsq.StreamJobs + ".>", false},
 	{natsq.SubjectResults + ".*", false},
+	{natsq.SubjectBuilding + ".*", false},
 	{natsq.SubjectClaims, false},
 	{"$O.*.>", false},
 }
 
 // builderImports are the subjects builder's account imports from the
-// farm's: those of its own consumer, jobs, results and bucket, exactly.
+// farm's: those of its own consumer, jobs, results, building subject and
+// bucket, exactly.
 func builderImports(builder lantern.Digest) []string {
 	cons := natsq.ConsumerName(builder)
 	bucket := natsq.BuilderBucket(builder)
 	result, _ := natsq.ResultSubject(builder)
+	building, _ := natsq.BuildingSubject(builder)
 	return []string{
 		"$JS.API.CONSUMER.INFO." + natsq.StreamJobs + "." + cons,
 		"$JS.API.CONSUMER.MSG.NEXT." + natsq.StreamJobs + "." + cons,
@@ -277,6 +280,7 @@ func builderImports(builder lantern.Digest) []string {
 		"$JS.API.STREAM.MSG.GET.OBJ_" + bucket,
 		"$JS.ACK." + natsq.StreamJobs + "." + cons + ".>",
 		result,
+		building,
 		"$O." + bucket + ".>",
 	}
 }
