@@ -142,20 +142,6 @@ func JobID(source Source, recipe string, build *BuildSpec, gob *GoBuild, signer 
 	return "j" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// ValidJobID reports whether id has the shape JobID gives every id: "j"
-// and 32 lower-case hex digits.
-func ValidJobID(id string) bool {
-	if len(id) != 33 || id[0] != 'j' {
-		return false
-	}
-	for _, c := range []byte(id[1:]) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
-
 // String returns g as "go1.23.4 linux/amd64,windows/amd64", for errors.
 func (g *GoBuild) String() string {
 	if g == nil {

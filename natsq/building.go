@@ -4,12 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"regexp"
 	"strings"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/lanternfarm/lantern"
-	"github.com/lanternfarm/lantern/internal/strictjson"
 )
 
 // SubjectBuilding is the prefix of the subjects where builders say which
@@ -79,8 +79,13 @@ func (q *Queue) WatchBuilding(ctx context.Context, handle func(builder lantern.D
 	return nil
 }
 
+// buildingMessage is the one shape of a building message, exactly as
+// PublishBuilding writes it: nothing else is read.
+var buildingMessage = regexp.MustCompile(`^\{"job":"(j[0-9a-f]{32})","building":(true|false)\}$`)
+
 // ParseBuilding reads a message of a building subject: the builder of the
-// subject, and the job and flag of the body, strictly.
+// subject, and the job and flag of the body, which must be exactly what
+// PublishBuilding writes.
 func ParseBuilding(subject string, data []byte) (builder lantern.Digest, job string, building bool, err error) {
 	hexID, ok := strings.CutPrefix(subject, SubjectBuilding+".")
 	if !ok {
@@ -92,32 +97,9 @@ func ParseBuilding(subject string, data []byte) (builder lantern.Digest, job str
 	if len(data) > MaxBuildingMessage {
 		return builder, "", false, fmt.Errorf("%d bytes, more than %d", len(data), MaxBuildingMessage)
 	}
-	var sawJob, sawBuilding bool
-	d := strictjson.NewDecoder(data)
-	err = d.Object(func(d *strictjson.Decoder, name []byte) error {
-		var err error
-		switch string(name) {
-		case "job":
-			sawJob = true
-			job, err = d.String()
-		case "building":
-			sawBuilding = true
-			building, err = d.Bool()
-		default:
-			err = d.UnknownField(name)
-		}
-		return err
-	})
-	if err == nil {
-		err = d.End()
+	m := buildingMessage.FindSubmatch(data)
+	if m == nil {
+		return builder, "", false, fmt.Errorf(`%q: want {"job":"j<32 hex>","building":true|false}`, data)
 	}
-	switch {
-	case err != nil:
-		return builder, "", false, err
-	case !sawJob || !sawBuilding:
-		return builder, "", false, errors.New(`want {"job": ID, "building": BOOL}`)
-	case !lantern.ValidJobID(job):
-		return builder, "", false, fmt.Errorf("job %q: not a job id", job)
-	}
-	return builder, job, building, nil
+	return builder, string(m[1]), string(m[2]) == "true", nil
 }
