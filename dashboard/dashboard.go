@@ -92,6 +92,10 @@ type Config struct {
 	// Log receives the errors of pages that could not be rendered (default:
 	// discarded).
 	Log *slog.Logger
+	// Building, if set, says since when builder has been building job, by
+	// its own word on the bus (the scheduler's Building): a queued builder
+	// it names shows as building.
+	Building func(builder lantern.Digest, job string) (time.Time, bool)
 }
 
 // Page sizes.

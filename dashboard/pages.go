@@ -390,6 +390,11 @@ func (h *handler) source(w http.ResponseWriter, r *http.Request) (string, any, e
 			switch st.State {
 			case scheduler.JobQueued:
 				p.running = true
+				if h.cfg.Building != nil {
+					if since, ok := h.cfg.Building(b.ID, id); ok {
+						st = scheduler.BuilderJob{State: scheduler.JobBuilding, Updated: since}
+					}
+				}
 			case scheduler.JobDead:
 			default:
 				continue

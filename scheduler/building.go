@@ -96,6 +96,12 @@ func (b *buildingSet) since(builder lantern.Digest, job string, now time.Time) (
 	return x.since, true
 }
 
+// Building returns since when builder has been building job, by its own
+// word on the bus, if it says it still is (the dashboard shows it).
+func (s *Scheduler) Building(builder lantern.Digest, job string) (time.Time, bool) {
+	return s.building.since(builder, job, s.cfg.Now())
+}
+
 // forget drops builder (removed from the farm).
 func (b *buildingSet) forget(builder lantern.Digest) {
 	b.mu.Lock()

@@ -340,7 +340,7 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err != nil {
 		return nil, fmt.Errorf("--listen %s: %w", c.listen, err)
 	}
-	dash, err := dashboard.New(dashboard.Config{Store: st, Objects: q, Threshold: c.threshold, Log: log.With("component", "dashboard")})
+	dash, err := dashboard.New(dashboard.Config{Store: st, Objects: q, Threshold: c.threshold, Building: s.Building, Log: log.With("component", "dashboard")})
 	if err != nil {
 		return nil, err
 	}
