@@ -211,7 +211,7 @@ func (r *Resolver) info(ctx context.Context, modPath, version string) (bool, err
 	case http.StatusNotFound, http.StatusGone:
 		return false, nil
 	default:
-		return false, fmt.Errorf("GET %s.info: %s", u, resp.Status)
+		return false, fmt.Errorf("GET %s.info: %q", u, resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxInfo+1))
 	if err != nil {
@@ -261,7 +261,7 @@ func (r *Resolver) download(ctx context.Context, modPath, version string) (_ *Mo
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("GET %s: %s", m.URL, resp.Status)
+		return nil, "", fmt.Errorf("GET %s: %q", m.URL, resp.Status)
 	}
 	f, err := os.CreateTemp(r.tmp, "lantern-module-*.zip")
 	if err != nil {
