@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/goproxy"
 	"github.com/lanternfarm/lantern/recipes"
@@ -148,7 +150,10 @@ Examples:
 				// that named another job (one already reproduced, of another
 				// Go release or platform) would have its verdict stand for
 				// this claim's.
-				want := lantern.JobFromClaim(c, b, k.ID())
+				want, err := claimJob(b, k.Public())
+				if err != nil {
+					return err
+				}
 				labels, err := jobLabels(want)
 				if err != nil {
 					return err
@@ -173,6 +178,25 @@ Examples:
 			}
 		},
 	}
+}
+
+// claimJob returns the job that a farm makes of the signed claim b, signed
+// with pub's key: read back from b as the farm reads it, so that it is the
+// farm's to the byte.
+func claimJob(b []byte, pub *keys.Public) (lantern.Job, error) {
+	env, err := dsse.Unmarshal(b)
+	if err != nil {
+		return lantern.Job{}, err
+	}
+	v, err := attest.Verify(env, pub)
+	if err != nil {
+		return lantern.Job{}, err
+	}
+	c, ok := v.Claim.(*lantern.SourceClaim)
+	if !ok {
+		return lantern.Job{}, fmt.Errorf("signed a %s claim, not a source claim", v.Claim.Kind())
+	}
+	return lantern.JobFromClaim(c, b, v.Signer), nil
 }
 
 // jobLabels returns the labels of the outputs that the newest version of

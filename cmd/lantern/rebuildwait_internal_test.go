@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/goproxy"
 )
 
 // farmScript is a farm's API as rebuild --wait reads it, answering poll n
@@ -274,4 +276,40 @@ func TestRebuildWaitHostileFarm(t *testing.T) {
 			}
 		}
 	})
+}
+
+// TestClaimJob: the job rebuild expects the farm to answer is the one its
+// signed claim makes, read back as the farm reads it, for a go claim with a
+// Go release and platforms and for a tarball's.
+func TestClaimJob(t *testing.T) {
+	k, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	spec := &lantern.BuildSpec{Image: "registry.example/builder@sha256:" + strings.Repeat("a", 64), Commands: []string{"make"}, Outputs: map[string]string{"hello": "hello"}}
+	for name, c := range map[string]*lantern.SourceClaim{
+		"go": goSource{Package: "golang.org/x/tools/cmd/stringer", Module: goproxy.Module{Path: "golang.org/x/tools", Version: "v0.30.0",
+			Zip: lantern.DigestOf([]byte("zip")), Sum: "h1:" + strings.Repeat("A", 43) + "=", URL: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip"},
+			Build: &lantern.GoBuild{Version: "1.23.4", Platforms: []string{"linux/arm64", "windows/amd64"}}}.claim(at),
+		"tarball": tarballClaim("example.org/hello", "1.0", "https://example.org/hello-1.0.tar.gz", lantern.DigestOf([]byte("tarball")), spec, at),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := signClaim(&stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}, c, k, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := claimJob(b, k.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := lantern.JobFromClaim(c, b, k.ID()); got.ID != want.ID || got.Claim != lantern.DigestOf(b) {
+				t.Errorf("claimJob = %s (claim %s), want %s (claim %s)", got.ID, got.Claim, want.ID, lantern.DigestOf(b))
+			}
+			labels, err := jobLabels(got)
+			if err != nil || len(labels) == 0 {
+				t.Errorf("jobLabels = %q, %v; want the labels of its build", labels, err)
+			}
+		})
+	}
 }
