@@ -83,7 +83,7 @@ func parseGOSUMDB(s string) (key, base string, err error) {
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", "", fmt.Errorf("GOSUMDB %q: URL %q: want an http(s) URL", s, base)
 	}
-	return key, strings.TrimSuffix(base, "/"), nil
+	return key, strings.TrimRight(base, "/"), nil
 }
 
 // Name is the database's name, as its key gives it.
