@@ -166,3 +166,62 @@ func TestParseGoFlags(t *testing.T) {
 		}
 	}
 }
+
+// FuzzGoBuild: a GoBuild that a claim's JSON gives and that Validate
+// passes names a Go release and known platforms, sorted, each once, as
+// ParseGoVersion and ParseGoPlatforms read them, and no build flag; and two
+// such GoBuilds make one job id only when they are the same build.
+func FuzzGoBuild(f *testing.F) {
+	for _, s := range [][2]string{
+		{`{"version": "1.23.4", "platforms": ["linux/arm64", "windows/amd64"]}`, `{"version": "1.23.4"}`},
+		{`{"platforms": ["linux/amd64"]}`, `{"version": "1.24.4", "platforms": ["linux/amd64"]}`},
+		{`{"version": "1.21.0", "platforms": []}`, `{"version": "1.21.0"}`},
+		{`{"version": "go1.23.4"}`, `{"version": "1.23.4", "ldflags": "-X main.v=1"}`},
+		{`{"platforms": ["windows/amd64", "linux/amd64"]}`, `{"platforms": ["linux/amd64", "linux/amd64"]}`},
+		{`{"platforms": ["linux/amd64", "windows/amd64"]}`, `{"platforms": ["linux/amd64,windows/amd64"]}`},
+		{`{"version": "1.23.4", "tags": ["netgo"]}`, `{"version": "1.100.0", "platforms": ["../..", "linux/amd64 "]}`},
+	} {
+		f.Add([]byte(s[0]), []byte(s[1]))
+	}
+	source := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: lantern.DigestOf([]byte("zip"))}
+	signer := lantern.DigestOf([]byte("key"))
+	valid := func(t *testing.T, b []byte) *lantern.GoBuild {
+		var g lantern.GoBuild
+		if json.Unmarshal(b, &g) != nil || g.Validate() != nil {
+			return nil
+		}
+		if g.Version != "" {
+			if v, err := lantern.ParseGoVersion(g.Version); err != nil || v != g.Version {
+				t.Fatalf("Validate passed version %q, ParseGoVersion = %q, %v", g.Version, v, err)
+			}
+		}
+		if len(g.Platforms) > 0 {
+			p, err := lantern.ParseGoPlatforms(strings.Join(g.Platforms, ","))
+			if err != nil || !slices.Equal(p, g.Platforms) {
+				t.Fatalf("Validate passed platforms %q, ParseGoPlatforms of them = %q, %v", g.Platforms, p, err)
+			}
+		}
+		for _, p := range g.Platforms {
+			if !slices.Contains(lantern.GoPlatforms, p) {
+				t.Fatalf("Validate passed platform %q, not one of GoPlatforms", p)
+			}
+		}
+		if g.Ldflags != "" || len(g.Tags) > 0 {
+			t.Fatalf("Validate passed build flags %q %q, which the go recipe does not apply", g.Ldflags, g.Tags)
+		}
+		if lantern.JobID(source, "go", nil, &g, signer) == lantern.JobID(source, "go", nil, nil, signer) {
+			t.Fatalf("JobID(%+v) is the id of the recipe's defaults", g)
+		}
+		return &g
+	}
+	f.Fuzz(func(t *testing.T, a, b []byte) {
+		ga, gb := valid(t, a), valid(t, b)
+		if ga == nil || gb == nil {
+			return
+		}
+		same := ga.Version == gb.Version && slices.Equal(ga.Platforms, gb.Platforms)
+		if idA, idB := lantern.JobID(source, "go", nil, ga, signer), lantern.JobID(source, "go", nil, gb, signer); (idA == idB) != same {
+			t.Fatalf("JobID(%+v) = %s, JobID(%+v) = %s: want one id exactly for one build", ga, idA, gb, idB)
+		}
+	})
+}

@@ -30,6 +30,18 @@ func TestAnswersGoBuild(t *testing.T) {
 	rec := func(r *recipes.Recipe, label string) AttestationRecord {
 		return AttestationRecord{Source: src, Claim: claim, Recipe: r.Ref(), Label: label}
 	}
+	// The claim publishes a binary under a label of its platforms, and one
+	// under the default platform's label, which it did not ask to build.
+	published := cross
+	published.Published = map[string]lantern.Digest{
+		"stringer-linux-arm64": lantern.DigestOf([]byte("arm64")),
+		"stringer-linux-amd64": lantern.DigestOf([]byte("amd64")),
+	}
+	failure := func(r *recipes.Recipe) AttestationRecord {
+		a := rec(r, "")
+		a.Kind = lantern.KindRebuildFailure
+		return a
+	}
 	for _, tc := range []struct {
 		name string
 		job  lantern.Job
@@ -40,10 +52,19 @@ func TestAnswersGoBuild(t *testing.T) {
 		{"go/v2, no go", plain, rec(v2, "stringer-linux-amd64"), ""},
 		{"go/v2, a platform of the claim", cross, rec(v2, "stringer-linux-arm64"), ""},
 		{"go/v2, windows", cross, rec(v2, "stringer-windows-amd64.exe"), ""},
-		{"go/v1 for a claim of go1.23.4", cross, rec(v1, "stringer-linux-arm64"), "label"},
-		{"go/v1's default label for a claim of go1.23.4", cross, rec(v1, "stringer-linux-amd64"), "label"},
+		{"go/v1 for a claim of go1.23.4", cross, rec(v1, "stringer-linux-arm64"), "recipe"},
+		{"go/v1's default label for a claim of go1.23.4", cross, rec(v1, "stringer-linux-amd64"), "recipe"},
 		{"go/v2, a platform the claim did not name", cross, rec(v2, "stringer-linux-amd64"), "label"},
 		{"go/v2, windows without .exe", cross, rec(v2, "stringer-windows-amd64"), "label"},
+		// A published label is no way in: go/v1 builds none of this job,
+		// and go/v2 only its platforms.
+		{"go/v1 under a label the claim publishes", published, rec(v1, "stringer-linux-arm64"), "recipe"},
+		{"go/v2 under a published label of a platform not claimed", published, rec(v2, "stringer-linux-amd64"), "label"},
+		{"go/v2 under a published label of a platform claimed", published, rec(v2, "stringer-linux-arm64"), ""},
+		// A failure names no label: go/v1's cannot fail a job it cannot build.
+		{"go/v1's failure of a claim of go1.23.4", cross, failure(v1), "recipe"},
+		{"go/v2's failure of a claim of go1.23.4", cross, failure(v2), ""},
+		{"go/v1's failure, no go", plain, failure(v1), ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			err := answers(recipes.Versions(), tc.job, tc.rec)

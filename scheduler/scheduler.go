@@ -645,14 +645,16 @@ func answers(versions []lantern.RecipeVersion, job lantern.Job, rec AttestationR
 	if rec.Build != build {
 		return fmt.Errorf("build: the job's build spec is %s, the attestation followed %s", build, rec.Build)
 	}
+	// The labels are the recipe version's build of this job, and only
+	// those: a label the claim publishes besides them (a platform it did
+	// not ask to build) is one no honest build of the job makes, and a
+	// version that builds nothing of the job (go/v1, of a job that names a
+	// Go release or platforms) answers it with nothing, a failure neither.
 	labels := r.Labels(job)
-	for l := range job.Published {
-		if !slices.Contains(labels, l) {
-			labels = append(labels, l)
-		}
+	if len(labels) == 0 {
+		return fmt.Errorf("recipe: %s (%s) builds nothing of this job (%s)", r.Name, r.Ref.BuildType, job.Go)
 	}
 	if rec.Label != "" && !slices.Contains(labels, rec.Label) {
-		slices.Sort(labels)
 		return fmt.Errorf("label %q: the job's recipe and claim name %s", rec.Label, strings.Join(labels, ", "))
 	}
 	return nil

@@ -62,11 +62,11 @@ func apiError(body []byte) string {
 	var e struct{ Error, Fix string }
 	if json.Unmarshal(body, &e) == nil && e.Error != "" {
 		if e.Fix != "" {
-			return e.Error + " (" + e.Fix + ")"
+			return printable(e.Error + " (" + e.Fix + ")")
 		}
-		return e.Error
+		return printable(e.Error)
 	}
-	return strings.TrimSpace(string(body))
+	return printable(strings.TrimSpace(string(body)))
 }
 
 func verdictCommand() command {
@@ -155,7 +155,7 @@ func (sv *sourceVerdicts) unreachable() string {
 	if sv == nil || sv.Unreachable == nil || len(sv.Conflict) > 1 {
 		return ""
 	}
-	return sv.Unreachable.Message
+	return printable(sv.Unreachable.Message)
 }
 
 // apiGet GETs u and returns the response's status and at most max bytes of
@@ -183,7 +183,7 @@ func getVerdicts(ctx context.Context, u string) (*sourceVerdicts, error) {
 		return nil, nil // not claimed yet, or no job done
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("%s: %s", resp.Status, apiError(body))
+		return nil, fmt.Errorf("%s: %s", printable(resp.Status), apiError(body))
 	}
 	var v sourceVerdicts
 	if err := json.Unmarshal(body, &v); err != nil {
@@ -243,7 +243,7 @@ func progress(sv *sourceVerdicts) string {
 		for _, g := range v.Groups {
 			n += len(g.Builders)
 		}
-		parts = append(parts, fmt.Sprintf("%s %s (%d rebuilt, %d failed)", v.Label, v.Status, n, len(v.Failures)))
+		parts = append(parts, fmt.Sprintf("%s %s (%d rebuilt, %d failed)", printable(v.Label), printable(string(v.Status)), n, len(v.Failures)))
 	}
 	return strings.Join(parts, "; ")
 }
@@ -286,10 +286,10 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 	for _, v := range vs {
 		switch v.Status {
 		case lantern.StatusMismatch, lantern.StatusConflict:
-			contradicted = append(contradicted, v.Label+" "+string(v.Status))
+			contradicted = append(contradicted, printable(v.Label+" "+string(v.Status)))
 		case lantern.StatusReproduced:
 		default:
-			notYet = append(notYet, strings.TrimSpace(v.Label+" "+string(v.Status)))
+			notYet = append(notYet, printable(strings.TrimSpace(v.Label+" "+string(v.Status))))
 		}
 	}
 	switch {
@@ -313,12 +313,12 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 		fmt.Fprintf(io.out, "%s: conflict: claims give it %d different sources\n", source, len(sv.Conflict))
 		for _, c := range sv.Conflict {
 			for _, cl := range c.Claims {
-				fmt.Fprintf(io.out, "  %s%s  claimed by %s (claim %s)\n", c.Digest, strings.TrimRight(" "+c.GoSum, " "), cl.Signer.Short(), cl.Envelope.Short())
+				fmt.Fprintf(io.out, "  %s%s  claimed by %s (claim %s)\n", c.Digest, printable(strings.TrimRight(" "+c.GoSum, " ")), cl.Signer.Short(), cl.Envelope.Short())
 			}
 		}
 	}
 	for _, v := range vs {
-		fmt.Fprintf(io.out, "%s %s: %s\n", source, v.Label, v.Status)
+		fmt.Fprintf(io.out, "%s %s: %s\n", source, printable(v.Label), printable(string(v.Status)))
 		for _, d := range v.Conflicts {
 			fmt.Fprintf(io.out, "  conflict   claims give %s another source: %s (this one is %s)\n", source, d, v.Source.Digest)
 		}
@@ -336,7 +336,7 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 			fmt.Fprintln(io.out)
 		}
 		for _, f := range v.Failures {
-			fmt.Fprintf(io.out, "  failed     %s: %s\n", f.Builder.Short(), f.Reason)
+			fmt.Fprintf(io.out, "  failed     %s: %s\n", f.Builder.Short(), printable(f.Reason))
 		}
 		for _, r := range v.Revoked {
 			fmt.Fprintf(io.out, "  revoked    %s: its outcome does not count\n", r.Builder.Short())

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest"
+	"github.com/lanternfarm/lantern/attest/dsse"
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/goproxy"
 	"github.com/lanternfarm/lantern/recipes"
@@ -144,16 +146,31 @@ Examples:
 				if err != nil {
 					return err
 				}
+				// The job is the claim's, whatever the farm answers: a farm
+				// that named another job (one already reproduced, of another
+				// Go release or platform) would have its verdict stand for
+				// this claim's.
+				want, err := claimJob(b, k.Public())
+				if err != nil {
+					return err
+				}
+				labels, err := jobLabels(want)
+				if err != nil {
+					return err
+				}
 				job, dup, err := postClaim(ctx, api, b)
 				if err != nil {
 					return err
+				}
+				if job != want.ID {
+					return fmt.Errorf("post the claim: the farm at %s answered job %q, but the claim makes job %s: not this claim's job; ask the farm's operator", api, printable(truncateBytes([]byte(job))), want.ID)
 				}
 				what := "claim accepted"
 				if dup {
 					what = "already claimed"
 				}
 				fmt.Fprintf(io.err, "%s: %s (source %s); job %s\n", c.Source, what, c.Source.Digest, job)
-				r := rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(b)}
+				r := rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(b), labels: labels}
 				if *wait == 0 {
 					return r.report(io, nil, *asJSON, errNotWaited)
 				}
@@ -161,6 +178,35 @@ Examples:
 			}
 		},
 	}
+}
+
+// claimJob returns the job that a farm makes of the signed claim b, signed
+// with pub's key: read back from b as the farm reads it, so that it is the
+// farm's to the byte.
+func claimJob(b []byte, pub *keys.Public) (lantern.Job, error) {
+	env, err := dsse.Unmarshal(b)
+	if err != nil {
+		return lantern.Job{}, err
+	}
+	v, err := attest.Verify(env, pub)
+	if err != nil {
+		return lantern.Job{}, err
+	}
+	c, ok := v.Claim.(*lantern.SourceClaim)
+	if !ok {
+		return lantern.Job{}, fmt.Errorf("signed a %s claim, not a source claim", v.Claim.Kind())
+	}
+	return lantern.JobFromClaim(c, b, v.Signer), nil
+}
+
+// jobLabels returns the labels of the outputs that the newest version of
+// job's recipe makes: the verdicts rebuild --wait waits for.
+func jobLabels(job lantern.Job) ([]string, error) {
+	r, err := recipes.Load(job.Recipe)
+	if err != nil {
+		return nil, err
+	}
+	return r.Labels(job), nil
 }
 
 func envBool(name string) bool { b, _ := strconv.ParseBool(os.Getenv(name)); return b }

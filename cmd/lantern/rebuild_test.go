@@ -216,3 +216,37 @@ func TestRebuildTarball(t *testing.T) {
 		t.Errorf("rebuild's claim = %+v, want the tarball's sha256, its URL, the generic recipe and the spec", c)
 	}
 }
+
+// TestRebuildFarmNamesAnotherJob: the job rebuild waits for is the one its
+// claim makes, whatever the farm answers to the post: a farm that names
+// another job, reproduced already (another claim of the name, another Go
+// release or platform), cannot have its verdict stand for this claim's.
+func TestRebuildFarmNamesAnotherJob(t *testing.T) {
+	dir := t.TempDir()
+	tarball := []byte("the tarball\n")
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(tarball) }))
+	defer files.Close()
+	const other = "j0123456789abcdef0123456789abcdef"
+	b1 := "sha256:" + sha256hex("builder 1")
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST /api/v1/claims", func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte(`{"job": "` + other + `"}`))
+	})
+	mux.HandleFunc("GET /api/v1/jobs/{id}", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"created": "2026-11-30T10:00:00Z", "builders": {"` + b1 + `": {"state": "done", "updated": "2026-11-30T10:01:00Z"}}}`))
+	})
+	mux.HandleFunc("GET /api/v1/sources/", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{"verdicts": [{"source": {"name": "example.org/hello", "version": "1.0", "digest": "sha256:` + sha256hex(string(tarball)) + `"},
+			"label": "hello", "job": "` + other + `", "status": "reproduced", "threshold": 1,
+			"groups": [{"output": "sha256:` + sha256hex("out") + `", "builders": ["` + b1 + `"]}]}]}`))
+	})
+	farm := httptest.NewServer(mux)
+	defer farm.Close()
+	pw := []string{"LANTERN_PASSWORD="}
+	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "ci").must(t, "keygen")
+	putFile(t, dir, "spec.json", `{"image": "registry.example/builder@sha256:`+strings.Repeat("a", 64)+`", "commands": ["make"], "outputs": {"hello": "hello"}}`)
+	r := runLantern(t, dir, pw, "rebuild", "example.org/hello@1.0", "--fetch", files.URL+"/hello-1.0.tar.gz", "--allow-http-fetch",
+		"--build", "spec.json", "--farm", farm.URL, "--key", "ci.key", "--wait", "1m")
+	r.fails(t, "rebuild, the farm naming another job", 1, "not this claim's job")
+}

@@ -25,6 +25,11 @@ var errNotWaited = errors.New("not waited for")
 // tests).
 var pollEvery = 2 * time.Second
 
+// farmAnswerTime is how long past rebuild --wait's own time one poll may
+// take (a variable for tests): a farm that holds a request open, or sends
+// its answer a byte at a time, cannot keep rebuild waiting past it.
+var farmAnswerTime = 30 * time.Second
+
 // answeredPolls is how many polls in a row rebuild --wait sees every
 // builder answered and a verdict still pending before it stops: the farm
 // needs more builders to agree than it has.
@@ -34,6 +39,9 @@ const answeredPolls = 3
 type rebuildRun struct {
 	api, source, job string
 	claim            lantern.Digest // its envelope's digest
+	// labels are the labels the job's build makes, each of which must have
+	// a verdict before the job's is known; nil: those the farm names.
+	labels []string
 }
 
 // jobStatus is what the API says of a job: GET /api/v1/jobs/{id}.
@@ -72,7 +80,7 @@ func (r rebuildRun) getJob(ctx context.Context) (*jobStatus, error) {
 		return nil, nil // not stored yet
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("job %s: %s: %s", r.job, resp.Status, apiError(body))
+		return nil, fmt.Errorf("job %s: %s: %s", r.job, printable(resp.Status), apiError(body))
 	}
 	var j jobStatus
 	if err := json.Unmarshal(body, &j); err != nil {
@@ -109,16 +117,27 @@ func (r rebuildRun) builderNames(ctx context.Context) map[lantern.Digest]string 
 }
 
 // mine keeps of sv the verdicts on the job rebuild posted (another
-// claimer's job of the same source has verdicts of its own), and the
-// conflict, which is about the name.
+// claimer's job of the same source, or a verdict that names no job, has
+// verdicts of its own), and the conflict, which is about the name. A label
+// of the job that has no verdict yet is pending: a farm that has decided
+// one platform's label, or that leaves one out, has not reproduced the
+// job.
 func (r rebuildRun) mine(sv *sourceVerdicts) *sourceVerdicts {
 	if sv == nil {
 		return nil
 	}
 	out := &sourceVerdicts{Conflict: sv.Conflict, Unreachable: sv.Unreachable}
 	for _, v := range sv.Verdicts {
-		if v.Job == r.job || v.Job == "" {
+		if v.Job == r.job {
 			out.Verdicts = append(out.Verdicts, v)
+		}
+	}
+	if len(out.Verdicts) == 0 {
+		return out // no verdict yet, as the farm says
+	}
+	for _, l := range r.labels {
+		if !slices.ContainsFunc(out.Verdicts, func(v lantern.Verdict) bool { return v.Label == l }) {
+			out.Verdicts = append(out.Verdicts, lantern.Verdict{Label: l, Job: r.job, Status: lantern.StatusPending})
 		}
 	}
 	return out
@@ -134,22 +153,35 @@ func (r rebuildRun) wait(ctx context.Context, io *stdio, d time.Duration, asJSON
 	if err != nil {
 		return err
 	}
-	names := r.builderNames(ctx)
+	// Each poll's requests end farmAnswerTime after the wait does (or
+	// after they start, past it).
+	pollCtx := func() (context.Context, context.CancelFunc) {
+		return context.WithDeadline(ctx, latest(deadline, time.Now()).Add(farmAnswerTime))
+	}
+	pctx, cancel := pollCtx()
+	names := r.builderNames(pctx)
+	cancel()
 	p := &jobProgress{w: io.err, tty: isTerminal(io.err), source: r.source, job: r.job, last: map[lantern.Digest]string{}}
 	answered := 0
 	for {
-		j, jerr := r.getJob(ctx)
-		sv, verr := getVerdicts(ctx, verdictURL)
+		pctx, cancel := pollCtx()
+		j, jerr := r.getJob(pctx)
+		sv, verr := getVerdicts(pctx, verdictURL)
 		mine := r.mine(sv)
-		now := time.Now()
 		if j != nil {
 			for b := range j.Builders {
 				if _, ok := names[b]; !ok {
-					names = r.builderNames(ctx) // a builder that joined since
+					names = r.builderNames(pctx) // a builder that joined since
 					break
 				}
 			}
 		}
+		cancel()
+		if ctx.Err() != nil {
+			p.end()
+			return ctx.Err()
+		}
+		now := time.Now()
 		p.show(j, names, now)
 		if verr == nil && settled(mine, 0) {
 			p.end()
@@ -184,6 +216,13 @@ func (r rebuildRun) wait(ctx context.Context, io *stdio, d time.Duration, asJSON
 		case <-time.After(min(pollEvery, max(time.Until(deadline), 0)+10*time.Millisecond)):
 		}
 	}
+}
+
+func latest(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 func allFinal(j *jobStatus) bool {
@@ -313,10 +352,13 @@ func (p *jobProgress) show(j *jobStatus, names map[lantern.Digest]string, now ti
 	var rows []row
 	if j != nil {
 		for id, b := range j.Builders {
-			name := names[id]
+			name := printable(names[id])
 			if name == "" {
 				name = id.Short()
 			}
+			// What a farm says is printed as it is only where it cannot
+			// print a line of its own or move the cursor.
+			b.State, b.Reason = printable(b.State), printable(b.Reason)
 			rows = append(rows, row{name, b, id})
 		}
 	}

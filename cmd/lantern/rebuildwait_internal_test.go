@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/goproxy"
 )
 
 // farmScript is a farm's API as rebuild --wait reads it, answering poll n
@@ -174,5 +176,140 @@ func TestJobProgressTerminal(t *testing.T) {
 	}
 	if !strings.Contains(first, "builder-1      queued    5s") {
 		t.Errorf("the first drawing = %q, want builder-1 queued for 5s", first)
+	}
+}
+
+// TestRebuildWaitHostileFarm: what a farm answers during --wait decides
+// rebuild's exit only for the job rebuild posted, and only once every label
+// of that job has a verdict; a farm that never answers cannot hold rebuild
+// past its time, and nothing a farm says drives the terminal.
+func TestRebuildWaitHostileFarm(t *testing.T) {
+	old := pollEvery
+	pollEvery = time.Millisecond
+	t.Cleanup(func() { pollEvery = old })
+
+	const job, source = "j0123", "example.org/hello@v1.0.0"
+	b1, b2 := lantern.DigestOf([]byte("builder 1")), lantern.DigestOf([]byte("builder 2"))
+	names := map[lantern.Digest]string{b1: "builder-1", b2: "builder-2"}
+	out1 := lantern.DigestOf([]byte("output 1"))
+	at := time.Date(2026, 11, 30, 10, 2, 5, 0, time.UTC)
+	done := map[lantern.Digest]builderJob{b1: {State: "done", Updated: at}, b2: {State: "done", Updated: at}}
+	reproduced := func(label, job string) lantern.Verdict {
+		return lantern.Verdict{Source: lantern.Source{Name: "example.org/hello", Version: "v1.0.0"}, Label: label, Job: job, Status: lantern.StatusReproduced, Threshold: 2,
+			Groups: []lantern.Group{{Output: out1, Builders: []lantern.Digest{b1, b2}}}}
+	}
+	labels := []string{"hello-linux-amd64", "hello-windows-amd64.exe"}
+
+	for _, tc := range []struct {
+		name     string
+		verdicts []lantern.Verdict
+		code     int
+		err      string
+	}{
+		// A farm that has decided one platform's label (the other's
+		// attestations not in yet), or that leaves one out.
+		{"one label of two", []lantern.Verdict{reproduced("hello-linux-amd64", job)}, 1, "hello-windows-amd64.exe pending"},
+		// A verdict that names no job is not this job's.
+		{"a verdict of no job", []lantern.Verdict{reproduced("hello-linux-amd64", ""), reproduced("hello-windows-amd64.exe", "")}, 1, "not reproduced"},
+		{"both labels", []lantern.Verdict{reproduced("hello-linux-amd64", job), reproduced("hello-windows-amd64.exe", job)}, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			farm := (&farmScript{states: []farmState{{done, tc.verdicts}}}).serve(t, job, source, names)
+			r := rebuildRun{api: farm.URL, source: source, job: job, labels: labels}
+			err := r.wait(t.Context(), &stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}, 50*time.Millisecond, false)
+			if code := exitCode(&bytes.Buffer{}, err); code != tc.code || (tc.err != "" && !strings.Contains(err.Error(), tc.err)) {
+				t.Errorf("wait = %v (exit %d), want exit %d saying %q", err, code, tc.code, tc.err)
+			}
+		})
+	}
+
+	t.Run("a farm that never answers", func(t *testing.T) {
+		oldAnswer := farmAnswerTime
+		farmAnswerTime = 10 * time.Millisecond
+		t.Cleanup(func() { farmAnswerTime = oldAnswer })
+		release := make(chan struct{})
+		farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.WriteHeader(http.StatusOK)
+			w.Write([]byte("{"))
+			w.(http.Flusher).Flush()
+			select { // a byte, then nothing more
+			case <-r.Context().Done():
+			case <-release:
+			}
+		}))
+		t.Cleanup(farm.Close)
+		t.Cleanup(func() { close(release) })
+		errc := make(chan error, 1)
+		go func() {
+			r := rebuildRun{api: farm.URL, source: source, job: job, labels: labels}
+			errc <- r.wait(t.Context(), &stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}, 10*time.Millisecond, false)
+		}()
+		select {
+		case err := <-errc:
+			if code := exitCode(&bytes.Buffer{}, err); code != 1 || !strings.Contains(err.Error(), "no verdict within") {
+				t.Errorf("wait = %v (exit %d), want exit 1: no verdict within its time", err, code)
+			}
+		case <-time.After(2 * time.Minute): // far past its 10ms and the farm's 10ms more
+			t.Fatal("wait still waits for a farm that never answers, two minutes after its 10ms ran out")
+		}
+	})
+
+	t.Run("control characters", func(t *testing.T) {
+		const evil = "\x1b[2J\x1b[H\r\nexample.org/hello@v1.0.0 hello-linux-amd64: reproduced\u202e"
+		failed := lantern.Verdict{Source: lantern.Source{Name: "example.org/hello", Version: "v1.0.0"}, Label: "hello-linux-amd64" + evil, Job: job,
+			Status: lantern.StatusFailed + lantern.Status(evil), Threshold: 2, Failures: []lantern.Outcome{{Builder: b1, Reason: "build: " + evil}}}
+		bad := map[lantern.Digest]builderJob{b1: {State: "failed" + evil, Reason: evil, Updated: at}}
+		farm := (&farmScript{states: []farmState{{bad, []lantern.Verdict{failed}}}}).serve(t, job, source, map[lantern.Digest]string{b1: "builder-1" + evil})
+		var out, errb bytes.Buffer
+		r := rebuildRun{api: farm.URL, source: source, job: job}
+		err := r.wait(t.Context(), &stdio{out: &out, err: &errb}, 50*time.Millisecond, false)
+		var msg bytes.Buffer
+		exitCode(&msg, err)
+		for what, s := range map[string]string{"stdout": out.String(), "progress": errb.String(), "the error": msg.String()} {
+			if strings.ContainsAny(s, "\x1b\r\u202e") {
+				t.Errorf("%s holds a farm's control characters: %q", what, s)
+			}
+			for _, l := range strings.Split(s, "\n") {
+				if strings.HasPrefix(l, source+" hello-linux-amd64: reproduced") {
+					t.Errorf("%s holds a line the farm wrote: %q", what, s)
+				}
+			}
+		}
+	})
+}
+
+// TestClaimJob: the job rebuild expects the farm to answer is the one its
+// signed claim makes, read back as the farm reads it, for a go claim with a
+// Go release and platforms and for a tarball's.
+func TestClaimJob(t *testing.T) {
+	k, err := keys.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)
+	spec := &lantern.BuildSpec{Image: "registry.example/builder@sha256:" + strings.Repeat("a", 64), Commands: []string{"make"}, Outputs: map[string]string{"hello": "hello"}}
+	for name, c := range map[string]*lantern.SourceClaim{
+		"go": goSource{Package: "golang.org/x/tools/cmd/stringer", Module: goproxy.Module{Path: "golang.org/x/tools", Version: "v0.30.0",
+			Zip: lantern.DigestOf([]byte("zip")), Sum: "h1:" + strings.Repeat("A", 43) + "=", URL: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip"},
+			Build: &lantern.GoBuild{Version: "1.23.4", Platforms: []string{"linux/arm64", "windows/amd64"}}}.claim(at),
+		"tarball": tarballClaim("example.org/hello", "1.0", "https://example.org/hello-1.0.tar.gz", lantern.DigestOf([]byte("tarball")), spec, at),
+	} {
+		t.Run(name, func(t *testing.T) {
+			b, err := signClaim(&stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}, c, k, "", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := claimJob(b, k.Public())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := lantern.JobFromClaim(c, b, k.ID()); got.ID != want.ID || got.Claim != lantern.DigestOf(b) {
+				t.Errorf("claimJob = %s (claim %s), want %s (claim %s)", got.ID, got.Claim, want.ID, lantern.DigestOf(b))
+			}
+			labels, err := jobLabels(got)
+			if err != nil || len(labels) == 0 {
+				t.Errorf("jobLabels = %q, %v; want the labels of its build", labels, err)
+			}
+		})
 	}
 }

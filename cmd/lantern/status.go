@@ -91,7 +91,7 @@ func writeStatus(w goio.Writer, api string, st *scheduler.Status, colour bool, n
 	}
 	fmt.Fprintf(w, "%s  threshold %d\n", paint("1", "Farm "+strings.TrimSuffix(api, "/")), st.Threshold)
 	if st.Unreachable != nil {
-		fmt.Fprintf(w, "%s\n", paint("33", "Verdicts "+st.Unreachable.Message+"."))
+		fmt.Fprintf(w, "%s\n", paint("33", "Verdicts "+printable(st.Unreachable.Message)+"."))
 	}
 
 	fmt.Fprintln(w)
@@ -130,7 +130,7 @@ func writeStatus(w goio.Writer, api string, st *scheduler.Status, colour bool, n
 	}
 	for _, b := range st.Builders {
 		if b.QueueError != "" && b.Revoked.IsZero() {
-			fmt.Fprintf(w, "  %s: queue unknown: %s\n", b.ID.Short(), b.QueueError)
+			fmt.Fprintf(w, "  %s: queue unknown: %s\n", b.ID.Short(), printable(b.QueueError))
 		}
 	}
 
@@ -214,7 +214,12 @@ type table struct {
 	colour []map[int]string // per row: column → SGR code
 }
 
+// add adds a row; what its cells say is the farm's, printed through
+// printable, so that none of it moves the cursor or prints a line.
 func (t *table) add(row []string, colour map[int]string) {
+	for i, c := range row {
+		row[i] = printable(c)
+	}
 	t.rows = append(t.rows, row)
 	t.colour = append(t.colour, colour)
 }

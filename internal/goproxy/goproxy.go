@@ -21,6 +21,7 @@ import (
 	"os"
 	"path"
 	"strings"
+	"time"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -211,7 +212,7 @@ func (r *Resolver) info(ctx context.Context, modPath, version string) (bool, err
 	case http.StatusNotFound, http.StatusGone:
 		return false, nil
 	default:
-		return false, fmt.Errorf("GET %s.info: %s", u, resp.Status)
+		return false, fmt.Errorf("GET %s.info: %q", u, resp.Status)
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxInfo+1))
 	if err != nil {
@@ -227,16 +228,58 @@ func (r *Resolver) info(ctx context.Context, modPath, version string) (bool, err
 	return true, nil
 }
 
+// idleTimeout is how long the proxy may send nothing, for its answer's
+// head or between bytes of its body (a variable for tests): a proxy that
+// holds a request open, or sends one byte and stops, fails the request
+// instead of holding the resolution forever, while a big zip that keeps
+// coming takes the time it takes.
+var idleTimeout = time.Minute
+
 func (r *Resolver) get(ctx context.Context, u string) (*http.Response, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	idle := time.AfterFunc(idleTimeout, cancel)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	resp, err := r.hc.Do(req)
 	if err != nil {
+		cancel()
+		if !idle.Stop() {
+			err = fmt.Errorf("%w (nothing for %s)", err, idleTimeout)
+		}
 		return nil, fmt.Errorf("ask the module proxy: %w", err)
 	}
+	resp.Body = &idleBody{ReadCloser: resp.Body, idle: idle, cancel: cancel}
 	return resp, nil
+}
+
+// idleBody is an answer's body whose request is cancelled when the proxy
+// sends nothing for idleTimeout.
+type idleBody struct {
+	io.ReadCloser
+	idle   *time.Timer
+	cancel context.CancelFunc
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 && !b.idle.Reset(idleTimeout) {
+		// Fired already: the request is cancelled, and the next read says so.
+		b.idle.Stop()
+	}
+	if err != nil && err != io.EOF && !b.idle.Stop() {
+		err = fmt.Errorf("%w (the module proxy sent nothing for %s)", err, idleTimeout)
+	}
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.idle.Stop()
+	err := b.ReadCloser.Close()
+	b.cancel()
+	return err
 }
 
 // download fetches the module version's zip to a file, checks that it is
@@ -261,7 +304,7 @@ func (r *Resolver) download(ctx context.Context, modPath, version string) (_ *Mo
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		return nil, "", fmt.Errorf("GET %s: %s", m.URL, resp.Status)
+		return nil, "", fmt.Errorf("GET %s: %q", m.URL, resp.Status)
 	}
 	f, err := os.CreateTemp(r.tmp, "lantern-module-*.zip")
 	if err != nil {

@@ -299,3 +299,28 @@ func TestSumDBFork(t *testing.T) {
 		t.Errorf("lookup in a forked log = %q, %v; want it refused as inconsistent with the tree head seen before", sum, err)
 	}
 }
+
+// TestHostileErrorAnswers: what a proxy or a checksum database says in an
+// error answer reaches the terminal of whoever runs lantern rebuild, in its
+// error: it comes quoted, with no terminal escape or line of its own.
+func TestHostileErrorAnswers(t *testing.T) {
+	const evil = "\x1b[2J\x1b[H\r\nlantern: example.com/hello@v1.0.0 reproduced\u202e"
+	f := newFakeProxy(t)
+	f.add(t, "example.com/hello", "v1.0.0", map[string]string{"main.go": "package main\n"})
+	db := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Error(w, evil, http.StatusInternalServerError)
+	}))
+	defer db.Close()
+	sdb, err := goproxy.NewSumDB(f.vkey+" "+db.URL, f.proxy.URL, t.TempDir(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := goproxy.NewResolver(f.proxy.URL, sdb, nil, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.Resolve(t.Context(), "example.com/hello", "v1.0.0")
+	if err == nil || strings.ContainsAny(err.Error(), "\x1b\r\n\u202e") || !strings.Contains(err.Error(), "reproduced") {
+		t.Errorf("Resolve with a database that answers an error = %q, want its answer quoted, without control characters", err)
+	}
+}

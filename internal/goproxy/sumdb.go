@@ -83,7 +83,7 @@ func parseGOSUMDB(s string) (key, base string, err error) {
 	if u, err := url.Parse(base); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		return "", "", fmt.Errorf("GOSUMDB %q: URL %q: want an http(s) URL", s, base)
 	}
-	return key, strings.TrimSuffix(base, "/"), nil
+	return key, strings.TrimRight(base, "/"), nil
 }
 
 // Name is the database's name, as its key gives it.
@@ -150,7 +150,7 @@ func (o *sumdbOps) baseURL() (string, error) {
 	case http.StatusNotFound, http.StatusGone:
 		o.base = direct
 	default:
-		return "", fmt.Errorf("GET %s/supported: %s", via, resp.Status)
+		return "", fmt.Errorf("GET %s/supported: %q", via, resp.Status)
 	}
 	return o.base, nil
 }
@@ -168,7 +168,9 @@ func (o *sumdbOps) ReadRemote(p string) ([]byte, error) {
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return nil, fmt.Errorf("GET %s: %s: %s", u, resp.Status, bytes.TrimSpace(b))
+		// Quoted: the answer is the database's (or the proxy's) to
+		// choose, and it ends up on a terminal.
+		return nil, fmt.Errorf("GET %s: %q: %q", u, resp.Status, bytes.TrimSpace(b))
 	}
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRemote+1))
 	if err != nil {
