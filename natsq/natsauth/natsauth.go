@@ -603,24 +603,70 @@ type claimUpdateResponse struct {
 // server that sys (a connection with the system user's credentials) is
 // connected to, which shares them with its cluster. The server closes the
 // connections of users revoked by it, and refuses them from then on.
+//
+// An account the server already has, with the same claims, is not sent
+// again: a JWT is signed anew each time, and one that differs from the
+// server's, if only in when it was signed, makes the server rebuild the
+// account. Rebuilding the farm's account drops the routes back of the
+// requests that came in through its exports, and a worker's pull waiting
+// for a job is one: its next job would be delivered to nowhere, and come
+// back only after the ack wait.
 func (f *Farm) Push(ctx context.Context, sys *nats.Conn, revoked map[string]time.Time) error {
 	accounts, err := f.accountJWTs(revoked)
 	if err != nil {
 		return err
 	}
 	// The farm's first: the others import from it.
-	if err := push(ctx, sys, accounts[f.Account()]); err != nil {
-		return err
+	ids := []string{f.Account()}
+	for id := range accounts {
+		if id != f.Account() {
+			ids = append(ids, id)
+		}
 	}
-	for id, tok := range accounts {
-		if id == f.Account() {
+	for _, id := range ids {
+		if serverHas(ctx, sys, id, accounts[id]) {
 			continue
 		}
-		if err := push(ctx, sys, tok); err != nil {
+		if err := push(ctx, sys, accounts[id]); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// serverHas reports whether the server that sys is connected to has
+// account id with the claims of tok, signed whenever. When it cannot tell,
+// it reports false: the account is pushed.
+func serverHas(ctx context.Context, sys *nats.Conn, id, tok string) bool {
+	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.ACCOUNT."+id+".CLAIMS.LOOKUP", nil)
+	if err != nil || len(msg.Data) == 0 {
+		return false // unknown to the server (an empty answer), or no answer
+	}
+	have, err := jwt.DecodeAccountClaims(string(msg.Data))
+	if err != nil {
+		return false
+	}
+	want, err := jwt.DecodeAccountClaims(tok)
+	if err != nil {
+		return false
+	}
+	return sameClaims(have, want)
+}
+
+// sameClaims reports whether a and b claim the same, whenever they were
+// signed.
+func sameClaims(a, b *jwt.AccountClaims) bool {
+	unsigned := func(c *jwt.AccountClaims) ([]byte, error) {
+		u := *c
+		u.IssuedAt, u.ID = 0, "" // the ID is a hash of the claims with IssuedAt
+		return json.Marshal(u)
+	}
+	ja, err := unsigned(a)
+	if err != nil {
+		return false
+	}
+	jb, err := unsigned(b)
+	return err == nil && bytes.Equal(ja, jb)
 }
 
 func push(ctx context.Context, sys *nats.Conn, tok string) error {
