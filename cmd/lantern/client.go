@@ -24,17 +24,28 @@ func postClaim(ctx context.Context, api string, envelope []byte) (job string, du
 	if err != nil {
 		return "", false, err
 	}
+	ctx, cancel := context.WithTimeout(ctx, postTime)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(envelope))
 	if err != nil {
 		return "", false, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "", false, fmt.Errorf("post the claim: the farm at %s did not answer within %v", api, postTime)
+	}
 	if err != nil {
 		return "", false, fmt.Errorf("post the claim: %w (is the scheduler running at %s?)", err, api)
 	}
 	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return "", false, fmt.Errorf("post the claim: the farm at %s did not finish its answer within %v", api, postTime)
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("post the claim: reading the farm's answer: %w", err)
+	}
 	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
 		return "", false, fmt.Errorf("post the claim: %s: %s", resp.Status, apiError(body))
 	}
@@ -47,6 +58,11 @@ func postClaim(ctx context.Context, api string, envelope []byte) (job string, du
 	}
 	return r.Job, r.Duplicate, nil
 }
+
+// postTime bounds posting a claim, answer included: a scheduler takes a
+// claim in well under a second, and a farm that holds the connection
+// open must not hold a CI job with it.
+var postTime = 2 * time.Minute
 
 // apiURL joins the API's base URL and a path.
 func apiURL(api, path string) (string, error) {
