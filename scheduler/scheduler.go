@@ -115,6 +115,8 @@ type Scheduler struct {
 
 	// building is what builders say they are building now (progress).
 	building buildingSet
+	// status is what GET /api/v1/status read last.
+	status statusCache
 
 	// resultsMu serialises the read-decide-write of verdicts.
 	resultsMu sync.Mutex

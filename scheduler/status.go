@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/lanternfarm/lantern"
@@ -311,11 +312,31 @@ func (s *Scheduler) jobsStatus(ctx context.Context, enrolled map[lantern.Digest]
 	return js, nil
 }
 
+// statusFresh is how long GET /api/v1/status answers with the status it
+// read last: reading one costs hundreds of records, and anyone may ask.
+const statusFresh = time.Second
+
+// statusCache is the status GET /api/v1/status read last. Its mutex also
+// makes the requests read one at a time: those that waited get the status
+// the first one read.
+type statusCache struct {
+	mu sync.Mutex
+	at time.Time
+	st *Status
+}
+
 func (s *Scheduler) getStatus(w http.ResponseWriter, r *http.Request) error {
-	st, err := s.Status(r.Context())
-	if err != nil {
-		return err
+	c := &s.status
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := s.cfg.Now()
+	if c.st == nil || now.Sub(c.at) >= statusFresh || now.Before(c.at) {
+		st, err := s.Status(r.Context())
+		if err != nil {
+			return err
+		}
+		c.st, c.at = st, now
 	}
-	writeJSON(w, http.StatusOK, st)
+	writeJSON(w, http.StatusOK, c.st)
 	return nil
 }
