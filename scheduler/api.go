@@ -480,9 +480,16 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 		return apiErr(http.StatusNotFound, fmt.Sprintf("no claim of %s", src), "post a signed source claim to /api/v1/claims")
 	}
 	views := s.viewVerdicts(verdicts)
+	awaiting, err := s.awaiting(r.Context(), claims, verdicts)
+	if err != nil {
+		return err
+	}
 	resp := map[string]any{
 		"name": name, "version": version, "claims": claims, "verdicts": views,
 		"attestations": viewAttestations(atts), "next": next,
+	}
+	if len(awaiting) > 0 {
+		resp["awaiting"] = awaiting
 	}
 	if c := Conflicts(claims); len(c) > 1 {
 		resp["status"], resp["conflict"] = lantern.StatusConflict, c
@@ -491,6 +498,73 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, resp)
 	return nil
+}
+
+// Awaiting is a label of a job that has no verdict yet: no builder has
+// answered under it. A source's verdicts are all in only when none is
+// awaited; until then one label reproduced says nothing of the others.
+type Awaiting struct {
+	Job   string `json:"job"`
+	Label string `json:"label"`
+}
+
+// maxAwaitedJobs bounds the jobs of one source GET /api/v1/sources reads
+// for their labels.
+const maxAwaitedJobs = 100
+
+// awaiting returns the labels of the claims' jobs that have no verdict: the
+// labels every version of the job's recipe this farm knows makes of it
+// (the versions that make nothing of it aside).
+func (s *Scheduler) awaiting(ctx context.Context, claims []ClaimRecord, verdicts []lantern.Verdict) ([]Awaiting, error) {
+	have := map[Awaiting]bool{}
+	for _, v := range verdicts {
+		have[Awaiting{v.Job, v.Label}] = true
+	}
+	var out []Awaiting
+	seen := map[string]bool{}
+	for _, c := range claims {
+		for _, id := range c.Jobs {
+			if seen[id] || len(seen) >= maxAwaitedJobs {
+				continue
+			}
+			seen[id] = true
+			j, err := s.st.Job(ctx, id)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return nil, err
+			}
+			for _, l := range s.expectedLabels(j.Job) {
+				if a := (Awaiting{id, l}); !have[a] {
+					out = append(out, a)
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
+// expectedLabels are the labels every version of job's recipe that makes
+// something of it makes.
+func (s *Scheduler) expectedLabels(job lantern.Job) []string {
+	var labels []string
+	first := true
+	for _, v := range s.cfg.RecipeVersions {
+		if v.Name != job.Recipe || v.Labels == nil {
+			continue
+		}
+		ls := v.Labels(job)
+		if len(ls) == 0 {
+			continue
+		}
+		if first {
+			labels, first = slices.Clone(ls), false
+			continue
+		}
+		labels = slices.DeleteFunc(labels, func(l string) bool { return !slices.Contains(ls, l) })
+	}
+	return labels
 }
 
 // SourceClaims are the claims that give a name@version one source archive

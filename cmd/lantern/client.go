@@ -163,6 +163,9 @@ type sourceVerdicts struct {
 	// Unreachable, when set, says that the farm has too few builders to
 	// reproduce what is pending: waiting longer cannot help.
 	Unreachable *scheduler.Unreachable
+	// Awaiting are the labels of the source's jobs no builder has answered
+	// under yet: the verdicts are not all in.
+	Awaiting []scheduler.Awaiting
 }
 
 // unreachable reports why sv's pending verdicts can never be reproduced on
@@ -225,7 +228,7 @@ func settled(sv *sourceVerdicts, builders int) bool {
 		return true // no rebuild settles a conflict
 	}
 	vs := sv.Verdicts
-	if len(vs) == 0 {
+	if len(vs) == 0 || len(sv.Awaiting) > 0 {
 		return false
 	}
 	answered := map[lantern.Digest]bool{}
@@ -260,6 +263,9 @@ func progress(sv *sourceVerdicts) string {
 			n += len(g.Builders)
 		}
 		parts = append(parts, fmt.Sprintf("%s %s (%d rebuilt, %d failed)", printable(v.Label), printable(string(v.Status)), n, len(v.Failures)))
+	}
+	for _, a := range sv.Awaiting {
+		parts = append(parts, printable(a.Label)+" no verdict yet")
 	}
 	return strings.Join(parts, "; ")
 }
@@ -308,6 +314,9 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 			notYet = append(notYet, printable(strings.TrimSpace(v.Label+" "+string(v.Status))))
 		}
 	}
+	for _, a := range sv.Awaiting {
+		notYet = append(notYet, printable(a.Label+" no verdict yet"))
+	}
 	switch {
 	case len(contradicted) > 0:
 		return &contradictedError{fmt.Sprintf("%s: contradicted: %s", source, strings.Join(contradicted, ", "))}
@@ -332,6 +341,9 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 				fmt.Fprintf(io.out, "  %s%s  claimed by %s (claim %s)\n", c.Digest, printable(strings.TrimRight(" "+c.GoSum, " ")), cl.Signer.Short(), cl.Envelope.Short())
 			}
 		}
+	}
+	for _, a := range sv.Awaiting {
+		fmt.Fprintf(io.out, "%s %s: no verdict yet (job %s: no builder has answered under this label)\n", source, printable(a.Label), printable(a.Job))
 	}
 	for _, v := range vs {
 		fmt.Fprintf(io.out, "%s %s: %s\n", source, printable(v.Label), printable(string(v.Status)))
