@@ -340,7 +340,7 @@ func canonical(v string) bool {
 }
 
 func describeModule(m *debug.Module) string {
-	if m.Version == "" {
+	if m.Version == "" || m.Version == "(devel)" {
 		return m.Path
 	}
 	return m.Path + " " + m.Version
