@@ -288,6 +288,8 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 			unsupported = append(unsupported, s.Key+"="+s.Value)
 		}
 	}
+	// Since go1.24 a go build in a checkout at a tag records the tag as
+	// the module's version: only the vcs stamps tell it from a go install.
 	if len(vcs) > 0 {
 		refuse(ErrVCS, "it was built in a version-control checkout (%s), which stamps the binary with what a go install of a module version never has; build it with go install %s@%s outside the checkout", strings.Join(vcs, " "), p.Package, orPlaceholder(p.Version))
 	}

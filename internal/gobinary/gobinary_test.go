@@ -364,7 +364,7 @@ func TestReadStringer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("Read(stringer) = %+v", p)
+	t.Logf("Read(stringer): %s of %s %s %s, go %s, %s/%s %s=%s, %s", p.Package, p.Module, p.Version, p.Sum, p.GoVersion, p.GOOS, p.GOARCH, p.ArchVar, p.ArchLevel, p.Digest)
 	if p.Package != "golang.org/x/tools/cmd/stringer" || p.Module != "golang.org/x/tools" || p.Version != "v0.30.0" ||
 		p.Sum != strings.TrimSpace(string(ziphash)) || p.GoVersion != "1.23.4" || p.GOOS != "linux" || p.GOARCH != "amd64" ||
 		p.ArchVar != "GOAMD64" || p.ArchLevel != "v1" || len(p.Tags) != 0 || p.Digest != digest {
