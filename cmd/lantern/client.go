@@ -286,7 +286,7 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 	for _, v := range vs {
 		switch v.Status {
 		case lantern.StatusMismatch, lantern.StatusConflict:
-			contradicted = append(contradicted, v.Label+" "+string(v.Status))
+			contradicted = append(contradicted, v.Label+" "+string(v.Status)+againstPublished(v))
 		case lantern.StatusReproduced:
 		default:
 			notYet = append(notYet, strings.TrimSpace(v.Label+" "+string(v.Status)))
@@ -305,6 +305,15 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 		return fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
 	return nil
+}
+
+// againstPublished says, of a mismatch whose builders agree with each
+// other and not with the published artefact, what each made.
+func againstPublished(v lantern.Verdict) string {
+	if v.Status != lantern.StatusMismatch || v.Published.IsZero() || len(v.Groups) != 1 || v.Groups[0].Published {
+		return ""
+	}
+	return fmt.Sprintf(" against the published artefact: the builders made %s, the published is %s", v.Groups[0].Output, v.Published)
 }
 
 func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
