@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,17 @@ type sourceVerdicts struct {
 	// Unreachable, when set, says that the farm has too few builders to
 	// reproduce what is pending: waiting longer cannot help.
 	Unreachable *scheduler.Unreachable
+	// Claims are the source claims of the name@version the farm has
+	// stored, by their envelopes' digests.
+	Claims []struct {
+		Envelope lantern.Digest
+	}
+}
+
+// stored reports whether the farm has stored the claim whose envelope's
+// digest is d: a posted claim is stored a moment after the API took it.
+func (sv *sourceVerdicts) stored(d lantern.Digest) bool {
+	return sv != nil && slices.ContainsFunc(sv.Claims, func(c struct{ Envelope lantern.Digest }) bool { return c.Envelope == d })
 }
 
 // unreachable reports why sv's pending verdicts can never be reproduced on

@@ -123,7 +123,7 @@ func (r rebuildRun) mine(sv *sourceVerdicts) *sourceVerdicts {
 	if sv == nil {
 		return nil
 	}
-	out := &sourceVerdicts{Conflict: sv.Conflict, Unreachable: sv.Unreachable}
+	out := &sourceVerdicts{Conflict: sv.Conflict, Unreachable: sv.Unreachable, Claims: sv.Claims}
 	for _, v := range sv.Verdicts {
 		if (v.Job == r.job || v.Job == "") && v.Published == r.published[v.Label] {
 			out.Verdicts = append(out.Verdicts, v)
@@ -202,7 +202,11 @@ func (r rebuildRun) follow(ctx context.Context, io *stdio, deadline time.Time, d
 			p.end()
 			return mine, errors.New("the farm " + u), nil
 		}
-		if jerr == nil && verr == nil && j != nil && len(j.Builders) > 0 && allFinal(j) {
+		// A claim that joins a job its builders are done with waits for
+		// the farm to store it and compare with what it publishes: until
+		// then, every builder's answer says nothing of it.
+		stored := r.claim.IsZero() || sv.stored(r.claim)
+		if jerr == nil && verr == nil && j != nil && len(j.Builders) > 0 && allFinal(j) && stored {
 			answered++
 			if answered >= answeredPolls {
 				p.end()
