@@ -26,5 +26,11 @@ if [ "$#" -eq 0 ]; then
 	exit 2
 fi
 lantern=${LANTERN:-lantern}
-set -- $(for f in "$@"; do printf -- '--published %s ' "$f"; done)
+# Each file becomes one --published=FILE argument, whatever its name holds
+# (spaces, glob characters, a leading dash): the loop walks the arguments
+# as given and appends to the same list.
+for f do
+	shift
+	set -- "$@" "--published=$f"
+done
 exec "$lantern" rebuild "$@" --wait "${LANTERN_WAIT:-30m}"
