@@ -253,6 +253,25 @@ func TestCIExamples(t *testing.T) {
 			}
 		})
 	}
+	// The README shows the GitHub Actions example as it is.
+	readme, err := os.ReadFile(repoFile(t, "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	gha, err := os.ReadFile(repoFile(t, "deploy/ci/github-actions.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var example strings.Builder
+	for line := range strings.Lines(string(gha)) {
+		if !strings.HasPrefix(line, "#") {
+			example.WriteString(line)
+		}
+	}
+	if !strings.Contains(string(readme), "```yaml\n"+example.String()+"```\n") {
+		t.Errorf("README.md does not show deploy/ci/github-actions.yml (less its comment) as a yaml block:\n%s", example.String())
+	}
+
 	// The script, with a lantern that prints its arguments one a line.
 	dir := t.TempDir()
 	echo := putFile(t, dir, "lantern", "#!/bin/sh\nfor a do printf '%s\\n' \"$a\"; done\n")
