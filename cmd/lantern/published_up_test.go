@@ -80,6 +80,7 @@ func publishedOnFarm(t *testing.T, dir, data string, up *upProcess) {
 	}
 	r = runLantern(t, dir, env, "rebuild", "--published", changed, "--wait", "10m")
 	r.fails(t, "lantern rebuild --published of a changed binary", 3, label+" mismatch against the published artefact")
+	t.Logf("--published of a changed copy: exit %d: %s", r.code, firstLine(r.stderr, "mismatch"))
 	if !strings.Contains(r.stderr, changed) || !strings.Contains(r.stdout, label+": mismatch") {
 		t.Errorf("lantern rebuild --published of a changed binary: stdout %q, stderr %q; want the mismatch and the file named", r.stdout, r.stderr)
 	}
@@ -88,10 +89,13 @@ func publishedOnFarm(t *testing.T, dir, data string, up *upProcess) {
 	goEnv, _ := publishedProxy(t)
 	cgo := hostInstall(t, append(goEnv, "CGO_ENABLED=1"), "-trimpath", "example.com/cgohello@v1.0.0")
 	before := up.claimsReceived(t)
-	runLantern(t, dir, env, "rebuild", "--published", cgo, "--wait", "10m").fails(t, "lantern rebuild --published of a cgo binary", 2, cgo+": built with cgo")
-	if after := up.claimsReceived(t); after != before {
+	r = runLantern(t, dir, env, "rebuild", "--published", cgo, "--wait", "10m")
+	r.fails(t, "lantern rebuild --published of a cgo binary", 2, cgo+": built with cgo")
+	after := up.claimsReceived(t)
+	if after != before {
 		t.Errorf("the farm received %d claims while a cgo binary was refused, want none", after-before)
 	}
+	t.Logf("--published of a cgo binary: exit %d, the farm's claims %d before and %d after: %s", r.code, before, after, firstLine(r.stderr, "cgo"))
 
 	// 5. The GitHub Actions example, in a repository with the script and
 	// a dist/ whose file name has a space in it.
@@ -111,6 +115,17 @@ func publishedOnFarm(t *testing.T, dir, data string, up *upProcess) {
 	if r.code != 0 || !strings.Contains(r.stdout, label+": reproduced") || !strings.Contains(r.stdout, "published  "+published.String()) {
 		t.Errorf("the GitHub Actions example's step %q: exit %d\nstdout: %s\nstderr: %s\nwant exit 0, %s reproduced and equal to the published", step, r.code, r.stdout, r.stderr, label)
 	}
+	t.Logf("the GitHub Actions example's step %q: exit %d: %s", step, r.code, firstLine(r.stdout, "reproduced"))
+}
+
+// firstLine returns the first line of s that holds sub, for the log.
+func firstLine(s, sub string) string {
+	for line := range strings.Lines(s) {
+		if strings.Contains(line, sub) {
+			return strings.TrimSpace(line)
+		}
+	}
+	return ""
 }
 
 // hostStringerRelease installs stringer on this machine with a plain go
