@@ -16,7 +16,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc clean clean-cache
 
 all: build
 
@@ -28,7 +28,7 @@ build:
 # module, so cosign's dependencies stay out of Lantern's), and cosign v3 as
 # bin/cosign3 from tools/cosign3 likewise; buildkitd likewise from
 # tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
-deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2
+deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -84,6 +84,12 @@ bubblewrap:
 iproute2:
 	@command -v ip >/dev/null || { echo "== installing iproute2 with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iproute2; }
+
+# gcc is the C compiler of the cgo binary that internal/gobinary's tests
+# build, to see it refused as a published binary.
+gcc:
+	@command -v gcc >/dev/null || { echo "== installing gcc with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev; }
 
 # chromium is what the dashboard's browser test drives, headless (chromedp).
 chromium:

@@ -20,12 +20,16 @@ type GoBuild struct {
 	// them ("linux/arm64"), sorted, each once. Each is built by the one job
 	// and is its own label (recipes.GoLabel). Empty: the recipe's default.
 	Platforms []string `json:"platforms,omitempty"`
-	// Ldflags and Tags are the -ldflags and -tags a published binary was
-	// built with. The go recipe does not apply them yet, so a claim with
-	// either is refused (Validate): they are here so that job ids cover
-	// them from the start.
-	Ldflags string   `json:"ldflags,omitempty"`
-	Tags    []string `json:"tags,omitempty"`
+	// Tags are the build tags, passed to go install as -tags in this
+	// order: the go command records them in a binary as given, so their
+	// order is part of what is built. Each is a tag name, once (CheckGoTags).
+	Tags []string `json:"tags,omitempty"`
+	// Ldflags are the -ldflags a binary was built with. The go recipe does
+	// not apply them, and a binary built with -trimpath does not record
+	// them (go.dev/issue/52372), so a claim with them is refused
+	// (Validate): the field is here so that job ids cover it from the
+	// start.
+	Ldflags string `json:"ldflags,omitempty"`
 }
 
 // goRelease matches Go releases that have a golang.org/toolchain module:
@@ -93,8 +97,36 @@ func validGoPlatform(p string) error {
 	return fmt.Errorf("platform %q: want GOOS/GOARCH as `go tool dist list` prints it, such as linux/amd64, linux/arm64, darwin/arm64 or windows/amd64", truncate(p))
 }
 
+// goTag is a build tag as the go recipe passes it in -tags: what a
+// //go:build line can name, and dashes (-tags accepts them), never a
+// comma, a space or a quote, which the go command would split on, nor a
+// leading dash.
+var goTag = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$`)
+
+// MaxGoTags is the most build tags a GoBuild may have.
+const MaxGoTags = 32
+
+// CheckGoTags checks build tags for -tags: at most MaxGoTags, each a tag
+// name ([A-Za-z0-9_.-], up to 64, not starting with a dash), each once.
+// Their order is kept: it is part of the build.
+func CheckGoTags(tags []string) error {
+	if len(tags) > MaxGoTags {
+		return fmt.Errorf("%d build tags: want at most %d", len(tags), MaxGoTags)
+	}
+	for i, t := range tags {
+		if !goTag.MatchString(t) {
+			return fmt.Errorf("[%d] %q: want a build tag name, letters, digits, '_', '.' and '-' (not first), no commas or spaces", i, truncate(t))
+		}
+		if slices.Contains(tags[:i], t) {
+			return fmt.Errorf("[%d] %q: named twice", i, t)
+		}
+	}
+	return nil
+}
+
 // Validate checks g strictly: a Go release, known platforms sorted and
-// each once, and no build flag the go recipe does not apply.
+// each once, build tags (CheckGoTags), and no -ldflags, which the go
+// recipe does not apply.
 func (g *GoBuild) Validate() error {
 	if g.Version != "" && !goRelease.MatchString(g.Version) {
 		return fmt.Errorf("version %q: want a Go release of 1.21.0 or later, such as 1.23.4 or 1.24.0", truncate(g.Version))
@@ -107,11 +139,14 @@ func (g *GoBuild) Validate() error {
 			return fmt.Errorf("platforms[%d] %q: want the platforms sorted, each once", i, p)
 		}
 	}
-	if g.Ldflags != "" || len(g.Tags) > 0 {
-		return fmt.Errorf("ldflags, tags: the go recipe does not apply build flags besides -trimpath yet; leave them out")
+	if g.Ldflags != "" {
+		return fmt.Errorf("ldflags: the go recipe does not apply -ldflags; leave them out")
 	}
-	if g.Version == "" && len(g.Platforms) == 0 {
-		return fmt.Errorf("version, platforms: both missing; leave go out for the recipe's defaults")
+	if err := CheckGoTags(g.Tags); err != nil {
+		return fmt.Errorf("tags: %w", err)
+	}
+	if g.Version == "" && len(g.Platforms) == 0 && len(g.Tags) == 0 {
+		return fmt.Errorf("version, platforms, tags: all missing; leave go out for the recipe's defaults")
 	}
 	return nil
 }

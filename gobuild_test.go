@@ -44,6 +44,10 @@ func TestJobIDGoBuild(t *testing.T) {
 		{Version: "1.23.4", Platforms: []string{"linux/amd64", "linux/arm64", "windows/amd64"}},
 		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Tags: []string{"linux/arm64"}}, // no ambiguity across fields
 		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Ldflags: "-s"},
+		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Tags: []string{"netgo"}},
+		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Tags: []string{"netgo", "osusergo"}},
+		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Tags: []string{"osusergo", "netgo"}}, // the order is in the binary
+		{Version: "1.23.4", Platforms: []string{"linux/amd64"}, Tags: []string{"netgo,osusergo"}},
 	}
 	seen := map[string]int{}
 	for i, g := range builds {
@@ -69,6 +73,7 @@ func TestMatchesClaimGo(t *testing.T) {
 		"another release": func(j *lantern.Job) { j.Go = &lantern.GoBuild{Version: "1.23.3", Platforms: c.Go.Platforms} },
 		"a platform less": func(j *lantern.Job) { j.Go = &lantern.GoBuild{Version: "1.23.4", Platforms: []string{"linux/amd64"}} },
 		"ldflags":         func(j *lantern.Job) { g := *c.Go; g.Ldflags = "-X main.evil=1"; j.Go = &g },
+		"tags":            func(j *lantern.Job) { g := *c.Go; g.Tags = []string{"netgo"}; j.Go = &g },
 	} {
 		t.Run(name, func(t *testing.T) {
 			job := lantern.JobFromClaim(c, []byte("env"), signer)
@@ -102,7 +107,7 @@ func TestSourceClaimGoValidate(t *testing.T) {
 		{"platforms", "go", &lantern.GoBuild{Platforms: []string{"darwin/arm64", "linux/amd64", "linux/arm64", "windows/amd64"}}, ""},
 		{"no recipe named, a GoSum", "", &lantern.GoBuild{Version: "1.23.4"}, ""},
 		{"generic", "generic", &lantern.GoBuild{Version: "1.23.4"}, "go: only claims with recipe"},
-		{"empty", "go", &lantern.GoBuild{}, "both missing"},
+		{"empty", "go", &lantern.GoBuild{}, "all missing"},
 		{"go prefix", "go", &lantern.GoBuild{Version: "go1.23.4"}, "go.version"},
 		{"no patch", "go", &lantern.GoBuild{Version: "1.23"}, "go.version"},
 		{"rc", "go", &lantern.GoBuild{Version: "1.25rc1"}, "go.version"},
@@ -118,7 +123,17 @@ func TestSourceClaimGoValidate(t *testing.T) {
 		{"twice", "go", &lantern.GoBuild{Platforms: []string{"linux/amd64", "linux/amd64"}}, "sorted, each once"},
 		{"unsorted", "go", &lantern.GoBuild{Platforms: []string{"windows/amd64", "linux/amd64"}}, "sorted, each once"},
 		{"ldflags", "go", &lantern.GoBuild{Version: "1.23.4", Ldflags: "-s -w"}, "ldflags"},
-		{"tags", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"netgo"}}, "tags"},
+		{"tags", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"netgo", "lantern_test", "v1.2", "with-dash"}}, ""},
+		{"tags in the order given", "go", &lantern.GoBuild{Tags: []string{"zz", "aa"}}, ""},
+		{"tag with a comma", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"netgo,osusergo"}}, "tags: [0]"},
+		{"tag with a space", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"netgo osusergo"}}, "tags: [0]"},
+		{"tag of a flag", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"-ldflags=-X=main.evil=1"}}, "tags: [0]"},
+		{"tag with a quote", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"'netgo'"}}, "tags: [0]"},
+		{"tag with a placeholder", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"{goarch}"}}, "tags: [0]"},
+		{"empty tag", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{""}}, "tags: [0]"},
+		{"tag twice", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{"netgo", "osusergo", "netgo"}}, "tags: [2] \"netgo\": named twice"},
+		{"too many tags", "go", &lantern.GoBuild{Version: "1.23.4", Tags: strings.Split(strings.Repeat("t,", lantern.MaxGoTags)+"t", ",")}, "at most"},
+		{"long tag", "go", &lantern.GoBuild{Version: "1.23.4", Tags: []string{strings.Repeat("t", 65)}}, "tags: [0]"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := goClaim(tc.g)

@@ -142,7 +142,8 @@ func JobID(source Source, recipe string, build *BuildSpec, gob *GoBuild, signer 
 	return "j" + hex.EncodeToString(h.Sum(nil)[:16])
 }
 
-// String returns g as "go1.23.4 linux/amd64,windows/amd64", for errors.
+// String returns g as "go1.23.4 for linux/amd64,windows/amd64 with
+// -tags=netgo", for errors.
 func (g *GoBuild) String() string {
 	if g == nil {
 		return "the recipe's defaults"
@@ -154,6 +155,9 @@ func (g *GoBuild) String() string {
 	p := "the default platform"
 	if len(g.Platforms) > 0 {
 		p = strings.Join(g.Platforms, ",")
+	}
+	if len(g.Tags) > 0 {
+		p += " with -tags=" + strings.Join(g.Tags, ",")
 	}
 	return v + " for " + p
 }

@@ -44,6 +44,10 @@ type GoSpec struct {
 	// GOOS and GOARCH are the target. Empty: the recipe's defaults.
 	GOOS   string `json:"goos,omitempty"`
 	GOARCH string `json:"goarch,omitempty"`
+	// Tags are the build tags, passed as -tags in this order (the go
+	// command records them so in the binary); only a recipe whose command
+	// has {tagsFlag} applies them (go/v2 on).
+	Tags []string `json:"tags,omitempty"`
 	// SourceDigest and SourceGoSum, where set, are what a source claim says
 	// the module's zip is: PrepareGo refuses a module that differs.
 	SourceDigest lantern.Digest `json:"sourceDigest,omitzero"`
@@ -512,6 +516,12 @@ func resolveSpec(p *GoParams, s GoSpec) (GoSpec, error) {
 	if !goosArchRE.MatchString(s.GOOS) || !goosArchRE.MatchString(s.GOARCH) {
 		return s, fmt.Errorf("goos/goarch %q/%q: want values of GOOS and GOARCH such as linux/amd64", s.GOOS, s.GOARCH)
 	}
+	if err := lantern.CheckGoTags(s.Tags); err != nil {
+		return s, fmt.Errorf("tags: %w", err)
+	}
+	if len(s.Tags) > 0 && !p.appliesTags() {
+		return s, errors.New("tags: this version of the go recipe builds without build tags; a build with -tags needs go/v2 or later")
+	}
 	if s.SourceGoSum != "" && !strings.HasPrefix(s.SourceGoSum, "h1:") {
 		return s, fmt.Errorf("sourceGoSum %q: want Go's h1: hash, as in go.sum", s.SourceGoSum)
 	}
@@ -703,6 +713,7 @@ func checkSource(spec GoSpec, m *modDownload) (lantern.Source, error) {
 // toolchain, goproxy, tmp and out are where the build sees them.
 func (p *GoParams) placeholders(spec GoSpec, hostArch, toolchain, goproxy, tmp, out string) *strings.Replacer {
 	return strings.NewReplacer(
+		"{tagsFlag}", tagsFlag(spec.Tags),
 		"{goVersion}", spec.GoVersion,
 		"{goos}", spec.GOOS,
 		"{goarch}", spec.GOARCH,
@@ -715,6 +726,20 @@ func (p *GoParams) placeholders(spec GoSpec, hostArch, toolchain, goproxy, tmp, 
 		"{tmp}", tmp,
 		"{out}", out,
 	)
+}
+
+// tagsFlag is {tagsFlag}: -tags=a,b, or nothing for no tags (an
+// argument that is nothing is left out of the command).
+func tagsFlag(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return "-tags=" + strings.Join(tags, ",")
+}
+
+// appliesTags reports whether the recipe's command passes build tags on.
+func (p *GoParams) appliesTags() bool {
+	return slices.ContainsFunc(p.Args, func(a string) bool { return strings.Contains(a, "{tagsFlag}") })
 }
 
 func (p *preparer) toolchainModule() (string, string, error) {
@@ -1002,9 +1027,21 @@ func buildCommand(r *Recipe, in *GoInputs, toolchain, goproxy, tmp, out string) 
 	if r == nil || r.Go == nil {
 		return nil, nil, "", errors.New("want the go recipe")
 	}
+	// The spec is checked again here, where it becomes a command: inputs
+	// may come from elsewhere than PrepareGo.
+	if err := lantern.CheckGoTags(in.Spec.Tags); err != nil {
+		return nil, nil, "", fmt.Errorf("tags: %w", err)
+	}
+	if len(in.Spec.Tags) > 0 && !r.Go.appliesTags() {
+		return nil, nil, "", fmt.Errorf("tags: recipe %s builds without build tags", r.BuildType)
+	}
 	rep := r.Go.placeholders(in.Spec, in.HostArch, toolchain, goproxy, tmp, out)
 	for _, a := range r.Go.Args {
-		args = append(args, rep.Replace(a))
+		// An argument that expands to nothing ({tagsFlag} without tags)
+		// is left out: go install would take "" for a package.
+		if a = rep.Replace(a); a != "" {
+			args = append(args, a)
+		}
 	}
 	env = make(map[string]string, len(r.Go.Env))
 	for k, v := range r.Go.Env {

@@ -106,3 +106,12 @@ func GoVersion(r *Recipe, job lantern.Job) string {
 	}
 	return r.Go.DefaultGoVersion
 }
+
+// GoTags returns the build tags a go build of job passes in -tags: the
+// job's, in their order, or none.
+func GoTags(job lantern.Job) []string {
+	if job.Go == nil {
+		return nil
+	}
+	return job.Go.Tags
+}

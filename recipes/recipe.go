@@ -68,7 +68,8 @@ type GoParams struct {
 	Paths GoPaths `json:"paths"`
 	// Dir is the working directory of the build.
 	Dir string `json:"dir"`
-	// Args is the build command.
+	// Args is the build command. An argument that is {tagsFlag} is
+	// -tags=a,b for a build with tags, and left out for one without.
 	Args []string `json:"args"`
 	// Env is the build's whole environment.
 	Env map[string]string `json:"env"`
@@ -265,10 +266,10 @@ func Parse(b []byte) (*Recipe, error) {
 
 // The placeholders each kind of field may hold.
 var (
-	checkKeys     = []string{"goVersion", "goos", "goarch", "package", "version"}
+	checkKeys     = []string{"goVersion", "goos", "goarch", "package", "version", "tagsFlag"}
 	toolchainKeys = []string{"goVersion", "hostArch"}
 	buildKeys     = []string{"goVersion", "goos", "goarch", "package", "version", "hostArch",
-		"toolchain", "goproxy", "goproxyURL", "tmp", "out"}
+		"toolchain", "goproxy", "goproxyURL", "tmp", "out", "tagsFlag"}
 )
 
 var placeholder = regexp.MustCompile(`\{[^{}]*\}`)
@@ -323,6 +324,17 @@ func (p *GoParams) validate() error {
 	for i, a := range p.Args {
 		if err := checkPlaceholders(fmt.Sprintf("args[%d]", i), a, buildKeys); err != nil {
 			return err
+		}
+		if strings.Contains(a, "{tagsFlag}") && a != "{tagsFlag}" {
+			return fmt.Errorf("args[%d] %q: {tagsFlag} stands alone as an argument, which is left out without tags", i, a)
+		}
+	}
+	if strings.Contains(p.Dir, "{tagsFlag}") {
+		return errors.New("dir: {tagsFlag} is for the command's arguments")
+	}
+	for k, v := range p.Env {
+		if strings.Contains(v, "{tagsFlag}") {
+			return fmt.Errorf("env.%s: {tagsFlag} is for the command's arguments", k)
 		}
 	}
 	if len(p.Env) == 0 {

@@ -26,7 +26,7 @@ import (
 // file, NAME/vN+1.json, added here.
 var released = map[string]string{
 	"go/v1.json":      "sha256:ebe7eb30598b6c27ae4037840fca294318070b6db7174db4cff8e1b876f0f358",
-	"go/v2.json":      "sha256:597770a77006ccc1397fc0fc9c783a1f0789a78619e0086183eaf19cfbd29800",
+	"go/v2.json":      "sha256:37cf687543c9d6e170c06d4d734016992767424a1e4ba86d68782e35ebc8835d",
 	"generic/v1.json": "sha256:cb5dbe480d1eed630b1bf15bba1034759111bca273609d6d81f2243c1b3480f5",
 }
 
@@ -145,6 +145,10 @@ func TestParseRejects(t *testing.T) {
 		{"bad Go version", `"defaultGoVersion": "1.24.4"`, `"defaultGoVersion": "latest"`, "defaultGoVersion"},
 		{"no command", `"args": ["{toolchain}/bin/go", "install", "-trimpath", "{package}@{version}"]`, `"args": []`, "args: missing"},
 		{"data after", "}\n}\n", "}\n}\n{}", "after"},
+		// {tagsFlag} is left out without tags: only as an argument of its own.
+		{"tags inside an argument", `"-trimpath",`, `"-trimpath{tagsFlag}",`, "stands alone"},
+		{"tags in the environment", `"GOFLAGS": "-trimpath"`, `"GOFLAGS": "-trimpath {tagsFlag}"`, "env.GOFLAGS"},
+		{"tags as the directory", `"dir": "{tmp}"`, `"dir": "{tagsFlag}"`, "dir:"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if !bytes.Contains(good, []byte(tc.old)) {
@@ -286,6 +290,9 @@ func TestResolveSpec(t *testing.T) {
 		{"Go language version", func(s *GoSpec) { s.GoVersion = "1.24" }, "goVersion"},
 		{"bad GOOS", func(s *GoSpec) { s.GOOS = "Linux OS" }, "goos"},
 		{"bad h1", func(s *GoSpec) { s.SourceGoSum = "sha256:x" }, "sourceGoSum"},
+		{"tags with a comma", func(s *GoSpec) { s.Tags = []string{"netgo,osusergo"} }, "tags: [0]"},
+		{"a flag for a tag", func(s *GoSpec) { s.Tags = []string{"-ldflags=-X=main.x=1"} }, "tags: [0]"},
+		{"a tag twice", func(s *GoSpec) { s.Tags = []string{"netgo", "netgo"} }, "named twice"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := base
@@ -294,6 +301,31 @@ func TestResolveSpec(t *testing.T) {
 				t.Errorf("resolveSpec() = %v, want an error about %s", err, tc.want)
 			}
 		})
+	}
+}
+
+// TestResolveSpecTags: go/v2 takes build tags, in their order; go/v1,
+// whose command has no -tags, refuses them rather than build without.
+func TestResolveSpecTags(t *testing.T) {
+	v2, err := LoadVersion("go", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := LoadVersion("go", 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := GoSpec{Module: "golang.org/x/tools", Version: "v0.30.0", Package: "golang.org/x/tools/cmd/stringer", Tags: []string{"osusergo", "netgo"}}
+	if got, err := resolveSpec(v2.Go, s); err != nil || !slices.Equal(got.Tags, []string{"osusergo", "netgo"}) {
+		t.Errorf("go/v2 resolveSpec(tags osusergo,netgo) = %q, %v; want the tags as given", got.Tags, err)
+	}
+	if _, err := resolveSpec(v1.Go, s); err == nil || !strings.Contains(err.Error(), "go/v2") {
+		t.Errorf("go/v1 resolveSpec(tags) = %v, want a refusal naming go/v2", err)
+	}
+	in := fakeInputs(v1)
+	in.Spec.Tags = []string{"netgo"}
+	if _, err := GoLLB(in, v1); err == nil || !strings.Contains(err.Error(), "tags") {
+		t.Errorf("go/v1 GoLLB(tags) = %v, want a refusal", err)
 	}
 }
 
@@ -355,6 +387,33 @@ func TestDependencies(t *testing.T) {
 	if diff := cmp.Diff(want, fakeInputs(r).Dependencies()); diff != "" {
 		t.Errorf("Dependencies() mismatch (-want +got):\n%s", diff)
 	}
+}
+
+// goExec returns the one build step of GoLLB's definition of in.
+func goExec(t *testing.T, in *GoInputs, r *Recipe) *pb.ExecOp {
+	t.Helper()
+	st, err := GoLLB(in, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	def, err := st.Marshal(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var execs []*pb.ExecOp
+	for _, b := range def.Def {
+		var op pb.Op
+		if err := op.UnmarshalVT(b); err != nil {
+			t.Fatal(err)
+		}
+		if e := op.GetExec(); e != nil {
+			execs = append(execs, e)
+		}
+	}
+	if len(execs) != 1 {
+		t.Fatalf("the definition has %d build steps, want 1", len(execs))
+	}
+	return execs[0]
 }
 
 // TestGoLLB reads the definition GoLLB makes back: the sandbox the recipe
@@ -435,6 +494,25 @@ func TestGoLLB(t *testing.T) {
 	}
 	if len(mounts) != 5 {
 		t.Errorf("mounts = %v, want /, /toolchain, /goproxy, /tmp and /out only", mounts)
+	}
+
+	// With build tags, go install gets -tags, in the order given (the go
+	// command records them so in the binary), and the rest is the same.
+	tagged := *in
+	tagged.Spec.Tags = []string{"osusergo", "netgo"}
+	e = goExec(t, &tagged, r)
+	wantArgs = []string{"/toolchain/bin/go", "install", "-trimpath", "-tags=osusergo,netgo", "example.com/m/cmd/x@v1.2.3+incompatible"}
+	if diff := cmp.Diff(wantArgs, e.GetMeta().GetArgs()); diff != "" {
+		t.Errorf("args with tags mismatch (-want +got):\n%s", diff)
+	}
+	if diff := cmp.Diff(env, e.GetMeta().GetEnv()); diff != "" {
+		t.Errorf("env with tags mismatch (-want +got):\n%s", diff)
+	}
+	for _, bad := range [][]string{{"netgo,osusergo"}, {"netgo", "netgo"}, {"-toolexec=/bin/sh"}} {
+		tagged.Spec.Tags = bad
+		if _, err := GoLLB(&tagged, r); err == nil {
+			t.Errorf("GoLLB(tags %q) = nil error, want a refusal", bad)
+		}
 	}
 
 	other := *in

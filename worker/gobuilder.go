@@ -82,9 +82,9 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 		var lastErr error
 		for _, module := range candidates {
 			spec := recipes.GoSpec{Module: module, Version: job.Source.Version, Package: job.Source.Name,
-				GoVersion: goVersion, GOOS: p.GOOS, GOARCH: p.GOARCH,
+				GoVersion: goVersion, GOOS: p.GOOS, GOARCH: p.GOARCH, Tags: recipes.GoTags(job),
 				SourceDigest: job.Source.Digest, SourceGoSum: job.Source.GoSum}
-			fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs for go%s %s/%s\n", module, job.Source.Version, goVersion, p.GOOS, p.GOARCH)
+			fmt.Fprintf(log, "lantern: fetching %s@%s and its inputs for go%s %s/%s%s\n", module, job.Source.Version, goVersion, p.GOOS, p.GOARCH, withTags(spec.Tags))
 			in, err := recipes.PrepareGo(ctx, g.r, spec, dir, recipes.PrepareOptions{ModCache: g.modCache, Log: g.log, Limits: g.Limits, Toolchain: tc.checked()})
 			if err == nil {
 				inputs[i] = in
@@ -241,4 +241,12 @@ func (t *toolchainSend) wait() {
 func (t *toolchainSend) stop() {
 	t.cancel()
 	t.wait()
+}
+
+// withTags says " with -tags=a,b" for a build with tags, for the log.
+func withTags(tags []string) string {
+	if len(tags) == 0 {
+		return ""
+	}
+	return " with -tags=" + strings.Join(tags, ",")
 }

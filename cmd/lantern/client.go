@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -166,6 +167,17 @@ type sourceVerdicts struct {
 	// Awaiting are the labels of the source's jobs no builder has answered
 	// under yet: the verdicts are not all in.
 	Awaiting []scheduler.Awaiting
+	// Claims are the source claims of the name@version the farm has
+	// stored, by their envelopes' digests.
+	Claims []struct {
+		Envelope lantern.Digest
+	}
+}
+
+// stored reports whether the farm has stored the claim whose envelope's
+// digest is d: a posted claim is stored a moment after the API took it.
+func (sv *sourceVerdicts) stored(d lantern.Digest) bool {
+	return sv != nil && slices.ContainsFunc(sv.Claims, func(c struct{ Envelope lantern.Digest }) bool { return c.Envelope == d })
 }
 
 // unreachable reports why sv's pending verdicts can never be reproduced on
@@ -308,7 +320,7 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 	for _, v := range vs {
 		switch v.Status {
 		case lantern.StatusMismatch, lantern.StatusConflict:
-			contradicted = append(contradicted, printable(v.Label+" "+string(v.Status)))
+			contradicted = append(contradicted, printable(v.Label+" "+string(v.Status)+againstPublished(v)))
 		case lantern.StatusReproduced:
 		default:
 			notYet = append(notYet, printable(strings.TrimSpace(v.Label+" "+string(v.Status))))
@@ -330,6 +342,15 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 		return fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
 	return nil
+}
+
+// againstPublished says, of a mismatch whose builders agree with each
+// other and not with the published artefact, what each made.
+func againstPublished(v lantern.Verdict) string {
+	if v.Status != lantern.StatusMismatch || v.Published.IsZero() || len(v.Groups) != 1 || v.Groups[0].Published {
+		return ""
+	}
+	return fmt.Sprintf(" against the published artefact: the builders made %s, the published is %s", v.Groups[0].Output, v.Published)
 }
 
 func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {

@@ -30,7 +30,7 @@ const upAPIFile = "api"
 func rebuildCommand() command {
 	return command{
 		name:    "rebuild",
-		args:    "NAME@VERSION",
+		args:    "NAME@VERSION | [PKG@VERSION] --published FILE...",
 		summary: "claim a source, post it to a farm and wait for its builders' verdict",
 		long: `Rebuild asks a farm to rebuild a source: it makes the source claim, signs
 it, posts it, and with --wait follows the builders until the verdict, for CI
@@ -54,6 +54,32 @@ only, unless --allow-http-fetch; the farm's builders fetch the same URL under
 their own policy. The tarball may be at most the generic recipe's source
 limit.
 
+Published Go binaries are claimed with --published FILE, once per file
+(a release's dist/*): rebuild reads each binary's build information (what
+'go version -m FILE' shows) and claims what it says, PKG@VERSION given or
+not: its package and module version, the Go release that built it, its
+platform and its build tags (-tags, passed on in the order recorded), with
+the file's sha256 as the published artefact of its label. Binaries of one
+package version, Go release and tags make one claim, one label each; others,
+claims of their own. The rebuild must then equal the published file: 0 only
+when every label of every claim is reproduced and equal to it, 3 if one is
+not. What a plain go install,
+  GOTOOLCHAIN=goVERSION GOFLAGS=-trimpath CGO_ENABLED=0 go install PKG@VERSION,
+cannot reproduce is refused before anything is signed or posted, naming
+the file and why, and exits 2 as every input the command line gets wrong
+does: a binary built with cgo, without -trimpath, from a version-control
+checkout or a module directory rather than a module version, with a
+replaced module, with other build settings (-gcflags, -race, GOAMD64=v3,
+...), by a release candidate; a binary of another PKG@VERSION than the one
+given; two binaries of one label. Binaries built with -ldflags (such as
+-X main.version=...) are not refused, as they cannot be told: a binary
+built with -trimpath does not record its -ldflags (go.dev/issue/52372), and
+the go recipe applies none, so such a binary reads as a plain build and its
+rebuild as a mismatch. Build releases without -ldflags to have them
+reproduced (the version is in the build information: debug.ReadBuildInfo).
+With --json and --published, rebuild prints {"status": ..., "claims": [...]},
+one result per claim, status the worst of theirs.
+
 The farm and the claim key default to those of a 'lantern up' running on
 this machine (its DATA/up/api and DATA/up/claimer.key, whose password is
 $LANTERN_PASSWORD, empty if unset, as up makes it), so that after 'make run'
@@ -71,6 +97,7 @@ Examples:
   lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --wait 10m
   lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --go 1.23.4 \
     --platform linux/amd64,linux/arm64,windows/amd64 --wait 20m
+  lantern rebuild --published dist/hello-linux-amd64 --published dist/hello-windows-amd64.exe --wait 30m
   lantern rebuild example.org/hello@v1.2.0 --fetch https://example.org/hello-1.2.0.tar.gz \
     --build hello.build.json --farm https://farm.example --key ci.key --wait 30m --json`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
@@ -87,7 +114,31 @@ Examples:
 			var gob goBuildFlags
 			gob.register(f)
 			allowHTTP := f.Bool("allow-http-fetch", envBool("LANTERN_ALLOW_HTTP_FETCH"), "download --fetch over plain http too, not only https (default $LANTERN_ALLOW_HTTP_FETCH)")
+			var published listFlag
+			f.Var(&published, "published", "a published Go binary `FILE` to claim and compare the rebuild with; repeat it for each (see above)")
 			return func(ctx context.Context, io *stdio, args []string) error {
+				if len(published) > 0 {
+					switch {
+					case gob != (goBuildFlags{}):
+						return usagef("--go and --platform come from the --published binaries themselves; leave them out")
+					case *fetch != "" || *build != "":
+						return usagef("--published is for Go binaries a go install of PKG@VERSION makes, not a tarball built with --fetch and --build")
+					case len(args) > 1:
+						return usagef("rebuild --published takes at most one PKG@VERSION, which every binary must be; got %d arguments", len(args))
+					case *wait < 0:
+						return usagef("--wait %s: want a positive duration, such as 10m", *wait)
+					}
+					var pkg, version string
+					if len(args) == 1 {
+						var ok bool
+						pkg, version, ok = strings.Cut(args[0], "@")
+						if !ok || pkg == "" || version == "" || strings.Contains(version, "@") {
+							return usagef("rebuild %q: want PKG@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0", args[0])
+						}
+					}
+					return rebuildPublished(ctx, io, published, pkg, version, rebuildTarget{
+						data: *data, farm: *farm, key: *key, proxy: *proxy, sumdb: *sumdb, out: *out, wait: *wait, asJSON: *asJSON})
+				}
 				if len(args) != 1 {
 					return usagef("rebuild takes one NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0; got %d arguments", len(args))
 				}
@@ -170,7 +221,7 @@ Examples:
 					what = "already claimed"
 				}
 				fmt.Fprintf(io.err, "%s: %s (source %s); job %s\n", c.Source, what, c.Source.Digest, job)
-				r := rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(b), labels: labels}
+				r := rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(b), gob: c.Go, labels: labels}
 				if *wait == 0 {
 					return r.report(io, nil, *asJSON, errNotWaited)
 				}
@@ -207,6 +258,89 @@ func jobLabels(job lantern.Job) ([]string, error) {
 		return nil, err
 	}
 	return r.Labels(job), nil
+}
+
+// rebuildTarget is where rebuild posts and how it waits: the flags
+// every kind of source shares.
+type rebuildTarget struct {
+	data, farm, key, proxy, sumdb, out string
+	wait                               time.Duration
+	asJSON                             bool
+}
+
+// rebuildPublished claims the published Go binaries files (of pkg@version,
+// where given): every file is read and checked, and each build's module
+// resolved and checked against the checksum database, before any claim is
+// signed or posted. It posts one claim per build (readPublished) and, with
+// a wait, follows them all to their verdicts.
+func rebuildPublished(ctx context.Context, io *stdio, files []string, pkg, version string, t rebuildTarget) error {
+	builds, err := readPublished(files, pkg, version)
+	if err != nil {
+		return err
+	}
+	if t.out != "" && len(builds) > 1 {
+		return usagef("-o writes one claim, and the --published binaries make %d (one per package version, Go release and build tags): leave out -o, or claim each build apart", len(builds))
+	}
+	api, err := farmURL(t.farm, t.data)
+	if err != nil {
+		return err
+	}
+	k, err := claimKey(io, t.key, t.data)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	modules := map[string]*goproxy.Module{}
+	claims := make([]*lantern.SourceClaim, len(builds))
+	for i, b := range builds {
+		m := modules[b.source()]
+		if m == nil {
+			if m, err = resolveGo(ctx, b.Package, b.Version, t.proxy, t.sumdb, t.data); err != nil {
+				return err
+			}
+			modules[b.source()] = m
+		}
+		if claims[i], err = b.claim(m, now); err != nil {
+			return err
+		}
+		if err := claims[i].Validate(); err != nil {
+			return usagef("%v", err)
+		}
+	}
+	envelopes := make([][]byte, len(claims))
+	jobs := make([]lantern.Job, len(claims))
+	labels := make([][]string, len(claims))
+	for i, c := range claims {
+		if envelopes[i], err = signClaim(io, c, k, t.out, ""); err != nil {
+			return err
+		}
+		// The job is the claim's, whatever the farm answers (see the
+		// rebuild of one source).
+		if jobs[i], err = claimJob(envelopes[i], k.Public()); err != nil {
+			return err
+		}
+		if labels[i], err = jobLabels(jobs[i]); err != nil {
+			return err
+		}
+	}
+	runs := make([]rebuildRun, len(claims))
+	for i, c := range claims {
+		job, dup, err := postClaim(ctx, api, envelopes[i])
+		if err != nil {
+			return err
+		}
+		if job != jobs[i].ID {
+			return fmt.Errorf("post the claim: the farm at %s answered job %q, but the claim makes job %s: not this claim's job; ask the farm's operator", api, printable(truncateBytes([]byte(job))), jobs[i].ID)
+		}
+		what := "claim accepted"
+		if dup {
+			what = "already claimed"
+		}
+		fmt.Fprintf(io.err, "%s (%s): %s (source %s); job %s\n", c.Source, c.Go, what, c.Source.Digest, job)
+		runs[i] = rebuildRun{api: api, source: c.Source.String(), job: job, claim: lantern.DigestOf(envelopes[i]),
+			gob: c.Go, labels: labels[i], published: c.Artefacts, files: builds[i].Files}
+	}
+	return waitAll(ctx, io, runs, t.wait, t.asJSON)
 }
 
 func envBool(name string) bool { b, _ := strconv.ParseBool(os.Getenv(name)); return b }

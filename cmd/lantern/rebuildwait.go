@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"os"
@@ -38,10 +39,15 @@ const answeredPolls = 3
 // rebuildRun is one claim that rebuild posted, followed to its verdict.
 type rebuildRun struct {
 	api, source, job string
-	claim            lantern.Digest // its envelope's digest
+	claim            lantern.Digest   // its envelope's digest
+	gob              *lantern.GoBuild // its Go release, platforms and tags, if any
 	// labels are the labels the job's build makes, each of which must have
 	// a verdict before the job's is known; nil: those the farm names.
 	labels []string
+	// published are the artefacts the claim publishes, by label, and files
+	// the files they were read from (--published).
+	published map[string]lantern.Digest
+	files     map[string]string
 }
 
 // jobStatus is what the API says of a job: GET /api/v1/jobs/{id}.
@@ -118,18 +124,25 @@ func (r rebuildRun) builderNames(ctx context.Context) map[lantern.Digest]string 
 
 // mine keeps of sv the verdicts on the job rebuild posted (another
 // claimer's job of the same source, or a verdict that names no job, has
-// verdicts of its own), and the conflict, which is about the name. A label
-// of the job that has no verdict yet is pending: a farm that has decided
-// one platform's label, or that leaves one out, has not reproduced the
-// job.
+// verdicts of its own) that compare the rebuilds with what this claim
+// publishes under their label (the same job has a verdict per published
+// artefact, and one for claims that publish none), the labels of the job
+// the farm awaits, and the conflict, which is about the name. A label of
+// the job that has no verdict yet is pending: a farm that has decided one
+// platform's label, or that leaves one out, has not reproduced the job.
 func (r rebuildRun) mine(sv *sourceVerdicts) *sourceVerdicts {
 	if sv == nil {
 		return nil
 	}
-	out := &sourceVerdicts{Conflict: sv.Conflict, Unreachable: sv.Unreachable}
+	out := &sourceVerdicts{Conflict: sv.Conflict, Unreachable: sv.Unreachable, Claims: sv.Claims}
 	for _, v := range sv.Verdicts {
-		if v.Job == r.job {
+		if v.Job == r.job && v.Published == r.published[v.Label] {
 			out.Verdicts = append(out.Verdicts, v)
+		}
+	}
+	for _, a := range sv.Awaiting {
+		if a.Job == r.job {
+			out.Awaiting = append(out.Awaiting, a)
 		}
 	}
 	if len(out.Verdicts) == 0 {
@@ -143,15 +156,48 @@ func (r rebuildRun) mine(sv *sourceVerdicts) *sourceVerdicts {
 	return out
 }
 
-// wait polls the farm until the verdict on the job settles, every builder
-// answered without enough agreeing, or d runs out, showing progress on
-// io.err; then it reports.
+// wait follows the claim to its verdict (follow) and reports.
 func (r rebuildRun) wait(ctx context.Context, io *stdio, d time.Duration, asJSON bool) error {
-	start := time.Now()
-	deadline := start.Add(d)
-	verdictURL, err := apiURL(r.api, "/api/v1/sources/"+r.source)
+	sv, waitErr, err := r.follow(ctx, io, time.Now().Add(d), d)
 	if err != nil {
 		return err
+	}
+	return r.report(io, sv, asJSON, waitErr)
+}
+
+// waitAll follows each of runs, the claims of one rebuild, to its verdict
+// within d, and reports them all: nil when every one is reproduced (or,
+// without a wait, posted), a *contradictedError when any is contradicted,
+// another error when any is not reproduced.
+func waitAll(ctx context.Context, io *stdio, runs []rebuildRun, d time.Duration, asJSON bool) error {
+	results := make([]runResult, len(runs))
+	deadline := time.Now().Add(d)
+	for i, r := range runs {
+		if d == 0 {
+			results[i] = r.result(nil, errNotWaited)
+			continue
+		}
+		sv, waitErr, err := r.follow(ctx, io, deadline, d)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if err != nil {
+			sv, waitErr = nil, err
+		}
+		results[i] = r.result(sv, waitErr)
+	}
+	return reportAll(io, runs, results, asJSON)
+}
+
+// follow polls the farm until the verdict on the job settles, every
+// builder answered without enough agreeing, or the deadline (d after the
+// start) passes, showing progress on io.err. It returns the verdicts and
+// why it stopped before they settled (nil when they did); err is ctx's, or
+// the farm's when it never answered.
+func (r rebuildRun) follow(ctx context.Context, io *stdio, deadline time.Time, d time.Duration) (_ *sourceVerdicts, waitErr, err error) {
+	verdictURL, err := apiURL(r.api, "/api/v1/sources/"+r.source)
+	if err != nil {
+		return nil, nil, err
 	}
 	// Each poll's requests end farmAnswerTime after the wait does (or
 	// after they start, past it).
@@ -179,25 +225,29 @@ func (r rebuildRun) wait(ctx context.Context, io *stdio, d time.Duration, asJSON
 		cancel()
 		if ctx.Err() != nil {
 			p.end()
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		}
 		now := time.Now()
 		p.show(j, names, now)
 		if verr == nil && settled(mine, 0) {
 			p.end()
-			return r.report(io, mine, asJSON, nil)
+			return mine, nil, nil
 		}
 		if u := mine.unreachable(); verr == nil && u != "" {
 			// The farm has fewer builders than its threshold: waiting
 			// cannot help.
 			p.end()
-			return r.report(io, mine, asJSON, errors.New("the farm "+u))
+			return mine, errors.New("the farm " + u), nil
 		}
-		if jerr == nil && verr == nil && j != nil && len(j.Builders) > 0 && allFinal(j) {
+		// A claim that joins a job its builders are done with waits for
+		// the farm to store it and compare with what it publishes: until
+		// then, every builder's answer says nothing of it.
+		stored := r.claim.IsZero() || sv.stored(r.claim)
+		if jerr == nil && verr == nil && j != nil && len(j.Builders) > 0 && allFinal(j) && stored {
 			answered++
 			if answered >= answeredPolls {
 				p.end()
-				return r.report(io, mine, asJSON, tooFewError(j, mine))
+				return mine, tooFewError(j, mine), nil
 			}
 		} else {
 			answered = 0
@@ -205,14 +255,14 @@ func (r rebuildRun) wait(ctx context.Context, io *stdio, d time.Duration, asJSON
 		if now.After(deadline) {
 			p.end()
 			if err := errors.Join(jerr, verr); err != nil && mine == nil {
-				return fmt.Errorf("%s: no verdict within %s: the farm at %s: %w", r.source, d, r.api, err)
+				return nil, nil, fmt.Errorf("%s: no verdict within %s: the farm at %s: %w", r.source, d, r.api, err)
 			}
-			return r.report(io, mine, asJSON, fmt.Errorf("no verdict within %s", d))
+			return mine, fmt.Errorf("no verdict within %s", d), nil
 		}
 		select {
 		case <-ctx.Done():
 			p.end()
-			return ctx.Err()
+			return nil, nil, ctx.Err()
 		case <-time.After(min(pollEvery, max(time.Until(deadline), 0)+10*time.Millisecond)):
 		}
 	}
@@ -255,6 +305,13 @@ type rebuildResult struct {
 	Job    string         `json:"job"`
 	Claim  lantern.Digest `json:"claim"`
 	Farm   string         `json:"farm"`
+	// Go is the claim's Go release, platforms and build tags, where it
+	// names them.
+	Go *lantern.GoBuild `json:"go,omitempty"`
+	// Published are the artefacts the claim publishes, and Files the
+	// files they were read from, by label (--published).
+	Published map[string]lantern.Digest `json:"published,omitempty"`
+	Files     map[string]string         `json:"files,omitempty"`
 	// Dashboard is the dashboard's page of the source.
 	Dashboard string `json:"dashboard"`
 	// Status is reproduced, contradicted (a mismatch or a conflict),
@@ -265,15 +322,24 @@ type rebuildResult struct {
 	Verdicts []lantern.Verdict `json:"verdicts"`
 }
 
-// report prints the verdicts (what there is of them) and the dashboard's
-// address, and returns the exit's error: nil when every verdict is
-// reproduced (or, for errNotWaited, once posted), a *contradictedError on a
-// mismatch or a conflict, waitErr or what is not reproduced otherwise.
-func (r rebuildRun) report(io *stdio, sv *sourceVerdicts, asJSON bool, waitErr error) error {
+// runResult is what a run came to: its result, the verdicts it is made
+// of, and the error its exit is made of.
+type runResult struct {
+	res rebuildResult
+	sv  *sourceVerdicts
+	err error
+}
+
+// result makes the run's result of the verdicts sv (what there is of
+// them): its error is nil when every verdict is reproduced (or, for
+// errNotWaited, once posted), a *contradictedError on a mismatch or a
+// conflict, waitErr or what is not reproduced otherwise.
+func (r rebuildRun) result(sv *sourceVerdicts, waitErr error) runResult {
 	if sv == nil {
 		sv = &sourceVerdicts{}
 	}
-	res := rebuildResult{Source: r.source, Job: r.job, Claim: r.claim, Farm: r.api, Dashboard: r.dashboard(), Verdicts: sv.Verdicts}
+	res := rebuildResult{Source: r.source, Job: r.job, Claim: r.claim, Farm: r.api, Go: r.gob,
+		Published: r.published, Files: r.files, Dashboard: r.dashboard(), Verdicts: sv.Verdicts}
 	if res.Verdicts == nil {
 		res.Verdicts = []lantern.Verdict{}
 	}
@@ -300,30 +366,119 @@ func (r rebuildRun) report(io *stdio, sv *sourceVerdicts, asJSON bool, waitErr e
 			err = fmt.Errorf("%s: not reproduced: %w", r.source, waitErr)
 		}
 	}
+	if err != nil && len(r.files) > 0 {
+		// Which files the claim published, for a CI log.
+		var fs []string
+		for _, l := range slices.Sorted(maps.Keys(r.files)) {
+			fs = append(fs, l+" "+r.files[l])
+		}
+		err = wrapMsg(err, " (published: "+strings.Join(fs, ", ")+")")
+	}
 	if err != nil {
 		res.Error = err.Error()
 	}
+	return runResult{res, sv, err}
+}
+
+// wrapMsg returns err with suffix added to its message, of the same kind
+// (a *contradictedError stays one).
+func wrapMsg(err error, suffix string) error {
+	if ce, ok := errors.AsType[*contradictedError](err); ok {
+		return &contradictedError{ce.msg + suffix}
+	}
+	return fmt.Errorf("%w%s", err, suffix)
+}
+
+// report prints the verdicts (what there is of them) and the dashboard's
+// address, and returns the exit's error, as result makes it.
+func (r rebuildRun) report(io *stdio, sv *sourceVerdicts, asJSON bool, waitErr error) error {
+	rr := r.result(sv, waitErr)
 	if asJSON {
-		b, jerr := json.MarshalIndent(res, "", "  ")
-		if jerr != nil {
-			return jerr
+		if err := printJSON(io, rr.res); err != nil {
+			return err
 		}
-		if _, jerr := fmt.Fprintf(io.out, "%s\n", b); jerr != nil {
-			return jerr
-		}
+		return rr.err
+	}
+	if err := rr.write(io); err != nil {
 		return err
 	}
+	return rr.err
+}
+
+// write prints rr as text.
+func (rr runResult) write(io *stdio) error {
+	res := rr.res
 	if res.Status == "posted" {
-		fmt.Fprintf(io.out, "%s: claimed; job %s\n  wait for it  lantern verdict --wait 30m --api %s %s\n  dashboard    %s\n", r.source, r.job, r.api, r.source, res.Dashboard)
-		return nil
+		_, err := fmt.Fprintf(io.out, "%s: claimed; job %s\n  wait for it  lantern verdict --wait 30m --api %s %s\n  dashboard    %s\n", res.Source, res.Job, res.Farm, res.Source, res.Dashboard)
+		return err
 	}
-	if len(sv.Verdicts) > 0 || len(sv.Conflict) > 1 {
-		if werr := writeVerdicts(io, r.source, sv); werr != nil {
-			return werr
+	if len(rr.sv.Verdicts) > 0 || len(rr.sv.Conflict) > 1 {
+		if err := writeVerdicts(io, res.Source, rr.sv); err != nil {
+			return err
 		}
 	}
-	fmt.Fprintf(io.out, "dashboard: %s\n", res.Dashboard)
+	_, err := fmt.Fprintf(io.out, "dashboard: %s\n", res.Dashboard)
 	return err
+}
+
+func printJSON(io *stdio, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(io.out, "%s\n", b)
+	return err
+}
+
+// rebuildResults are the results of a rebuild of several claims
+// (--published), as --json prints them.
+type rebuildResults struct {
+	// Status is the worst of the claims' statuses: contradicted, failed,
+	// pending, posted, reproduced.
+	Status string          `json:"status"`
+	Claims []rebuildResult `json:"claims"`
+}
+
+// reportAll prints the results of runs and returns the exit's error: a
+// *contradictedError if any run is contradicted, another error if any is
+// not reproduced, nil when every one is (or, without a wait, posted).
+func reportAll(io *stdio, runs []rebuildRun, results []runResult, asJSON bool) error {
+	out := rebuildResults{Status: string(lantern.StatusReproduced), Claims: []rebuildResult{}}
+	rank := []string{string(lantern.StatusReproduced), "posted", "pending", string(lantern.StatusFailed), "contradicted"}
+	var msgs []string
+	contradicted := false
+	for i, rr := range results {
+		out.Claims = append(out.Claims, rr.res)
+		if slices.Index(rank, rr.res.Status) > slices.Index(rank, out.Status) {
+			out.Status = rr.res.Status
+		}
+		if rr.err != nil {
+			msgs = append(msgs, rr.err.Error())
+			_, ce := errors.AsType[*contradictedError](rr.err)
+			contradicted = contradicted || ce
+		}
+		if asJSON {
+			continue
+		}
+		if len(runs) > 1 || runs[i].gob != nil {
+			fmt.Fprintf(io.out, "%s, %s:\n", rr.res.Source, runs[i].gob)
+		}
+		if err := rr.write(io); err != nil {
+			return err
+		}
+	}
+	if asJSON {
+		if err := printJSON(io, out); err != nil {
+			return err
+		}
+	}
+	switch {
+	case contradicted:
+		return &contradictedError{strings.Join(msgs, "\n")}
+	case len(msgs) > 0:
+		return errors.New(strings.Join(msgs, "\n"))
+	}
+	return nil
 }
 
 func isTerminal(w io.Writer) bool {

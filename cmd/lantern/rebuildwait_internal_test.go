@@ -23,6 +23,9 @@ type farmScript struct {
 	mu     sync.Mutex
 	polls  int
 	states []farmState
+	// claim is listed among the source's claims from poll claimAt on.
+	claim   lantern.Digest
+	claimAt int
 }
 
 type farmState struct {
@@ -43,7 +46,13 @@ func (f *farmScript) serve(t *testing.T, job, source string, names map[lantern.D
 		json.NewEncoder(w).Encode(jobStatus{Created: created, Builders: state().builders})
 	})
 	mux.HandleFunc("GET /api/v1/sources/"+source, func(w http.ResponseWriter, r *http.Request) {
-		json.NewEncoder(w).Encode(sourceVerdicts{Verdicts: state().verdicts})
+		sv := sourceVerdicts{Verdicts: state().verdicts}
+		f.mu.Lock()
+		if !f.claim.IsZero() && f.polls >= f.claimAt {
+			sv.Claims = append(sv.Claims, struct{ Envelope lantern.Digest }{f.claim})
+		}
+		f.mu.Unlock()
+		json.NewEncoder(w).Encode(sv)
 		f.mu.Lock()
 		f.polls++ // the last request of a poll
 		f.mu.Unlock()
@@ -153,6 +162,40 @@ func TestRebuildWait(t *testing.T) {
 			t.Errorf("--json printed %+v, want the contradicted verdict, the job, claim and dashboard", res)
 		}
 	})
+}
+
+// TestRebuildWaitJoined: a claim that joins a job whose builders are all
+// done (a published artefact compared with rebuilds made for another
+// claim) is waited for until the farm stores it and its verdict is there;
+// the builders having answered says nothing of it before.
+func TestRebuildWaitJoined(t *testing.T) {
+	old := pollEvery
+	pollEvery = time.Millisecond
+	t.Cleanup(func() { pollEvery = old })
+	const job, source = "j0123", "example.org/hello@v1.0.0"
+	b1, b2 := lantern.DigestOf([]byte("builder 1")), lantern.DigestOf([]byte("builder 2"))
+	out1, published := lantern.DigestOf([]byte("output 1")), lantern.DigestOf([]byte("published"))
+	done := map[lantern.Digest]builderJob{b1: {State: "done"}, b2: {State: "done"}}
+	verdict := func(p lantern.Digest) lantern.Verdict {
+		v := lantern.Decide(lantern.Source{Name: "example.org/hello", Version: "v1.0.0"}, "hello", p, 2,
+			[]lantern.Outcome{{Builder: b1, Output: out1}, {Builder: b2, Output: out1}})
+		v.Job = job
+		return v
+	}
+	// Polls 0 to 9: the other claim's verdict only; from 10 on, this
+	// claim's too, a mismatch against what it publishes.
+	states := make([]farmState, 10, 11)
+	for i := range states {
+		states[i] = farmState{done, []lantern.Verdict{verdict(lantern.Digest{})}}
+	}
+	states = append(states, farmState{done, []lantern.Verdict{verdict(lantern.Digest{}), verdict(published)}})
+	claim := lantern.DigestOf([]byte("claim"))
+	farm := (&farmScript{states: states, claim: claim, claimAt: 10}).serve(t, job, source, nil)
+	r := rebuildRun{api: farm.URL, source: source, job: job, claim: claim, published: map[string]lantern.Digest{"hello": published}}
+	err := r.wait(t.Context(), &stdio{out: &bytes.Buffer{}, err: &bytes.Buffer{}}, time.Minute, false)
+	if code := exitCode(&bytes.Buffer{}, err); code != 3 || !strings.Contains(err.Error(), "mismatch against the published artefact") {
+		t.Errorf("wait = %v (exit %d), want exit 3, a mismatch against the published artefact", err, code)
+	}
 }
 
 // TestJobProgressTerminal: on a terminal the lines are redrawn in place,

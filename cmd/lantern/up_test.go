@@ -237,6 +237,9 @@ func TestUp(t *testing.T) {
 	}
 	// Any platform (issue 12): one more claim of stringer, three platforms.
 	rebuildPlatforms(t, dir, data, stringer)
+	// Another Go release, from a published binary, and the CI example
+	// (issue 12).
+	publishedOnFarm(t, dir, data, up)
 	up.stop(t)
 }
 
