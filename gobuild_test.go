@@ -184,7 +184,8 @@ func TestParseGoFlags(t *testing.T) {
 
 // FuzzGoBuild: a GoBuild that a claim's JSON gives and that Validate
 // passes names a Go release and known platforms, sorted, each once, as
-// ParseGoVersion and ParseGoPlatforms read them, and no build flag; and two
+// ParseGoVersion and ParseGoPlatforms read them, tags CheckGoTags passes,
+// and no -ldflags; and two
 // such GoBuilds make one job id only when they are the same build.
 func FuzzGoBuild(f *testing.F) {
 	for _, s := range [][2]string{
@@ -221,8 +222,11 @@ func FuzzGoBuild(f *testing.F) {
 				t.Fatalf("Validate passed platform %q, not one of GoPlatforms", p)
 			}
 		}
-		if g.Ldflags != "" || len(g.Tags) > 0 {
-			t.Fatalf("Validate passed build flags %q %q, which the go recipe does not apply", g.Ldflags, g.Tags)
+		if g.Ldflags != "" {
+			t.Fatalf("Validate passed -ldflags %q, which the go recipe does not apply", g.Ldflags)
+		}
+		if err := lantern.CheckGoTags(g.Tags); err != nil {
+			t.Fatalf("Validate passed tags %q: %v", g.Tags, err)
 		}
 		if lantern.JobID(source, "go", nil, &g, signer) == lantern.JobID(source, "go", nil, nil, signer) {
 			t.Fatalf("JobID(%+v) is the id of the recipe's defaults", g)
@@ -234,7 +238,7 @@ func FuzzGoBuild(f *testing.F) {
 		if ga == nil || gb == nil {
 			return
 		}
-		same := ga.Version == gb.Version && slices.Equal(ga.Platforms, gb.Platforms)
+		same := ga.Version == gb.Version && slices.Equal(ga.Platforms, gb.Platforms) && slices.Equal(ga.Tags, gb.Tags)
 		if idA, idB := lantern.JobID(source, "go", nil, ga, signer), lantern.JobID(source, "go", nil, gb, signer); (idA == idB) != same {
 			t.Fatalf("JobID(%+v) = %s, JobID(%+v) = %s: want one id exactly for one build", ga, idA, gb, idB)
 		}
