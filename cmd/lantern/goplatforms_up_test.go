@@ -2,11 +2,7 @@ package main
 
 import (
 	"encoding/json"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/lanternfarm/lantern"
@@ -56,42 +52,9 @@ func rebuildPlatforms(t *testing.T, dir, data, stringer string) {
 // binary the host's go1.24.4 installs, cross-compiling.
 func hostStringerFor(t *testing.T, goos, goarch string) lantern.Digest {
 	t.Helper()
-	cache := filepath.Join(os.TempDir(), "lantern-recipes-test-cache")
-	gopath := t.TempDir()
-	cmd := exec.CommandContext(t.Context(), "go", "install", "golang.org/x/tools/cmd/stringer@v0.30.0")
-	cmd.Dir = t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "CGO_ENABLED" {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "GOTOOLCHAIN=go1.24.4", "GOFLAGS=-trimpath -modcacherw", "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch,
-		"GOPATH="+gopath, "GOMODCACHE="+filepath.Join(cache, "host-modcache"), "GOCACHE="+t.TempDir())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
-	}
-	// A binary for another platform than the host's goes in bin/GOOS_GOARCH.
-	hostOS, hostArch := strings.TrimSpace(goEnv(t, "GOHOSTOS")), strings.TrimSpace(goEnv(t, "GOHOSTARCH"))
-	name := filepath.Join(gopath, "bin", "stringer")
-	if goos != hostOS || goarch != hostArch {
-		name = filepath.Join(gopath, "bin", goos+"_"+goarch, "stringer")
-	}
-	if goos == "windows" {
-		name += ".exe"
-	}
-	d, _, err := lantern.DigestFile(name)
+	d, _, err := lantern.DigestFile(hostStringerInstall(t, "1.24.4", goos, goarch))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return d
-}
-
-func goEnv(t *testing.T, name string) string {
-	t.Helper()
-	out, err := exec.Command("go", "env", name).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -130,30 +129,9 @@ func firstLine(s, sub string) string {
 
 // hostStringerRelease installs stringer on this machine with a plain go
 // install of Go release goVersion, as a project publishing it would, and
-// returns the binary's path:
-//
-//	GOTOOLCHAIN=go<goVersion> GOFLAGS=-trimpath CGO_ENABLED=0 go install golang.org/x/tools/cmd/stringer@v0.30.0
+// returns the binary's path (hostStringerInstall).
 func hostStringerRelease(t *testing.T, goVersion string) string {
-	t.Helper()
-	cache := filepath.Join(os.TempDir(), "lantern-recipes-test-cache") // shared with the recipes tests
-	if err := os.MkdirAll(cache, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(t.TempDir(), "bin")
-	cmd := exec.CommandContext(t.Context(), "go", "install", "golang.org/x/tools/cmd/stringer@v0.30.0")
-	cmd.Dir = t.TempDir()
-	var env []string
-	for _, kv := range os.Environ() {
-		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "CGO_ENABLED" {
-			env = append(env, kv)
-		}
-	}
-	cmd.Env = append(env, "GOTOOLCHAIN=go"+goVersion, "GOFLAGS=-trimpath", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64",
-		"GOBIN="+bin, "GOPATH="+t.TempDir(), "GOMODCACHE="+filepath.Join(cache, "host-modcache"), "GOCACHE="+t.TempDir())
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("GOTOOLCHAIN=go%s %s: %v\n%s", goVersion, strings.Join(cmd.Args, " "), err, out)
-	}
-	return filepath.Join(bin, "stringer")
+	return hostStringerInstall(t, goVersion, "linux", "amd64")
 }
 
 // repoFile returns the absolute path of the repository's file name

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -24,13 +25,20 @@ import (
 //
 // The go command on the PATH downloads the toolchain and the modules from
 // the module proxy and checks them against the checksum database.
-func hostStringer(t *testing.T) string {
+func hostStringer(t *testing.T) string { return hostStringerInstall(t, "1.24.4", "linux", "amd64") }
+
+// hostStringerInstall installs stringer@v0.30.0 on this machine with Go release
+// goVersion for goos/goarch, as a project publishing it would, and returns
+// the binary's path:
+//
+//	GOTOOLCHAIN=go<goVersion> GOFLAGS=-trimpath CGO_ENABLED=0 GOOS=… GOARCH=… go install golang.org/x/tools/cmd/stringer@v0.30.0
+func hostStringerInstall(t *testing.T, goVersion, goos, goarch string) string {
 	t.Helper()
 	cache := filepath.Join(os.TempDir(), "lantern-recipes-test-cache") // shared with the recipes tests
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	bin := filepath.Join(t.TempDir(), "bin")
+	gopath := t.TempDir()
 	cmd := exec.CommandContext(t.Context(), "go", "install", "golang.org/x/tools/cmd/stringer@v0.30.0")
 	cmd.Dir = t.TempDir()
 	var env []string
@@ -39,12 +47,20 @@ func hostStringer(t *testing.T) string {
 			env = append(env, kv)
 		}
 	}
-	cmd.Env = append(env, "GOTOOLCHAIN=go1.24.4", "GOFLAGS=-trimpath", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64",
-		"GOBIN="+bin, "GOPATH="+t.TempDir(), "GOMODCACHE="+filepath.Join(cache, "host-modcache"), "GOCACHE="+t.TempDir())
+	cmd.Env = append(env, "GOTOOLCHAIN=go"+goVersion, "GOFLAGS=-trimpath -modcacherw", "CGO_ENABLED=0", "GOOS="+goos, "GOARCH="+goarch,
+		"GOPATH="+gopath, "GOMODCACHE="+filepath.Join(cache, "host-modcache"), "GOCACHE="+t.TempDir())
 	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(cmd.Args, " "), err, out)
+		t.Fatalf("GOTOOLCHAIN=go%s GOOS=%s GOARCH=%s %s: %v\n%s", goVersion, goos, goarch, strings.Join(cmd.Args, " "), err, out)
 	}
-	return filepath.Join(bin, "stringer")
+	// A binary for another platform than the host's goes in bin/GOOS_GOARCH.
+	name := filepath.Join(gopath, "bin", "stringer")
+	if goos != runtime.GOOS || goarch != runtime.GOARCH {
+		name = filepath.Join(gopath, "bin", goos+"_"+goarch, "stringer")
+	}
+	if goos == "windows" {
+		name += ".exe"
+	}
+	return name
 }
 
 func keyID(t *testing.T, pubFile string) lantern.Digest {
