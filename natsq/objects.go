@@ -46,18 +46,19 @@ func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
 			MaxBytes:    q.cfg.BuilderBucketMaxBytes,
 		})
 		if err != nil {
-			return fmt.Errorf("create object store %s: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
+			return fmt.Errorf("create object store %s: %w", bucket, explainReplicas(explainLimit(err, "--builder-bucket-max-bytes"), q.cfg.Replicas))
 		}
 	}
 	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
 	if err != nil {
 		return fmt.Errorf("object store %s: %w", bucket, err)
 	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.MaxBytes != q.cfg.BuilderBucketMaxBytes {
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.MaxBytes != q.cfg.BuilderBucketMaxBytes || cfg.Replicas != q.cfg.Replicas {
 		cfg.AllowDirect = false
 		cfg.MaxBytes = q.cfg.BuilderBucketMaxBytes
+		cfg.Replicas = q.cfg.Replicas
 		if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("object store %s: set Direct Get off and its cap: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
+			return fmt.Errorf("object store %s: set Direct Get off, its cap and its replicas: %w", bucket, explainReplicas(explainLimit(err, "--builder-bucket-max-bytes"), q.cfg.Replicas))
 		}
 	}
 	return nil
@@ -100,18 +101,43 @@ func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lanter
 	}
 	defer cleanup()
 	key := d.String()
-	if _, err := objects.GetInfo(ctx, key); err == nil {
-		return d, nil
-	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
+	// An upload the loss of a node cut short is made again, from the
+	// start: its chunks so far are the server's to drop (or the sweep's).
+	err = q.retry(ctx, "put object "+d.Short(), uploadTime(body), func(ctx context.Context) error {
+		if _, err := objects.GetInfo(ctx, key); err == nil {
+			return nil
+		} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
+			return err
+		}
+		if s, ok := body.(io.Seeker); ok {
+			if _, err := s.Seek(0, io.SeekStart); err != nil {
+				return err
+			}
+		}
+		if err := q.checkRoom(ctx, body); err != nil {
+			return err
+		}
+		_, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
+		return explainLimit(err, q.capSetting())
+	})
+	if err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
-	}
-	if err := q.checkRoom(ctx, body); err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
-	}
-	if _, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), explainLimit(err, q.capSetting()))
 	}
 	return d, nil
+}
+
+// uploadTime is how long one try of uploading body may take: like
+// readTime, a minute and a second more per MiB.
+func uploadTime(body io.Reader) time.Duration {
+	switch b := body.(type) {
+	case *bytes.Reader:
+		return readTime(uint64(b.Size()))
+	case *os.File:
+		if fi, err := b.Stat(); err == nil {
+			return readTime(uint64(fi.Size()))
+		}
+	}
+	return readTime(MaxObject)
 }
 
 // ErrBucketFull reports an upload that does not fit in the room left in
