@@ -91,10 +91,6 @@ func (q *Queue) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 // bucket. Bytes that are there already are not sent again: the first
 // upload's name stays.
 func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lantern.Digest, error) {
-	objects, err := q.bucket(ctx)
-	if err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
-	}
 	body, d, cleanup, err := spool(r)
 	if err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
@@ -104,6 +100,10 @@ func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lanter
 	// An upload the loss of a node cut short is made again, from the
 	// start: its chunks so far are the server's to drop (or the sweep's).
 	err = q.retry(ctx, "put object "+d.Short(), uploadTime(body), func(ctx context.Context) error {
+		objects, err := q.bucket(ctx)
+		if err != nil {
+			return err
+		}
 		if _, err := objects.GetInfo(ctx, key); err == nil {
 			return nil
 		} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
@@ -117,7 +117,7 @@ func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lanter
 		if err := q.checkRoom(ctx, body); err != nil {
 			return err
 		}
-		_, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
+		_, err = objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
 		return explainLimit(err, q.capSetting())
 	})
 	if err != nil {
