@@ -78,7 +78,14 @@ func (q *Queue) schedulerConsumer(name string) jetstream.ConsumerConfig {
 // consumers until ctx ends.
 func (q *Queue) consume(ctx context.Context, stream, name string, handle func(context.Context, []jetstream.Msg) []error) error {
 	ccfg := q.schedulerConsumer(name)
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+	// On a cluster whose leaders are being elected (just started, or a
+	// node lost) the consumer is made once they are there.
+	var cons jetstream.Consumer
+	err := q.retry(ctx, "create consumer "+name, attemptTimeout, func(ctx context.Context) error {
+		var err error
+		cons, err = q.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

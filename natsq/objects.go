@@ -99,45 +99,69 @@ func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lanter
 	key := d.String()
 	// An upload the loss of a node cut short is made again, from the
 	// start: its chunks so far are the server's to drop (or the sweep's).
-	err = q.retry(ctx, "put object "+d.Short(), uploadTime(body), func(ctx context.Context) error {
-		objects, err := q.bucket(ctx)
-		if err != nil {
-			return err
-		}
-		if _, err := objects.GetInfo(ctx, key); err == nil {
-			return nil
-		} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
-			return err
-		}
-		if s, ok := body.(io.Seeker); ok {
-			if _, err := s.Seek(0, io.SeekStart); err != nil {
+	// Each step has its own time: a request whose answer went with a node
+	// is given up on after attemptTimeout, an upload after the time its
+	// size may take.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rideOut+uploadTime(body))
+		defer cancel()
+	}
+	var pause backoff
+	for {
+		var objects jetstream.ObjectStore
+		there := false
+		err = q.retry(ctx, "put object "+d.Short()+": look it up", attemptTimeout, func(ctx context.Context) error {
+			var err error
+			if objects, err = q.bucket(ctx); err != nil {
 				return err
 			}
-		}
-		if err := q.checkRoom(ctx, body); err != nil {
+			_, err = objects.GetInfo(ctx, key)
+			if errors.Is(err, jetstream.ErrObjectNotFound) {
+				return q.checkRoom(ctx, body)
+			}
+			there = err == nil
 			return err
+		})
+		if err != nil || there {
+			break
 		}
-		_, err = objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
-		return explainLimit(err, q.capSetting())
-	})
+		if s, ok := body.(io.Seeker); ok {
+			if _, err = s.Seek(0, io.SeekStart); err != nil {
+				break
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, uploadTime(body))
+		_, err = objects.Put(pctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil || q.isClosing() {
+			err = explainLimit(err, q.capSetting())
+			break
+		}
+		q.log.Warn("nats: an upload was cut short; a node or leader may be away; retrying", "object", d.Short(), "err", err)
+		if !pause.wait(ctx) {
+			break
+		}
+	}
 	if err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
 	return d, nil
 }
 
-// uploadTime is how long one try of uploading body may take: like
-// readTime, a minute and a second more per MiB.
+// uploadTime is how long one try of uploading body may take: 15 seconds
+// and a second more per MiB.
 func uploadTime(body io.Reader) time.Duration {
+	size := int64(MaxObject)
 	switch b := body.(type) {
 	case *bytes.Reader:
-		return readTime(uint64(b.Size()))
+		size = b.Size()
 	case *os.File:
 		if fi, err := b.Stat(); err == nil {
-			return readTime(uint64(fi.Size()))
+			size = fi.Size()
 		}
 	}
-	return readTime(MaxObject)
+	return 15*time.Second + time.Duration(size>>20)*time.Second
 }
 
 // ErrBucketFull reports an upload that does not fit in the room left in

@@ -13,6 +13,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,7 @@ func runNode(spec string) int {
 	s, err := natsserver.Start(ctx, natsserver.Options{
 		Dir: n.Dir, Port: n.Port, Name: n.Name, Auth: auth,
 		Cluster: n.Cluster, Routes: n.Routes,
-		Log: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Log: slog.New(slog.NewTextHandler(os.Stderr, nil)),
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "node:", err)
@@ -171,10 +172,7 @@ func (c *natsCluster) start(n *nodeProc) {
 		c.kill(n)
 		if c.t.Failed() {
 			b, _ := os.ReadFile(logf.Name())
-			if len(b) > 8000 {
-				b = b[len(b)-8000:]
-			}
-			c.t.Logf("node %s's log (its end):\n%s", n.spec.Name, b)
+			c.t.Logf("node %s's log:\n%s", n.spec.Name, tail(b, "Error trying to connect to route", "has NO quorum"))
 		}
 	})
 	ready := make(chan bool, 1)
@@ -302,11 +300,18 @@ func (b *gatedBuilder) Build(ctx context.Context, job lantern.Job, work string, 
 // Then the node that leads the jobs stream is killed: the same.
 func TestClusterRidesOutLostNodes(t *testing.T) {
 	c := startCluster(t, 3)
-	base := logger()
-	if testing.Verbose() {
-		base = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	// What the scheduler and the workers logged, shown if the test fails.
+	logFile, err := os.Create(filepath.Join(t.TempDir(), "farm.log"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	log := natstest.WatchPermissions(t, base)
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(logFile.Name())
+			t.Logf("the farm's log:\n%s", tail(b, "level=INFO", "no responders"))
+		}
+	})
+	log := natstest.WatchPermissions(t, slog.New(slog.NewTextHandler(logFile, nil)))
 	a, b := mustKey(t), mustKey(t)
 	credsA := c.creds("builder-a", natsq.RoleBuilder, a.ID())
 	credsB := c.creds("builder-b", natsq.RoleBuilder, b.ID())
@@ -348,7 +353,12 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 	}
 	runCtx, stopRun := context.WithCancel(context.Background())
 	runDone := make(chan struct{})
-	go func() { s.Run(runCtx); close(runDone) }()
+	go func() {
+		if err := s.Run(runCtx); runCtx.Err() == nil {
+			t.Errorf("scheduler Run ended: %v", err)
+		}
+		close(runDone)
+	}()
 	t.Cleanup(func() { stopRun(); <-runDone })
 	api := httptest.NewServer(s.Handler())
 	t.Cleanup(api.Close)
@@ -543,4 +553,15 @@ func eventually2(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+}
+
+// tail is the last 100 lines of log that contain none of skip.
+func tail(log []byte, skip ...string) string {
+	var keep []string
+	for _, l := range strings.Split(string(log), "\n") {
+		if !slices.ContainsFunc(skip, func(s string) bool { return strings.Contains(l, s) }) {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep[max(0, len(keep)-100):], "\n")
 }
