@@ -186,6 +186,9 @@ func checkCluster(opts *Options) error {
 		}
 		return nil
 	}
+	if len(opts.Routes) == 0 {
+		return errors.New("a node of a cluster needs the routes to the others (--nats-routes nats://HOST:PORT,...: their cluster addresses; this node's own may be among them)")
+	}
 	host, port, err := net.SplitHostPort(opts.Cluster)
 	if err != nil {
 		return fmt.Errorf("cluster address %q: %w; want HOST:PORT", opts.Cluster, err)
