@@ -293,7 +293,8 @@ func (b *gatedBuilder) Build(ctx context.Context, job lantern.Job, work string, 
 }
 
 // TestClusterRidesOutLostNodes: on a NATS cluster of three nodes (processes
-// of the embedded server) with streams of 3 replicas, a scheduler and two
+// of the embedded server) with streams of 3 replicas (a farm set up with one
+// and brought to three by the scheduler), a scheduler and two
 // workers connected to all three, kill -9 of a node while both workers
 // hold a job loses nothing: the job completes with one attestation per
 // builder and the verdict is reproduced; the node restarts and catches up.
@@ -317,29 +318,21 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 	credsB := c.creds("builder-b", natsq.RoleBuilder, b.ID())
 	c.push()
 
+	// A farm set up with one replica, as before the cluster, with its
+	// builders: the scheduler with 3 replicas brings its streams,
+	// buckets and consumers to 3.
+	old := connectScheduler(t, c, natsq.Config{}, log)
+	setup(t, old)
+	for _, k := range []*keys.Private{a, b} {
+		if err := old.EnsureBuilder(t.Context(), k.ID(), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old.Close()
+
 	// The scheduler, on all three nodes.
-	cfg := natsq.Config{Replicas: 3}
-	scfg := cfg
-	scfg.Creds, scfg.Role = c.auth.SchedulerCredsFile(), natsq.RoleScheduler
-	q, err := natsq.Connect(t.Context(), c.urls(), scfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { q.Close() })
-	// The cluster takes a few seconds to elect its meta leader.
-	deadline := time.Now().Add(natstest.Patience)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-		err := q.Setup(ctx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("Setup on the cluster: %v", err)
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	q := connectScheduler(t, c, natsq.Config{Replicas: 3}, log)
+	setup(t, q)
 	st, err := boltstore.Open(filepath.Join(t.TempDir(), "scheduler.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -387,10 +380,10 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 	streams := []string{natsq.StreamClaims, natsq.StreamJobs, natsq.StreamResults, natsq.StreamDead,
 		"OBJ_" + natsq.BucketObjects, "OBJ_" + natsq.BuilderBucket(a.ID()), "OBJ_" + natsq.BuilderBucket(b.ID())}
 	for _, name := range streams {
-		info := streamInfo(t, js, name)
-		if info.Config.Replicas != 3 {
-			t.Errorf("stream %s has %d replicas, want 3", name, info.Config.Replicas)
-		}
+		eventually(t, "stream "+name+" with 3 replicas", func() bool {
+			info := streamInfo(t, js, name)
+			return info.Config.Replicas == 3 && len(info.Cluster.Replicas) == 2
+		})
 	}
 	for _, k := range []*keys.Private{a, b} {
 		eventually(t, "consumer "+natsq.ConsumerName(k.ID())+" with a leader and 2 replicas", func() bool {
@@ -484,6 +477,36 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 	round("example.org/cluster-leader", func() *nodeProc {
 		return c.node(streamInfo(t, js, natsq.StreamJobs).Cluster.Leader)
 	})
+}
+
+// connectScheduler connects to every node of c as the scheduler.
+func connectScheduler(t *testing.T, c *natsCluster, cfg natsq.Config, log *slog.Logger) *natsq.Queue {
+	t.Helper()
+	cfg.Creds, cfg.Role = c.auth.SchedulerCredsFile(), natsq.RoleScheduler
+	q, err := natsq.Connect(t.Context(), c.urls(), cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { q.Close() })
+	return q
+}
+
+// setup sets the farm up, once the cluster has elected its meta leader.
+func setup(t *testing.T, q *natsq.Queue) {
+	t.Helper()
+	deadline := time.Now().Add(natstest.Patience)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		err := q.Setup(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("Setup on the cluster: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // streamInfo reads a stream's info, waiting through elections.
