@@ -21,8 +21,9 @@ const (
 	// message before it is renewed. A pull returns as soon as a message is
 	// there; the wait only bounds how long a lost request goes unnoticed.
 	pullWait = 30 * time.Second
-	// settleTimeout bounds acking a batch.
-	settleTimeout = 30 * time.Second
+	// settleTimeout bounds acking a batch, retries included (a consumer
+	// whose leader was lost elects another).
+	settleTimeout = time.Minute
 )
 
 // ConsumeClaims calls handle with batches of source claims from the durable
@@ -77,7 +78,14 @@ func (q *Queue) schedulerConsumer(name string) jetstream.ConsumerConfig {
 // consumers until ctx ends.
 func (q *Queue) consume(ctx context.Context, stream, name string, handle func(context.Context, []jetstream.Msg) []error) error {
 	ccfg := q.schedulerConsumer(name)
-	cons, err := q.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+	// On a cluster whose leaders are being elected (just started, or a
+	// node lost) the consumer is made once they are there.
+	var cons jetstream.Consumer
+	err := q.retry(ctx, "create consumer "+name, attemptTimeout, func(ctx context.Context) error {
+		var err error
+		cons, err = q.js.CreateOrUpdateConsumer(ctx, stream, ccfg)
+		return err
+	})
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -211,7 +219,11 @@ func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.M
 			defer func() { <-sem }()
 			// A confirmed ack: a handled message must not come back, not
 			// even across a server restart.
-			if err := m.DoubleAck(sctx); err != nil {
+			err := q.retry(sctx, "ack "+m.Subject(), attemptTimeout, func(ctx context.Context) error {
+				_, err := q.nc.RequestWithContext(ctx, m.Reply(), ackAck)
+				return err
+			})
+			if err != nil {
 				log.Warn("ack failed; message will be redelivered", "subject", m.Subject(), "err", err)
 			}
 		})

@@ -56,6 +56,20 @@
 // users of accounts of their own, which reach the farm's JetStream API under
 // [MembersAPIPrefix] and import only their own subjects (see natsq/natsauth).
 //
+// # On a cluster
+//
+// With Config.Replicas 3 (`--nats-replicas 3`) every stream, both kinds of
+// bucket and, through them, every durable consumer (whose replicas follow
+// its stream's) are kept on three servers; Setup and EnsureBuilder bring a
+// farm set up with fewer up to Config.Replicas, and say what to do when the
+// server cannot (a server in no cluster). Connect takes the URLs of all the
+// servers, comma-separated, and reconnects to another when one goes. While
+// a stream or consumer elects a new leader, requests find nobody to answer
+// them or lose their answer with the node: acks, naks, terms and heartbeats
+// of jobs, the scheduler's acks, results, claims and uploads are tried
+// again with a growing pause until they are confirmed (each is safe to
+// repeat), within their ctx or a bound of their own.
+//
 // Durable consumers (all pull consumers, explicit acks):
 //
 //	consumer                    stream           reader                        ack wait          max deliver        starts at

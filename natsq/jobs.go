@@ -36,8 +36,9 @@ var (
 )
 
 // ackTimeout bounds an ack, nak, term or heartbeat whose ctx has no
-// deadline.
-const ackTimeout = 10 * time.Second
+// deadline, retries included: long enough to ride out the loss of a node of
+// a cluster and the election of the consumer's new leader.
+const ackTimeout = time.Minute
 
 // builderConsumer is the configuration of builder's durable consumer of
 // LANTERN_JOBS.
@@ -273,6 +274,7 @@ type JobMsg struct {
 	Seq uint64
 
 	nc  *nats.Conn
+	q   *Queue
 	msg jetstream.Msg
 
 	mu      sync.Mutex
@@ -284,7 +286,7 @@ func (q *Queue) jobMsg(m jetstream.Msg) (*JobMsg, error) {
 	if err != nil {
 		return nil, err
 	}
-	jm := &JobMsg{Deliveries: int(md.NumDelivered), Seq: md.Sequence.Stream, nc: q.nc, msg: m}
+	jm := &JobMsg{Deliveries: int(md.NumDelivered), Seq: md.Sequence.Stream, nc: q.nc, q: q, msg: m}
 	if err := json.Unmarshal(m.Data(), &jm.Job); err != nil {
 		return nil, err
 	}
@@ -360,7 +362,14 @@ func (m *JobMsg) reply(ctx context.Context, body []byte, final bool) error {
 		ctx, cancel = context.WithTimeout(ctx, ackTimeout)
 		defer cancel()
 	}
-	if _, err := m.nc.RequestWithContext(ctx, m.msg.Reply(), body); err != nil {
+	// The consumer's leader may be away (a node of a cluster lost, a new
+	// leader being elected): tried again until it answers. The server
+	// answers an ack of a job already acked too, so a repeat is harmless.
+	err := m.q.retry(ctx, "ack protocol "+string(body[:min(4, len(body))])+" of job "+m.Job.ID, attemptTimeout, func(ctx context.Context) error {
+		_, err := m.nc.RequestWithContext(ctx, m.msg.Reply(), body)
+		return err
+	})
+	if err != nil {
 		return err
 	}
 	if final {

@@ -46,18 +46,19 @@ func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
 			MaxBytes:    q.cfg.BuilderBucketMaxBytes,
 		})
 		if err != nil {
-			return fmt.Errorf("create object store %s: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
+			return fmt.Errorf("create object store %s: %w", bucket, explainReplicas(explainLimit(err, "--builder-bucket-max-bytes"), q.cfg.Replicas))
 		}
 	}
 	st, err := q.js.Stream(ctx, "OBJ_"+bucket)
 	if err != nil {
 		return fmt.Errorf("object store %s: %w", bucket, err)
 	}
-	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.MaxBytes != q.cfg.BuilderBucketMaxBytes {
+	if cfg := st.CachedInfo().Config; cfg.AllowDirect || cfg.MaxBytes != q.cfg.BuilderBucketMaxBytes || cfg.Replicas != q.cfg.Replicas {
 		cfg.AllowDirect = false
 		cfg.MaxBytes = q.cfg.BuilderBucketMaxBytes
+		cfg.Replicas = q.cfg.Replicas
 		if _, err := q.js.UpdateStream(ctx, cfg); err != nil {
-			return fmt.Errorf("object store %s: set Direct Get off and its cap: %w", bucket, explainLimit(err, "--builder-bucket-max-bytes"))
+			return fmt.Errorf("object store %s: set Direct Get off, its cap and its replicas: %w", bucket, explainReplicas(explainLimit(err, "--builder-bucket-max-bytes"), q.cfg.Replicas))
 		}
 	}
 	return nil
@@ -90,28 +91,77 @@ func (q *Queue) bucket(ctx context.Context) (jetstream.ObjectStore, error) {
 // bucket. Bytes that are there already are not sent again: the first
 // upload's name stays.
 func (q *Queue) PutObject(ctx context.Context, name string, r io.Reader) (lantern.Digest, error) {
-	objects, err := q.bucket(ctx)
-	if err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
-	}
 	body, d, cleanup, err := spool(r)
 	if err != nil {
 		return lantern.Digest{}, fmt.Errorf("put object %q: %w", name, err)
 	}
 	defer cleanup()
 	key := d.String()
-	if _, err := objects.GetInfo(ctx, key); err == nil {
-		return d, nil
-	} else if !errors.Is(err, jetstream.ErrObjectNotFound) {
-		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
+	// An upload the loss of a node cut short is made again, from the
+	// start: its chunks so far are the server's to drop (or the sweep's).
+	// Each step has its own time: a request whose answer went with a node
+	// is given up on after attemptTimeout, an upload after the time its
+	// size may take.
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, rideOut+uploadTime(body))
+		defer cancel()
 	}
-	if err := q.checkRoom(ctx, body); err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
+	var pause backoff
+	for {
+		var objects jetstream.ObjectStore
+		there := false
+		err = q.retry(ctx, "put object "+d.Short()+": look it up", attemptTimeout, func(ctx context.Context) error {
+			var err error
+			if objects, err = q.bucket(ctx); err != nil {
+				return err
+			}
+			_, err = objects.GetInfo(ctx, key)
+			if errors.Is(err, jetstream.ErrObjectNotFound) {
+				return q.checkRoom(ctx, body)
+			}
+			there = err == nil
+			return err
+		})
+		if err != nil || there {
+			break
+		}
+		if s, ok := body.(io.Seeker); ok {
+			if _, err = s.Seek(0, io.SeekStart); err != nil {
+				break
+			}
+		}
+		pctx, cancel := context.WithTimeout(ctx, uploadTime(body))
+		_, err = objects.Put(pctx, jetstream.ObjectMeta{Name: key, Description: name}, body)
+		cancel()
+		if err == nil || !transient(err) || ctx.Err() != nil || q.isClosing() {
+			err = explainLimit(err, q.capSetting())
+			break
+		}
+		q.log.Warn("nats: an upload was cut short; a node or leader may be away; retrying", "object", d.Short(), "err", err)
+		if !pause.wait(ctx) {
+			break
+		}
 	}
-	if _, err := objects.Put(ctx, jetstream.ObjectMeta{Name: key, Description: name}, body); err != nil {
-		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), explainLimit(err, q.capSetting()))
+	if err != nil {
+		return lantern.Digest{}, fmt.Errorf("put object %q (%s): %w", name, d.Short(), err)
 	}
 	return d, nil
+}
+
+// uploadTime is how long one try of uploading body may take: 15 seconds
+// and a second more per MiB.
+func uploadTime(body io.Reader) time.Duration {
+	size := int64(MaxObject)
+	switch b := body.(type) {
+	case *bytes.Reader:
+		size = b.Size()
+	case *os.File:
+		if fi, err := b.Stat(); err == nil {
+			size = fi.Size()
+		}
+	}
+	return 15*time.Second + time.Duration(size>>20)*time.Second
 }
 
 // ErrBucketFull reports an upload that does not fit in the room left in

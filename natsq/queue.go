@@ -471,7 +471,10 @@ func (q *Queue) Setup(ctx context.Context) error {
 		}
 		st, err := q.js.CreateOrUpdateStream(ctx, sc)
 		if err != nil {
-			return fmt.Errorf("create stream %s: %w", sc.Name, explainLimit(err, "--stream-max-bytes"))
+			return fmt.Errorf("create stream %s: %w", sc.Name, explainReplicas(explainLimit(err, "--stream-max-bytes"), sc.Replicas))
+		}
+		if have := st.CachedInfo().Config.Replicas; have != sc.Replicas {
+			return fmt.Errorf("stream %s has %d replicas after an update to %d; the NATS server did not change them: update it by hand (nats stream edit %s --replicas %d)", sc.Name, have, sc.Replicas, sc.Name, sc.Replicas)
 		}
 		// A stream an earlier version filled past the cap keeps what it
 		// has, and takes nothing more.
@@ -487,7 +490,7 @@ func (q *Queue) Setup(ctx context.Context) error {
 		MaxBytes:    q.cfg.BucketMaxBytes,
 	})
 	if err != nil {
-		return fmt.Errorf("create object store %s: %w", BucketObjects, explainLimit(err, "--bucket-max-bytes"))
+		return fmt.Errorf("create object store %s: %w", BucketObjects, explainReplicas(explainLimit(err, "--bucket-max-bytes"), q.cfg.Replicas))
 	}
 	q.objMu.Lock()
 	q.objects = obs
@@ -588,7 +591,10 @@ func (q *Queue) PublishClaim(ctx context.Context, envelope []byte) error {
 	if q.cfg.Role == RoleScheduler {
 		subj = SubjectClaimsAPI
 	}
-	_, err := q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamClaims))
+	err := q.retry(ctx, "publish claim sha256:"+id[:12], attemptTimeout, func(ctx context.Context) error {
+		_, err := q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamClaims))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("publish claim sha256:%s: %w", id[:12], explainLimit(err, "--stream-max-bytes"))
 	}
@@ -603,7 +609,12 @@ func (q *Queue) PublishResult(ctx context.Context, builder lantern.Digest, envel
 	if err != nil {
 		return fmt.Errorf("publish result sha256:%s: %w", id[:12], err)
 	}
-	_, err = q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamResults))
+	// Its Nats-Msg-Id makes a repeat harmless: tried again while the
+	// stream's leader is away.
+	err = q.retry(ctx, "publish result sha256:"+id[:12], attemptTimeout, func(ctx context.Context) error {
+		_, err := q.js.Publish(ctx, subj, envelope, jetstream.WithMsgID(id), jetstream.WithExpectStream(StreamResults))
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("publish result sha256:%s of %s: %w", id[:12], builder.Short(), explainLimit(err, "--stream-max-bytes"))
 	}

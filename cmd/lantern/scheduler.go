@@ -91,7 +91,7 @@ Example:
   lantern scheduler --data /var/lib/lantern --claim-key maintainer.pub \
     --nats-listen 0.0.0.0:4222 --threshold 2`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
-			natsURL := f.String("nats", os.Getenv("LANTERN_NATS_URL"), "`URL` of an external NATS server (default $LANTERN_NATS_URL; empty: run one embedded)")
+			natsURL := f.String("nats", os.Getenv("LANTERN_NATS_URL"), "`URL` of an external NATS server, or URLS of the servers of a cluster, comma-separated (default $LANTERN_NATS_URL; empty: run one embedded)")
 			// --help shows the default without a password the environment's URL may hold.
 			f.Lookup("nats").DefValue = natsq.RedactURL(f.Lookup("nats").DefValue)
 			natsListen := f.String("nats-listen", envOr("LANTERN_NATS_LISTEN", "127.0.0.1:4222"), "`ADDR` the embedded NATS server listens on (port 0: a free one)")
@@ -114,6 +114,7 @@ Example:
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` that the external --nats server's TLS certificate is signed by")
 			limits := limitFlags(f)
 			fetchPolicy := fetchFlags(f)
+			cluster := clusterFlags(f)
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -122,8 +123,11 @@ Example:
 				if (*tlsCert == "") != (*tlsKey == "") {
 					return usagef("--nats-tls-cert and --nats-tls-key go together")
 				}
+				if err := cluster.check(*natsURL != "" && !*printConfig); err != nil {
+					return err
+				}
 				if *printConfig {
-					return printNATSConfig(io, *data, *natsListen)
+					return printNATSConfig(io, *data, *natsListen, cluster)
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
@@ -154,7 +158,8 @@ Example:
 				cfg := schedulerSetup{
 					natsURL: *natsURL, natsListen: *natsListen, data: *data, listen: *listen,
 					threshold: *threshold, builders: builders, claimKeys: claimKeys, backlog: *backlog,
-					reindex: *reindex, queue: limits.queue(natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512}),
+					reindex: *reindex, queue: limits.queue(natsq.Config{AckWait: *ackWait, MaxDeliver: *maxDeliver, BackOff: backoff, Batch: 512, Replicas: cluster.replicas}),
+					cluster:    cluster,
 					limits:     limits,
 					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
 					fetch: fetch,
@@ -178,6 +183,7 @@ type schedulerSetup struct {
 	queue                   natsq.Config // with limits.queue applied
 	limits                  *limitSettings
 	fetch                   netguard.Policy // where claims' sources may be fetched from
+	cluster                 *clusterSetup   // the embedded server as a node of a cluster, if set
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -262,10 +268,14 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		if port == 0 {
 			port = -1 // natsserver: a free port
 		}
-		srv, err := natsserver.Start(ctx, natsserver.Options{
+		sopts := natsserver.Options{
 			Dir: filepath.Join(c.data, "nats"), Host: host, Port: port, Auth: auth, Revoked: revoked,
 			TLSCert: c.tlsCert, TLSKey: c.tlsKey, TLSNames: c.tlsNames,
-		})
+		}
+		if c.cluster != nil {
+			c.cluster.apply(&sopts)
+		}
+		srv, err := natsserver.Start(ctx, sopts)
 		if err != nil {
 			return nil, fmt.Errorf("embedded NATS: %w", err)
 		}
@@ -438,7 +448,7 @@ func fingerprint(entries []builderEntry) string {
 
 // printNATSConfig prints the configuration of an operator's own
 // nats-server for the farm whose data directory is data.
-func printNATSConfig(io *stdio, data, listen string) error {
+func printNATSConfig(io *stdio, data, listen string, cluster *clusterSetup) error {
 	auth, err := natsauth.Open(filepath.Join(data, "nats-auth"))
 	if err != nil {
 		return err
@@ -450,6 +460,7 @@ func printNATSConfig(io *stdio, data, listen string) error {
 	_, revoked := enrolled(entries)
 	conf, err := auth.ServerConfig(natsauth.ServerConfig{
 		Listen: listen, StoreDir: "jetstream", ResolverDir: "accounts", Revoked: revoked,
+		Cluster: cluster.cluster, Routes: cluster.routeList(), ClusterCA: cluster.ca,
 	})
 	if err != nil {
 		return err

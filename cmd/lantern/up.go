@@ -70,9 +70,13 @@ Example:
 			f.Var(&plainHTTP, "registry-http", "`HOST:PORT` of a registry that the buildkitd started here pulls builder images from over plain HTTP (repeatable)")
 			buildCaps := capsFlags(f)
 			fetchPolicy := fetchFlags(f)
+			cluster := clusterFlags(f)
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("up takes no arguments, got %q", args)
+				}
+				if err := cluster.check(false); err != nil {
+					return err
 				}
 				caps, err := buildCaps()
 				if err != nil {
@@ -109,7 +113,7 @@ Example:
 				return runUp(ctx, io, upSetup{
 					data: *data, listen: *listen, natsListen: *natsListen, buildkit: *bk,
 					builders: *nBuilders, threshold: th, timeLimit: *timeLimit, plainHTTP: plainHTTP,
-					diffoscope: *diffo, limits: limits, caps: caps, fetch: fetch,
+					diffoscope: *diffo, limits: limits, caps: caps, fetch: fetch, cluster: cluster,
 				})
 			}
 		},
@@ -143,6 +147,7 @@ type upSetup struct {
 	limits                             *limitSettings
 	caps                               worker.Caps
 	fetch                              netguard.Policy // the scheduler's and the workers'
+	cluster                            *clusterSetup   // the embedded NATS as a node of a cluster
 }
 
 func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
@@ -195,7 +200,8 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	rs, err := startScheduler(ctx, log, schedulerSetup{
 		natsListen: c.natsListen, data: c.data, listen: c.listen, threshold: c.threshold,
 		claimKeys: []string{claimer + ".pub"}, backlog: true,
-		queue: c.limits.queue(natsq.Config{Batch: 512}), limits: c.limits, diffoscope: c.diffoscope, fetch: c.fetch,
+		queue: c.limits.queue(natsq.Config{Batch: 512, Replicas: c.cluster.replicas}), limits: c.limits, diffoscope: c.diffoscope, fetch: c.fetch,
+		cluster: c.cluster,
 	})
 	if err != nil {
 		return err

@@ -67,7 +67,7 @@ The private key's password comes from LANTERN_PASSWORD, else a prompt.
 Example:
   lantern worker --nats tls://farm.example.org:4222 --creds alice.creds --key alice.key --claim-key maintainer.pub`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
-			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS (default $LANTERN_NATS_URL)")
+			natsURL := f.String("nats", envOr("LANTERN_NATS_URL", "nats://127.0.0.1:4222"), "`URL` of the farm's NATS, or URLS of its cluster's servers, comma-separated: the worker reconnects to another when one goes (default $LANTERN_NATS_URL)")
 			// --help shows the default without a password the environment's URL may hold.
 			f.Lookup("nats").DefValue = natsq.RedactURL(f.Lookup("nats").DefValue)
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "the builder's private key `FILE` (default $LANTERN_KEY)")

@@ -38,11 +38,14 @@ package natsauth
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -85,6 +88,12 @@ const (
 	// SystemCreds is the system user's credentials file: the scheduler
 	// pushes account updates (revocations) with it.
 	SystemCreds = "system.creds"
+	// routeSecretFile holds the password the servers of a cluster route
+	// to each other with.
+	routeSecretFile = "route.secret"
+	// RouteUser is the user name of the servers of a farm's cluster
+	// routing to each other.
+	RouteUser = "lantern-route"
 )
 
 // Open opens the farm's identities in dir, making them on first use.
@@ -116,6 +125,32 @@ func Open(dir string) (*Farm, error) {
 		return nil, err
 	}
 	return f, nil
+}
+
+// RoutePassword returns the password the servers of the farm's NATS
+// cluster route to each other with, made on first use (DIR/route.secret,
+// 0600): every server of the cluster runs on a copy of the same directory,
+// and a server without it cannot join as a route.
+func (f *Farm) RoutePassword() (string, error) {
+	path := filepath.Join(f.dir, routeSecretFile)
+	if err := f.ensureCreds(routeSecretFile, func() ([]byte, error) {
+		b := make([]byte, 32)
+		if _, err := rand.Read(b); err != nil {
+			return nil, err
+		}
+		return []byte(hex.EncodeToString(b) + "\n"), nil
+	}); err != nil {
+		return "", err
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("nats identities: %w", err)
+	}
+	pw := strings.TrimSpace(string(b))
+	if len(pw) < 32 || strings.ContainsAny(pw, "\"'\\ \t@:/") {
+		return "", fmt.Errorf("nats identities: %s: want a secret of 32 or more characters without quotes, spaces, '@', ':' or '/'; remove it to have a new one made (on every server of the cluster)", path)
+	}
+	return pw, nil
 }
 
 // Dir is the directory the identities are kept in.
@@ -536,6 +571,19 @@ type ServerConfig struct {
 	// TLSCert and TLSKey, if set, are the server's certificate and key
 	// files: clients must then speak TLS.
 	TLSCert, TLSKey string
+	// Cluster, if set, is the address (host:port) this server listens on
+	// for the routes of the other servers of its cluster; JetStream is
+	// then clustered. Routes authenticate with RoutePassword.
+	Cluster string
+	// ClusterName names the cluster; default "lantern".
+	ClusterName string
+	// Routes are the URLs (nats://host:port) of the other servers of the
+	// cluster; the route password is put in them.
+	Routes []string
+	// ClusterCA, if set, is the CA that every server's certificate is
+	// signed by: routes then speak TLS with TLSCert and TLSKey, and each
+	// end verifies the other's certificate.
+	ClusterCA string
 }
 
 // ServerConfig returns a nats-server configuration file for the farm: the
@@ -572,6 +620,11 @@ func (f *Farm) ServerConfig(c ServerConfig) (string, error) {
 	if c.TLSCert != "" {
 		fmt.Fprintf(&b, "tls {\n  cert_file: %q\n  key_file: %q\n}\n", c.TLSCert, c.TLSKey)
 	}
+	if c.Cluster != "" {
+		if err := f.clusterConfig(&b, c); err != nil {
+			return "", err
+		}
+	}
 	fmt.Fprintf(&b, "operator: %s\n", op)
 	fmt.Fprintf(&b, "system_account: %s\n", f.SystemAccount())
 	fmt.Fprintf(&b, "resolver {\n  type: full\n  dir: %q\n  allow_delete: false\n  interval: \"2m\"\n  timeout: \"1s\"\n}\n", c.ResolverDir)
@@ -585,6 +638,68 @@ func (f *Farm) ServerConfig(c ServerConfig) (string, error) {
 	}
 	b.WriteString("}\n")
 	return b.String(), nil
+}
+
+// clusterConfig writes the cluster block of c: routes in and out
+// authenticated with the farm's route password, over TLS with mutual
+// verification when c.ClusterCA is set.
+func (f *Farm) clusterConfig(b *strings.Builder, c ServerConfig) error {
+	pw, err := f.RoutePassword()
+	if err != nil {
+		return err
+	}
+	if c.ClusterCA != "" && (c.TLSCert == "" || c.TLSKey == "") {
+		return errors.New("server config: routes over TLS need the server's certificate and key as well as the cluster's CA")
+	}
+	name := c.ClusterName
+	if name == "" {
+		name = "lantern"
+	}
+	fmt.Fprintf(b, "cluster {\n  name: %q\n  listen: %q\n", name, c.Cluster)
+	fmt.Fprintf(b, "  authorization {\n    user: %q\n    password: %q\n    timeout: 2\n  }\n", RouteUser, pw)
+	if len(c.Routes) > 0 {
+		b.WriteString("  routes: [\n")
+		for _, r := range c.Routes {
+			u, err := RouteURL(r, pw)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(b, "    %q\n", u)
+		}
+		b.WriteString("  ]\n")
+	}
+	if c.ClusterCA != "" {
+		fmt.Fprintf(b, "  tls {\n    cert_file: %q\n    key_file: %q\n    ca_file: %q\n    verify: true\n    timeout: 5\n  }\n", c.TLSCert, c.TLSKey, c.ClusterCA)
+	}
+	b.WriteString("}\n")
+	return nil
+}
+
+// RouteURL returns route (nats://host:port, or host:port) with the farm's
+// route user and password pw in it. A URL that carries a user of its own
+// is refused: the farm's servers route with the farm's secret only.
+func RouteURL(route, pw string) (string, error) {
+	r := strings.TrimSpace(route)
+	if !strings.Contains(r, "://") {
+		r = "nats://" + r
+	}
+	u, err := url.Parse(r)
+	if err != nil {
+		return "", fmt.Errorf("route %q: %w", route, err)
+	}
+	if u.Scheme != "nats" && u.Scheme != "nats-route" && u.Scheme != "tls" {
+		return "", fmt.Errorf("route %q: want nats://HOST:PORT", route)
+	}
+	if u.User != nil {
+		return "", fmt.Errorf("route %q: a route carries no user or password; the farm's servers route with the secret in its NATS identities (%s)", u.Redacted(), routeSecretFile)
+	}
+	if u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+		return "", fmt.Errorf("route %q: want nats://HOST:PORT", route)
+	}
+	u.Scheme = "nats"
+	u.Path = ""
+	u.User = url.UserPassword(RouteUser, pw)
+	return u.String(), nil
 }
 
 // claimUpdateResponse is the server's answer to an account update.

@@ -56,6 +56,22 @@ type Options struct {
 	// server makes (Host, the machine's addresses and host name are in it
 	// anyway).
 	TLSNames []string
+	// Cluster, if set, makes the server one node of a NATS cluster with
+	// JetStream clustered: the address (host:port) it listens on for the
+	// routes of the other nodes. Routes in and out authenticate with the
+	// farm's route password (natsauth.Farm.RoutePassword), so every node
+	// runs on a copy of the same identities. Beyond loopback, routes need
+	// TLS: ClusterCA, TLSCert and TLSKey.
+	Cluster string
+	// ClusterName names the cluster; default "lantern".
+	ClusterName string
+	// Routes are the URLs of the other nodes' cluster addresses,
+	// nats://host:port (the node's own may be among them).
+	Routes []string
+	// ClusterCA is the CA that every node's certificate (TLSCert) is
+	// signed by, for both server and client authentication: routes then
+	// speak TLS and each end verifies the other.
+	ClusterCA string
 	// Log receives the server's own log lines (debug and trace excluded);
 	// nil discards them.
 	Log *slog.Logger
@@ -82,6 +98,9 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if opts.Host == "" {
 		opts.Host = "127.0.0.1"
 	}
+	if err := checkCluster(&opts); err != nil {
+		return nil, fmt.Errorf("start nats server: %w", err)
+	}
 	if opts.Name == "" {
 		opts.Name = "lantern"
 	}
@@ -104,6 +123,7 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	conf, err := opts.Auth.ServerConfig(natsauth.ServerConfig{
 		Name: opts.Name, StoreDir: filepath.Join(opts.Dir, "jetstream"), ResolverDir: filepath.Join(opts.Dir, "accounts"),
 		Revoked: opts.Revoked, TLSCert: opts.TLSCert, TLSKey: opts.TLSKey,
+		Cluster: opts.Cluster, ClusterName: opts.ClusterName, Routes: opts.Routes, ClusterCA: opts.ClusterCA,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
@@ -111,8 +131,8 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
 	}
-	// Kept for people: the configuration this server runs with (no secret
-	// is in it; JWTs are public).
+	// Kept for people: the configuration this server runs with (JWTs are
+	// public; a cluster's route password is in it, hence 0600).
 	if err := os.WriteFile(filepath.Join(opts.Dir, "nats-server.conf"), []byte(conf), 0o600); err != nil {
 		return nil, fmt.Errorf("start nats server: %w", err)
 	}
@@ -154,6 +174,55 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	}
 	s.ns = ns
 	return s, nil
+}
+
+// checkCluster checks the cluster options and gives a node of a cluster
+// a name of its own by default: this machine's host name and its cluster
+// port.
+func checkCluster(opts *Options) error {
+	if opts.Cluster == "" {
+		if len(opts.Routes) > 0 || opts.ClusterCA != "" {
+			return errors.New("routes and a cluster CA need a cluster address (--nats-cluster HOST:PORT)")
+		}
+		return nil
+	}
+	if len(opts.Routes) == 0 {
+		return errors.New("a node of a cluster needs the routes to the others (--nats-routes nats://HOST:PORT,...: their cluster addresses; this node's own may be among them)")
+	}
+	host, port, err := net.SplitHostPort(opts.Cluster)
+	if err != nil {
+		return fmt.Errorf("cluster address %q: %w; want HOST:PORT", opts.Cluster, err)
+	}
+	if opts.ClusterCA != "" && opts.TLSCert == "" {
+		return errors.New("routes over TLS (a cluster CA) need the server's certificate and key (--nats-tls-cert, --nats-tls-key), signed by that CA for server and client authentication")
+	}
+	// Routes carry every message and the JetStream replication: beyond
+	// loopback, only over TLS with both ends verified.
+	plain := opts.ClusterCA == ""
+	if plain && !IsLoopback(host) {
+		return fmt.Errorf("cluster address %s is beyond loopback: routes there need TLS; give the cluster's CA (--nats-cluster-ca) and this node's certificate and key signed by it (--nats-tls-cert, --nats-tls-key)", opts.Cluster)
+	}
+	for _, r := range opts.Routes {
+		u := strings.TrimSpace(r)
+		if !strings.Contains(u, "://") {
+			u = "nats://" + u
+		}
+		h, _, err := net.SplitHostPort(strings.SplitN(u, "://", 2)[1])
+		if err != nil {
+			return fmt.Errorf("route %q: want nats://HOST:PORT", r)
+		}
+		if plain && !IsLoopback(h) {
+			return fmt.Errorf("route %q is beyond loopback: routes there need TLS; give the cluster's CA (--nats-cluster-ca) and this node's certificate and key (--nats-tls-cert, --nats-tls-key)", r)
+		}
+	}
+	if opts.Name == "" {
+		hn, err := os.Hostname()
+		if err != nil || hn == "" {
+			hn = "lantern"
+		}
+		opts.Name = hn + "-" + port
+	}
+	return nil
 }
 
 // IsLoopback reports whether host (a name or an address) is this machine's

@@ -1,0 +1,42 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// TestClusterFlags: the replicas and the embedded server's cluster are
+// checked before anything starts, and a cluster's route password goes into
+// the configuration printed for an operator's own nats-server.
+func TestClusterFlags(t *testing.T) {
+	dir := t.TempDir()
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"scheduler", "--nats-replicas", "0"}, "--nats-replicas 0: want 1 to 5"},
+		{[]string{"scheduler", "--nats-replicas", "6"}, "--nats-replicas 6: want 1 to 5"},
+		{[]string{"up", "--nats-replicas", "7"}, "--nats-replicas 7: want 1 to 5"},
+		{[]string{"scheduler", "--nats", "nats://127.0.0.1:4222", "--nats-cluster", "127.0.0.1:6222", "--nats-routes", "nats://127.0.0.1:6222"}, "configure the embedded NATS server"},
+		{[]string{"scheduler", "--nats-routes", "nats://127.0.0.1:6222"}, "need --nats-cluster"},
+		{[]string{"up", "--nats-cluster", "127.0.0.1:6222"}, "--nats-cluster needs --nats-routes"},
+		{[]string{"scheduler", "--nats-cluster", "127.0.0.1:6222", "--nats-routes", "nats://u:p@127.0.0.1:6222"}, "carries no user or password"},
+	} {
+		runLantern(t, dir, nil, append(c.args, "--data", dir)...).fails(t, strings.Join(c.args, " "), 2, c.want)
+	}
+	r := runLantern(t, dir, nil, "scheduler", "--data", dir, "--print-nats-config", "--nats-cluster", "127.0.0.1:6222",
+		"--nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223").must(t, "print a cluster node's config")
+	for _, want := range []string{"cluster {", `listen: "127.0.0.1:6222"`, "authorization {", `user: "lantern-route"`, "@127.0.0.1:6223"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--print-nats-config with a cluster: no %q in\n%s", want, r.stdout)
+		}
+	}
+	for _, h := range []string{"scheduler", "up"} {
+		r := runLantern(t, dir, nil, h, "--help").must(t, h+" --help")
+		for _, f := range []string{"-nats-replicas", "-nats-cluster", "-nats-routes", "-nats-name", "-nats-cluster-ca"} {
+			if !strings.Contains(r.stdout, f) {
+				t.Errorf("%s --help does not show %s", h, f)
+			}
+		}
+	}
+}
