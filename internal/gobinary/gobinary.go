@@ -199,7 +199,9 @@ func Read(file string) (*Published, error) {
 var (
 	platformPart = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
 	archLevel    = regexp.MustCompile(`^[a-z0-9.,_]{1,32}$`)
-	buildTag     = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
+	// buildTag is lantern.CheckGoTags' shape of a tag (a dash, but not
+	// first), so that what go/v2 rebuilds is not refused here.
+	buildTag = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$`)
 	// goRelease is a Go release's name (go1.23.4, go1.24rc1, go1.19): no
 	// development build, no GOEXPERIMENT (" X:..."), no vendor's suffix.
 	goRelease = regexp.MustCompile(`^go1\.(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3})|(rc|beta)[1-9][0-9]{0,3})?$`)
