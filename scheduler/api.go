@@ -503,13 +503,16 @@ func (s *Scheduler) getSource(w http.ResponseWriter, r *http.Request) error {
 // Awaiting is a label of a job that has no verdict yet: no builder has
 // answered under it. A source's verdicts are all in only when none is
 // awaited; until then one label reproduced says nothing of the others.
+// Label is empty for a job whose labels the farm did not read (one past
+// the first maxAwaitedJobs of the source): it counts as awaited all the
+// same, as nothing says it is decided.
 type Awaiting struct {
 	Job   string `json:"job"`
 	Label string `json:"label"`
 }
 
 // maxAwaitedJobs bounds the jobs of one source GET /api/v1/sources reads
-// for their labels.
+// for their labels; the others are awaited without a label.
 const maxAwaitedJobs = 100
 
 // awaiting returns the labels of the claims' jobs that have no verdict: the
@@ -524,10 +527,16 @@ func (s *Scheduler) awaiting(ctx context.Context, claims []ClaimRecord, verdicts
 	seen := map[string]bool{}
 	for _, c := range claims {
 		for _, id := range c.Jobs {
-			if seen[id] || len(seen) >= maxAwaitedJobs {
+			if seen[id] {
 				continue
 			}
 			seen[id] = true
+			if len(seen) > maxAwaitedJobs {
+				// Not read: awaited, rather than taken as decided (a
+				// claimer's hundred builds would hide another's job).
+				out = append(out, Awaiting{Job: id})
+				continue
+			}
 			j, err := s.st.Job(ctx, id)
 			if errors.Is(err, ErrNotFound) {
 				continue

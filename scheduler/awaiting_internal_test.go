@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"testing"
 
@@ -53,5 +54,39 @@ func TestAwaiting(t *testing.T) {
 		if !slices.Equal(got, tc.want) {
 			t.Errorf("%s: awaiting %v, want %v", tc.name, got, tc.want)
 		}
+	}
+}
+
+// TestAwaitingMany: a source with more jobs than one request reads (a
+// claimer that posts builds by the hundred, first) does not hide that
+// another job has no verdict: the jobs it does not read are awaited, with
+// no label, rather than taken as decided.
+func TestAwaitingMany(t *testing.T) {
+	src := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: lantern.DigestOf([]byte("zip"))}
+	jobs := map[string]lantern.Job{}
+	var claims []ClaimRecord
+	var verdicts []lantern.Verdict
+	for i := range maxAwaitedJobs {
+		id := fmt.Sprintf("jmany%03d", i)
+		jobs[id] = lantern.Job{ID: id, Source: src, Recipe: "go"}
+		claims = append(claims, ClaimRecord{Jobs: []string{id}})
+		verdicts = append(verdicts, lantern.Verdict{Job: id, Label: "stringer-linux-amd64", Status: lantern.StatusReproduced})
+	}
+	last := lantern.Job{ID: "jlast", Source: src, Recipe: "go", Go: &lantern.GoBuild{Platforms: []string{"linux/amd64", "windows/amd64"}}}
+	jobs[last.ID] = last
+	claims = append(claims, ClaimRecord{Jobs: []string{last.ID}})
+	verdicts = append(verdicts, lantern.Verdict{Job: last.ID, Label: "stringer-linux-amd64", Status: lantern.StatusReproduced})
+	s := &Scheduler{cfg: Config{RecipeVersions: recipes.Versions()}, st: jobStore{jobs: jobs}}
+	got, err := s.awaiting(t.Context(), claims, verdicts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(got, func(a Awaiting) bool { return a.Job == last.ID }) {
+		t.Errorf("awaiting(%d jobs decided, then one without its windows verdict) = %v, want %s awaited", maxAwaitedJobs, got, last.ID)
+	}
+	// Every job decided, and fewer than the bound: nothing awaited.
+	got, err = s.awaiting(t.Context(), claims[:maxAwaitedJobs], verdicts)
+	if err != nil || len(got) != 0 {
+		t.Errorf("awaiting(%d jobs decided) = %v, %v; want none", maxAwaitedJobs, got, err)
 	}
 }

@@ -277,7 +277,7 @@ func progress(sv *sourceVerdicts) string {
 		parts = append(parts, fmt.Sprintf("%s %s (%d rebuilt, %d failed)", printable(v.Label), printable(string(v.Status)), n, len(v.Failures)))
 	}
 	for _, a := range sv.Awaiting {
-		parts = append(parts, printable(a.Label)+" no verdict yet")
+		parts = append(parts, awaitedLabel(a)+" no verdict yet")
 	}
 	return strings.Join(parts, "; ")
 }
@@ -327,7 +327,7 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 		}
 	}
 	for _, a := range sv.Awaiting {
-		notYet = append(notYet, printable(a.Label+" no verdict yet"))
+		notYet = append(notYet, awaitedLabel(a)+" no verdict yet")
 	}
 	switch {
 	case len(contradicted) > 0:
@@ -342,6 +342,15 @@ func verdictsErr(source string, sv *sourceVerdicts) error {
 		return fmt.Errorf("%s: not reproduced: %s", source, strings.Join(notYet, ", "))
 	}
 	return nil
+}
+
+// awaitedLabel is a's label, printable, or what stands for the labels of a
+// job the farm did not read (too many jobs of one source).
+func awaitedLabel(a scheduler.Awaiting) string {
+	if a.Label == "" {
+		return "job " + printable(a.Job) + " (labels not read)"
+	}
+	return printable(a.Label)
 }
 
 // againstPublished says, of a mismatch whose builders agree with each
@@ -364,7 +373,7 @@ func writeVerdicts(io *stdio, source string, sv *sourceVerdicts) error {
 		}
 	}
 	for _, a := range sv.Awaiting {
-		fmt.Fprintf(io.out, "%s %s: no verdict yet (job %s: no builder has answered under this label)\n", source, printable(a.Label), printable(a.Job))
+		fmt.Fprintf(io.out, "%s %s: no verdict yet (job %s: no builder has answered under this label)\n", source, awaitedLabel(a), printable(a.Job))
 	}
 	for _, v := range vs {
 		fmt.Fprintf(io.out, "%s %s: %s\n", source, printable(v.Label), printable(string(v.Status)))

@@ -75,7 +75,7 @@ func readPublished(files []string, pkg, version string) ([]*publishedBuild, erro
 			continue
 		}
 		if pkg != "" && (p.Package != pkg || p.Version != version) {
-			errs = append(errs, fmt.Errorf("published binary %s is %s@%s, not %s@%s: give the binaries of %s@%s, or leave out PKG@VERSION to claim what each binary says", file, p.Package, p.Version, pkg, version, pkg, version))
+			errs = append(errs, fmt.Errorf("published binary %s is %s@%s, not %s@%s: give the binaries of %s@%s, or leave out PKG@VERSION to claim what each binary says", gobinary.Show(file), p.Package, p.Version, pkg, version, pkg, version))
 			continue
 		}
 		k := key{p.Package, p.Version, p.GoVersion, strings.Join(p.Tags, ",")}
@@ -88,15 +88,15 @@ func readPublished(files []string, pkg, version string) ([]*publishedBuild, erro
 		}
 		label := p.Label()
 		if other, ok := b.Files[label]; ok {
-			errs = append(errs, fmt.Errorf("published binaries %s and %s are both %s (%s, go%s for %s/%s): a claim publishes one artefact per label; give one of them", other, file, label, b.source(), p.GoVersion, p.GOOS, p.GOARCH))
+			errs = append(errs, fmt.Errorf("published binaries %s and %s are both %s (%s, go%s for %s/%s): a claim publishes one artefact per label; give one of them", gobinary.Show(other), gobinary.Show(file), label, b.source(), p.GoVersion, p.GOOS, p.GOARCH))
 			continue
 		}
 		if b.Module != p.Module {
-			errs = append(errs, fmt.Errorf("published binary %s says %s is in module %s, %s says %s", file, p.Package, p.Module, b.Files[firstLabel(b)], b.Module))
+			errs = append(errs, fmt.Errorf("published binary %s says %s is in module %s, %s says %s", gobinary.Show(file), p.Package, p.Module, gobinary.Show(b.Files[firstLabel(b)]), b.Module))
 			continue
 		}
 		if b.Sum != "" && p.Sum != "" && b.Sum != p.Sum {
-			errs = append(errs, fmt.Errorf("published binaries %s and %s were built from different %s@%s: %s and %s", b.Files[firstLabel(b)], file, p.Module, p.Version, b.Sum, p.Sum))
+			errs = append(errs, fmt.Errorf("published binaries %s and %s were built from different %s@%s: %s and %s", gobinary.Show(b.Files[firstLabel(b)]), gobinary.Show(file), p.Module, p.Version, gobinary.Show(b.Sum), gobinary.Show(p.Sum)))
 			continue
 		}
 		b.Sum = cmp.Or(b.Sum, p.Sum)
@@ -117,6 +117,16 @@ func readPublished(files []string, pkg, version string) ([]*publishedBuild, erro
 	return out, nil
 }
 
+// fileList names b's files, shown escaped: a file's name is as hostile
+// as the file.
+func (b *publishedBuild) fileList() string {
+	var names []string
+	for _, f := range slices.Sorted(maps.Values(b.Files)) {
+		names = append(names, gobinary.Show(f))
+	}
+	return strings.Join(names, ", ")
+}
+
 func firstLabel(b *publishedBuild) string {
 	return slices.Sorted(maps.Keys(b.Files))[0]
 }
@@ -127,7 +137,7 @@ func firstLabel(b *publishedBuild) string {
 // default, tags a claim cannot carry.
 func checkPublished(p *gobinary.Published) error {
 	refuse := func(format string, args ...any) error {
-		return fmt.Errorf("published binary %s: %s", p.File, fmt.Sprintf(format, args...))
+		return fmt.Errorf("published binary %s: %s", gobinary.Show(p.File), fmt.Sprintf(format, args...))
 	}
 	if _, err := lantern.ParseGoVersion(p.GoVersion); err != nil {
 		return refuse("built by go%s: the go recipe builds with Go releases of 1.21.0 or later (go1.N.P), not release candidates; publish a build of a release", p.GoVersion)
@@ -152,11 +162,11 @@ func checkPublished(p *gobinary.Published) error {
 func (b *publishedBuild) claim(m *goproxy.Module, t time.Time) (*lantern.SourceClaim, error) {
 	if m.Path != b.Module {
 		return nil, &usageError{msg: fmt.Sprintf("--published %s: built from module %s, and go install %s resolves %s to module %s today: a go install of %s cannot reproduce it",
-			strings.Join(slices.Sorted(maps.Values(b.Files)), ", "), b.Module, b.source(), b.Package, m.Path, b.source())}
+			b.fileList(), b.Module, b.source(), b.Package, m.Path, b.source())}
 	}
 	if b.Sum != "" && b.Sum != m.Sum {
 		return nil, &contradictedError{fmt.Sprintf("--published %s: built from %s@%s with hash %s, and the Go checksum database says that module version is %s: the binaries were not built from the published module",
-			strings.Join(slices.Sorted(maps.Values(b.Files)), ", "), b.Module, b.Version, b.Sum, m.Sum)}
+			b.fileList(), b.Module, b.Version, gobinary.Show(b.Sum), m.Sum)}
 	}
 	gob := b.Go
 	c := goSource{Package: b.Package, Module: *m, Build: &gob}.claim(t)

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/gobinary"
 )
 
 // errNotWaited is rebuild's outcome without --wait: the claim was posted.
@@ -370,7 +371,7 @@ func (r rebuildRun) result(sv *sourceVerdicts, waitErr error) runResult {
 		// Which files the claim published, for a CI log.
 		var fs []string
 		for _, l := range slices.Sorted(maps.Keys(r.files)) {
-			fs = append(fs, l+" "+r.files[l])
+			fs = append(fs, l+" "+gobinary.Show(r.files[l]))
 		}
 		err = wrapMsg(err, " (published: "+strings.Join(fs, ", ")+")")
 	}

@@ -37,3 +37,19 @@ func TestVerdictAwaitsEveryLabel(t *testing.T) {
 		t.Errorf("verdict --wait returned after %d polls, before the farm had both labels", n)
 	}
 }
+
+// TestVerdictAwaitsUnreadJob: a job the farm awaits without a label (one
+// past the jobs it reads for a source) keeps the source from reading as
+// reproduced, and is named.
+func TestVerdictAwaitsUnreadJob(t *testing.T) {
+	const linux = `{"job":"j1","label":"hello-linux-amd64","status":"reproduced","threshold":1,
+		"source":{"name":"example.org/hello","version":"v1.0.0","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"},
+		"groups":[{"output":"sha256:1111111111111111111111111111111111111111111111111111111111111111","builders":["sha256:2222222222222222222222222222222222222222222222222222222222222222"]}]}`
+	farm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		w.Write([]byte(`{"verdicts":[` + linux + `],"awaiting":[{"job":"j2","label":""}]}`))
+	}))
+	t.Cleanup(farm.Close)
+	r := runLantern(t, t.TempDir(), nil, "verdict", "--api", farm.URL, "example.org/hello@v1.0.0")
+	r.fails(t, "a job awaited without a label", 1, "job j2 (labels not read) no verdict yet")
+}

@@ -34,11 +34,14 @@ import (
 	"fmt"
 	"go/version"
 	"io"
+	"io/fs"
 	"os"
 	"regexp"
 	"runtime/debug"
 	"slices"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"golang.org/x/mod/module"
 	"golang.org/x/mod/semver"
@@ -93,7 +96,7 @@ type RefusedError struct {
 }
 
 func (e *RefusedError) Error() string {
-	return fmt.Sprintf("published binary %s: %v: %s", e.File, e.Reason, e.Detail)
+	return fmt.Sprintf("published binary %s: %v: %s", Show(e.File), e.Reason, e.Detail)
 }
 
 // Unwrap returns Reason.
@@ -153,27 +156,29 @@ func (p *Published) Label() string {
 // for a binary a go install of a module version cannot reproduce; other
 // errors are the file's (missing, unreadable, too large).
 func Read(file string) (*Published, error) {
+	// The file's name is shown escaped (Show), and an error of the file
+	// system without it: the name may be as hostile as the file.
 	f, err := os.Open(file)
 	if err != nil {
-		return nil, fmt.Errorf("read published binary: %w", err)
+		return nil, fmt.Errorf("read published binary %s: %w", Show(file), withoutPath(err))
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return nil, fmt.Errorf("read published binary: %w", err)
+		return nil, fmt.Errorf("read published binary %s: %w", Show(file), withoutPath(err))
 	}
 	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("read published binary %s: not a regular file", file)
+		return nil, fmt.Errorf("read published binary %s: not a regular file", Show(file))
 	}
 	if st.Size() > MaxSize {
-		return nil, fmt.Errorf("read published binary %s: %d bytes, more than the %d Lantern reads", file, st.Size(), MaxSize)
+		return nil, fmt.Errorf("read published binary %s: %d bytes, more than the %d Lantern reads", Show(file), st.Size(), MaxSize)
 	}
 	data, err := io.ReadAll(io.LimitReader(f, MaxSize+1))
 	if err != nil {
-		return nil, fmt.Errorf("read published binary %s: %w", file, err)
+		return nil, fmt.Errorf("read published binary %s: %w", Show(file), withoutPath(err))
 	}
 	if int64(len(data)) > MaxSize {
-		return nil, fmt.Errorf("read published binary %s: more than the %d bytes Lantern reads", file, MaxSize)
+		return nil, fmt.Errorf("read published binary %s: more than the %d bytes Lantern reads", Show(file), MaxSize)
 	}
 	info, err := buildinfo.Read(bytes.NewReader(data))
 	if err != nil {
@@ -194,7 +199,9 @@ func Read(file string) (*Published, error) {
 var (
 	platformPart = regexp.MustCompile(`^[a-z0-9]{1,32}$`)
 	archLevel    = regexp.MustCompile(`^[a-z0-9.,_]{1,32}$`)
-	buildTag     = regexp.MustCompile(`^[A-Za-z0-9_.]{1,64}$`)
+	// buildTag is lantern.CheckGoTags' shape of a tag (a dash, but not
+	// first), so that what go/v2 rebuilds is not refused here.
+	buildTag = regexp.MustCompile(`^[A-Za-z0-9_.][A-Za-z0-9_.-]{0,63}$`)
 	// goRelease is a Go release's name (go1.23.4, go1.24rc1, go1.19): no
 	// development build, no GOEXPERIMENT (" X:..."), no vendor's suffix.
 	goRelease = regexp.MustCompile(`^go1\.(0|[1-9][0-9]{0,3})(\.(0|[1-9][0-9]{0,3})|(rc|beta)[1-9][0-9]{0,3})?$`)
@@ -222,33 +229,37 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 	main := info.Main
 	switch {
 	case main.Path == "" || info.Path == "" || info.Path == "command-line-arguments":
-		refuse(ErrNoModule, "the binary names no main package in a module (package %q, module %q): it was built in GOPATH mode or from files; build it with go install PACKAGE@VERSION", info.Path, main.Path)
+		refuse(ErrNoModule, "the binary names no main package in a module (package %s, module %s): it was built in GOPATH mode or from files; build it with go install PACKAGE@VERSION", strconv.Quote(cut(info.Path)), strconv.Quote(cut(main.Path)))
 		return nil, errors.Join(errs...)
 	case main.Replace != nil:
-		refuse(ErrReplaced, "its module %s %s is replaced by %s; go install PACKAGE@VERSION builds the module version itself, never a replacement: publish a build of a module version", main.Path, main.Version, describeModule(main.Replace))
+		refuse(ErrReplaced, "its module %s %s is replaced by %s; go install PACKAGE@VERSION builds the module version itself, never a replacement: publish a build of a module version", Show(main.Path), Show(main.Version), describeModule(main.Replace))
 	case main.Version == "" || main.Version == "(devel)":
-		refuse(ErrVCS, "its module %s has no version (%q): it was built in the module's own directory, not installed from a module version; tag a release and build it with go install %s@VERSION", main.Path, main.Version, info.Path)
+		refuse(ErrVCS, "its module %s has no version (%q): it was built in the module's own directory, not installed from a module version; tag a release and build it with go install %s@VERSION", Show(main.Path), Show(main.Version), Show(info.Path))
 	default:
 		if err := module.Check(main.Path, main.Version); err != nil {
-			refuse(ErrNoModule, "its module version is not valid: %v", err)
+			refuse(ErrNoModule, "its module version %s %s is not valid: %s", Show(main.Path), Show(main.Version), Show(errors.Unwrap(err).Error()))
 		} else if !canonical(main.Version) {
 			refuse(ErrNoModule, "its module version %s %s is not canonical, as a go install records it", main.Path, main.Version)
 		} else if err := module.CheckImportPath(info.Path); err != nil || (info.Path != main.Path && !strings.HasPrefix(info.Path, main.Path+"/")) {
-			refuse(ErrNoModule, "its main package %q is no package of its module %s", info.Path, main.Path)
+			refuse(ErrNoModule, "its main package %s is no package of its module %s", strconv.Quote(cut(info.Path)), Show(main.Path))
 		}
 	}
 	p.Package, p.Module, p.Version, p.Sum = info.Path, main.Path, main.Version, main.Sum
+	var replaced []string
 	for _, d := range info.Deps {
 		if d != nil && d.Replace != nil {
-			refuse(ErrReplaced, "its dependency %s %s is replaced by %s; go install PACKAGE@VERSION refuses a module with replace directives, so this build came from another module's go.mod or a go.work: publish a go install of a module version", d.Path, d.Version, describeModule(d.Replace))
+			replaced = append(replaced, Show(d.Path)+" "+Show(d.Version)+" is replaced by "+describeModule(d.Replace))
 		}
+	}
+	if len(replaced) > 0 {
+		refuse(ErrReplaced, "its dependency %s; go install PACKAGE@VERSION refuses a module with replace directives, so this build came from another module's go.mod or a go.work: publish a go install of a module version", list(replaced))
 	}
 
 	// The Go release.
 	gv := info.GoVersion
 	switch {
 	case !goRelease.MatchString(gv):
-		refuse(ErrGoVersion, "it was built by %q, not a Go release (a development or experimental toolchain); build it with a Go release", gv)
+		refuse(ErrGoVersion, "it was built by %s, not a Go release (a development or experimental toolchain); build it with a Go release", strconv.Quote(cut(gv)))
 	case version.Compare(gv, "go"+MinGoVersion) < 0:
 		refuse(ErrGoVersion, "it was built by %s; the go recipe builds with golang.org/toolchain modules, which exist from go%s on: build it with a newer Go release", gv, MinGoVersion)
 	case strings.Count(gv, ".") == 1 && !strings.ContainsAny(gv, "rb"):
@@ -260,17 +271,21 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 
 	// The settings.
 	settings := make(map[string]string, len(info.Settings))
+	var dups []string
 	for _, s := range info.Settings {
 		if _, dup := settings[s.Key]; dup {
-			refuse(ErrSetting, "its build information lists %s twice", s.Key)
+			dups = append(dups, Show(s.Key))
 		}
 		settings[s.Key] = s.Value
+	}
+	if len(dups) > 0 {
+		refuse(ErrSetting, "its build information lists %s twice", list(dups))
 	}
 	var vcs, unsupported []string
 	for _, s := range info.Settings {
 		switch {
 		case s.Key == "vcs" || strings.HasPrefix(s.Key, "vcs."):
-			vcs = append(vcs, s.Key+"="+s.Value)
+			vcs = append(vcs, Show(s.Key)+"="+Show(s.Value))
 		case s.Key == "-buildmode", s.Key == "-compiler", s.Key == "-trimpath", s.Key == "CGO_ENABLED",
 			s.Key == "GOOS", s.Key == "GOARCH", s.Key == "-tags", s.Key == "DefaultGODEBUG":
 			// Checked below, or (DefaultGODEBUG) set by the module's own
@@ -285,39 +300,39 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 			// CGO_CFLAGS and the like, recorded only with cgo on and no
 			// -trimpath: refused for those.
 		default:
-			unsupported = append(unsupported, s.Key+"="+s.Value)
+			unsupported = append(unsupported, Show(s.Key)+"="+Show(s.Value))
 		}
 	}
 	// Since go1.24 a go build in a checkout at a tag records the tag as
 	// the module's version: only the vcs stamps tell it from a go install.
 	if len(vcs) > 0 {
-		refuse(ErrVCS, "it was built in a version-control checkout (%s), which stamps the binary with what a go install of a module version never has; build it with go install %s@%s outside the checkout", strings.Join(vcs, " "), p.Package, orPlaceholder(p.Version))
+		refuse(ErrVCS, "it was built in a version-control checkout (%s), which stamps the binary with what a go install of a module version never has; build it with go install %s@%s outside the checkout", list(vcs), Show(p.Package), Show(orPlaceholder(p.Version)))
 	}
 	if v := settings["CGO_ENABLED"]; v != "0" {
-		refuse(ErrCgo, "CGO_ENABLED=%s: a cgo build links the C toolchain and libraries of the machine that built it, which a rebuild cannot have; build it with CGO_ENABLED=0 (the go recipe always does)", orPlaceholder(v))
+		refuse(ErrCgo, "CGO_ENABLED=%s: a cgo build links the C toolchain and libraries of the machine that built it, which a rebuild cannot have; build it with CGO_ENABLED=0 (the go recipe always does)", Show(orPlaceholder(v)))
 	}
 	if settings["-trimpath"] != "true" {
 		refuse(ErrNoTrimpath, "without -trimpath the binary embeds the builder's own file paths (GOROOT, the module cache), and the go recipe always builds with -trimpath, so a rebuild could never equal it; build it with GOFLAGS=-trimpath")
 	}
 	if v := settings["-buildmode"]; v != "exe" {
-		refuse(ErrBuildMode, "-buildmode=%s; the go recipe builds the executable go install makes by default (-buildmode=exe)", orPlaceholder(v))
+		refuse(ErrBuildMode, "-buildmode=%s; the go recipe builds the executable go install makes by default (-buildmode=exe)", Show(orPlaceholder(v)))
 	}
 	if v := settings["-compiler"]; v != "gc" {
-		refuse(ErrSetting, "-compiler=%s; the go recipe builds with the gc compiler of a Go release", orPlaceholder(v))
+		refuse(ErrSetting, "-compiler=%s; the go recipe builds with the gc compiler of a Go release", Show(orPlaceholder(v)))
 	}
 	if len(unsupported) > 0 {
-		refuse(ErrSetting, "%s; the go recipe builds with a plain go install, which sets none of these: build it without them", strings.Join(unsupported, " "))
+		refuse(ErrSetting, "%s; the go recipe builds with a plain go install, which sets none of these: build it without them", list(unsupported))
 	}
 
 	// The platform.
 	p.GOOS, p.GOARCH = settings["GOOS"], settings["GOARCH"]
 	if !platformPart.MatchString(p.GOOS) || !platformPart.MatchString(p.GOARCH) {
-		refuse(ErrSetting, "its platform GOOS=%q GOARCH=%q is not one the go command names", p.GOOS, p.GOARCH)
+		refuse(ErrSetting, "its platform GOOS=%s GOARCH=%s is not one the go command names", strconv.Quote(cut(p.GOOS)), strconv.Quote(cut(p.GOARCH)))
 	}
 	if v, ok := archVars[p.GOARCH]; ok {
 		if l, set := settings[v]; set {
 			if !archLevel.MatchString(l) {
-				refuse(ErrSetting, "%s=%q is not a value the go command records", v, l)
+				refuse(ErrSetting, "%s=%s is not a value the go command records", v, strconv.Quote(cut(l)))
 			}
 			p.ArchVar, p.ArchLevel = v, l
 		}
@@ -325,7 +340,7 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 	if t, ok := settings["-tags"]; ok {
 		p.Tags = strings.Split(t, ",")
 		if slices.ContainsFunc(p.Tags, func(t string) bool { return !buildTag.MatchString(t) }) {
-			refuse(ErrSetting, "-tags=%q is not a list of build tags", t)
+			refuse(ErrSetting, "-tags=%s is not a list of build tags", strconv.Quote(cut(t)))
 		}
 	}
 	if len(errs) > 0 {
@@ -343,9 +358,64 @@ func canonical(v string) bool {
 
 func describeModule(m *debug.Module) string {
 	if m.Version == "" || m.Version == "(devel)" {
-		return m.Path
+		return Show(m.Path)
 	}
-	return m.Path + " " + m.Version
+	return Show(m.Path) + " " + Show(m.Version)
+}
+
+// maxShown bounds a string of a binary Show shows, and maxListed how many
+// of a list list names: a binary's build information is as long as its
+// maker likes, and what Read says of it goes to a terminal or a CI log.
+const (
+	maxShown  = 200
+	maxListed = 10
+)
+
+// Show returns s, a name or a value a binary (or whoever named its file)
+// chose, fit to print in a message: as it is when it is printable ASCII,
+// else quoted as Go quotes it, so that no control character, terminal
+// escape or line of its own gets through; cut short past maxShown bytes.
+func Show(s string) string {
+	c := cut(s)
+	for i := 0; i < len(c); i++ {
+		if c[i] < 0x20 || c[i] >= 0x7f {
+			return strconv.Quote(c)
+		}
+	}
+	return c
+}
+
+// cut returns s cut to maxShown bytes (on a rune boundary), marked "...".
+func cut(s string) string {
+	if len(s) <= maxShown {
+		return s
+	}
+	s = s[:maxShown]
+	for len(s) > 0 && !utf8.RuneStart(s[len(s)-1]) {
+		s = s[:len(s)-1]
+	}
+	if len(s) > 0 && !utf8.ValidString(s[len(s)-1:]) {
+		s = s[:len(s)-1]
+	}
+	return s + "..."
+}
+
+// list joins the first maxListed of items, shown already, and counts the
+// rest.
+func list(items []string) string {
+	if len(items) <= maxListed {
+		return strings.Join(items, ", ")
+	}
+	return fmt.Sprintf("%s and %d more", strings.Join(items[:maxListed], ", "), len(items)-maxListed)
+}
+
+// withoutPath returns err of the file system without the file's name,
+// which the caller shows itself.
+func withoutPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return fmt.Errorf("%s: %w", pe.Op, pe.Err)
+	}
+	return err
 }
 
 func orPlaceholder(s string) string {

@@ -149,6 +149,11 @@ func TestReadCrafted(t *testing.T) {
 			want: []error{ErrSetting}},
 		{name: "bad tags", change: func(i *debug.BuildInfo) { setSetting(i, "-tags", "netgo,a b") },
 			want: []error{ErrSetting}},
+		// A tag with a dash: -tags takes it, and so does go/v2
+		// (lantern.CheckGoTags); a tag that starts with one is a flag.
+		{name: "tag with a dash", change: func(i *debug.BuildInfo) { setSetting(i, "-tags", "with-dash,netgo") }},
+		{name: "tag of a flag", change: func(i *debug.BuildInfo) { setSetting(i, "-tags", "netgo,-toolexec") },
+			want: []error{ErrSetting}},
 		{name: "bad arch level", change: func(i *debug.BuildInfo) { setSetting(i, "GOAMD64", "v3 x") },
 			want: []error{ErrSetting}},
 		{name: "everything", change: func(i *debug.BuildInfo) {

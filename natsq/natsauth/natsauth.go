@@ -714,6 +714,12 @@ type claimUpdateResponse struct {
 	} `json:"error"`
 }
 
+// requestTimeout bounds how long Push waits for the server's answer to one
+// request. The system user's connection reconnects for ever, and a request
+// sent as the server went away is answered by nobody: without a bound, the
+// push would wait for ever, and with it every later revocation.
+var requestTimeout = 30 * time.Second
+
 // Push sends the farm's accounts' JWTs, with revoked, to the
 // server that sys (a connection with the system user's credentials) is
 // connected to, which shares them with its cluster. The server closes the
@@ -753,6 +759,8 @@ func (f *Farm) Push(ctx context.Context, sys *nats.Conn, revoked map[string]time
 // account id with the claims of tok, signed whenever. When it cannot tell,
 // it reports false: the account is pushed.
 func serverHas(ctx context.Context, sys *nats.Conn, id, tok string) bool {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.ACCOUNT."+id+".CLAIMS.LOOKUP", nil)
 	if err != nil || len(msg.Data) == 0 {
 		return false // unknown to the server (an empty answer), or no answer
@@ -785,6 +793,8 @@ func sameClaims(a, b *jwt.AccountClaims) bool {
 }
 
 func push(ctx context.Context, sys *nats.Conn, tok string) error {
+	ctx, cancel := context.WithTimeout(ctx, requestTimeout)
+	defer cancel()
 	msg, err := sys.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
 	if err != nil {
 		return fmt.Errorf("push account jwt: %w", err)
