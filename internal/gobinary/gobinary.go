@@ -244,7 +244,8 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 			refuse(ErrNoModule, "its main package %s is no package of its module %s", strconv.Quote(cut(info.Path)), Show(main.Path))
 		}
 	}
-	p.Package, p.Module, p.Version, p.Sum = info.Path, main.Path, main.Version, main.Sum
+	// Copies: the build information of a large binary is not kept alive by them.
+	p.Package, p.Module, p.Version, p.Sum = strings.Clone(info.Path), strings.Clone(main.Path), strings.Clone(main.Version), strings.Clone(main.Sum)
 	var replaced []string
 	for _, d := range info.Deps {
 		if d != nil && d.Replace != nil {
@@ -266,7 +267,7 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 		// go1.22 is a language version; the releases are go1.22.0 on.
 		refuse(ErrGoVersion, "it was built by %q, not a Go release (from go1.21.0 on, releases are named go1.N.P); build it with a Go release", gv)
 	default:
-		p.GoVersion = strings.TrimPrefix(gv, "go")
+		p.GoVersion = strings.Clone(strings.TrimPrefix(gv, "go"))
 	}
 
 	// The settings.
@@ -338,7 +339,7 @@ func fromInfo(file string, info *debug.BuildInfo) (*Published, error) {
 		}
 	}
 	if t, ok := settings["-tags"]; ok {
-		p.Tags = strings.Split(t, ",")
+		p.Tags = strings.Split(strings.Clone(t), ",")
 		if slices.ContainsFunc(p.Tags, func(t string) bool { return !buildTag.MatchString(t) }) {
 			refuse(ErrSetting, "-tags=%s is not a list of build tags", strconv.Quote(cut(t)))
 		}
