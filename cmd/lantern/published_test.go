@@ -16,12 +16,10 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
-	modzip "golang.org/x/mod/zip"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/goproxy"
+	"github.com/lanternfarm/lantern/internal/goproxytest"
 )
 
 // publishedModules are the module versions of the file GOPROXY the
@@ -42,35 +40,7 @@ var publishedModules = map[string]map[string]string{
 // checksum database: the modules are made up), and each module's h1: hash.
 func publishedProxy(t *testing.T) ([]string, map[string]string) {
 	t.Helper()
-	root := t.TempDir()
-	sums := map[string]string{}
-	for path, files := range publishedModules {
-		src := t.TempDir()
-		for name, text := range files {
-			putFile(t, src, name, text)
-		}
-		dir := filepath.Join(root, path, "@v")
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		putFile(t, dir, "list", "v1.0.0\n")
-		putFile(t, dir, "v1.0.0.info", `{"Version":"v1.0.0","Time":"2025-01-01T00:00:00Z"}`)
-		putFile(t, dir, "v1.0.0.mod", files["go.mod"])
-		zf := filepath.Join(dir, "v1.0.0.zip")
-		w, err := os.Create(zf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := modzip.CreateFromDir(w, module.Version{Path: path, Version: "v1.0.0"}, src); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if sums[path], err = dirhash.HashZip(zf, dirhash.Hash1); err != nil {
-			t.Fatal(err)
-		}
-	}
+	proxy, sums := goproxytest.FileProxy(t, publishedModules)
 	var env []string
 	for _, kv := range os.Environ() {
 		if k, _, _ := strings.Cut(kv, "="); !strings.HasPrefix(k, "GO") && k != "CGO_ENABLED" {
@@ -79,7 +49,7 @@ func publishedProxy(t *testing.T) ([]string, map[string]string) {
 	}
 	cache := filepath.Join(os.TempDir(), "lantern-recipes-test-cache", "gobinary-gocache") // internal/gobinary's tests' too
 	return append(env, "GOENV=off", "GOFLAGS=-modcacherw", "GOTOOLCHAIN=local", "CGO_ENABLED=0", "GOOS=linux", "GOARCH=amd64",
-		"GOPROXY=file://"+filepath.ToSlash(root), "GOSUMDB=off", "GOMODCACHE="+t.TempDir(), "GOCACHE="+cache), sums
+		"GOPROXY="+proxy, "GOSUMDB=off", "GOMODCACHE="+t.TempDir(), "GOCACHE="+cache), sums
 }
 
 // hostInstall runs the host's go install with args and env (later wins)

@@ -12,12 +12,9 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/mod/module"
-	"golang.org/x/mod/sumdb/dirhash"
-	modzip "golang.org/x/mod/zip"
-
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/gobinary"
+	"github.com/lanternfarm/lantern/internal/goproxytest"
 	"github.com/lanternfarm/lantern/recipes"
 )
 
@@ -104,33 +101,7 @@ var modules = map[string]map[string]string{
 // each module's h1: hash.
 func fileProxy(t *testing.T) (string, map[string]string) {
 	t.Helper()
-	root := t.TempDir()
-	sums := map[string]string{}
-	for path, files := range modules {
-		src := t.TempDir()
-		writeFiles(t, src, files)
-		dir := filepath.Join(root, path, "@v")
-		writeFiles(t, dir, map[string]string{
-			"list":        "v1.0.0\n",
-			"v1.0.0.info": `{"Version":"v1.0.0","Time":"2025-01-01T00:00:00Z"}`,
-			"v1.0.0.mod":  files["go.mod"],
-		})
-		zf := filepath.Join(dir, "v1.0.0.zip")
-		w, err := os.Create(zf)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := modzip.CreateFromDir(w, module.Version{Path: path, Version: "v1.0.0"}, src); err != nil {
-			t.Fatal(err)
-		}
-		if err := w.Close(); err != nil {
-			t.Fatal(err)
-		}
-		if sums[path], err = dirhash.HashZip(zf, dirhash.Hash1); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return "file://" + filepath.ToSlash(root), sums
+	return goproxytest.FileProxy(t, modules)
 }
 
 // reasons returns the Err sentinels err wraps, in order.
