@@ -385,6 +385,18 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 			return info.Config.Replicas == 3 && len(info.Cluster.Replicas) == 2
 		})
 	}
+	// And every replica caught up before a node is lost: a stream brought
+	// from one replica to three is only on its first node until the new
+	// replicas have copied it, and the loss of that node would leave it
+	// without a leader until the node came back.
+	eventually2(t, "every stream and consumer current on all three nodes", func() bool {
+		for _, s := range streams {
+			if !caughtUp(t, js, s, c.nodes[0].spec.Name) {
+				return false
+			}
+		}
+		return true
+	})
 	for _, k := range []*keys.Private{a, b} {
 		eventually(t, "consumer "+natsq.ConsumerName(k.ID())+" with a leader and 2 replicas", func() bool {
 			ci, err := js.Consumer(t.Context(), natsq.StreamJobs, natsq.ConsumerName(k.ID()))
@@ -392,7 +404,7 @@ func TestClusterRidesOutLostNodes(t *testing.T) {
 				return false
 			}
 			cl := ci.CachedInfo().Cluster
-			return cl != nil && cl.Leader != "" && len(cl.Replicas) == 2
+			return current(cl, c.nodes[0].spec.Name)
 		})
 	}
 
