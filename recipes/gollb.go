@@ -20,6 +20,8 @@ import (
 	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
+
+	"github.com/lanternfarm/lantern/internal/unpack"
 )
 
 // The names of the go recipe's local sources, the directories a solve of
@@ -228,7 +230,7 @@ func solve(ctx context.Context, c *client.Client, def *llb.Definition, mounts ma
 		started = true
 		pr, pw := io.Pipe()
 		go func() {
-			err := unpack(pr, outDir, maxOut, func(max int64) error {
+			err := unpack.Tar(pr, outDir, maxOut, func(max int64) error {
 				return fmt.Errorf("%w: its outputs hold more than %d MiB, the output cap; the export was stopped", ErrOutputs, max>>20)
 			})
 			if err == nil {
