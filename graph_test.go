@@ -40,3 +40,15 @@ func TestWireGraph(t *testing.T) {
 		}
 	}
 }
+
+// TestSolveGraph guards the one place that solves builds: a recipe only
+// describes its build (recipes.Build), and worker/solve runs it, on a
+// buildkitd or Docker Engine alike; recipes links no BuildKit client.
+func TestSolveGraph(t *testing.T) {
+	const client = "github.com/moby/buildkit/client"
+	for _, dep := range goList(t, "-deps", "./recipes") {
+		if dep == client {
+			t.Errorf("go list -deps ./recipes has %s: a recipe returns a recipes.Build, and worker/solve solves it", dep)
+		}
+	}
+}

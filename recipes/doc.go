@@ -12,6 +12,15 @@
 // a recipe's latest version, LoadVersion a given one, ByDigest the one an
 // attestation names.
 //
+// # Builds
+//
+// A recipe describes its builds and runs none: GoBuild, GenericBuild and
+// ToolchainSend check what goes in and return a Build — the LLB, the local
+// sources it reads, its time limit, its output cap and a check of what it
+// exported. worker/solve runs a Build on a BuildKit client, whether of a
+// buildkitd or of Docker Engine's BuildKit, so that both backends build
+// the same definitions the same way.
+//
 // # The go recipe
 //
 // It rebuilds a main package of a Go module version the way its users
@@ -36,8 +45,9 @@
 // environment (CGO_ENABLED=0, GOTOOLCHAIN=local, GOSUMDB=off as the modules
 // were checked outside, GOPROXY=file:///goproxy, GOOS and GOARCH as
 // declared, TZ=UTC, LC_ALL=C, SOURCE_DATE_EPOCH=0, which Go ignores).
-// BuildGo checks the inputs again with VerifyGo, solves, and exports the
-// output directory; the command is at GoInputs.BinaryPath there. A build
+// GoBuild checks the inputs again with VerifyGo and returns the build
+// (a Build), whose solve exports the output directory; the command is at
+// GoInputs.BinaryPath there. A build
 // of the same inputs is bit for bit the same, on every builder and on
 // anyone's machine.
 //
@@ -67,8 +77,9 @@
 // the source to /tmp/build) and then the spec's commands, in the recipe's
 // environment (SOURCE_DATE_EPOCH from the spec's sourceDate, TZ=UTC,
 // LC_ALL=C, HOME, TMPDIR, SRC, OUT, PATH) plus the spec's own variables.
-// BuildGeneric kills the step at Limits.Time, exports /out and refuses
-// outputs that are missing, undeclared or past Limits.Output. Limits come
+// GenericBuild's solve kills the step at Limits.Time, exports /out, and its
+// check refuses outputs that are missing, undeclared or past
+// Limits.Output. Limits come
 // from the recipe file, and a worker may lower or raise them.
 //
 // Errors that callers branch on: a *DigestError (errors.Is

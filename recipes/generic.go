@@ -18,9 +18,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/moby/buildkit/client"
 	"github.com/moby/buildkit/client/llb"
-	gatewaypb "github.com/moby/buildkit/frontend/gateway/pb"
 	ocispecs "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/tonistiigi/fsutil"
 
@@ -403,43 +401,36 @@ func GenericLLB(in *GenericInputs, r *Recipe) (llb.State, error) {
 	return image.Run(opts...).AddMount(p.Out, llb.Scratch()), nil
 }
 
-// BuildGeneric builds in in the BuildKit that c is a client of, following r,
-// and exports the output directory to outDir, where the spec's outputs are
-// then checked. The build's progress and output go to logw. A build step
-// that failed is ErrStepFailed, one that ran past in.Limits.Time
-// ErrTimeLimit, and outputs that break the spec or the limits ErrOutputs.
-func BuildGeneric(ctx context.Context, c *client.Client, in *GenericInputs, r *Recipe, outDir string, logw io.Writer) error {
+// GenericBuild returns the build of in, following r, for solve.Run, which
+// exports the output directory, where the spec's outputs are then checked.
+// A build step that failed is ErrStepFailed, one that ran past
+// in.Limits.Time ErrTimeLimit, and outputs that break the spec or the
+// limits ErrOutputs.
+func GenericBuild(ctx context.Context, in *GenericInputs, r *Recipe) (*Build, error) {
 	what := in.Source.String()
 	st, err := GenericLLB(in, r)
 	if err != nil {
-		return fmt.Errorf("build %s: %w", what, err)
+		return nil, fmt.Errorf("build %s: %w", what, err)
 	}
 	def, err := st.Marshal(ctx)
 	if err != nil {
-		return fmt.Errorf("build %s: marshal LLB: %w", what, err)
+		return nil, fmt.Errorf("build %s: marshal LLB: %w", what, err)
 	}
 	mounts, err := in.LocalMounts()
 	if err != nil {
-		return fmt.Errorf("build %s: %w", what, err)
+		return nil, fmt.Errorf("build %s: %w", what, err)
 	}
-	if logw == nil {
-		logw = io.Discard
-	}
-	err = solve(ctx, c, def, mounts, in.Limits.Time, outDir, in.Limits.outputCap(), logw)
-	if err != nil {
-		if errors.Is(err, ErrTimeLimit) {
-			return fmt.Errorf("build %s: %w", what, err)
-		}
-		if exit, ok := errors.AsType[*gatewaypb.ExitError](err); ok {
-			return fmt.Errorf("build %s: %w (exit code %d): %v", what, ErrStepFailed, exit.ExitCode, err)
-		}
-		return fmt.Errorf("build %s: solve: %w", what, err)
-	}
-	if err := checkOutputs(outDir, in.Spec.Outputs, in.Limits.Output); err != nil {
-		fmt.Fprintf(logw, "lantern: %v\n", err)
-		return fmt.Errorf("build %s: %w", what, err)
-	}
-	return nil
+	return &Build{
+		Name: what, Def: def, Locals: mounts,
+		Time: in.Limits.Time, MaxOutput: in.Limits.outputCap(),
+		Check: func(dir string, log io.Writer) error {
+			if err := checkOutputs(dir, in.Spec.Outputs, in.Limits.Output); err != nil {
+				fmt.Fprintf(log, "lantern: %v\n", err)
+				return err
+			}
+			return nil
+		},
+	}, nil
 }
 
 // checkOutputs checks the exported output directory: each declared output

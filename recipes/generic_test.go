@@ -21,6 +21,7 @@ import (
 	"github.com/lanternfarm/lantern/internal/ocitest"
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker/buildkit"
+	"github.com/lanternfarm/lantern/worker/solve"
 )
 
 // genericEnv is what every generic build here has: a buildkitd that pulls
@@ -93,7 +94,11 @@ func (e *genericEnv) buildLogAs(t *testing.T, as string, tarball []byte, command
 	var log bytes.Buffer
 	out := filepath.Join(dir, "out")
 	defer func() { t.Logf("build log:\n%s", log.String()) }()
-	err = recipes.BuildGeneric(t.Context(), e.c, in, e.r, out, &log)
+	b, err := recipes.GenericBuild(t.Context(), in, e.r)
+	if err != nil {
+		return "", "", fmt.Errorf("GenericBuild: %w", err)
+	}
+	err = solve.Run(t.Context(), e.c, b, out, &log)
 	return out, log.String(), err
 }
 
@@ -114,7 +119,7 @@ func TestGeneric(t *testing.T) {
 			`{ env | sort; echo "pwd=$(pwd)"; echo "umask=$(umask)"; } > "$OUT/env.txt"`,
 		}, map[string]string{"hello": "share/hello.txt", "env": "env.txt"}, recipes.Limits{})
 		if err != nil {
-			t.Fatalf("BuildGeneric: %v", err)
+			t.Fatalf("build: %v", err)
 		}
 		got, _ := os.ReadFile(filepath.Join(out, "share", "hello.txt"))
 		if string(got) != "HELLO, WORLD\n" {
@@ -168,7 +173,7 @@ func TestGeneric(t *testing.T) {
 			`cp page "$OUT/page"`,
 		}, map[string]string{"page": "page"}, recipes.Limits{})
 		if !errors.Is(err, recipes.ErrStepFailed) {
-			t.Fatalf("BuildGeneric = %v, want %v", err, recipes.ErrStepFailed)
+			t.Fatalf("build = %v, want %v", err, recipes.ErrStepFailed)
 		}
 		// The sandbox has a loopback of its own, where nothing listens.
 		if !strings.Contains(log, "can't connect to remote host") {
@@ -183,16 +188,16 @@ func TestGeneric(t *testing.T) {
 		for _, target := range []string{"/etc/lantern", "/bin/lantern", "/src/lantern", "/lantern"} {
 			_, err := e.build(t, tarball, []string{"echo x > " + target, `echo y > "$OUT/y"`}, map[string]string{"y": "y"}, recipes.Limits{})
 			if !errors.Is(err, recipes.ErrStepFailed) || !strings.Contains(err.Error(), "exit code") {
-				t.Errorf("write to %s: BuildGeneric = %v, want %v", target, err, recipes.ErrStepFailed)
+				t.Errorf("write to %s: build = %v, want %v", target, err, recipes.ErrStepFailed)
 			}
 		}
 		_, err := e.build(t, tarball, []string{`echo y > "$OUT/y"`, `echo z > "$OUT/undeclared"`}, map[string]string{"y": "y"}, recipes.Limits{})
 		if !errors.Is(err, recipes.ErrOutputs) || !strings.Contains(err.Error(), "undeclared") {
-			t.Errorf("undeclared output: BuildGeneric = %v, want %v naming it", err, recipes.ErrOutputs)
+			t.Errorf("undeclared output: build = %v, want %v naming it", err, recipes.ErrOutputs)
 		}
 		_, err = e.build(t, tarball, []string{`echo y > "$OUT/y"`}, map[string]string{"y": "y", "missing": "z"}, recipes.Limits{})
 		if !errors.Is(err, recipes.ErrOutputs) || !strings.Contains(err.Error(), "missing") {
-			t.Errorf("missing output: BuildGeneric = %v, want %v naming it", err, recipes.ErrOutputs)
+			t.Errorf("missing output: build = %v, want %v naming it", err, recipes.ErrOutputs)
 		}
 	})
 
@@ -204,14 +209,14 @@ func TestGeneric(t *testing.T) {
 			`echo y > "$OUT/y"`,
 		}, map[string]string{"y": "y"}, recipes.Limits{Tmp: 16 << 20})
 		if !errors.Is(err, recipes.ErrStepFailed) {
-			t.Errorf("24 MiB in a 16 MiB scratch space: BuildGeneric = %v, want %v", err, recipes.ErrStepFailed)
+			t.Errorf("24 MiB in a 16 MiB scratch space: build = %v, want %v", err, recipes.ErrStepFailed)
 		}
 		// Outputs past their limit are refused: the export stops at it.
 		_, err = e.build(t, tarball, []string{
 			`dd if=/dev/zero of="$OUT/big" bs=1048576 count=2`,
 		}, map[string]string{"big": "big"}, recipes.Limits{Output: 1 << 20})
 		if !errors.Is(err, recipes.ErrOutputs) || !strings.Contains(err.Error(), "more than 1 MiB, the output cap") {
-			t.Errorf("2 MiB of outputs with a 1 MiB limit: BuildGeneric = %v, want %v", err, recipes.ErrOutputs)
+			t.Errorf("2 MiB of outputs with a 1 MiB limit: build = %v, want %v", err, recipes.ErrOutputs)
 		}
 	})
 
@@ -219,7 +224,7 @@ func TestGeneric(t *testing.T) {
 		start := time.Now()
 		_, err := e.build(t, tarball, []string{"sleep 617", `echo y > "$OUT/y"`}, map[string]string{"y": "y"}, recipes.Limits{Time: 3 * time.Second})
 		if !errors.Is(err, recipes.ErrTimeLimit) {
-			t.Fatalf("BuildGeneric = %v, want %v", err, recipes.ErrTimeLimit)
+			t.Fatalf("build = %v, want %v", err, recipes.ErrTimeLimit)
 		}
 		t.Logf("failed after %s", time.Since(start).Round(time.Millisecond))
 		// Killed, not left running.

@@ -155,7 +155,7 @@ type PrepareOptions struct {
 	Limits Limits
 	// Fetched, if set, is called by PrepareGoToolchain with the toolchain
 	// once it is downloaded and its execute bits restored, before it is
-	// checked: a worker sends it to BuildKit (SendToolchain) while it is
+	// checked: a worker sends it to BuildKit (ToolchainSend) while it is
 	// checked and the rest prepared. Its key in BuildKit (sourceKey) is
 	// made of the stamps its files had before the send, so that a build
 	// reuses the copy only if the check vouches for the same stamps.
@@ -218,7 +218,7 @@ func PrepareGo(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts Pre
 // toolchain that spec's build needs, following r, and checks it the same
 // way. It needs nothing of the source, so a worker runs it while it looks
 // up the source's module, and sends the toolchain to BuildKit
-// (SendToolchain) while PrepareGo, given it in PrepareOptions.Toolchain,
+// (ToolchainSend) while PrepareGo, given it in PrepareOptions.Toolchain,
 // does the rest. dir is a working directory of its own.
 func PrepareGoToolchain(ctx context.Context, r *Recipe, spec GoSpec, dir string, opts PrepareOptions) (GoToolchain, error) {
 	if spec.Module == "" {

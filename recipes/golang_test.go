@@ -3,7 +3,6 @@ package recipes_test
 import (
 	"bytes"
 	"errors"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -20,6 +19,7 @@ import (
 	"github.com/lanternfarm/lantern/attest/keys"
 	"github.com/lanternfarm/lantern/internal/buildkittest"
 	"github.com/lanternfarm/lantern/recipes"
+	"github.com/lanternfarm/lantern/worker/solve"
 )
 
 // These tests download from GOPROXY and check against the checksum
@@ -124,7 +124,11 @@ func TestStringerReproduces(t *testing.T) {
 			if sent == nil || tc.Tree != in.Toolchain.Tree || tc.Dir != in.Toolchain.Dir {
 				t.Fatalf("PrepareGoToolchain = %s in %s (fetched: %v), PrepareGo's toolchain %s in %s: want the same", tc.Tree, tc.Dir, sent != nil, in.Toolchain.Tree, in.Toolchain.Dir)
 			}
-			if err := recipes.SendToolchain(t.Context(), c, *sent); err != nil {
+			send, err := recipes.ToolchainSend(t.Context(), *sent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := solve.Send(t.Context(), c, send); err != nil {
 				t.Fatal(err)
 			}
 			if build, err = recipes.PrepareGo(t.Context(), r, stringer, t.TempDir(), recipes.PrepareOptions{
@@ -136,8 +140,12 @@ func TestStringerReproduces(t *testing.T) {
 		out := t.TempDir()
 		var log bytes.Buffer
 		started := time.Now()
-		if err := recipes.BuildGo(t.Context(), c, build, r, out, &log); err != nil {
-			t.Fatalf("builder %d: BuildGo() = %v\nits log:\n%s", i+1, err, &log)
+		b, err := recipes.GoBuild(t.Context(), build, r)
+		if err != nil {
+			t.Fatalf("builder %d: GoBuild() = %v", i+1, err)
+		}
+		if err := solve.Run(t.Context(), c, b, out, &log); err != nil {
+			t.Fatalf("builder %d: solve.Run() = %v\nits log:\n%s", i+1, err, &log)
 		}
 		finished := time.Now()
 		t.Logf("builder %d built in %v; its log:\n%s", i+1, finished.Sub(started).Round(time.Millisecond), &log)
@@ -314,10 +322,10 @@ func TestInputsAreChecked(t *testing.T) {
 			err := recipes.VerifyGo(tampered)
 			wantMismatch(t, err)
 			t.Logf("VerifyGo() = %v", err)
-			// BuildGo checks first: it never reaches BuildKit, which this
-			// test gives it none of.
-			if err := recipes.BuildGo(t.Context(), nil, tampered, r, t.TempDir(), io.Discard); !errors.Is(err, lantern.ErrDigestMismatch) {
-				t.Errorf("BuildGo() = %v, want lantern.ErrDigestMismatch", err)
+			// GoBuild checks first: a tampered input makes no build, so
+			// nothing of it can reach BuildKit.
+			if b, err := recipes.GoBuild(t.Context(), tampered, r); b != nil || !errors.Is(err, lantern.ErrDigestMismatch) {
+				t.Errorf("GoBuild() = %v, %v; want nil, lantern.ErrDigestMismatch", b, err)
 			}
 		})
 	}

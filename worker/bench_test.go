@@ -59,7 +59,7 @@ var stringerRounds int
 //     one worker, which fetches and checks the inputs (recipes.PrepareGo,
 //     with a warm module cache; the toolchain is checked first and sent to
 //     BuildKit while the rest is prepared), checks them again and builds in
-//     BuildKit (recipes.BuildGo), hashes and signs the output and publishes
+//     BuildKit (recipes.GoBuild, solve.Run), hashes and signs the output and publishes
 //     the attestation, until the scheduler's verdict says reproduced;
 //   - direct: the same LLB (recipes.GoLLB of inputs prepared before the
 //     round) solved and exported with the BuildKit client, nothing else;
@@ -179,7 +179,7 @@ func pruneAll(b *testing.B, c *client.Client) {
 }
 
 // directSolve solves the LLB of in (recipes.GoLLB) with c and exports its
-// output, as recipes.BuildGo does but with nothing around it; it returns
+// output, as solve.Run does but with nothing around it; it returns
 // the time of the solve and the digest of the command built. A step that
 // came from the cache fails the benchmark.
 func directSolve(b *testing.B, c *client.Client, in *recipes.GoInputs, r *recipes.Recipe, bin string) (time.Duration, lantern.Digest) {

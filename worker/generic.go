@@ -14,12 +14,13 @@ import (
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/recipes"
+	"github.com/lanternfarm/lantern/worker/solve"
 )
 
 // GenericBuilder rebuilds jobs with the generic recipe: the source tarball
 // is downloaded and checked outside the sandbox (recipes.PrepareGeneric), the
-// build runs by the job's build spec in the BuildKit c is a client of
-// (recipes.BuildGeneric).
+// build runs by the job's build spec (recipes.GenericBuild) in the BuildKit
+// c is a client of (solve.Run).
 type GenericBuilder struct {
 	// Caps bound each build's step; zero: none (see Caps).
 	Caps Caps
@@ -106,7 +107,11 @@ func (g *GenericBuilder) Build(ctx context.Context, job lantern.Job, work string
 	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
 	err = confine(ctx, g.Caps, g.r.Generic.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
-		return recipes.BuildGeneric(ctx, g.c, in, g.r, out, log)
+		b, err := recipes.GenericBuild(ctx, in, g.r)
+		if err != nil {
+			return err
+		}
+		return solve.Run(ctx, g.c, b, out, log)
 	})
 	if err != nil {
 		if _, ok := errors.AsType[*BuildError](err); ok {

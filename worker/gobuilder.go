@@ -15,11 +15,12 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/recipes"
+	"github.com/lanternfarm/lantern/worker/solve"
 )
 
 // GoBuilder rebuilds jobs with the go recipe: the inputs are fetched and
-// checked outside the sandbox (recipes.PrepareGo), the build runs in the
-// BuildKit c is a client of (recipes.BuildGo).
+// checked outside the sandbox (recipes.PrepareGo), the build
+// (recipes.GoBuild) runs in the BuildKit c is a client of (solve.Run).
 type GoBuilder struct {
 	// Limits bound each build; zero fields take recipes.DefaultGoLimits.
 	Limits recipes.Limits
@@ -134,7 +135,11 @@ func (g *GoBuilder) build(ctx context.Context, in *recipes.GoInputs, out string,
 	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
 	err := confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
-		return recipes.BuildGo(ctx, g.c, in, g.r, out, log)
+		b, err := recipes.GoBuild(ctx, in, g.r)
+		if err != nil {
+			return err
+		}
+		return solve.Run(ctx, g.c, b, out, log)
 	})
 	if err != nil {
 		if _, ok := errors.AsType[*BuildError](err); ok {
@@ -200,7 +205,11 @@ func (g *GoBuilder) sendToolchain(ctx context.Context, job lantern.Job, goVersio
 			go func() {
 				defer close(t.sent)
 				start := time.Now()
-				if err := recipes.SendToolchain(ctx, g.c, tc); err != nil {
+				b, err := recipes.ToolchainSend(ctx, tc)
+				if err == nil {
+					err = solve.Send(ctx, g.c, b)
+				}
+				if err != nil {
 					g.log.Debug("toolchain not sent ahead", "error", err)
 					return
 				}
