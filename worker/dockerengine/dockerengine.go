@@ -175,7 +175,7 @@ func (e *Engine) String() string {
 // must be a unix socket.
 func (e *Engine) HoldsCaps() error {
 	if len(e.noCaps) > 0 {
-		return fmt.Errorf("%s: %w: its BuildKit lacks the LLB capabilities %s, and would run build steps outside the cgroup that caps them; Docker Engine %s or later has them",
+		return fmt.Errorf("%s: %w: its BuildKit lacks the LLB capabilities %s, so it can neither put a build step in the cgroup that caps it nor size its scratch space; Docker Engine %s or later has them",
 			e, ErrNoCaps, strings.Join(e.noCaps, ", "), MinEngineCaps)
 	}
 	if !strings.HasPrefix(e.host, "unix://") {
