@@ -29,7 +29,7 @@ func TestStringerOnDockerEngine(t *testing.T) {
 		t.Skip("rebuilds stringer twice, once on Docker Engine: about a minute")
 	}
 	d := dockertest.Start(t)
-	e, err := dockerengine.Connect(t.Context(), d.Host)
+	e, err := dockerengine.Connect(t.Context(), d.Host, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -34,6 +34,7 @@ func TestWorkerDockerFlags(t *testing.T) {
 		{"$LANTERN_DOCKER with --buildkit", []string{"--buildkit", "unix:///run/buildkit/buildkitd.sock"}, []string{"LANTERN_DOCKER=1"}, "--docker and --buildkit"},
 		{"with --registry-http", []string{"--docker", "--registry-http", "127.0.0.1:5000"}, nil, "insecure-registries"},
 		{"--docker-host alone", []string{"--docker-host", "unix:///var/run/docker.sock"}, nil, "add --docker"},
+		{"--docker-tls alone", []string{"--docker-tls", "/etc/docker/certs"}, nil, "add --docker"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runLantern(t, dir, tc.env, append(base, tc.args...)...).fails(t, "worker "+strings.Join(tc.args, " "), 2, tc.want)
@@ -53,7 +54,7 @@ func TestWorkerOnDockerEngine(t *testing.T) {
 		t.Skip("builds on Docker Engine")
 	}
 	d := dockertest.Start(t)
-	e, err := dockerengine.Connect(t.Context(), d.Host)
+	e, err := dockerengine.Connect(t.Context(), d.Host, "")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -84,7 +84,8 @@ Example:
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` to verify the farm's NATS server with (default: the CA in --creds, if any)")
 			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd, such as unix:///run/buildkit/buildkitd.sock (default $LANTERN_BUILDKIT; empty: start one)")
 			docker := f.Bool("docker", envBool("LANTERN_DOCKER"), "build in Docker Engine's built-in BuildKit, reached through the Engine's API at --docker-host, instead of a buildkitd (default $LANTERN_DOCKER)")
-			dockerHost := f.String("docker-host", dockerengine.DefaultHostFromEnv(), "`ADDR` of the Docker Engine for --docker: unix:///PATH, or tcp://HOST:PORT (over TLS with DOCKER_CERT_PATH, as the docker CLI) ($DOCKER_HOST where set)")
+			dockerHost := f.String("docker-host", dockerengine.DefaultHostFromEnv(), "`ADDR` of the Docker Engine for --docker: unix:///PATH, or tcp://HOST:PORT ($DOCKER_HOST where set)")
+			dockerTLS := f.String("docker-tls", os.Getenv("DOCKER_CERT_PATH"), "`DIR` of ca.pem, cert.pem and key.pem, for a tcp:// --docker-host: the worker's client certificate, and the CA the Engine's certificate is verified against (default $DOCKER_CERT_PATH; a tcp:// host beyond loopback needs it)")
 			concurrency := f.Int("concurrency", 1, "`N` builds at once")
 			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
 			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
@@ -157,7 +158,7 @@ Example:
 					return err // it names the URL, redacted
 				}
 				defer q.Close()
-				c, unsized, closeBackend, err := buildBackend(ctx, log, *docker, *dockerHost, *bk, caps, filepath.Join(*work, "buildkit"), plainHTTP)
+				c, unsized, closeBackend, err := buildBackend(ctx, log, *docker, *dockerHost, *dockerTLS, *bk, caps, filepath.Join(*work, "buildkit"), plainHTTP)
 				if err != nil {
 					return err
 				}
@@ -207,8 +208,8 @@ func checkBackendFlags(f *flag.FlagSet, docker bool, buildkitAddr string, regist
 		return usagef("--docker and --buildkit (or $LANTERN_BUILDKIT) are exclusive: a worker builds either in Docker Engine's BuildKit or in a buildkitd")
 	case docker && registryHTTP:
 		return usagef("--registry-http configures the buildkitd the worker starts; with --docker, the Engine pulls builder images itself: list a registry in its daemon.json's insecure-registries (127.0.0.0/8 is there by default)")
-	case !docker && set["docker-host"]:
-		return usagef("--docker-host is the Docker Engine of --docker; add --docker to build there")
+	case !docker && (set["docker-host"] || set["docker-tls"]):
+		return usagef("--docker-host and --docker-tls are for the Docker Engine of --docker; add --docker to build there")
 	case buildkitAddr != "" && registryHTTP:
 		return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
 	}
@@ -219,11 +220,11 @@ func checkBackendFlags(f *flag.FlagSet, docker bool, buildkitAddr string, regist
 // BuildKit with --docker, else the buildkitd at --buildkit, else one it
 // starts in dir (stopped by close). unsized reports a BuildKit that cannot
 // size the builds' scratch space (worker.GoBuilder.UnsizedScratch).
-func buildBackend(ctx context.Context, log *slog.Logger, docker bool, dockerHost, addr string, caps worker.Caps, dir string, plainHTTP []string) (c *client.Client, unsized bool, close func(), err error) {
+func buildBackend(ctx context.Context, log *slog.Logger, docker bool, dockerHost, dockerTLS, addr string, caps worker.Caps, dir string, plainHTTP []string) (c *client.Client, unsized bool, close func(), err error) {
 	if docker {
-		e, err := dockerengine.Connect(ctx, dockerHost)
+		e, err := dockerengine.Connect(ctx, dockerHost, dockerTLS)
 		if err != nil {
-			return nil, false, nil, err // it names the Engine and what it lacks
+			return nil, false, nil, fmt.Errorf("--docker-host: %w", err) // it names the Engine and what it lacks
 		}
 		if err := e.HoldsCaps(); err != nil {
 			if caps != (worker.Caps{}) {

@@ -17,8 +17,15 @@ package dockertest
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -37,6 +44,12 @@ type Daemon struct {
 	// Host is its address, unix:// and its socket's path, as
 	// dockerengine.Connect and DOCKER_HOST take it.
 	Host string
+	// TLSHost is its address on 127.0.0.1 over TLS (tcp://127.0.0.1:PORT),
+	// which takes a client certificate; TLSDir holds the client's files
+	// (ca.pem, cert.pem, key.pem) as dockerengine.Connect takes them, and
+	// WrongCADir the same client certificate with a CA that did not sign
+	// the daemon's.
+	TLSHost, TLSDir, WrongCADir string
 	// Version is what dockerd --version says.
 	Version string
 
@@ -120,12 +133,27 @@ func start() (*Daemon, error) {
 	}
 	sock := filepath.Join(dir, "docker.sock")
 	ns := "lantern-test-" + filepath.Base(dir)
+	tlsHost, err := freeLoopbackAddr()
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	certs, err := makeCerts(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("dockerd's certificates: %w", err)
+	}
 	cmd := exec.Command(bin,
 		"--config-file", config,
 		"--data-root", filepath.Join(dir, "data"),
 		"--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"),
 		"--host", "unix://"+sock,
+		"--host", "tcp://"+tlsHost,
+		"--tlsverify",
+		"--tlscacert", filepath.Join(certs, "ca.pem"),
+		"--tlscert", filepath.Join(certs, "server.pem"),
+		"--tlskey", filepath.Join(certs, "server-key.pem"),
 		"--storage-driver", "overlay2",
 		"--containerd-namespace", ns,
 		"--containerd-plugins-namespace", ns+"-plugins",
@@ -145,7 +173,7 @@ func start() (*Daemon, error) {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("start dockerd: %w", err)
 	}
-	d := &Daemon{Host: "unix://" + sock, Version: strings.TrimSpace(string(version)), dir: dir, cmd: cmd, log: log, exited: make(chan struct{})}
+	d := &Daemon{Host: "unix://" + sock, TLSHost: "tcp://" + tlsHost, TLSDir: filepath.Join(certs, "client"), WrongCADir: filepath.Join(certs, "wrong-ca"), Version: strings.TrimSpace(string(version)), dir: dir, cmd: cmd, log: log, exited: make(chan struct{})}
 	go func() {
 		cmd.Wait()
 		close(d.exited)
@@ -183,6 +211,110 @@ func (d *Daemon) waitReady(sock string) error {
 			return fmt.Errorf("dockerd did not answer on %s within 2 minutes: %v", sock, err)
 		}
 	}
+}
+
+// freeLoopbackAddr returns 127.0.0.1:PORT with a port free a moment ago.
+func freeLoopbackAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// makeCerts writes dir/certs: a CA, the daemon's certificate for
+// 127.0.0.1 (server.pem, server-key.pem), and two client directories as
+// the docker CLI's DOCKER_CERT_PATH: client/ (ca.pem, cert.pem, key.pem)
+// and wrong-ca/, whose ca.pem is of another CA.
+func makeCerts(dir string) (string, error) {
+	certs := filepath.Join(dir, "certs")
+	for _, d := range []string{"client", "wrong-ca"} {
+		if err := os.MkdirAll(filepath.Join(certs, d), 0o700); err != nil {
+			return "", err
+		}
+	}
+	ca, caKey, caPEM, err := newCert("lantern test CA", nil, nil, x509.ExtKeyUsageAny, true)
+	if err != nil {
+		return "", err
+	}
+	_, _, otherPEM, err := newCert("another CA", nil, nil, x509.ExtKeyUsageAny, true)
+	if err != nil {
+		return "", err
+	}
+	server, serverKey, err := newLeaf("127.0.0.1", ca, caKey, x509.ExtKeyUsageServerAuth)
+	if err != nil {
+		return "", err
+	}
+	client, clientKey, err := newLeaf("lantern worker", ca, caKey, x509.ExtKeyUsageClientAuth)
+	if err != nil {
+		return "", err
+	}
+	files := map[string][]byte{
+		"ca.pem": caPEM, "server.pem": server, "server-key.pem": serverKey,
+		"client/ca.pem": caPEM, "client/cert.pem": client, "client/key.pem": clientKey,
+		"wrong-ca/ca.pem": otherPEM, "wrong-ca/cert.pem": client, "wrong-ca/key.pem": clientKey,
+	}
+	for name, b := range files {
+		if err := os.WriteFile(filepath.Join(certs, name), b, 0o600); err != nil {
+			return "", err
+		}
+	}
+	return certs, nil
+}
+
+func newLeaf(name string, ca *x509.Certificate, caKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage) (certPEM, keyPEM []byte, err error) {
+	_, key, cert, err := newCert(name, ca, caKey, usage, false)
+	if err != nil {
+		return nil, nil, err
+	}
+	der, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cert, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+}
+
+// newCert makes a certificate of a new key, signed by parent (self-signed
+// if nil); a leaf named like an IP address is good for that address.
+func newCert(name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey, usage x509.ExtKeyUsage, isCA bool) (*x509.Certificate, *ecdsa.PrivateKey, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	serial, err := rand.Int(rand.Reader, big.NewInt(1<<62))
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: name},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{usage},
+	}
+	if isCA {
+		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
+		tmpl.KeyUsage |= x509.KeyUsageCertSign
+		tmpl.ExtKeyUsage = nil
+	}
+	if ip := net.ParseIP(name); ip != nil {
+		tmpl.IPAddresses = []net.IP{ip}
+	}
+	signer, signerKey := tmpl, key
+	if parent != nil {
+		signer, signerKey = parent, parentKey
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signerKey)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return cert, key, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), nil
 }
 
 // stop ends dockerd (SIGTERM; SIGKILL to its process group after 30

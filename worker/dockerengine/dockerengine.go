@@ -50,6 +50,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strings"
 
 	bkclient "github.com/moby/buildkit/client"
@@ -133,18 +134,20 @@ type Engine struct {
 }
 
 // Connect connects to the BuildKit built into the Docker Engine at host
-// (unix:///var/run/docker.sock, or tcp://HOST:PORT, over TLS where
-// DOCKER_CERT_PATH is set, as the docker CLI reads it and
-// DOCKER_TLS_VERIFY), after checking that the Engine answers, that its
-// BuildKit answers and has a worker, and that it has the capabilities the
-// recipes use (Required).
-func Connect(ctx context.Context, host string) (*Engine, error) {
-	if err := checkHost(host); err != nil {
+// (unix:///var/run/docker.sock, or tcp://HOST:PORT), after checking that
+// the Engine answers, that its BuildKit answers and has a worker, and that
+// it has the capabilities the recipes use (Required). A tcp:// host is
+// reached over TLS with the client certificate in tlsDir (ca.pem, cert.pem,
+// key.pem, as in the docker CLI's DOCKER_CERT_PATH), the Engine's
+// certificate always verified against its ca.pem; only an Engine on the
+// loopback interface may be reached without TLS.
+func Connect(ctx context.Context, host, tlsDir string) (*Engine, error) {
+	if err := checkHost(host, tlsDir); err != nil {
 		return nil, err
 	}
 	opts := []dockerclient.Opt{dockerclient.WithHost(host), dockerclient.WithAPIVersionNegotiation()}
-	if os.Getenv("DOCKER_CERT_PATH") != "" {
-		opts = append(opts, dockerclient.WithTLSClientConfigFromEnv())
+	if tlsDir != "" {
+		opts = append(opts, dockerclient.WithTLSClientConfig(filepath.Join(tlsDir, "ca.pem"), filepath.Join(tlsDir, "cert.pem"), filepath.Join(tlsDir, "key.pem")))
 	}
 	api, err := dockerclient.New(opts...)
 	if err != nil {
@@ -190,7 +193,11 @@ func connect(ctx context.Context, api *dockerclient.Client, host string) (*Engin
 		if strings.Contains(err.Error(), "minimum supported API version") {
 			return nil, fmt.Errorf("docker engine at %s: %w: %v; Lantern needs Docker Engine %s or later", host, ErrTooOld, err, MinEngine)
 		}
-		return nil, fmt.Errorf("docker engine at %s does not answer: %w (is dockerd running there, and may this user open its socket?)", host, err)
+		hint := "is dockerd running there, and may this user open its socket?"
+		if strings.Contains(err.Error(), "certificate") {
+			hint = "is its certificate for that address, and signed by the CA in the TLS directory's ca.pem?"
+		}
+		return nil, fmt.Errorf("docker engine at %s does not answer: %w (%s)", host, err, hint)
 	}
 	if ping.OSType != "" && ping.OSType != "linux" {
 		return nil, fmt.Errorf("docker engine at %s runs %s containers; Lantern's builds need a Linux engine", host, ping.OSType)
@@ -257,14 +264,28 @@ func (e *Engine) check(ctx context.Context) error {
 	return nil
 }
 
-func checkHost(host string) error {
+// checkHost refuses an address Connect cannot use, or must not: a tcp://
+// one beyond the loopback interface without TLS, where whoever reaches the
+// port, or sits on the way, commands the Engine and every build in it.
+func checkHost(host, tlsDir string) error {
 	u, err := url.Parse(host)
 	if err != nil || u.Scheme == "" {
 		return fmt.Errorf("docker host %q: want unix:///PATH or tcp://HOST:PORT", host)
 	}
 	switch u.Scheme {
-	case "unix", "tcp":
+	case "unix":
+		if tlsDir != "" {
+			return fmt.Errorf("docker host %q: TLS is for a tcp:// host; a unix socket takes none", host)
+		}
 		return nil
+	case "tcp":
+		if tlsDir != "" {
+			return nil
+		}
+		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
+			return nil
+		}
+		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", host)
 	case "ssh":
 		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and give unix:///tmp/docker.sock", host)
 	}

@@ -1,6 +1,7 @@
 package dockerengine_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/moby/buildkit/client/llb"
 	"github.com/moby/buildkit/util/apicaps"
 	"github.com/moby/buildkit/util/entitlements"
+	"github.com/tonistiigi/fsutil"
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/internal/dockertest"
@@ -38,7 +40,7 @@ func TestMain(m *testing.M) {
 func connect(t *testing.T) *dockerengine.Engine {
 	t.Helper()
 	d := dockertest.Start(t)
-	e, err := dockerengine.Connect(t.Context(), d.Host)
+	e, err := dockerengine.Connect(t.Context(), d.Host, "")
 	if err != nil {
 		t.Fatalf("Connect(%s) = %v", d.Host, err)
 	}
@@ -110,20 +112,39 @@ func TestConnectRefuses(t *testing.T) {
 			http.NotFound(w, r)
 		}
 	})
+	// A port on 127.0.0.1 that nothing listens on.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
 	for _, tc := range []struct {
-		name, host string
-		want       []string
-		is         error
+		name, host, tls string
+		cancel          bool // refused before any dial
+		want            []string
+		is              error
 	}{
-		{"API too old", old, []string{"1.39", "Docker Engine " + dockerengine.MinEngine}, dockerengine.ErrTooOld},
-		{"no BuildKit", noBuildKit, []string{"20.10.0", "BuildKit"}, nil},
-		{"nothing there", "unix://" + filepath.Join(dir, "none.sock"), []string{"does not answer"}, nil},
-		{"ssh", "ssh://root@example.org", []string{"ssh -L"}, nil},
-		{"http", "http://127.0.0.1:2375", []string{"unix:///PATH or tcp://HOST:PORT"}, nil},
-		{"no scheme", "/var/run/docker.sock", []string{"unix:///PATH"}, nil},
+		{name: "API too old", host: old, want: []string{"1.39", "Docker Engine " + dockerengine.MinEngine}, is: dockerengine.ErrTooOld},
+		{name: "no BuildKit", host: noBuildKit, want: []string{"20.10.0", "BuildKit"}},
+		{name: "nothing there", host: "unix://" + filepath.Join(dir, "none.sock"), want: []string{"does not answer"}},
+		{name: "tcp on loopback, nothing there", host: "tcp://" + closed, want: []string{"does not answer"}},
+		{name: "tcp beyond loopback without TLS", host: "tcp://198.51.100.7:2375", cancel: true, want: []string{"without TLS", "client certificate"}},
+		{name: "tcp by name without TLS", host: "tcp://docker.example.org:2375", cancel: true, want: []string{"without TLS"}},
+		{name: "TLS files missing", host: "tcp://198.51.100.7:2376", tls: filepath.Join(dir, "no-certs"), cancel: true, want: []string{"TLS", "no-certs"}},
+		{name: "unix with TLS", host: "unix:///var/run/docker.sock", tls: dir, cancel: true, want: []string{"a unix socket takes none"}},
+		{name: "ssh", host: "ssh://root@example.org", cancel: true, want: []string{"ssh -L"}},
+		{name: "http", host: "http://127.0.0.1:2375", cancel: true, want: []string{"unix:///PATH or tcp://HOST:PORT"}},
+		{name: "no scheme", host: "/var/run/docker.sock", cancel: true, want: []string{"unix:///PATH"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := dockerengine.Connect(t.Context(), tc.host)
+			ctx := t.Context()
+			if tc.cancel {
+				c, cancel := context.WithCancel(ctx)
+				cancel() // a bug that dialled would send nothing
+				ctx = c
+			}
+			e, err := dockerengine.Connect(ctx, tc.host, tc.tls)
 			if err == nil {
 				e.Close()
 				t.Fatalf("Connect(%q) = nil error, want one", tc.host)
@@ -295,14 +316,24 @@ func TestGenericHasNoNetwork(t *testing.T) {
 		t.Errorf("the listeners accepted %d connections from the build without network, want 0", n)
 	}
 
-	// The control, as a plain LLB step with the host's network (which the
-	// Engine grants without being told).
-	st := llb.Image(image).Run(llb.Args([]string{"/bin/sh", "-c", `nc -w 5 ` + targets[0] + ` </dev/null && echo connected > /out/result || echo unreachable > /out/result`}),
+	// A step that asks for the host's network without the entitlement —
+	// which no solve of Lantern's grants — is refused, though the Engine
+	// allows the entitlement to a client that asks for it.
+	hostNet := llb.Image(image).Run(llb.Args([]string{"/bin/sh", "-c", `nc -w 5 ` + targets[0] + ` </dev/null && echo connected > /out/result || echo unreachable > /out/result`}),
 		llb.Network(llb.NetModeHost), llb.IgnoreCache).AddMount("/out", llb.Scratch())
-	def, err := st.Marshal(t.Context())
+	def, err := hostNet.Marshal(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
+	if _, err := e.Client.Solve(t.Context(), def, client.SolveOpt{Exports: []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: t.TempDir()}}}, nil); err == nil || !strings.Contains(err.Error(), "network.host") {
+		t.Errorf("a step with the host's network, solved without the entitlement: %v, want refused naming network.host", err)
+	}
+	if n := accepted.Load(); n != 0 {
+		t.Errorf("the listeners accepted %d connections from a step refused the host's network", n)
+	}
+
+	// The control, as a plain LLB step with the host's network and its
+	// entitlement.
 	ctl := t.TempDir()
 	if _, err := e.Client.Solve(t.Context(), def, client.SolveOpt{
 		AllowedEntitlements: []string{string(entitlements.EntitlementNetworkHost)},
@@ -322,4 +353,53 @@ func shellWords(ws []string) string {
 		q = append(q, "'"+w+"'")
 	}
 	return strings.Join(q, " ")
+}
+
+// TestConnectTLS: an Engine on tcp:// is reached over TLS with the
+// worker's client certificate, its own certificate verified: a build's
+// session runs through it (a local source sent, the output sent back).
+// With a CA that did not sign the Engine's certificate, or without TLS,
+// Connect fails.
+func TestConnectTLS(t *testing.T) {
+	d := dockertest.Start(t)
+	e, err := dockerengine.Connect(t.Context(), d.TLSHost, d.TLSDir)
+	if err != nil {
+		t.Fatalf("Connect(%s, %s) = %v", d.TLSHost, d.TLSDir, err)
+	}
+	defer e.Close()
+	src := t.TempDir()
+	if err := os.WriteFile(filepath.Join(src, "hello"), []byte("over TLS"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	def, err := llb.Scratch().File(llb.Copy(llb.Local("src"), "/hello", "/hello")).Marshal(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fs, err := fsutil.NewFS(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if _, err := e.Client.Solve(t.Context(), def, client.SolveOpt{
+		LocalMounts: map[string]fsutil.FS{"src": fs},
+		Exports:     []client.ExportEntry{{Type: client.ExporterLocal, OutputDir: out}},
+	}, nil); err != nil {
+		t.Fatalf("Solve() over TLS = %v", err)
+	}
+	if got, err := os.ReadFile(filepath.Join(out, "hello")); err != nil || string(got) != "over TLS" {
+		t.Errorf("exported /hello = %q, %v; want %q", got, err, "over TLS")
+	}
+
+	if e, err := dockerengine.Connect(t.Context(), d.TLSHost, d.WrongCADir); err == nil {
+		e.Close()
+		t.Errorf("Connect(%s) with a CA that did not sign the Engine's certificate = nil error, want one", d.TLSHost)
+	} else if !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("Connect(%s) with the wrong CA = %v, want it to name the certificate", d.TLSHost, err)
+	} else {
+		t.Logf("with the wrong CA: %v", err)
+	}
+	if e, err := dockerengine.Connect(t.Context(), d.TLSHost, ""); err == nil {
+		e.Close()
+		t.Errorf("Connect(%s) without TLS to an Engine that wants it = nil error, want one", d.TLSHost)
+	}
 }
