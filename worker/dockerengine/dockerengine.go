@@ -27,6 +27,16 @@
 // scratch space unsized (Engine.HoldsCaps). Builds give the same bytes
 // either way: the caps and sizes bound a build, they do not change it.
 //
+// # The sandbox
+//
+// The Engine's BuildKit runs a step as a buildkitd does: the same
+// environment, user, umask, devices, limits and network namespace
+// (TestGenericSameSandbox compares them). One difference is known: on
+// Engine 20.10 (BuildKit v0.8) a step's process has no supplementary
+// groups, where a buildkitd's has group 0; a build that records them (the
+// output of id, say) differs between the two, as it would between two
+// machines.
+//
 // # Network
 //
 // Every step Lantern runs asks for no network (llb.NetModeNone); in the

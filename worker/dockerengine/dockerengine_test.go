@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -22,9 +23,11 @@ import (
 	"github.com/tonistiigi/fsutil"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/buildkittest"
 	"github.com/lanternfarm/lantern/internal/dockertest"
 	"github.com/lanternfarm/lantern/internal/ocitest"
 	"github.com/lanternfarm/lantern/recipes"
+	"github.com/lanternfarm/lantern/worker/buildkit"
 	"github.com/lanternfarm/lantern/worker/dockerengine"
 )
 
@@ -402,4 +405,76 @@ func TestConnectTLS(t *testing.T) {
 		e.Close()
 		t.Errorf("Connect(%s) without TLS to an Engine that wants it = nil error, want one", d.TLSHost)
 	}
+}
+
+// TestGenericSameSandbox: the same generic build on Docker Engine and on
+// a buildkitd sees the same sandbox — environment, user, umask, working
+// directory, devices, root file system, limits, network interfaces — and
+// gives the same bytes. Only the hostname, new for each build, differs.
+func TestGenericSameSandbox(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds on Docker Engine and in buildkitd")
+	}
+	e := connect(t)
+	reg := ocitest.StartRegistry(t)
+	image := reg.PushBusybox(t)
+	_, bk := buildkittest.StartWith(t, buildkit.Options{PlainHTTPRegistries: []string{reg.Host}})
+
+	r, err := recipes.Load(lantern.RecipeGeneric)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tarball := ocitest.TarGz(t, "sandbox-1.0", map[string]string{"greeting.txt": "hello, world\n"})
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { w.Write(tarball) }))
+	t.Cleanup(files.Close)
+	src := lantern.Source{Name: "sandbox", Version: "1.0", Digest: lantern.DigestOf(tarball)}
+	spec := &lantern.BuildSpec{Image: image, Commands: []string{
+		`{ env | sort; echo "id=$(id)"; echo "umask=$(umask)"; echo "pwd=$(pwd)"; echo "hostname=$(hostname | cut -c1-8)"; } > "$OUT/env.txt"`,
+		`{ ls -la /dev /tmp /src | awk '{print $1, $3, $4, $NF}'; ls /; } > "$OUT/fs.txt"`,
+		`{ ulimit -a; cat /proc/net/dev | cut -d: -f1; cat /proc/self/status | grep -E '^(Cap|NoNewPrivs|Seccomp)'; } > "$OUT/limits.txt"`,
+		`tr a-z A-Z < greeting.txt > "$OUT/shout.txt"`,
+	}, Outputs: map[string]string{"env": "env.txt", "fs": "fs.txt", "limits": "limits.txt", "shout": "shout.txt"}}
+
+	build := func(name string, c *client.Client, unsized bool) map[string]string {
+		dir := t.TempDir()
+		in, err := recipes.PrepareGeneric(t.Context(), r, src, files.URL+"/sandbox-1.0.tar.gz", spec, filepath.Join(dir, "inputs"),
+			recipes.GenericOptions{HTTP: files.Client()})
+		if err != nil {
+			t.Fatalf("%s: PrepareGeneric: %v", name, err)
+		}
+		if unsized {
+			in.Limits.Tmp = 0 // as worker.GenericBuilder.UnsizedScratch does
+		}
+		var log strings.Builder
+		out := filepath.Join(dir, "out")
+		if err := recipes.BuildGeneric(t.Context(), c, in, r, out, &log); err != nil {
+			t.Fatalf("%s: BuildGeneric: %v\n%s", name, err, log.String())
+		}
+		got := map[string]string{}
+		for label, p := range spec.Outputs {
+			b, err := os.ReadFile(filepath.Join(out, p))
+			if err != nil {
+				t.Fatal(err)
+			}
+			got[label] = string(b)
+		}
+		return got
+	}
+	onEngine := build(e.String(), e.Client, e.HoldsCaps() != nil)
+	onBuildkitd := build("buildkitd", bk, false)
+	// The one difference known: a step of BuildKit v0.8 (Engine 20.10) has
+	// no supplementary groups, a buildkitd's has group 0 (see the package
+	// doc). Any other difference fails the test.
+	if e.HoldsCaps() != nil {
+		if g := " groups=0\n"; strings.Contains(onBuildkitd["env"], "gid=0"+g) && strings.Contains(onEngine["env"], "gid=0\n") {
+			onBuildkitd["env"] = strings.Replace(onBuildkitd["env"], "gid=0"+g, "gid=0\n", 1)
+			t.Logf("known: on %s the step has no supplementary groups; on buildkitd, group 0", e)
+		}
+	}
+	for _, label := range slices.Sorted(maps.Keys(spec.Outputs)) {
+		if onEngine[label] != onBuildkitd[label] {
+			t.Errorf("%s differs:\non Docker Engine:\n%s\non buildkitd:\n%s", label, onEngine[label], onBuildkitd[label])
+		}
+	}
+	t.Logf("the sandbox on both:\n%s%s%s", onEngine["env"], onEngine["fs"], onEngine["limits"])
 }
