@@ -16,7 +16,7 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc clean clean-cache
+.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker clean clean-cache
 
 all: build
 
@@ -28,7 +28,7 @@ build:
 # module, so cosign's dependencies stay out of Lantern's), and cosign v3 as
 # bin/cosign3 from tools/cosign3 likewise; buildkitd likewise from
 # tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
-deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc
+deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -90,6 +90,13 @@ iproute2:
 gcc:
 	@command -v gcc >/dev/null || { echo "== installing gcc with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev; }
+
+# dockerd (Debian's docker.io, Engine 20.10) is the Docker Engine that the
+# tests of 'lantern worker --docker' start (internal/dockertest), one per
+# test binary, with files and a containerd of its own.
+docker:
+	@command -v dockerd >/dev/null || { echo "== installing docker.io with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io; }
 
 # chromium is what the dashboard's browser test drives, headless (chromedp).
 chromium:

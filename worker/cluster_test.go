@@ -26,6 +26,7 @@ import (
 
 	"github.com/lanternfarm/lantern"
 	"github.com/lanternfarm/lantern/attest/keys"
+	"github.com/lanternfarm/lantern/internal/dockertest"
 	"github.com/lanternfarm/lantern/internal/natstest"
 	"github.com/lanternfarm/lantern/internal/netguard"
 	"github.com/lanternfarm/lantern/natsq"
@@ -56,7 +57,9 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(nodeEnv); spec != "" {
 		os.Exit(runNode(spec))
 	}
-	os.Exit(m.Run())
+	code := m.Run()
+	dockertest.Stop() // the dockerd of TestStringerOnDockerEngine
+	os.Exit(code)
 }
 
 // runNode runs one node of a cluster until SIGTERM (or SIGKILL): it says

@@ -24,6 +24,11 @@ import (
 type GenericBuilder struct {
 	// Caps bound each build's step; zero: none (see Caps).
 	Caps Caps
+	// UnsizedScratch leaves each build's scratch tmpfs without a size, for
+	// a BuildKit that refuses a sized one (Docker Engine before 23.0; see
+	// package dockerengine): it is then as large as the kernel lets a tmpfs
+	// be, half the memory. It changes no output.
+	UnsizedScratch bool
 
 	c      *client.Client
 	r      *recipes.Recipe
@@ -105,6 +110,9 @@ func (g *GenericBuilder) Build(ctx context.Context, job lantern.Job, work string
 	fmt.Fprintf(log, "lantern: source %s checked; building in %s\n", in.Source.Digest, in.Spec.Image)
 	out := filepath.Join(work, "out")
 	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
+	if g.UnsizedScratch {
+		in.Limits.Tmp = 0
+	}
 	err = confine(ctx, g.Caps, g.r.Generic.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
 		b, err := recipes.GenericBuild(ctx, in, g.r)

@@ -26,6 +26,11 @@ type GoBuilder struct {
 	Limits recipes.Limits
 	// Caps bound each build's step; zero: none (see Caps).
 	Caps Caps
+	// UnsizedScratch leaves each build's scratch tmpfs without a size, for
+	// a BuildKit that refuses a sized one (Docker Engine before 23.0; see
+	// package dockerengine): it is then as large as the kernel lets a tmpfs
+	// be, half the memory. It changes no output.
+	UnsizedScratch bool
 
 	c        *client.Client
 	r        *recipes.Recipe
@@ -133,6 +138,9 @@ func (g *GoBuilder) Build(ctx context.Context, job lantern.Job, work string, log
 // binary's path in out, and how it was made.
 func (g *GoBuilder) build(ctx context.Context, in *recipes.GoInputs, out string, log io.Writer) (string, Provenance, error) {
 	in.Limits.Output = exportCap(in.Limits.Output, g.Caps.Disk)
+	if g.UnsizedScratch {
+		in.Limits.Tmp = 0
+	}
 	err := confine(ctx, g.Caps, g.r.Go.Paths.Out, log, func(ctx context.Context, cgroup string) error {
 		in.Limits.Cgroup = cgroup
 		b, err := recipes.GoBuild(ctx, in, g.r)

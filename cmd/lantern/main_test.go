@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lanternfarm/lantern"
+	"github.com/lanternfarm/lantern/internal/dockertest"
 )
 
 // lanternBin is the lantern binary built once for these tests, so that they
@@ -32,6 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	code := m.Run()
+	dockertest.Stop() // the dockerd of the tests of 'lantern worker --docker'
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/moby/buildkit/client"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -23,6 +24,7 @@ import (
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker"
 	"github.com/lanternfarm/lantern/worker/buildkit"
+	"github.com/lanternfarm/lantern/worker/dockerengine"
 )
 
 func workerCommand() command {
@@ -45,9 +47,16 @@ is signed as failed. --allow-private-fetch, --allow-fetch-from and
 --buildkit it starts its own buildkitd in WORK/buildkit (make buildkitd
 builds it; it runs as root with Debian's runc) and stops it on exit; what a
 worker killed with SIGKILL leaves there, the next start in the same --work
-cleans up. On SIGTERM it
-takes no more jobs, lets running builds finish for --grace, and hands back
-the rest.
+cleans up. On SIGTERM it takes no more jobs, lets running builds finish
+for --grace, and hands back the rest.
+
+With --docker it builds instead in the BuildKit built into the Docker
+Engine at --docker-host (Engine 20.10 or later), reached through the
+Engine's API as 'docker buildx' does: the same builds, the same sandbox
+with no network, the same bytes. The Engine pulls builder images with its
+own registry settings (its daemon.json). An Engine before 23.0 cannot hold
+the caps below: there the worker runs only with them set to 0, and a
+build's scratch space has no size of its own.
 
 Each build step is capped (--build-memory, --build-processes, --build-disk):
 a build past a cap is killed and signed as failed, naming the cap. The caps
@@ -74,6 +83,9 @@ Example:
 			creds := f.String("creds", os.Getenv("LANTERN_NATS_CREDS"), "the builder's NATS credentials `FILE`, from 'lantern builder add' (default $LANTERN_NATS_CREDS)")
 			natsCA := f.String("nats-ca", os.Getenv("LANTERN_NATS_CA"), "CA certificate `FILE` to verify the farm's NATS server with (default: the CA in --creds, if any)")
 			bk := f.String("buildkit", os.Getenv("LANTERN_BUILDKIT"), "`ADDR` of a buildkitd, such as unix:///run/buildkit/buildkitd.sock (default $LANTERN_BUILDKIT; empty: start one)")
+			docker := f.Bool("docker", envBool("LANTERN_DOCKER"), "build in Docker Engine's built-in BuildKit, reached through the Engine's API at --docker-host, instead of a buildkitd (default $LANTERN_DOCKER)")
+			dockerHost := f.String("docker-host", dockerengine.DefaultHostFromEnv(), "`ADDR` of the Docker Engine for --docker: unix:///PATH, or tcp://HOST:PORT ($DOCKER_HOST where set)")
+			dockerTLS := f.String("docker-tls", os.Getenv("DOCKER_CERT_PATH"), "`DIR` of ca.pem, cert.pem and key.pem, for a tcp:// --docker-host: the worker's client certificate, and the CA the Engine's certificate is verified against (default $DOCKER_CERT_PATH; a tcp:// host beyond loopback needs it)")
 			concurrency := f.Int("concurrency", 1, "`N` builds at once")
 			work := f.String("work", filepath.Join(os.TempDir(), "lantern-worker"), "`DIR` for builds' files and the Go module cache")
 			grace := f.Duration("grace", time.Minute, "how long running builds may finish after SIGTERM")
@@ -90,6 +102,9 @@ Example:
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
 					return usagef("worker takes no arguments, got %q", args)
+				}
+				if err := checkBackendFlags(f, *docker, *bk, len(plainHTTP) > 0); err != nil {
+					return err
 				}
 				caps, err := buildCaps()
 				if err != nil {
@@ -143,35 +158,24 @@ Example:
 					return err // it names the URL, redacted
 				}
 				defer q.Close()
-				addr := *bk
-				if addr != "" && len(plainHTTP) > 0 {
-					return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
-				}
-				if addr == "" {
-					d, err := buildkit.StartDaemon(ctx, buildkit.Options{Dir: filepath.Join(*work, "buildkit"), PlainHTTPRegistries: plainHTTP})
-					if err != nil {
-						return err // it says "start buildkitd"
-					}
-					defer d.Close()
-					addr = d.Addr()
-					log.Info("started buildkitd", "addr", addr)
-				}
-				c, err := buildkit.Connect(ctx, addr)
+				c, unsized, closeBackend, err := buildBackend(ctx, log, *docker, *dockerHost, *dockerTLS, *bk, caps, filepath.Join(*work, "buildkit"), plainHTTP)
 				if err != nil {
-					return fmt.Errorf("buildkit %s: %w", addr, err)
+					return err
 				}
-				defer c.Close()
+				defer closeBackend()
 				gb, err := worker.NewGoBuilder(c, filepath.Join(*work, "modcache"), log)
 				if err != nil {
 					return err
 				}
 				gb.Limits.Time = *timeLimit
 				gb.Caps = caps
+				gb.UnsizedScratch = unsized
 				generic, err := worker.NewGenericBuilder(c, recipes.Limits{Time: *timeLimit}, log, worker.FetchPolicy(fetch))
 				if err != nil {
 					return err
 				}
 				generic.Caps = caps
+				generic.UnsizedScratch = unsized
 				w, err := worker.New(worker.Config{
 					Key: k, ClaimKeys: accepted, Builders: map[string]worker.Builder{"go": gb, lantern.RecipeGeneric: generic}, Concurrency: *concurrency,
 					Heartbeat: *heartbeat, Grace: *grace, WorkDir: *work, MaxUpload: uploadLimit(*maxUpload),
@@ -191,6 +195,70 @@ Example:
 			}
 		},
 	}
+}
+
+// checkBackendFlags refuses flags of two build backends at once: --docker
+// builds in Docker Engine's BuildKit, --buildkit in a buildkitd, and
+// --registry-http configures the buildkitd the worker starts.
+func checkBackendFlags(f *flag.FlagSet, docker bool, buildkitAddr string, registryHTTP bool) error {
+	set := map[string]bool{}
+	f.Visit(func(fl *flag.Flag) { set[fl.Name] = true })
+	switch {
+	case docker && buildkitAddr != "":
+		return usagef("--docker and --buildkit (or $LANTERN_BUILDKIT) are exclusive: a worker builds either in Docker Engine's BuildKit or in a buildkitd")
+	case docker && registryHTTP:
+		return usagef("--registry-http configures the buildkitd the worker starts; with --docker, the Engine pulls builder images itself: list a registry in its daemon.json's insecure-registries (127.0.0.0/8 is there by default)")
+	case !docker && (set["docker-host"] || set["docker-tls"]):
+		return usagef("--docker-host and --docker-tls are for the Docker Engine of --docker; add --docker to build there")
+	case buildkitAddr != "" && registryHTTP:
+		return usagef("--registry-http configures the buildkitd the worker starts; with --buildkit, configure that daemon's registries in its buildkitd.toml")
+	}
+	return nil
+}
+
+// buildBackend connects to where the worker builds: Docker Engine's
+// BuildKit with --docker, else the buildkitd at --buildkit, else one it
+// starts in dir (stopped by close). unsized reports a BuildKit that cannot
+// size the builds' scratch space (worker.GoBuilder.UnsizedScratch).
+func buildBackend(ctx context.Context, log *slog.Logger, docker bool, dockerHost, dockerTLS, addr string, caps worker.Caps, dir string, plainHTTP []string) (c *client.Client, unsized bool, close func(), err error) {
+	if docker {
+		e, err := dockerengine.Connect(ctx, dockerHost, dockerTLS)
+		if err != nil {
+			return nil, false, nil, fmt.Errorf("--docker-host: %w", err) // it names the Engine and what it lacks
+		}
+		if err := e.HoldsCaps(); err != nil {
+			if caps != (worker.Caps{}) {
+				e.Close()
+				return nil, false, nil, usagef("%v: to build there without caps, set --build-memory 0 --build-processes 0 --build-disk 0", err)
+			}
+			unsized = true
+		}
+		log.Info("building in Docker Engine's BuildKit", "engine", e.String(), "caps", caps != (worker.Caps{}))
+		return e.Client, unsized, func() { e.Close() }, nil
+	}
+	var stop func()
+	if addr == "" {
+		d, err := buildkit.StartDaemon(ctx, buildkit.Options{Dir: dir, PlainHTTPRegistries: plainHTTP})
+		if err != nil {
+			return nil, false, nil, err // it says "start buildkitd"
+		}
+		stop = func() { d.Close() }
+		addr = d.Addr()
+		log.Info("started buildkitd", "addr", addr)
+	}
+	c, err = buildkit.Connect(ctx, addr)
+	if err != nil {
+		if stop != nil {
+			stop()
+		}
+		return nil, false, nil, fmt.Errorf("buildkit %s: %w", addr, err)
+	}
+	return c, false, func() {
+		c.Close()
+		if stop != nil {
+			stop()
+		}
+	}, nil
 }
 
 // enrollWait is how long a worker whose credentials the farm's NATS refuses
