@@ -74,8 +74,8 @@ import (
 // DOCKER_HOST says otherwise: its socket on the machine.
 const DefaultHost = "unix:///var/run/docker.sock"
 
-// DefaultHostFromEnv returns the Engine's address the worker uses by default: DOCKER_HOST,
-// as the docker CLI reads it, else DefaultHost.
+// DefaultHostFromEnv returns the Engine's address a worker uses by
+// default: DOCKER_HOST, as the docker CLI reads it, else DefaultHost.
 func DefaultHostFromEnv() string {
 	if h := os.Getenv("DOCKER_HOST"); h != "" {
 		return h
