@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
@@ -29,6 +30,7 @@ import (
 	"github.com/lanternfarm/lantern/recipes"
 	"github.com/lanternfarm/lantern/worker/buildkit"
 	"github.com/lanternfarm/lantern/worker/dockerengine"
+	"github.com/lanternfarm/lantern/worker/solve"
 )
 
 // These tests run against a real Docker Engine, Debian's dockerd, which
@@ -302,7 +304,7 @@ func TestGenericHasNoNetwork(t *testing.T) {
 	}
 	var log strings.Builder
 	out := filepath.Join(dir, "out")
-	if err := recipes.BuildGeneric(t.Context(), e.Client, in, r, out, &log); err != nil {
+	if err := buildGeneric(t.Context(), e.Client, in, r, out, &log); err != nil {
 		t.Fatalf("BuildGeneric on %s: %v\n%s", e, err, log.String())
 	}
 	result, err := os.ReadFile(filepath.Join(out, "result.txt"))
@@ -447,7 +449,7 @@ func TestGenericSameSandbox(t *testing.T) {
 		}
 		var log strings.Builder
 		out := filepath.Join(dir, "out")
-		if err := recipes.BuildGeneric(t.Context(), c, in, r, out, &log); err != nil {
+		if err := buildGeneric(t.Context(), c, in, r, out, &log); err != nil {
 			t.Fatalf("%s: BuildGeneric: %v\n%s", name, err, log.String())
 		}
 		got := map[string]string{}
@@ -477,4 +479,14 @@ func TestGenericSameSandbox(t *testing.T) {
 		}
 	}
 	t.Logf("the sandbox on both:\n%s%s%s", onEngine["env"], onEngine["fs"], onEngine["limits"])
+}
+
+// buildGeneric describes a generic build and solves it on c, as the
+// worker's GenericBuilder does.
+func buildGeneric(ctx context.Context, c solve.Client, in *recipes.GenericInputs, r *recipes.Recipe, out string, log io.Writer) error {
+	b, err := recipes.GenericBuild(ctx, in, r)
+	if err != nil {
+		return err
+	}
+	return solve.Run(ctx, c, b, out, log)
 }
