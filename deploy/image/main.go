@@ -8,8 +8,8 @@
 // The image is one layer on nothing (FROM scratch): /usr/local/bin/lantern
 // and /usr/local/bin/nats-server (the nats-server of the module Lantern
 // embeds, for the nodes of a NATS cluster), both built with -trimpath and
-// CGO_ENABLED=0 in a clean environment (GOFLAGS and GOEXPERIMENT cleared,
-// GOOS/GOARCH given, GOAMD64=v1), plus an empty /tmp and /var/lib/lantern.
+// CGO_ENABLED=0 in a clean environment (GOFLAGS set to -buildvcs only,
+// GOEXPERIMENT cleared, GOOS/GOARCH given, GOAMD64=v1), plus an empty /tmp and /var/lib/lantern.
 // Every time in it — file times, the image's creation, its history — is
 // SOURCE_DATE_EPOCH, by default the commit's time (git log -1 --format=%ct);
 // every file belongs to 0:0 with no user or group names, entries are
@@ -229,9 +229,16 @@ func Build(ctx context.Context, root, arch string, epoch time.Time) (v1.Image, e
 // goBuild builds pkg to out in an environment that holds nothing of the
 // host's Go settings but its caches and module proxy.
 func goBuild(ctx context.Context, root, arch, out, pkg string) error {
+	// Go stamps the commit into lantern where root is a git checkout
+	// (vcs.revision, vcs.time, vcs.modified); GOFLAGS is set, not cleared,
+	// since an empty one gives way to the go env file's.
+	vcs := "-buildvcs=false"
+	if _, err := commit(ctx, root); err == nil {
+		vcs = "-buildvcs=true"
+	}
 	c := exec.CommandContext(ctx, "go", "build", "-trimpath", "-mod=readonly", "-o", out, pkg)
 	c.Dir = root
-	c.Env = append(cleanEnv(os.Environ()), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS=", "GOEXPERIMENT=")
+	c.Env = append(cleanEnv(os.Environ()), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+arch, "GOAMD64=v1", "GOARM64=v8.0", "GOFLAGS="+vcs, "GOEXPERIMENT=")
 	var stderr bytes.Buffer
 	c.Stderr = &stderr
 	if err := c.Run(); err != nil {
