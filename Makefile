@@ -18,7 +18,7 @@ DEMO     ?= $(CURDIR)/.lantern-demo
 
 IMAGE    ?= lantern:latest
 
-.PHONY: all build image run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc clean clean-cache
+.PHONY: all build image run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker-compose systemd-analyze clean clean-cache
 
 all: build
 
@@ -36,7 +36,7 @@ image:
 # module, so cosign's dependencies stay out of Lantern's), and cosign v3 as
 # bin/cosign3 from tools/cosign3 likewise; buildkitd likewise from
 # tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
-deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc
+deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker-compose systemd-analyze
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -98,6 +98,16 @@ iproute2:
 gcc:
 	@command -v gcc >/dev/null || { echo "== installing gcc with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends gcc libc6-dev; }
+
+# docker-compose (Debian's) checks deploy/compose's file (docker-compose
+# config) in deploy's tests; systemd-analyze (systemd's) checks the units of
+# deploy/systemd (verify, and security's exposure score).
+docker-compose:
+	@command -v docker-compose >/dev/null || { echo "== installing docker-compose with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { echo "== installing systemd with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; }
 
 # chromium is what the dashboard's browser test drives, headless (chromedp).
 chromium:
