@@ -117,7 +117,7 @@ func TestComposeUp(t *testing.T) {
 	}
 	run("docker", "load", "-i", image)
 	run("sh", "init.sh")
-	services := []string{"nats-1", "nats-2", "nats-3", "scheduler"}
+	services := []string{"net", "nats-1", "nats-2", "nats-3", "scheduler"}
 	help, _ := exec.CommandContext(ctx, "go", "run", "../cmd/lantern", "worker", "--help").CombinedOutput()
 	withWorkers := bytes.Contains(help, []byte("-docker-host"))
 	if withWorkers {
@@ -133,7 +133,7 @@ func TestComposeUp(t *testing.T) {
 		}
 	})
 	run("docker-compose", append([]string{"up", "-d"}, services...)...)
-	port := strings.TrimSpace(run("docker-compose", "port", "nats-1", "8080"))
+	port := strings.TrimSpace(run("docker-compose", "port", "net", "8080"))
 	url := "http://" + port + "/api/v1/status"
 
 	var status struct {
@@ -142,16 +142,29 @@ func TestComposeUp(t *testing.T) {
 			Online bool   `json:"online"`
 		} `json:"builders"`
 	}
-	for i := 0; ; i++ {
-		err := getJSON(ctx, url, &status)
-		if err == nil && len(status.Builders) == 2 && (!withWorkers || status.Builders[0].Online && status.Builders[1].Online) {
-			break
+	await := func() {
+		t.Helper()
+		for i := 0; ; i++ {
+			status.Builders = nil
+			err := getJSON(ctx, url, &status)
+			if err == nil && len(status.Builders) == 2 && (!withWorkers || status.Builders[0].Online && status.Builders[1].Online) {
+				return
+			}
+			if i == 180 {
+				t.Fatalf("GET %s: %v, %+v; logs:\n%s", url, err, status, run("docker-compose", "logs", "--tail", "30"))
+			}
+			time.Sleep(time.Second)
 		}
-		if i == 180 {
-			t.Fatalf("GET %s: %v, %+v; logs:\n%s", url, err, status, run("docker-compose", "logs", "--tail", "30"))
-		}
-		time.Sleep(time.Second)
 	}
+	await()
+	// A node killed and the scheduler restarted: the namespace is net's,
+	// so both come back on the same loopback, and the API answers again
+	// on the same port.
+	run("docker-compose", "kill", "nats-3")
+	run("docker-compose", "restart", "scheduler")
+	await()
+	run("docker-compose", "up", "-d", "nats-3")
+	await()
 	var names []string
 	for _, b := range status.Builders {
 		names = append(names, b.Name)

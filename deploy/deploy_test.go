@@ -66,7 +66,7 @@ func TestComposeFile(t *testing.T) {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	want := []string{"nats-1", "nats-2", "nats-3", "scheduler", "worker-1", "worker-2"}
+	want := []string{"nats-1", "nats-2", "nats-3", "net", "scheduler", "worker-1", "worker-2"}
 	if !slices.Equal(names, want) {
 		t.Fatalf("services %q, want %q", names, want)
 	}
@@ -101,11 +101,15 @@ func TestComposeFile(t *testing.T) {
 		if s["image"] != "lantern:latest" {
 			t.Errorf("%s: image %v, want the Lantern image (lantern:latest)", n, s["image"])
 		}
-		if n != "nats-1" && s["network_mode"] != "service:nats-1" {
-			t.Errorf("%s: network_mode %v, want service:nats-1 (routes and clients on loopback)", n, s["network_mode"])
+		if n != "net" && s["network_mode"] != "service:net" {
+			t.Errorf("%s: network_mode %v, want service:net (routes and clients on loopback)", n, s["network_mode"])
 		}
 		args := strings.Join(append(words(s, "entrypoint"), words(s, "command")...), " ")
 		switch {
+		case n == "net":
+			if args != "/usr/local/bin/pause" || s["ports"] == nil || s["restart"] != "unless-stopped" {
+				t.Errorf("net runs %q, ports %v, restart %v: want the pause that holds the namespace, the API's port, never restarted", args, s["ports"], s["restart"])
+			}
 		case strings.HasPrefix(n, "nats-"):
 			if want := "/usr/local/bin/nats-server -c /etc/lantern/nats/n" + n[5:] + ".conf"; args != want {
 				t.Errorf("%s runs %q, want %q", n, args, want)
@@ -126,7 +130,7 @@ func TestComposeFile(t *testing.T) {
 				t.Errorf("%s: volumes %s: want the Engine's socket and builder-%s's credentials", n, v, n[7:])
 			}
 		}
-		if n != "nats-1" && !strings.HasPrefix(n, "nats-") {
+		if n != "net" && !strings.HasPrefix(n, "nats-") {
 			env, _ := s["environment"].(map[string]any)
 			if u := fmt.Sprint(env["LANTERN_NATS_URL"]); strings.Count(u, "nats://127.0.0.1:42") != 3 {
 				t.Errorf("%s: LANTERN_NATS_URL %q, want the three nodes", n, u)
@@ -143,8 +147,8 @@ func TestComposeRefusesBroken(t *testing.T) {
 		t.Fatal(err)
 	}
 	for name, edit := range map[string][2]string{
-		"misspelled key":        {"    working_dir: /nats\n    depends_on: [nats-1]", "    workdir: /nats\n    depends_on: [nats-1]"},
-		"namespace of nothing":  {"network_mode: service:nats-1", "network_mode: service:nats-9"},
+		"misspelled key":        {"    working_dir: /nats\n    depends_on: [net, nats-1]", "    workdir: /nats\n    depends_on: [net, nats-1]"},
+		"namespace of nothing":  {"network_mode: service:net", "network_mode: service:nowhere"},
 		"volume never declared": {"      - nats-3:/nats", "      - nats-4:/nats"},
 	} {
 		t.Run(name, func(t *testing.T) {

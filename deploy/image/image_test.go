@@ -119,7 +119,7 @@ func TestImageReproducible(t *testing.T) {
 			bins[strings.TrimPrefix(h.Name, "usr/local/bin/")] = data
 		}
 	}
-	for _, n := range []string{"lantern", "nats-server"} {
+	for _, n := range []string{"lantern", "nats-server", "pause"} {
 		data := bins[n]
 		if data == nil {
 			t.Fatalf("no /usr/local/bin/%s in the image", n)

@@ -7,7 +7,8 @@
 //
 // The image is one layer on nothing (FROM scratch): /usr/local/bin/lantern
 // and /usr/local/bin/nats-server (the nats-server of the module Lantern
-// embeds, for the nodes of a NATS cluster), both built with -trimpath and
+// embeds, for the nodes of a NATS cluster) and /usr/local/bin/pause (which
+// holds a network namespace, for deploy/compose), built with -trimpath and
 // CGO_ENABLED=0 in a clean environment (GOFLAGS set to -buildvcs only,
 // GOEXPERIMENT cleared, GOOS/GOARCH given, GOAMD64=v1), plus an empty /tmp and /var/lib/lantern.
 // Every time in it — file times, the image's creation, its history — is
@@ -160,6 +161,7 @@ func Build(ctx context.Context, root, arch string, epoch time.Time) (v1.Image, e
 	bins := []struct{ name, pkg string }{
 		{"lantern", "./cmd/lantern"},
 		{"nats-server", "github.com/nats-io/nats-server/v2"},
+		{"pause", "./deploy/image/pause"},
 	}
 	files := []file{
 		{name: "tmp/", mode: 0o1777 | os.ModeDir},
@@ -195,7 +197,7 @@ func Build(ctx context.Context, root, arch string, epoch time.Time) (v1.Image, e
 		Layer: layer,
 		History: v1.History{
 			Created:   v1.Time{Time: epoch},
-			CreatedBy: "go run ./deploy/image (lantern, nats-server)",
+			CreatedBy: "go run ./deploy/image (lantern, nats-server, pause)",
 			Comment:   "built reproducibly from Lantern's checkout",
 		},
 	})
