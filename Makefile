@@ -16,19 +16,27 @@ LANTERN  := $(BIN)/lantern
 FUZZTIME ?= 100000x
 DEMO     ?= $(CURDIR)/.lantern-demo
 
-.PHONY: all build run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker clean clean-cache
+IMAGE    ?= lantern:latest
+
+.PHONY: all build image run test unit fuzz bench deps cosign cosign3 buildkitd buildctl nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker docker-compose systemd-analyze clean clean-cache
 
 all: build
 
 build:
 	$(GO) build -o $(LANTERN) ./cmd/lantern
 
+# image builds Lantern's container image (lantern and nats-server, FROM
+# scratch) reproducibly from this checkout: the same commit gives the same
+# digest, printed first. Load it with: docker load -i bin/lantern-image.tar
+image:
+	$(GO) run ./deploy/image -o $(BIN)/lantern-image.tar -tag $(IMAGE)
+
 # deps installs what the tests need. The cosign CLI is built from the Go
 # module proxy at the version pinned in tools/cosign/go.mod (a separate
 # module, so cosign's dependencies stay out of Lantern's), and cosign v3 as
 # bin/cosign3 from tools/cosign3 likewise; buildkitd likewise from
 # tools/buildkit; runc, diffoscope and bubblewrap come from Debian.
-deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker
+deps: cosign cosign3 buildkitd nats-server runc busybox chromium diffoscope bubblewrap iproute2 gcc docker docker-compose systemd-analyze
 
 cosign: $(COSIGN)
 $(COSIGN): tools/cosign/go.mod tools/cosign/go.sum
@@ -97,6 +105,15 @@ gcc:
 docker:
 	@command -v dockerd >/dev/null || { echo "== installing docker.io with apt-get"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends docker.io; }
+# docker-compose (Debian's) checks deploy/compose's file (docker-compose
+# config) in deploy's tests; systemd-analyze (systemd's) checks the units of
+# deploy/systemd (verify, and security's exposure score).
+docker-compose:
+	@command -v docker-compose >/dev/null || { echo "== installing docker-compose with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose; }
+systemd-analyze:
+	@command -v systemd-analyze >/dev/null || { echo "== installing systemd with apt-get"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd; }
 
 # chromium is what the dashboard's browser test drives, headless (chromedp).
 chromium:
