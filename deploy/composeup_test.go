@@ -1,7 +1,6 @@
 package deploy
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -13,79 +12,25 @@ import (
 	"strings"
 	"testing"
 	"time"
-)
 
-// startDockerd starts Debian's dockerd for the test, its data and socket in
-// a directory of the test's, with no bridge of its own and no iptables
-// rules, and returns its DOCKER_HOST. Under CI a missing dockerd fails the
-// test.
-func startDockerd(t *testing.T) string {
-	t.Helper()
-	bin := tool(t, "dockerd")
-	if os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			t.Fatal("dockerd needs root (CI is set)")
-		}
-		t.Skip("dockerd needs root")
-	}
-	dir, err := os.MkdirTemp("", "dkd")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sock := filepath.Join(dir, "d.sock")
-	var log bytes.Buffer
-	c := exec.Command(bin, "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "x"),
-		"--pidfile", filepath.Join(dir, "d.pid"), "--host", "unix://"+sock, "--bridge", "none", "--iptables=false")
-	c.Stdout, c.Stderr = &log, &log
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { c.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		c.Process.Signal(os.Interrupt)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			c.Process.Kill()
-			<-exited
-		}
-		exec.Command("umount", "-R", filepath.Join(dir, "root")).Run()
-		os.RemoveAll(dir)
-	})
-	host := "unix://" + sock
-	for i := 0; ; i++ {
-		out, err := exec.Command("docker", "-H", host, "version", "--format", "{{.Server.Version}}").CombinedOutput()
-		if err == nil {
-			t.Logf("dockerd %s", bytes.TrimSpace(out))
-			return host
-		}
-		select {
-		case <-exited:
-			t.Fatalf("dockerd exited:\n%s", log.Bytes())
-		case <-time.After(time.Second):
-		}
-		if i == 120 {
-			t.Fatalf("dockerd did not answer in 2 minutes: %v\n%s", err, log.Bytes())
-		}
-	}
-}
+	"github.com/lanternfarm/lantern/internal/dockertest"
+)
 
 // TestComposeUp brings deploy/compose up on a dockerd of its own: the
 // image built from this checkout (docker load), init.sh, then the three
 // NATS nodes and the scheduler; the scheduler's API answers with both
 // builders enrolled. The scheduler runs with --nats-replicas=3, so its
 // streams exist only if the three nodes formed a cluster.
-//
-// The workers (lantern worker --docker) are brought up only where the
-// worker has --docker.
+// The workers build through that dockerd's BuildKit (lantern worker
+// --docker, its socket mounted): both builders online.
 func TestComposeUp(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts dockerd and a farm")
 	}
 	tool(t, "docker-compose")
 	tool(t, "docker")
-	host := startDockerd(t)
+	d := dockertest.Start(t)
+	host := d.Host
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Minute)
 	defer cancel()
 	dir := t.TempDir()
@@ -99,7 +44,8 @@ func TestComposeUp(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	env := append(os.Environ(), "DOCKER_HOST="+host, "LANTERN_IMAGE=lantern:deploytest", "LANTERN_API_PORT=127.0.0.1:", "COMPOSE_PROJECT_NAME=lanterndeploytest")
+	env := append(os.Environ(), "DOCKER_HOST="+host, "LANTERN_IMAGE=lantern:deploytest", "LANTERN_API_PORT=127.0.0.1:", "COMPOSE_PROJECT_NAME=lanterndeploytest",
+		"LANTERN_DOCKER_SOCKET="+strings.TrimPrefix(host, "unix://"))
 	run := func(name string, args ...string) string {
 		t.Helper()
 		c := exec.CommandContext(ctx, name, args...)
@@ -117,14 +63,7 @@ func TestComposeUp(t *testing.T) {
 	}
 	run("docker", "load", "-i", image)
 	run("sh", "init.sh")
-	services := []string{"net", "nats-1", "nats-2", "nats-3", "scheduler"}
-	help, _ := exec.CommandContext(ctx, "go", "run", "../cmd/lantern", "worker", "--help").CombinedOutput()
-	withWorkers := bytes.Contains(help, []byte("-docker-host"))
-	if withWorkers {
-		services = append(services, "worker-1", "worker-2")
-	} else {
-		t.Log("lantern worker has no --docker yet: the workers are not brought up")
-	}
+	services := []string{"net", "nats-1", "nats-2", "nats-3", "scheduler", "worker-1", "worker-2"}
 	t.Cleanup(func() {
 		c := exec.Command("docker-compose", "down", "-v", "--timeout", "20")
 		c.Dir, c.Env = dir, env
@@ -147,7 +86,7 @@ func TestComposeUp(t *testing.T) {
 		for i := 0; ; i++ {
 			status.Builders = nil
 			err := getJSON(ctx, url, &status)
-			if err == nil && len(status.Builders) == 2 && (!withWorkers || status.Builders[0].Online && status.Builders[1].Online) {
+			if err == nil && len(status.Builders) == 2 && status.Builders[0].Online && status.Builders[1].Online {
 				return
 			}
 			if i == 180 {
@@ -208,4 +147,10 @@ func getJSON(ctx context.Context, url string, v any) error {
 		return fmt.Errorf("GET %s: %s", url, resp.Status)
 	}
 	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	dockertest.Stop()
+	os.Exit(code)
 }
