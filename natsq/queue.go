@@ -543,12 +543,17 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// JobSubject returns the subject of the jobs of recipe, lantern.jobs.<recipe>.
-func JobSubject(recipe string) (string, error) {
+// JobSubject returns the subject of the job id of recipe,
+// lantern.jobs.<recipe>.<id>: one subject per job, so that the stream can
+// tell whether a job is queued already (see [Queue.PublishJobs]).
+func JobSubject(recipe, id string) (string, error) {
 	if err := checkToken(recipe); err != nil {
 		return "", fmt.Errorf("recipe %q: %w", recipe, err)
 	}
-	return SubjectJobs + "." + recipe, nil
+	if err := checkToken(id); err != nil {
+		return "", fmt.Errorf("job id %q: %w", id, err)
+	}
+	return SubjectJobs + "." + recipe + "." + id, nil
 }
 
 // ResultSubject returns the subject of builder's results,
@@ -624,17 +629,20 @@ func (q *Queue) PublishResult(ctx context.Context, builder lantern.Digest, envel
 // publishWindow is how many job publishes may wait for their acks at once.
 const publishWindow = 512
 
-// PublishJobs publishes every job on lantern.jobs.<recipe>, with the job id
-// as Nats-Msg-Id, and waits until the stream has stored them all. A job id
-// already published within the duplicate window is stored once. Every job
-// is checked before any is published.
+// PublishJobs publishes every job on lantern.jobs.<recipe>.<job id>, with
+// the job id as Nats-Msg-Id, and waits until the stream has stored them
+// all. Each is published only if its subject holds no message yet
+// (Nats-Expected-Last-Subject-Sequence 0): a job is queued once, however
+// often and however late it is published again, by one scheduler or by
+// several that read the same claims; a job queued already counts as
+// published. Every job is checked before any is published.
 func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 	msgs := make([]*nats.Msg, len(jobs))
 	for i, j := range jobs {
 		if j.ID == "" {
 			return fmt.Errorf("publish job %d of %d: empty id", i+1, len(jobs))
 		}
-		subj, err := JobSubject(j.Recipe)
+		subj, err := JobSubject(j.Recipe, j.ID)
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", j.ID, err)
 		}
@@ -648,7 +656,7 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 		end := min(start+publishWindow, len(msgs))
 		acks := make([]jetstream.PubAckFuture, 0, end-start)
 		for i := start; i < end; i++ {
-			f, err := q.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(jobs[i].ID), jetstream.WithExpectStream(StreamJobs))
+			f, err := q.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(jobs[i].ID), jetstream.WithExpectStream(StreamJobs), jetstream.WithExpectLastSequencePerSubject(0))
 			if err != nil {
 				return fmt.Errorf("publish job %s: %w", jobs[i].ID, err)
 			}
@@ -658,6 +666,9 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
+				if isWrongLastSeq(err) {
+					continue // queued already
+				}
 				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, explainLimit(err, "--stream-max-bytes"))
 			case <-ctx.Done():
 				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, ctx.Err())
@@ -684,6 +695,14 @@ func explainLimit(err error, setting string) error {
 		return fmt.Errorf("%w: the stream is full; the farm's operator can raise %s", err, setting)
 	}
 	return err
+}
+
+// isWrongLastSeq reports whether err is the stream's refusal of a message
+// published only if its subject holds none yet, because it holds one: a
+// standalone stream says so with one code, a replicated one with another.
+func isWrongLastSeq(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // jsErrStorageResources is the NATS server's error code for "insufficient

@@ -229,7 +229,7 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		}
 	})
 	t.Run("publish a job", func(t *testing.T) {
-		subj, _ := natsq.JobSubject("generic")
+		subj, _ := natsq.JobSubject("generic", "forged")
 		a.publish(t, subj, []byte(`{"id":"forged"}`))
 		a.refused(t, "a job", subj)
 	})
@@ -402,7 +402,7 @@ func TestClaimantMayOnlyClaim(t *testing.T) {
 	resultA, _ := natsq.ResultSubject(builderA.ID())
 	raw.publish(t, resultA, rebuilt(t, builderA, job, "x"))
 	raw.refused(t, "a result", resultA)
-	subj, _ := natsq.JobSubject("go")
+	subj, _ := natsq.JobSubject("go", "forged")
 	raw.publish(t, subj, []byte(`{}`))
 	raw.refused(t, "a job", subj)
 	raw.request(t, "$JS.API.STREAM.PURGE."+natsq.StreamClaims, nil)
