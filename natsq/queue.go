@@ -45,6 +45,10 @@ const (
 	// jobs a consumer of LANTERN_JOBS gave up on.
 	SubjectDead = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + ".>"
 
+	// ConsumerClaims, ConsumerResults and ConsumerDead are the consumers
+	// of a scheduler with no Config.SchedulerName: the farm's only
+	// scheduler, as every farm had before schedulers had names. A named
+	// scheduler's are SchedulerConsumer(name, ...).
 	ConsumerClaims  = "scheduler-claims"
 	ConsumerResults = "scheduler-results"
 	ConsumerDead    = "scheduler-dead"
@@ -78,6 +82,13 @@ type Config struct {
 	Role Role
 	// Builder is the builder of a RoleBuilder connection.
 	Builder lantern.Digest
+	// SchedulerName names a scheduler's own consumers of the claims,
+	// results, dead letters and difference reports, through which it
+	// reads every message into its store: each scheduler of a farm needs
+	// a name of its own (letters, digits, - and _, up to 32). Empty: the
+	// farm's only scheduler, with the consumers of farms before names
+	// (ConsumerClaims, ...); a named scheduler's Setup deletes those.
+	SchedulerName string
 	// Replicas is the number of replicas of every stream and of the object
 	// store; default 1. Past one machine, NATS runs as a cluster and 3 is
 	// usual.
@@ -150,6 +161,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
+	}
+	if err := CheckSchedulerName(c.SchedulerName); c.SchedulerName != "" && err != nil {
+		return c, fmt.Errorf("natsq config: SchedulerName: %w", err)
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 2 * time.Minute
@@ -482,6 +496,11 @@ func (q *Queue) Setup(ctx context.Context) error {
 			q.log.Warn("a stream holds more than its cap: it takes no more messages until the cap is raised", "stream", sc.Name, "bytes", info.State.Bytes, "cap", sc.MaxBytes, "fix", "raise --stream-max-bytes (or --dead-letter-max-bytes)")
 		}
 	}
+	if q.cfg.SchedulerName != "" {
+		if err := q.removeSharedConsumers(ctx); err != nil {
+			return err
+		}
+	}
 	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
 		Bucket:      BucketObjects,
 		Description: "Lantern's build logs and artefacts, named by their sha256 digest",
@@ -495,6 +514,26 @@ func (q *Queue) Setup(ctx context.Context) error {
 	q.objMu.Lock()
 	q.objects = obs
 	q.objMu.Unlock()
+	return nil
+}
+
+// removeSharedConsumers deletes the consumers that farms before named
+// schedulers shared (scheduler-claims, -results, -dead): a named scheduler
+// reads every message through consumers of its own, from the first, and a
+// shared one left there would keep the streams' messages for nobody. An
+// unnamed scheduler still running on the farm makes them again, and then
+// splits the messages with nobody: every scheduler of a farm must be named.
+func (q *Queue) removeSharedConsumers(ctx context.Context) error {
+	for stream, name := range map[string]string{StreamClaims: ConsumerClaims, StreamResults: ConsumerResults, StreamDead: ConsumerDead} {
+		err := q.js.DeleteConsumer(ctx, stream, name)
+		switch {
+		case err == nil:
+			q.log.Info("deleted the consumer of the farm's unnamed scheduler: this scheduler reads the stream with its own", "stream", stream, "consumer", name, "own", SchedulerConsumer(q.cfg.SchedulerName, strings.TrimPrefix(name, "scheduler-")))
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+		default:
+			return fmt.Errorf("delete consumer %s of %s: %w", name, stream, err)
+		}
+	}
 	return nil
 }
 
@@ -522,6 +561,7 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 		stream(StreamJobs, []string{SubjectJobs + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild jobs (lantern.Job JSON) on lantern.jobs.<recipe>"),
 		stream(StreamResults, []string{SubjectResults + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild attestations (DSSE envelopes) on lantern.results.<builder key id>"),
 		stream(StreamDead, []string{SubjectDead}, q.cfg.DeadMaxBytes, "JetStream max-deliveries advisories of the builders' job consumers"),
+		stream(StreamDiffs, []string{SubjectDiffs + ".>"}, q.cfg.DeadMaxBytes, "Lantern's difference reports: wanted (lantern.diffs.wanted.<key>) and made (lantern.diffs.made.<key>)"),
 	}
 }
 
@@ -541,6 +581,30 @@ func (q *Queue) Close() error {
 	}
 	<-q.closed
 	return nil
+}
+
+// CheckSchedulerName reports whether name can name a scheduler: 1 to 32
+// letters, digits, "-" and "_".
+func CheckSchedulerName(name string) error {
+	if name == "" || len(name) > 32 {
+		return fmt.Errorf("%q: want 1 to 32 letters, digits, - and _", name)
+	}
+	for i, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%q: character %q at %d; want letters, digits, - and _", name, r, i)
+		}
+	}
+	return nil
+}
+
+// SchedulerConsumer returns the name of scheduler name's own consumer of
+// what ("claims", "results", "dead" or "diffs"): scheduler-<name>-<what>;
+// for the empty name, scheduler-<what>.
+func SchedulerConsumer(name, what string) string {
+	if name == "" {
+		return "scheduler-" + what
+	}
+	return "scheduler-" + name + "-" + what
 }
 
 // JobSubject returns the subject of the job id of recipe,

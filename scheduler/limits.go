@@ -187,8 +187,8 @@ func (s *Scheduler) runRetention(ctx context.Context, r OutputRemover) error {
 
 // releaseOutputs removes the outputs of the report d, which is made or
 // failed for good, unless another pending report still needs them. What
-// it cannot remove now is tried again by retryReleases. Only runDiffs
-// calls it.
+// it cannot remove now is tried again by retryReleases. Only the
+// diffoscope runs (diffWork) call it.
 func (s *Scheduler) releaseOutputs(ctx context.Context, d DiffRecord) {
 	if _, ok := s.q.(OutputRemover); !ok {
 		return
@@ -199,7 +199,7 @@ func (s *Scheduler) releaseOutputs(ctx context.Context, d DiffRecord) {
 
 // retryReleases removes the outputs releaseOutputs let go of, but those a
 // pending report needs; it keeps what it could not remove for the next
-// try. Only runDiffs calls it.
+// try. Only the diffoscope runs call it.
 func (s *Scheduler) retryReleases(ctx context.Context) {
 	r, ok := s.q.(OutputRemover)
 	if !ok || len(s.unreleased) == 0 {
