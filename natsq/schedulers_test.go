@@ -122,8 +122,9 @@ func TestJobQueuedOnceHoweverLate(t *testing.T) {
 }
 
 // TestDiffWorkGoesToOne: a report wanted by two schedulers is asked for
-// once and handed to one of them; one that stops without finishing it
-// leaves it to the other after the ack wait; what is made is said once,
+// once and handed to one of them, whose heartbeats keep it while it runs;
+// one that dies without finishing it leaves it to the other after the ack
+// wait; what is made is said once,
 // and both read it.
 func TestDiffWorkGoesToOne(t *testing.T) {
 	f := natstest.Start(t)
@@ -153,7 +154,11 @@ func TestDiffWorkGoesToOne(t *testing.T) {
 			took <- m
 			select {
 			case <-release:
-				return errors.New("a was stopped")
+				// a dies: its connection goes with no nak, no ack, and
+				// the request is the server's to redeliver after the ack
+				// wait.
+				a.ConnForTest().Close()
+				return errors.New("a died")
 			case <-ctx.Done():
 				return ctx.Err()
 			}
@@ -185,11 +190,12 @@ func TestDiffWorkGoesToOne(t *testing.T) {
 		t.Errorf("b took %d requests while a held the only one with heartbeats", len(bTook))
 	}
 	mu.Unlock()
-	// a stops without finishing: b gets it.
+	// a dies without finishing: b gets it, after the ack wait.
 	close(release)
 	stopA()
 	<-aDone
 	<-bGot
+	a = connectScheduler(t, f, cfg("a")) // a comes back
 	if made, err := a.DiffMade(ctx, "k1"); err != nil || !made {
 		t.Errorf("DiffMade(k1) = %v, %v; want true", made, err)
 	}
