@@ -68,32 +68,33 @@ func (q *Queue) publishOnce(ctx context.Context, what, prefix, key string, data 
 	return nil
 }
 
-// DiffMade reports whether the report key has been made (or has failed).
-func (q *Queue) DiffMade(ctx context.Context, key string) (bool, error) {
+// DiffMade returns what came of the report key, and false if nothing has
+// yet.
+func (q *Queue) DiffMade(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := checkToken(key); err != nil {
-		return false, fmt.Errorf("diff made %q: %w", key, err)
+		return nil, false, fmt.Errorf("diff made %q: %w", key, err)
 	}
-	var found bool
+	var data []byte
 	err := q.retry(ctx, "diff made "+key, attemptTimeout, func(ctx context.Context) error {
 		s, err := q.js.Stream(ctx, StreamDiffs)
 		if err != nil {
 			return err
 		}
-		_, err = s.GetLastMsgForSubject(ctx, SubjectDiffsMade+"."+key)
+		m, err := s.GetLastMsgForSubject(ctx, SubjectDiffsMade+"."+key)
 		switch {
 		case errors.Is(err, jetstream.ErrMsgNotFound):
-			found = false
+			data = nil
 			return nil
 		case err != nil:
 			return err
 		}
-		found = true
+		data = m.Data
 		return nil
 	})
 	if err != nil {
-		return false, fmt.Errorf("diff made %s: %w", key, err)
+		return nil, false, fmt.Errorf("diff made %s: %w", key, err)
 	}
-	return found, nil
+	return data, data != nil, nil
 }
 
 // ConsumeDiffs calls handle with batches of the reports made, from the

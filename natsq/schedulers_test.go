@@ -196,10 +196,10 @@ func TestDiffWorkGoesToOne(t *testing.T) {
 	<-aDone
 	<-bGot
 	a = connectScheduler(t, f, cfg("a")) // a comes back
-	if made, err := a.DiffMade(ctx, "k1"); err != nil || !made {
-		t.Errorf("DiffMade(k1) = %v, %v; want true", made, err)
+	if data, made, err := a.DiffMade(ctx, "k1"); err != nil || !made || string(data) != "made by b" {
+		t.Errorf("DiffMade(k1) = %q, %v, %v; want %q, true", data, made, err, "made by b")
 	}
-	if made, err := a.DiffMade(ctx, "k2"); err != nil || made {
+	if _, made, err := a.DiffMade(ctx, "k2"); err != nil || made {
 		t.Errorf("DiffMade(k2) = %v, %v; want false", made, err)
 	}
 	if err := a.MadeDiff(ctx, "k1", []byte("made by a, late")); err != nil {

@@ -56,8 +56,9 @@ type DiffQueue interface {
 	// MadeDiff says what came of the report key, once for the farm: the
 	// first word is kept.
 	MadeDiff(ctx context.Context, key string, data []byte) error
-	// DiffMade reports whether the report key has been made (or failed).
-	DiffMade(ctx context.Context, key string) (bool, error)
+	// DiffMade returns what came of the report key, and false if nothing
+	// has yet.
+	DiffMade(ctx context.Context, key string) ([]byte, bool, error)
 	// ConsumeDiffWork calls handle with one request at a time, each
 	// request going to one of the farm's schedulers, until ctx ends; a
 	// request is done when handle returns nil or a *Permanent error.
@@ -98,15 +99,26 @@ func (s *Scheduler) runDiffs(ctx context.Context, dq DiffQueue) error {
 			if asked[key] {
 				continue
 			}
-			b, err := json.Marshal(d)
-			if err == nil {
-				err = dq.WantDiff(ctx, key, b)
+			// Made already, and read before this store wanted it (the
+			// reports and the results are streams of their own): it is
+			// taken from the stream.
+			made, ok, err := dq.DiffMade(ctx, key)
+			if err == nil && ok {
+				var m DiffRecord
+				if err = json.Unmarshal(made, &m); err == nil {
+					err = s.putMadeDiff(ctx, m)
+				}
+			} else if err == nil {
+				var b []byte
+				if b, err = json.Marshal(d); err == nil {
+					err = dq.WantDiff(ctx, key, b)
+				}
 			}
 			if err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
-				s.log.Warn("difference report not asked for; retrying later", "a", d.A.Short(), "b", d.B.Short(), "error", err)
+				s.log.Warn("difference report neither asked for nor read; retrying later", "a", d.A.Short(), "b", d.B.Short(), "error", err)
 				failed = true
 				continue
 			}
@@ -188,7 +200,7 @@ func (s *Scheduler) diffWork(ctx context.Context, dq DiffQueue, objects Objects,
 		return &Permanent{Err: fmt.Errorf("difference report request on %s: not a report's record (%v)", m.Subject, err)}
 	}
 	key := DiffKey(d)
-	if made, err := dq.DiffMade(ctx, key); err != nil {
+	if _, made, err := dq.DiffMade(ctx, key); err != nil {
 		return err
 	} else if made {
 		return nil // by a scheduler that died before it could say it was done
