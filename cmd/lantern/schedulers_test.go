@@ -109,7 +109,7 @@ func TestTwoSchedulersOnACluster(t *testing.T) {
 	for _, j := range []lantern.Job{job1, job2} {
 		path := "/api/v1/sources/" + j.Source.String()
 		waitUntil(t, "both schedulers to agree on "+j.Source.Name, func() bool {
-			a, b := verdictsOf(t, apiA, path), verdictsOf(t, apiB, path)
+			a, b := verdictsOf(t, apiA, path, 2), verdictsOf(t, apiB, path, 2)
 			return a != "" && a == b
 		})
 	}
@@ -205,7 +205,7 @@ func TestTwoSchedulersOnACluster(t *testing.T) {
 	for _, j := range []lantern.Job{job1, job2, job4} { // job3 has no rebuilds
 		path := "/api/v1/sources/" + j.Source.String()
 		waitUntil(t, "both schedulers to agree on "+j.Source.Name+" at the end", func() bool {
-			a, b := verdictsOf(t, apiA, path), verdictsOf(t, apiB, path)
+			a, b := verdictsOf(t, apiA, path, 2), verdictsOf(t, apiB, path, 2)
 			return a != "" && a == b
 		})
 	}
@@ -368,10 +368,9 @@ func waitOK(t *testing.T, api *farmAPI, path string) {
 	})
 }
 
-// verdictsOf is what api says of a source's verdicts, less the times of
-// receipt, which each scheduler sets as it stores them; "" until it has
-// one with builders.
-func verdictsOf(t *testing.T, api *farmAPI, path string) string {
+// verdictsOf is what api says of a source's verdicts; "" until its first
+// counts builders rebuilds.
+func verdictsOf(t *testing.T, api *farmAPI, path string, builders int) string {
 	t.Helper()
 	code, b := api.do("GET", path, "")
 	if code != http.StatusOK {
@@ -380,7 +379,14 @@ func verdictsOf(t *testing.T, api *farmAPI, path string) string {
 	var v struct {
 		Verdicts []lantern.Verdict `json:"verdicts"`
 	}
-	if err := json.Unmarshal(b, &v); err != nil || len(v.Verdicts) == 0 || len(v.Verdicts[0].Groups) == 0 {
+	if err := json.Unmarshal(b, &v); err != nil || len(v.Verdicts) == 0 {
+		return ""
+	}
+	n := 0
+	for _, g := range v.Verdicts[0].Groups {
+		n += len(g.Builders)
+	}
+	if n != builders {
 		return ""
 	}
 	out, _ := json.Marshal(v.Verdicts)
