@@ -510,3 +510,20 @@ func (p *holdProxy) serve() {
 		}()
 	}
 }
+
+// TestSchedulerName: a scheduler's name is one NATS takes in a consumer's
+// name; a bad one on the command line is a usage error, and one kept in
+// the data directory that went bad stops the scheduler, saying where.
+func TestSchedulerName(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	for _, bad := range []string{"a.b", "a b", "*", ">", strings.Repeat("x", 33)} {
+		runLantern(t, dir, nil, "scheduler", "--data", data, "--scheduler-name", bad, "--listen", "127.0.0.1:0").fails(t, "--scheduler-name "+bad, 2, "--scheduler-name")
+	}
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, data, "scheduler-name", "two.words\n")
+	r := runLantern(t, dir, nil, "scheduler", "--data", data, "--nats-listen", "127.0.0.1:0", "--listen", fmt.Sprintf("127.0.0.1:%d", freePort(t)), "--diffoscope", "none")
+	r.fails(t, "a bad name kept in DATA", 1, filepath.Join(data, "scheduler-name"))
+}
