@@ -313,3 +313,56 @@ func TestDiffoscopeOnceWhenASchedulerDies(t *testing.T) {
 		t.Errorf("%d reports asked for on the stream by two schedulers, want 1", n)
 	}
 }
+
+// TestUpgradeToNamedScheduler: a farm's one scheduler of before (no name,
+// the shared consumers) comes back named, with its store: it reads the
+// streams again through consumers of its own, queues nothing again, keeps
+// its verdicts, and the shared consumers are gone.
+func TestUpgradeToNamedScheduler(t *testing.T) {
+	f := newFarm(t, natsq.Config{}, builderA, builderB)
+	claim, job := sourceClaim(t, claimKey, "example.org/upgraded", lantern.Digest{})
+	if code := f.do("POST", "/api/v1/claims", claim, nil); code != http.StatusAccepted {
+		t.Fatalf("POST claim = %d, want 202", code)
+	}
+	eventually(t, "the job", func() bool { return f.do("GET", "/api/v1/jobs/"+job.ID, nil, nil) == http.StatusOK })
+	f.publishResult(t, builderA, rebuilt(t, builderA, job, "bytes"))
+	f.publishResult(t, builderB, rebuilt(t, builderB, job, "bytes"))
+	out := lantern.DigestOf([]byte("bytes"))
+	eventually(t, "the verdict", func() bool { v := f.verdict(out); return v != nil && v.Status == lantern.StatusReproduced })
+	before := f.snapshot(job, out)
+	f.stopScheduler()
+
+	f.cfg.SchedulerName = "one"
+	f.startScheduler()
+	nc, err := nats.Connect(f.nats.URL(), nats.UserCredentials(f.nats.SchedulerConfig(natsq.Config{}).Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Its own consumers have read everything again.
+	for stream, what := range map[string]string{natsq.StreamClaims: "claims", natsq.StreamResults: "results"} {
+		eventually(t, "the named scheduler's "+what+" consumer to read "+stream, func() bool {
+			c, err := js.Consumer(t.Context(), stream, natsq.SchedulerConsumer("one", what))
+			if err != nil {
+				return false
+			}
+			info, err := c.Info(t.Context())
+			return err == nil && info.NumPending == 0 && info.NumAckPending == 0 && info.AckFloor.Stream > 0
+		})
+	}
+	for stream, name := range map[string]string{natsq.StreamClaims: natsq.ConsumerClaims, natsq.StreamResults: natsq.ConsumerResults, natsq.StreamDead: natsq.ConsumerDead} {
+		if _, err := js.Consumer(t.Context(), stream, name); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			t.Errorf("the unnamed scheduler's consumer %s of %s: err = %v, want it gone", name, stream, err)
+		}
+	}
+	if after := f.snapshot(job, out); after != before {
+		t.Errorf("after the upgrade the API says\n%s\nwant as before\n%s", after, before)
+	}
+	if n := streamSubjects(t, f, natsq.StreamJobs, natsq.SubjectJobs+".>"); n != 1 {
+		t.Errorf("the jobs stream has %d messages after the upgrade, want 1", n)
+	}
+}
