@@ -78,12 +78,13 @@ func (q *Queue) schedulerConsumer(name string) jetstream.ConsumerConfig {
 // consume runs the fetch, handle, ack loop of one of the scheduler's
 // consumers until ctx ends.
 func (q *Queue) consume(ctx context.Context, stream, name string, handle func(context.Context, []jetstream.Msg) []error) error {
-	return q.consumeWith(ctx, stream, q.schedulerConsumer(name), q.cfg.Batch, handle)
+	return q.consumeWith(ctx, stream, q.schedulerConsumer(name), q.cfg.Batch, q.cfg.NakDelay, handle)
 }
 
 // consumeWith runs the fetch, handle, ack loop of the consumer ccfg of
-// stream, up to batch messages at a time, until ctx ends.
-func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.ConsumerConfig, batch int, handle func(context.Context, []jetstream.Msg) []error) error {
+// stream, up to batch messages at a time, until ctx ends; a message whose
+// handling failed is redelivered after nakDelay.
+func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.ConsumerConfig, batch int, nakDelay time.Duration, handle func(context.Context, []jetstream.Msg) []error) error {
 	name := ccfg.Durable
 	// On a cluster whose leaders are being elected (just started, or a
 	// node lost) the consumer is made once they are there.
@@ -135,7 +136,7 @@ func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.C
 		}
 		errs := handle(ctx, msgs)
 		settling.Wait()
-		settling.Go(func() { q.settle(ctx, log, msgs, errs) })
+		settling.Go(func() { q.settle(ctx, log, msgs, errs, nakDelay) })
 	}
 }
 
@@ -195,7 +196,7 @@ func (q *Queue) fetchOne(ctx context.Context, cons jetstream.Consumer, stop <-ch
 
 // settle acks the messages whose handling succeeded or failed for good, and
 // naks the others.
-func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, errs []error) {
+func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, errs []error, nakDelay time.Duration) {
 	if len(errs) != len(msgs) {
 		log.Error("handler returned a wrong number of results; the batch will be redelivered", "messages", len(msgs), "results", len(errs))
 		errs = make([]error, len(msgs))
@@ -216,7 +217,7 @@ func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.M
 			log.Debug("dropping message that cannot be handled", "subject", m.Subject(), "err", err)
 		default:
 			log.Warn("message will be redelivered", "subject", m.Subject(), "err", err)
-			if err := m.NakWithDelay(q.cfg.NakDelay); err != nil {
+			if err := m.NakWithDelay(nakDelay); err != nil {
 				log.Warn("nak failed; message will be redelivered after the ack wait", "subject", m.Subject(), "err", err)
 			}
 			continue

@@ -103,7 +103,7 @@ func (q *Queue) DiffMade(ctx context.Context, key string) ([]byte, bool, error) 
 func (q *Queue) ConsumeDiffs(ctx context.Context, handle lantern.BatchHandler) error {
 	ccfg := q.schedulerConsumer(SchedulerConsumer(q.cfg.SchedulerName, "diffs"))
 	ccfg.FilterSubject = SubjectDiffsMade + ".>"
-	return q.consumeWith(ctx, StreamDiffs, ccfg, q.cfg.Batch, func(ctx context.Context, msgs []jetstream.Msg) []error {
+	return q.consumeWith(ctx, StreamDiffs, ccfg, q.cfg.Batch, q.cfg.NakDelay, func(ctx context.Context, msgs []jetstream.Msg) []error {
 		return handle(ctx, messages(msgs))
 	})
 }
@@ -115,6 +115,10 @@ func (q *Queue) ReplayDiffs(ctx context.Context, handle lantern.BatchHandler) er
 	return q.replay(ctx, StreamDiffs, handle)
 }
 
+// diffRetry is the least a request whose report could not be made (the
+// object store failed) waits before it is tried again.
+const diffRetry = 30 * time.Second
+
 // diffHeartbeat is how often, at most, a scheduler running diffoscope tells
 // the server it is still at it.
 const diffHeartbeat = 30 * time.Second
@@ -124,13 +128,13 @@ const diffHeartbeat = 30 * time.Second
 // a diffoscope shares, until ctx ends. While handle runs, the request is
 // kept with in-progress heartbeats (every third of the ack wait); it is
 // acked when handle returns nil or a *lantern.Permanent error, and
-// redelivered after Config.NakDelay otherwise. A scheduler that dies with a
+// redelivered after Config.NakDelay, or 30 seconds if longer, otherwise. A scheduler that dies with a
 // request leaves it to another after the ack wait.
 func (q *Queue) ConsumeDiffWork(ctx context.Context, handle func(ctx context.Context, m lantern.Message) error) error {
 	ccfg := q.schedulerConsumer(ConsumerDiffoscope)
 	ccfg.Description = "Lantern schedulers' diffoscope runs: each request to one"
 	ccfg.FilterSubject = SubjectDiffsWanted + ".>"
-	return q.consumeWith(ctx, StreamDiffs, ccfg, 1, func(ctx context.Context, msgs []jetstream.Msg) []error {
+	return q.consumeWith(ctx, StreamDiffs, ccfg, 1, max(q.cfg.NakDelay, diffRetry), func(ctx context.Context, msgs []jetstream.Msg) []error {
 		errs := make([]error, len(msgs))
 		for i, m := range msgs {
 			stop := make(chan struct{})

@@ -483,7 +483,12 @@ func (q *Queue) Setup(ctx context.Context) error {
 		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		st, err := q.js.CreateOrUpdateStream(ctx, sc)
+		var st jetstream.Stream
+		err := q.place(ctx, "stream "+sc.Name, func(ctx context.Context) error {
+			var err error
+			st, err = q.js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("create stream %s: %w", sc.Name, explainReplicas(explainLimit(err, "--stream-max-bytes"), sc.Replicas))
 		}
@@ -501,12 +506,17 @@ func (q *Queue) Setup(ctx context.Context) error {
 			return err
 		}
 	}
-	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BucketObjects,
-		Description: "Lantern's build logs and artefacts, named by their sha256 digest",
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.cfg.Replicas,
-		MaxBytes:    q.cfg.BucketMaxBytes,
+	var obs jetstream.ObjectStore
+	err := q.place(ctx, "object store "+BucketObjects, func(ctx context.Context) error {
+		var err error
+		obs, err = q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      BucketObjects,
+			Description: "Lantern's build logs and artefacts, named by their sha256 digest",
+			Storage:     jetstream.FileStorage,
+			Replicas:    q.cfg.Replicas,
+			MaxBytes:    q.cfg.BucketMaxBytes,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create object store %s: %w", BucketObjects, explainReplicas(explainLimit(err, "--bucket-max-bytes"), q.cfg.Replicas))

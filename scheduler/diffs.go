@@ -39,8 +39,9 @@ const diffBatch = 1000
 
 // diffTries is how many times a request for a report is delivered before
 // the report is failed: a diffoscope that kills its scheduler must not
-// kill every one in turn.
-const diffTries = 5
+// kill every one in turn. A request whose outputs could not be read is
+// tried again after half a minute: ten tries outlast a NATS node's loss.
+const diffTries = 10
 
 // noDifference is the report stored when the differ saw no difference
 // between two outputs whose digests differ.
@@ -85,7 +86,8 @@ func DiffKey(d DiffRecord) string {
 
 // runDiffs asks, once for the farm, for the reports its store has pending,
 // until ctx ends. It waits for a wake-up (a new mismatch), and asks again
-// after Config.DiffRetry for what it could not ask for.
+// after Config.DiffRetry for what it could not ask for, and tries again to
+// remove the outputs of reports made that it could not remove.
 func (s *Scheduler) runDiffs(ctx context.Context, dq DiffQueue) error {
 	asked := map[string]bool{}
 	for {
@@ -124,8 +126,9 @@ func (s *Scheduler) runDiffs(ctx context.Context, dq DiffQueue) error {
 			}
 			asked[key] = true
 		}
+		s.retryReleases(ctx)
 		var retry <-chan time.Time
-		if failed {
+		if failed || s.releasesLeft() {
 			retry = time.After(s.cfg.DiffRetry)
 		}
 		select {

@@ -123,8 +123,8 @@ type Scheduler struct {
 	// diffWake wakes runDiffs up when a verdict may want new reports.
 	diffWake chan struct{}
 	// unreleased are outputs whose reports are made and that are still to
-	// be removed from the object store; only the diffoscope runs use it
-	// (one at a time).
+	// be removed from the object store.
+	releaseMu  sync.Mutex
 	unreleased []lantern.Digest
 }
 
