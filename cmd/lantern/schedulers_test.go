@@ -130,9 +130,11 @@ func TestTwoSchedulersOnACluster(t *testing.T) {
 	if code, _ := apiA.do("GET", "/api/v1/jobs/"+job3.ID, ""); code != http.StatusNotFound {
 		t.Fatalf("A, held after queuing the job, has stored the claim: GET its job = %d, want 404", code)
 	}
+	t.Logf("A (pid %d) holds claim %s's ingest after publishing its job: kill -9", procA.cmd.Process.Pid, job3.Source)
 	procA.cmd.Process.Kill()
 	<-procA.exited
 	waitOK(t, apiB, "/api/v1/jobs/"+job3.ID)
+	t.Logf("B has job %s; the jobs stream holds it %d time(s)", job3.ID, subjectMsgs(t, js, natsq.StreamJobs, natsq.SubjectJobs+".*."+job3.ID))
 	if n := subjectMsgs(t, js, natsq.StreamJobs, natsq.SubjectJobs+".*."+job3.ID); n != 1 {
 		t.Errorf("job %s is %d times on the jobs stream, want once", job3.ID, n)
 	}
@@ -169,6 +171,7 @@ func TestTwoSchedulersOnACluster(t *testing.T) {
 		t.Fatalf("stop B: %v\n%s", err, procB.log)
 	}
 	procB, apiB = startB()
+	t.Logf("A (pid %d) runs diffoscope (held, pid %d) on %s: kill -9", procA.cmd.Process.Pid, holder, job4.Source)
 	procA.cmd.Process.Kill()
 	<-procA.exited
 	a, b := lantern.DigestOf([]byte(outA)), lantern.DigestOf([]byte(outB))
@@ -185,6 +188,7 @@ func TestTwoSchedulersOnACluster(t *testing.T) {
 	if !bytes.Contains(report, []byte("built at 1")) || !bytes.Contains(report, []byte("built at 2")) {
 		t.Errorf("B's report is not diffoscope's on the two outputs:\n%s", report)
 	}
+	t.Logf("B made the report: %+v", recB)
 	procA, apiA = startA(c.urls(), "--diffoscope", "none")
 	var recA diffView
 	waitUntil(t, "A to serve the report", func() bool {
