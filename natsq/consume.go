@@ -26,15 +26,16 @@ const (
 	settleTimeout = time.Minute
 )
 
-// ConsumeClaims calls handle with batches of source claims from the durable
-// consumer scheduler-claims until ctx ends, and then returns nil. See
-// [Queue.ConsumeResults].
+// ConsumeClaims calls handle with batches of source claims from the
+// scheduler's own durable consumer (see [SchedulerConsumer]) until ctx ends,
+// and then returns nil. See [Queue.ConsumeResults].
 func (q *Queue) ConsumeClaims(ctx context.Context, handle lantern.BatchHandler) error {
-	return q.consumeBatches(ctx, StreamClaims, ConsumerClaims, handle)
+	return q.consumeBatches(ctx, StreamClaims, SchedulerConsumer(q.cfg.SchedulerName, "claims"), handle)
 }
 
-// ConsumeResults calls handle with batches of attestations from the durable
-// consumer scheduler-results until ctx ends, and then returns nil. A batch
+// ConsumeResults calls handle with batches of attestations from the
+// scheduler's own durable consumer until ctx ends, and then returns nil:
+// every scheduler of a farm reads every result. A batch
 // is what is there, up to Config.Batch messages: a lone message is handed
 // over at once. Message.Deliveries is JetStream's delivery count (1 the
 // first time). Each message is acked (and the server has confirmed the
@@ -43,7 +44,7 @@ func (q *Queue) ConsumeClaims(ctx context.Context, handle lantern.BatchHandler) 
 // through disconnects and server restarts; it returns an error only when
 // the consumer cannot be made or the connection is closed.
 func (q *Queue) ConsumeResults(ctx context.Context, handle lantern.BatchHandler) error {
-	return q.consumeBatches(ctx, StreamResults, ConsumerResults, handle)
+	return q.consumeBatches(ctx, StreamResults, SchedulerConsumer(q.cfg.SchedulerName, "results"), handle)
 }
 
 func (q *Queue) consumeBatches(ctx context.Context, stream, name string, handle lantern.BatchHandler) error {
@@ -77,7 +78,14 @@ func (q *Queue) schedulerConsumer(name string) jetstream.ConsumerConfig {
 // consume runs the fetch, handle, ack loop of one of the scheduler's
 // consumers until ctx ends.
 func (q *Queue) consume(ctx context.Context, stream, name string, handle func(context.Context, []jetstream.Msg) []error) error {
-	ccfg := q.schedulerConsumer(name)
+	return q.consumeWith(ctx, stream, q.schedulerConsumer(name), q.cfg.Batch, q.cfg.NakDelay, handle)
+}
+
+// consumeWith runs the fetch, handle, ack loop of the consumer ccfg of
+// stream, up to batch messages at a time, until ctx ends; a message whose
+// handling failed is redelivered after nakDelay.
+func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.ConsumerConfig, batch int, nakDelay time.Duration, handle func(context.Context, []jetstream.Msg) []error) error {
+	name := ccfg.Durable
 	// On a cluster whose leaders are being elected (just started, or a
 	// node lost) the consumer is made once they are there.
 	var cons jetstream.Consumer
@@ -99,7 +107,7 @@ func (q *Queue) consume(ctx context.Context, stream, name string, handle func(co
 	var settling sync.WaitGroup
 	defer settling.Wait()
 	for {
-		msgs, err := q.fetch(ctx, cons, q.cfg.Batch, nil)
+		msgs, err := q.fetch(ctx, cons, batch, nil)
 		if ctx.Err() != nil || q.isClosing() {
 			// Fetched but not handled: give them straight back.
 			for _, m := range msgs {
@@ -128,7 +136,7 @@ func (q *Queue) consume(ctx context.Context, stream, name string, handle func(co
 		}
 		errs := handle(ctx, msgs)
 		settling.Wait()
-		settling.Go(func() { q.settle(ctx, log, msgs, errs) })
+		settling.Go(func() { q.settle(ctx, log, msgs, errs, nakDelay) })
 	}
 }
 
@@ -188,7 +196,7 @@ func (q *Queue) fetchOne(ctx context.Context, cons jetstream.Consumer, stop <-ch
 
 // settle acks the messages whose handling succeeded or failed for good, and
 // naks the others.
-func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, errs []error) {
+func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.Msg, errs []error, nakDelay time.Duration) {
 	if len(errs) != len(msgs) {
 		log.Error("handler returned a wrong number of results; the batch will be redelivered", "messages", len(msgs), "results", len(errs))
 		errs = make([]error, len(msgs))
@@ -209,7 +217,7 @@ func (q *Queue) settle(ctx context.Context, log *slog.Logger, msgs []jetstream.M
 			log.Debug("dropping message that cannot be handled", "subject", m.Subject(), "err", err)
 		default:
 			log.Warn("message will be redelivered", "subject", m.Subject(), "err", err)
-			if err := m.NakWithDelay(q.cfg.NakDelay); err != nil {
+			if err := m.NakWithDelay(nakDelay); err != nil {
 				log.Warn("nak failed; message will be redelivered after the ack wait", "subject", m.Subject(), "err", err)
 			}
 			continue
@@ -262,13 +270,13 @@ type maxDeliverAdvisory struct {
 }
 
 // ConsumeDeadLetters calls handle for every job a builder's consumer gave
-// up on, read from LANTERN_DEAD with the durable consumer scheduler-dead,
+// up on, read from LANTERN_DEAD with the scheduler's own durable consumer,
 // until ctx ends, and then returns nil. An advisory is acked when handle
 // returns nil or a *lantern.Permanent error and redelivered otherwise.
 // Advisories that name no job in LANTERN_JOBS any more, or a consumer that
 // is not a builder's, are logged and dropped.
 func (q *Queue) ConsumeDeadLetters(ctx context.Context, handle func(ctx context.Context, d lantern.DeadLetter) error) error {
-	return q.consume(ctx, StreamDead, ConsumerDead, func(ctx context.Context, msgs []jetstream.Msg) []error {
+	return q.consume(ctx, StreamDead, SchedulerConsumer(q.cfg.SchedulerName, "dead"), func(ctx context.Context, msgs []jetstream.Msg) []error {
 		data := make([][]byte, len(msgs))
 		for i, m := range msgs {
 			data[i] = m.Data()

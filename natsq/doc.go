@@ -9,6 +9,35 @@
 // left off, and the scheduler's state can be rebuilt by replaying the claims
 // and results streams ([Queue.Replay]).
 //
+// # Several schedulers
+//
+// The streams are the record; each scheduler's store is its own view of
+// them. Two or more schedulers can serve one farm side by side, each named
+// (Config.SchedulerName, `lantern scheduler --scheduler-name`) and each
+// reading every claim, result, dead letter and difference report through
+// durable consumers of its own. What must happen once happens once across
+// them. A claim's job is published on a subject of its own with
+// Nats-Expected-Last-Subject-Sequence 0, so the stream stores it only if
+// that subject is empty: however many schedulers ingest the claim, and
+// however late (past the duplicate window, after a crash between publishing
+// the job and storing the claim), it is queued once ([Queue.PublishJobs]).
+// A difference report is asked for once on lantern.diffs.wanted.<key> the
+// same way ([Queue.WantDiff]); the request goes to one of the schedulers
+// with a diffoscope through the shared consumer scheduler-diffoscope, which
+// keeps it with in-progress heartbeats while diffoscope runs and gives it to
+// another after the ack wait if that scheduler dies
+// ([Queue.ConsumeDiffWork]); what came of it is published once on
+// lantern.diffs.made.<key> ([Queue.MadeDiff]) and read by every scheduler.
+// Losing a scheduler loses its share of the reads and nothing else.
+//
+// A farm from before named schedulers has the shared consumers
+// scheduler-claims, scheduler-results and scheduler-dead, which split the
+// messages between schedulers: a named scheduler's Setup deletes them, and
+// its own consumers read the streams once more from the first message
+// (harmless: a claim or result its store has is skipped, and a job already
+// queued is not queued again). A scheduler without a name still uses them:
+// run only one such, or name them all.
+//
 // # Wire protocol
 //
 // The streams below are the whole protocol between the scheduler and the
@@ -19,12 +48,19 @@
 // Config.DeadMaxBytes, 64 MiB), Config.StreamMaxAge (for ever) and
 // Config.MaxMsgSize (1 MiB), and a duplicate window of
 // Config.DuplicateWindow (default 2 minutes) for its Nats-Msg-Id.
+// LANTERN_DIFFS is bounded by Config.DeadMaxBytes too.
 //
 //	stream           subjects                                                  message data                          Nats-Msg-Id                   published by
 //	LANTERN_CLAIMS   lantern.claims, lantern.claims.api                        source-claim DSSE envelope, as posted  sha256 hex of the data        claimants (CLI, bridges, peers); the scheduler's API on .api
-//	LANTERN_JOBS     lantern.jobs.<recipe>                                     lantern.Job as JSON                    the job id (lantern.JobID)    scheduler
+//	LANTERN_JOBS     lantern.jobs.<recipe>.<job id>                            lantern.Job as JSON                    the job id (lantern.JobID)    scheduler, only if the subject is empty
 //	LANTERN_RESULTS  lantern.results.<builder key id, 64 hex>                  attestation DSSE envelope              sha256 hex of the data        workers
 //	LANTERN_DEAD     $JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.LANTERN_JOBS.>  JetStream max_deliver advisory (JSON)  -                             the NATS server itself
+//	LANTERN_DIFFS    lantern.diffs.wanted.<key>, lantern.diffs.made.<key>     the report's record (JSON)             -                             schedulers, only if the subject is empty
+//
+// Jobs published before named schedulers are on lantern.jobs.<recipe>; the
+// builders' consumers take both. A difference report's key is 32 hex digits
+// of a hash of its two outputs and the time it was wanted (a stream time,
+// the same for every scheduler).
 //
 // LANTERN_DEAD captures the server's advisories, so a job that exhausted its
 // deliveries while the scheduler was down is still there when it comes back.
@@ -74,9 +110,15 @@
 //
 //	consumer                    stream           reader                        ack wait          max deliver        starts at
 //	builder-<key id, 16 hex>    LANTERN_JOBS     every worker of that builder  Config.AckWait    Config.MaxDeliver  all jobs (backlog) or new ones
-//	scheduler-claims            LANTERN_CLAIMS   scheduler                     Config.AckWait    unlimited          the first message
-//	scheduler-results           LANTERN_RESULTS  scheduler                     Config.AckWait    unlimited          the first message
-//	scheduler-dead              LANTERN_DEAD     scheduler                     Config.AckWait    unlimited          the first message
+//	scheduler-<name>-claims     LANTERN_CLAIMS   that scheduler                Config.AckWait    unlimited          the first message
+//	scheduler-<name>-results    LANTERN_RESULTS  that scheduler                Config.AckWait    unlimited          the first message
+//	scheduler-<name>-dead       LANTERN_DEAD     that scheduler                Config.AckWait    unlimited          the first message
+//	scheduler-<name>-diffs      LANTERN_DIFFS    that scheduler (made.>)       Config.AckWait    unlimited          the first message
+//	scheduler-diffoscope        LANTERN_DIFFS    schedulers with diffoscope    Config.AckWait    unlimited          the first message
+//	                            (wanted.>)       (each request to one)
+//
+// (A scheduler with no name has scheduler-claims, scheduler-results,
+// scheduler-dead and scheduler-diffs.)
 //
 // Each builder has one consumer, so each builder rebuilds each job once and
 // its worker processes share the jobs. The builder's consumer carries its full

@@ -38,12 +38,15 @@ const (
 // there.
 func (q *Queue) ensureBucket(ctx context.Context, bucket, desc string) error {
 	if _, err := q.js.ObjectStore(ctx, bucket); err != nil {
-		_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-			Bucket:      bucket,
-			Description: desc,
-			Storage:     jetstream.FileStorage,
-			Replicas:    q.cfg.Replicas,
-			MaxBytes:    q.cfg.BuilderBucketMaxBytes,
+		err := q.place(ctx, "object store "+bucket, func(ctx context.Context) error {
+			_, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+				Bucket:      bucket,
+				Description: desc,
+				Storage:     jetstream.FileStorage,
+				Replicas:    q.cfg.Replicas,
+				MaxBytes:    q.cfg.BuilderBucketMaxBytes,
+			})
+			return err
 		})
 		if err != nil {
 			return fmt.Errorf("create object store %s: %w", bucket, explainReplicas(explainLimit(err, "--builder-bucket-max-bytes"), q.cfg.Replicas))

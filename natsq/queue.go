@@ -45,6 +45,10 @@ const (
 	// jobs a consumer of LANTERN_JOBS gave up on.
 	SubjectDead = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + StreamJobs + ".>"
 
+	// ConsumerClaims, ConsumerResults and ConsumerDead are the consumers
+	// of a scheduler with no Config.SchedulerName: the farm's only
+	// scheduler, as every farm had before schedulers had names. A named
+	// scheduler's are SchedulerConsumer(name, ...).
 	ConsumerClaims  = "scheduler-claims"
 	ConsumerResults = "scheduler-results"
 	ConsumerDead    = "scheduler-dead"
@@ -78,6 +82,13 @@ type Config struct {
 	Role Role
 	// Builder is the builder of a RoleBuilder connection.
 	Builder lantern.Digest
+	// SchedulerName names a scheduler's own consumers of the claims,
+	// results, dead letters and difference reports, through which it
+	// reads every message into its store: each scheduler of a farm needs
+	// a name of its own (letters, digits, - and _, up to 32). Empty: the
+	// farm's only scheduler, with the consumers of farms before names
+	// (ConsumerClaims, ...); a named scheduler's Setup deletes those.
+	SchedulerName string
 	// Replicas is the number of replicas of every stream and of the object
 	// store; default 1. Past one machine, NATS runs as a cluster and 3 is
 	// usual.
@@ -150,6 +161,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.Replicas == 0 {
 		c.Replicas = 1
+	}
+	if err := CheckSchedulerName(c.SchedulerName); c.SchedulerName != "" && err != nil {
+		return c, fmt.Errorf("natsq config: SchedulerName: %w", err)
 	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 2 * time.Minute
@@ -469,7 +483,12 @@ func (q *Queue) Setup(ctx context.Context) error {
 		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		st, err := q.js.CreateOrUpdateStream(ctx, sc)
+		var st jetstream.Stream
+		err := q.place(ctx, "stream "+sc.Name, func(ctx context.Context) error {
+			var err error
+			st, err = q.js.CreateOrUpdateStream(ctx, sc)
+			return err
+		})
 		if err != nil {
 			return fmt.Errorf("create stream %s: %w", sc.Name, explainReplicas(explainLimit(err, "--stream-max-bytes"), sc.Replicas))
 		}
@@ -482,12 +501,22 @@ func (q *Queue) Setup(ctx context.Context) error {
 			q.log.Warn("a stream holds more than its cap: it takes no more messages until the cap is raised", "stream", sc.Name, "bytes", info.State.Bytes, "cap", sc.MaxBytes, "fix", "raise --stream-max-bytes (or --dead-letter-max-bytes)")
 		}
 	}
-	obs, err := q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
-		Bucket:      BucketObjects,
-		Description: "Lantern's build logs and artefacts, named by their sha256 digest",
-		Storage:     jetstream.FileStorage,
-		Replicas:    q.cfg.Replicas,
-		MaxBytes:    q.cfg.BucketMaxBytes,
+	if q.cfg.SchedulerName != "" {
+		if err := q.removeSharedConsumers(ctx); err != nil {
+			return err
+		}
+	}
+	var obs jetstream.ObjectStore
+	err := q.place(ctx, "object store "+BucketObjects, func(ctx context.Context) error {
+		var err error
+		obs, err = q.js.CreateOrUpdateObjectStore(ctx, jetstream.ObjectStoreConfig{
+			Bucket:      BucketObjects,
+			Description: "Lantern's build logs and artefacts, named by their sha256 digest",
+			Storage:     jetstream.FileStorage,
+			Replicas:    q.cfg.Replicas,
+			MaxBytes:    q.cfg.BucketMaxBytes,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("create object store %s: %w", BucketObjects, explainReplicas(explainLimit(err, "--bucket-max-bytes"), q.cfg.Replicas))
@@ -495,6 +524,26 @@ func (q *Queue) Setup(ctx context.Context) error {
 	q.objMu.Lock()
 	q.objects = obs
 	q.objMu.Unlock()
+	return nil
+}
+
+// removeSharedConsumers deletes the consumers that farms before named
+// schedulers shared (scheduler-claims, -results, -dead): a named scheduler
+// reads every message through consumers of its own, from the first, and a
+// shared one left there would keep the streams' messages for nobody. An
+// unnamed scheduler still running on the farm makes them again, and then
+// splits the messages with nobody: every scheduler of a farm must be named.
+func (q *Queue) removeSharedConsumers(ctx context.Context) error {
+	for stream, name := range map[string]string{StreamClaims: ConsumerClaims, StreamResults: ConsumerResults, StreamDead: ConsumerDead} {
+		err := q.js.DeleteConsumer(ctx, stream, name)
+		switch {
+		case err == nil:
+			q.log.Info("deleted the consumer of the farm's unnamed scheduler: this scheduler reads the stream with its own", "stream", stream, "consumer", name, "own", SchedulerConsumer(q.cfg.SchedulerName, strings.TrimPrefix(name, "scheduler-")))
+		case errors.Is(err, jetstream.ErrConsumerNotFound):
+		default:
+			return fmt.Errorf("delete consumer %s of %s: %w", name, stream, err)
+		}
+	}
 	return nil
 }
 
@@ -522,6 +571,7 @@ func (q *Queue) streamConfigs() []jetstream.StreamConfig {
 		stream(StreamJobs, []string{SubjectJobs + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild jobs (lantern.Job JSON) on lantern.jobs.<recipe>"),
 		stream(StreamResults, []string{SubjectResults + ".>"}, q.cfg.StreamMaxBytes, "Lantern rebuild attestations (DSSE envelopes) on lantern.results.<builder key id>"),
 		stream(StreamDead, []string{SubjectDead}, q.cfg.DeadMaxBytes, "JetStream max-deliveries advisories of the builders' job consumers"),
+		stream(StreamDiffs, []string{SubjectDiffs + ".>"}, q.cfg.DeadMaxBytes, "Lantern's difference reports: wanted (lantern.diffs.wanted.<key>) and made (lantern.diffs.made.<key>)"),
 	}
 }
 
@@ -543,12 +593,41 @@ func (q *Queue) Close() error {
 	return nil
 }
 
-// JobSubject returns the subject of the jobs of recipe, lantern.jobs.<recipe>.
-func JobSubject(recipe string) (string, error) {
+// CheckSchedulerName reports whether name can name a scheduler: 1 to 32
+// letters, digits, "-" and "_".
+func CheckSchedulerName(name string) error {
+	if name == "" || len(name) > 32 {
+		return fmt.Errorf("%q: want 1 to 32 letters, digits, - and _", name)
+	}
+	for i, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return fmt.Errorf("%q: character %q at %d; want letters, digits, - and _", name, r, i)
+		}
+	}
+	return nil
+}
+
+// SchedulerConsumer returns the name of scheduler name's own consumer of
+// what ("claims", "results", "dead" or "diffs"): scheduler-<name>-<what>;
+// for the empty name, scheduler-<what>.
+func SchedulerConsumer(name, what string) string {
+	if name == "" {
+		return "scheduler-" + what
+	}
+	return "scheduler-" + name + "-" + what
+}
+
+// JobSubject returns the subject of the job id of recipe,
+// lantern.jobs.<recipe>.<id>: one subject per job, so that the stream can
+// tell whether a job is queued already (see [Queue.PublishJobs]).
+func JobSubject(recipe, id string) (string, error) {
 	if err := checkToken(recipe); err != nil {
 		return "", fmt.Errorf("recipe %q: %w", recipe, err)
 	}
-	return SubjectJobs + "." + recipe, nil
+	if err := checkToken(id); err != nil {
+		return "", fmt.Errorf("job id %q: %w", id, err)
+	}
+	return SubjectJobs + "." + recipe + "." + id, nil
 }
 
 // ResultSubject returns the subject of builder's results,
@@ -624,17 +703,20 @@ func (q *Queue) PublishResult(ctx context.Context, builder lantern.Digest, envel
 // publishWindow is how many job publishes may wait for their acks at once.
 const publishWindow = 512
 
-// PublishJobs publishes every job on lantern.jobs.<recipe>, with the job id
-// as Nats-Msg-Id, and waits until the stream has stored them all. A job id
-// already published within the duplicate window is stored once. Every job
-// is checked before any is published.
+// PublishJobs publishes every job on lantern.jobs.<recipe>.<job id>, with
+// the job id as Nats-Msg-Id, and waits until the stream has stored them
+// all. Each is published only if its subject holds no message yet
+// (Nats-Expected-Last-Subject-Sequence 0): a job is queued once, however
+// often and however late it is published again, by one scheduler or by
+// several that read the same claims; a job queued already counts as
+// published. Every job is checked before any is published.
 func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 	msgs := make([]*nats.Msg, len(jobs))
 	for i, j := range jobs {
 		if j.ID == "" {
 			return fmt.Errorf("publish job %d of %d: empty id", i+1, len(jobs))
 		}
-		subj, err := JobSubject(j.Recipe)
+		subj, err := JobSubject(j.Recipe, j.ID)
 		if err != nil {
 			return fmt.Errorf("publish job %s: %w", j.ID, err)
 		}
@@ -648,7 +730,7 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 		end := min(start+publishWindow, len(msgs))
 		acks := make([]jetstream.PubAckFuture, 0, end-start)
 		for i := start; i < end; i++ {
-			f, err := q.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(jobs[i].ID), jetstream.WithExpectStream(StreamJobs))
+			f, err := q.js.PublishMsgAsync(msgs[i], jetstream.WithMsgID(jobs[i].ID), jetstream.WithExpectStream(StreamJobs), jetstream.WithExpectLastSequencePerSubject(0))
 			if err != nil {
 				return fmt.Errorf("publish job %s: %w", jobs[i].ID, err)
 			}
@@ -658,6 +740,9 @@ func (q *Queue) PublishJobs(ctx context.Context, jobs []lantern.Job) error {
 			select {
 			case <-f.Ok():
 			case err := <-f.Err():
+				if isWrongLastSeq(err) {
+					continue // queued already
+				}
 				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, explainLimit(err, "--stream-max-bytes"))
 			case <-ctx.Done():
 				return fmt.Errorf("publish job %s: %w", jobs[start+k].ID, ctx.Err())
@@ -684,6 +769,14 @@ func explainLimit(err error, setting string) error {
 		return fmt.Errorf("%w: the stream is full; the farm's operator can raise %s", err, setting)
 	}
 	return err
+}
+
+// isWrongLastSeq reports whether err is the stream's refusal of a message
+// published only if its subject holds none yet, because it holds one: a
+// standalone stream says so with one code, a replicated one with another.
+func isWrongLastSeq(err error) bool {
+	var ae *jetstream.APIError
+	return errors.As(err, &ae) && (ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence || ae.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // jsErrStorageResources is the NATS server's error code for "insufficient

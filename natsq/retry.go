@@ -112,3 +112,29 @@ func explainReplicas(err error, replicas int) error {
 	}
 	return err
 }
+
+// placementWait bounds how long place waits for a cluster's servers to be
+// seen up.
+const placementWait = time.Minute
+
+// place calls op, which creates or updates a stream or bucket, until it
+// succeeds, fails otherwise than for a node or a placement, or placementWait
+// has passed: a cluster that has just started (or lost a node) can report
+// a server offline for a while, on a loaded machine, though it is up.
+func (q *Queue) place(ctx context.Context, what string, op func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, placementWait)
+	defer cancel()
+	var b backoff
+	for tries := 1; ; tries++ {
+		err := op(ctx)
+		var ae *jetstream.APIError
+		noPeers := errors.As(err, &ae) && ae.ErrorCode == jsErrNoPeers && q.cfg.Replicas > 1
+		if err == nil || !(noPeers || transient(err)) || q.isClosing() {
+			return err
+		}
+		q.log.Warn("nats: the cluster cannot place it yet; retrying", "what", what, "try", tries, "err", err)
+		if !b.wait(ctx) {
+			return err
+		}
+	}
+}

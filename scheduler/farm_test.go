@@ -60,6 +60,8 @@ type farm struct {
 	differ   scheduler.Differ
 	tune     func(*scheduler.Config) // if set, changes the scheduler's config
 	fetch    netguard.Policy         // the scheduler's Config.Fetch
+	// wrap, if set, is what the scheduler gets of its connection.
+	wrap func(*natsq.Queue) scheduler.Queue
 
 	nats   *natstest.Farm
 	log    *slog.Logger // every connection's: it watches for permission violations
@@ -161,7 +163,11 @@ func (f *farm) startScheduler() {
 	if f.tune != nil {
 		f.tune(&scfg)
 	}
-	s, err := scheduler.New(scfg, q, st, testLogger(f.t))
+	var sq scheduler.Queue = q
+	if f.wrap != nil {
+		sq = f.wrap(q)
+	}
+	s, err := scheduler.New(scfg, sq, st, testLogger(f.t))
 	if err != nil {
 		f.t.Fatal(err)
 	}
@@ -188,6 +194,18 @@ func (f *farm) startScheduler() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+}
+
+// peer starts another scheduler on f's NATS, named name (f's must be
+// named too), with a store of its own and differ; wrap, if not nil, is
+// what it gets of its connection.
+func (f *farm) peer(name string, differ scheduler.Differ, wrap func(*natsq.Queue) scheduler.Queue) *farm {
+	f.t.Helper()
+	cfg := f.cfg
+	cfg.SchedulerName = name
+	p := &farm{t: f.t, dir: f.t.TempDir(), cfg: cfg, builders: f.builders, differ: differ, tune: f.tune, fetch: f.fetch, nats: f.nats, log: f.log, wrap: wrap}
+	p.startScheduler()
+	return p
 }
 
 func (f *farm) stopScheduler() {

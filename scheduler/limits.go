@@ -187,20 +187,31 @@ func (s *Scheduler) runRetention(ctx context.Context, r OutputRemover) error {
 
 // releaseOutputs removes the outputs of the report d, which is made or
 // failed for good, unless another pending report still needs them. What
-// it cannot remove now is tried again by retryReleases. Only runDiffs
-// calls it.
+// it cannot remove now is tried again by retryReleases (runDiffs calls it
+// on every wake-up).
 func (s *Scheduler) releaseOutputs(ctx context.Context, d DiffRecord) {
 	if _, ok := s.q.(OutputRemover); !ok {
 		return
 	}
+	s.releaseMu.Lock()
 	s.unreleased = append(s.unreleased, d.A, d.B)
+	s.releaseMu.Unlock()
 	s.retryReleases(ctx)
+}
+
+// releasesLeft reports whether outputs wait to be removed.
+func (s *Scheduler) releasesLeft() bool {
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
+	return len(s.unreleased) > 0
 }
 
 // retryReleases removes the outputs releaseOutputs let go of, but those a
 // pending report needs; it keeps what it could not remove for the next
-// try. Only runDiffs calls it.
+// try.
 func (s *Scheduler) retryReleases(ctx context.Context) {
+	s.releaseMu.Lock()
+	defer s.releaseMu.Unlock()
 	r, ok := s.q.(OutputRemover)
 	if !ok || len(s.unreleased) == 0 {
 		return

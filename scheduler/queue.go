@@ -29,7 +29,8 @@ type Queue interface {
 	RemoveBuilder(ctx context.Context, builder lantern.Digest) error
 
 	// ConsumeClaims and ConsumeResults call handle with batches of messages
-	// from their stream's durable consumer until ctx ends. Each message is
+	// from the scheduler's own durable consumer of their stream (every
+	// scheduler of a farm reads every message) until ctx ends. Each message is
 	// acked when handle returns nil for it and redelivered otherwise.
 	ConsumeClaims(ctx context.Context, handle BatchHandler) error
 	ConsumeResults(ctx context.Context, handle BatchHandler) error
@@ -43,6 +44,10 @@ type Queue interface {
 	// ReplayDeadLetters calls handle with every dead letter of the
 	// dead-letter stream, from the first.
 	ReplayDeadLetters(ctx context.Context, handle func(ctx context.Context, d DeadLetter) error) error
+
+	// DiffQueue shares the difference reports between the farm's
+	// schedulers.
+	DiffQueue
 }
 
 // Message is one message off a stream (lantern.Message).

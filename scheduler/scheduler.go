@@ -123,7 +123,8 @@ type Scheduler struct {
 	// diffWake wakes runDiffs up when a verdict may want new reports.
 	diffWake chan struct{}
 	// unreleased are outputs whose reports are made and that are still to
-	// be removed from the object store; only runDiffs uses it.
+	// be removed from the object store.
+	releaseMu  sync.Mutex
 	unreleased []lantern.Digest
 }
 
@@ -199,8 +200,13 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	})
 	g.Go(func() error { return s.q.ConsumeResults(ctx, s.ingestResults) })
 	g.Go(func() error { return s.q.ConsumeDeadLetters(ctx, s.deadLetter) })
+	g.Go(func() error { return s.q.ConsumeDiffs(ctx, s.ingestDiffs) })
+	g.Go(func() error { return s.runDiffs(ctx, s.q) })
 	if s.cfg.Differ != nil {
-		g.Go(func() error { return s.runDiffs(ctx, s.q.(Objects)) })
+		objects := s.q.(Objects)
+		g.Go(func() error {
+			return s.q.ConsumeDiffWork(ctx, func(ctx context.Context, m Message) error { return s.diffWork(ctx, s.q, objects, m) })
+		})
 	}
 	if r, ok := s.q.(OutputRemover); ok {
 		g.Go(func() error { return s.runRetention(ctx, r) })
@@ -240,6 +246,9 @@ func (s *Scheduler) Reindex(ctx context.Context) error {
 	})
 	if err != nil {
 		return fmt.Errorf("reindex: dead letters: %w", err)
+	}
+	if err := s.q.ReplayDiffs(ctx, s.ingestDiffs); err != nil {
+		return fmt.Errorf("reindex: difference reports: %w", err)
 	}
 	return nil
 }

@@ -229,13 +229,21 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 		}
 	})
 	t.Run("publish a job", func(t *testing.T) {
-		subj, _ := natsq.JobSubject("generic")
+		subj, _ := natsq.JobSubject("generic", "forged")
 		a.publish(t, subj, []byte(`{"id":"forged"}`))
 		a.refused(t, "a job", subj)
 	})
 	t.Run("publish a result as B", func(t *testing.T) {
 		a.publish(t, resultB, rebuilt(t, builderA, job, "forged"))
 		a.refused(t, "B's result", resultB)
+	})
+	t.Run("say a difference report is made, or wanted", func(t *testing.T) {
+		// Every scheduler stores what lantern.diffs.made.<key> says, and
+		// runs diffoscope on what lantern.diffs.wanted.<key> asks for.
+		for _, subj := range []string{natsq.SubjectDiffsMade + ".forged", natsq.SubjectDiffsWanted + ".forged"} {
+			a.publish(t, subj, []byte(`{"a":"sha256:`+strings.Repeat("ab", 32)+`","b":"sha256:`+strings.Repeat("cd", 32)+`","state":"done","report":"sha256:`+strings.Repeat("ef", 32)+`"}`))
+			a.refused(t, "a difference report", subj)
+		}
 	})
 	t.Run("say B is building", func(t *testing.T) {
 		subj, _ := natsq.BuildingSubject(builderB.ID())
@@ -402,9 +410,11 @@ func TestClaimantMayOnlyClaim(t *testing.T) {
 	resultA, _ := natsq.ResultSubject(builderA.ID())
 	raw.publish(t, resultA, rebuilt(t, builderA, job, "x"))
 	raw.refused(t, "a result", resultA)
-	subj, _ := natsq.JobSubject("go")
+	subj, _ := natsq.JobSubject("go", "forged")
 	raw.publish(t, subj, []byte(`{}`))
 	raw.refused(t, "a job", subj)
+	raw.publish(t, natsq.SubjectDiffsMade+".forged", []byte(`{}`))
+	raw.refused(t, "a difference report", natsq.SubjectDiffsMade+".forged")
 	raw.request(t, "$JS.API.STREAM.PURGE."+natsq.StreamClaims, nil)
 	raw.refused(t, "purge the claims", "$JS.API.STREAM.PURGE."+natsq.StreamClaims)
 }

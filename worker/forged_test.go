@@ -129,11 +129,11 @@ func TestForgedJobs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	subject, err := natsq.JobSubject(lantern.RecipeGeneric)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for i, j := range []lantern.Job{withSpec, noClaim, stranger} {
+		subject, err := natsq.JobSubject(lantern.RecipeGeneric, fmt.Sprintf("forged-%d", i))
+		if err != nil {
+			t.Fatal(err)
+		}
 		j.Created = time.Now().UTC()
 		data, err := json.Marshal(j)
 		if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -115,6 +117,7 @@ Example:
 			limits := limitFlags(f)
 			fetchPolicy := fetchFlags(f)
 			cluster := clusterFlags(f)
+			name := f.String("scheduler-name", os.Getenv("LANTERN_SCHEDULER_NAME"), "`NAME` of this scheduler among the farm's, which names its own NATS consumers: 1 to 32 letters, digits, - and _ (default $LANTERN_SCHEDULER_NAME, else the one kept in DATA/scheduler-name, made the first time; each scheduler of a farm needs its own)")
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -131,6 +134,9 @@ Example:
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
+				}
+				if err := natsq.CheckSchedulerName(*name); *name != "" && err != nil {
+					return usagef("--scheduler-name %v", err)
 				}
 				fetch, err := fetchPolicy()
 				if err != nil {
@@ -162,7 +168,7 @@ Example:
 					cluster:    cluster,
 					limits:     limits,
 					diffoscope: *diffo, tlsCert: *tlsCert, tlsKey: *tlsKey, tlsNames: tlsNames, natsCA: *natsCA,
-					fetch: fetch,
+					fetch: fetch, name: *name,
 				}
 				return runScheduler(ctx, io, cfg)
 			}
@@ -184,6 +190,42 @@ type schedulerSetup struct {
 	limits                  *limitSettings
 	fetch                   netguard.Policy // where claims' sources may be fetched from
 	cluster                 *clusterSetup   // the embedded server as a node of a cluster, if set
+	// name is the scheduler's name among the farm's (--scheduler-name);
+	// empty: the one kept in the data directory.
+	name string
+}
+
+// schedulerNameFile keeps, in the data directory, the name a scheduler made
+// for itself.
+const schedulerNameFile = "scheduler-name"
+
+// schedulerName returns name, or else the name kept in data, which it makes
+// and keeps the first time: "s-" and 12 random hex digits.
+func schedulerName(data, name string) (string, error) {
+	if name != "" {
+		return name, nil
+	}
+	path := filepath.Join(data, schedulerNameFile)
+	b, err := os.ReadFile(path)
+	if err == nil {
+		name = strings.TrimSpace(string(b))
+		if err := natsq.CheckSchedulerName(name); err != nil {
+			return "", fmt.Errorf("scheduler name in %s: %w; fix the file or remove it (a new name reads the streams again from the first message)", path, err)
+		}
+		return name, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("scheduler name: %w", err)
+	}
+	var r [6]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("scheduler name: %w", err)
+	}
+	name = "s-" + hex.EncodeToString(r[:])
+	if err := os.WriteFile(path, []byte(name+"\n"), 0o644); err != nil {
+		return "", fmt.Errorf("scheduler name: %w", err)
+	}
+	return name, nil
 }
 
 func runScheduler(ctx context.Context, io *stdio, c schedulerSetup) error {
@@ -285,6 +327,10 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	}
 	qcfg := c.queue
 	qcfg.Creds, qcfg.CA, qcfg.Role = auth.SchedulerCredsFile(), ca, natsq.RoleScheduler
+	if qcfg.SchedulerName, err = schedulerName(c.data, c.name); err != nil {
+		return nil, err
+	}
+	log.Info("scheduler", "name", qcfg.SchedulerName)
 	q, err := natsq.Connect(ctx, url, qcfg, log)
 	if err != nil {
 		return nil, err // it names the URL, redacted

@@ -26,12 +26,14 @@ func diffKey(a, b lantern.Digest) []byte {
 }
 
 // wantDiffs adds a pending report for each pair of outputs v calls for
-// that has none, and puts a failed one back to pending.
+// that has none, and puts a failed one back to pending when a new
+// attestation a comes (a verdict decided again brings no new output).
 func wantDiffs(tx *bolt.Tx, v lantern.Verdict, a scheduler.AttestationRecord) error {
 	now := a.Received
 	if now.IsZero() {
 		now = a.Finished
 	}
+	retry := !a.Envelope.IsZero()
 	db := tx.Bucket(bDiffs)
 	for _, d := range scheduler.DiffsWanted(v, now) {
 		k := diffKey(d.A, d.B)
@@ -40,7 +42,7 @@ func wantDiffs(tx *bolt.Tx, v lantern.Verdict, a scheduler.AttestationRecord) er
 			if err := json.Unmarshal(old, &prev); err != nil {
 				return fmt.Errorf("diff %s %s: %w", d.A, d.B, err)
 			}
-			if prev.State != scheduler.DiffFailed {
+			if prev.State != scheduler.DiffFailed || !retry {
 				continue
 			}
 		}
