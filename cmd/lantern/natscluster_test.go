@@ -399,9 +399,11 @@ func (c *natsCluster) waitCaughtUp(n *natsNode, within time.Duration) {
 }
 
 // TestNATSCluster tries the harness on a scheduler's streams, with no
-// builds: each node holds every stream and consumer, 3 replicas; with the
-// leader of the jobs stream killed, another node leads it and no node is
-// caught up (a replica is offline); restarted, the old leader catches up.
+// builds: each node holds every stream and consumer, 3 replicas. With a
+// node killed that does not lead the meta group, the others are healthy
+// but not caught up: caughtUp names the killed node's replicas; restarted,
+// it catches up. With the leader of the jobs stream killed, another node
+// leads it and no node is caught up; restarted, the old leader catches up.
 func TestNATSCluster(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -428,21 +430,103 @@ func TestNATSCluster(t *testing.T) {
 		}
 	}
 
+	// A node that does not lead the meta group: the others stay healthy,
+	// and caughtUp names what they lack, the killed node's replicas.
+	info, err := c.nodes[0].jsz()
+	if err != nil || info.Meta == nil || info.Meta.Leader == "" {
+		t.Fatalf("node n0's /jsz names no meta leader: %v", err)
+	}
+	var f *natsNode
+	for _, n := range c.nodes {
+		if n.name != info.Meta.Leader {
+			f = n
+		}
+	}
+	c.kill(f)
+	lacks(t, c, f)
+	c.restart(f)
+	c.waitCaughtUp(f, 2*time.Minute)
+
+	// The jobs stream's leader: another node leads it.
 	leader := c.streamLeader("LANTERN_JOBS")
 	c.kill(leader)
 	if next := c.streamLeader("LANTERN_JOBS"); next == leader {
 		t.Fatalf("killed node %s still leads LANTERN_JOBS", leader.name)
 	}
-	for _, n := range c.nodes {
-		if err := c.caughtUp(n); err == nil {
-			t.Errorf("with node %s killed, caughtUp(%s) = nil, want an error", leader.name, n.name)
-		} else {
-			t.Logf("with node %s killed, caughtUp(%s): %v", leader.name, n.name, err)
-		}
+	if err := c.caughtUp(leader); err == nil {
+		t.Errorf("caughtUp(%s) = nil for the killed node", leader.name)
 	}
+	lacks(t, c, leader)
 	c.restart(leader)
 	c.waitCaughtUp(leader, 2*time.Minute)
 	if sched.exitedNow() {
 		t.Errorf("the scheduler exited:\n%s", sched.log)
 	}
+}
+
+// lacks waits until caughtUp of every running node of c names killed's
+// replicas: the leaders see it gone within seconds (until then they may
+// still call it current), and the streams it led elect new leaders.
+func lacks(t *testing.T, c *natsCluster, killed *natsNode) {
+	t.Helper()
+	for _, n := range c.running() {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			err := c.caughtUp(n)
+			if err != nil && strings.Contains(err.Error(), "replica "+killed.name+" ") {
+				t.Logf("with node %s killed, caughtUp(%s): %v", killed.name, n.name, err)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with node %s killed, caughtUp(%s) = %v, want an error about the replica %s", killed.name, n.name, err, killed.name)
+			}
+		}
+	}
+}
+
+// consumer returns the consumer of stream named name as its leader (a
+// running node) reports it — its deliveries, acks and redeliveries —
+// waiting up to a minute for one to be elected.
+func (c *natsCluster) consumer(stream, name string) *server.ConsumerInfo {
+	c.t.Helper()
+	var last error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var ci *server.ConsumerInfo
+		if ci, last = c.consumerLeader(stream, name); last == nil {
+			return ci
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("consumer %s of stream %s: no leader within a minute: %v", name, stream, last)
+		}
+	}
+}
+
+func (c *natsCluster) consumerLeader(stream, name string) (*server.ConsumerInfo, error) {
+	for _, n := range c.running() {
+		ss, err := n.streams()
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range ss[stream].Consumer {
+			if o.Name == name && o.Cluster != nil && o.Cluster.Leader == n.name {
+				return o, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no running node leads consumer %s of stream %s", name, stream)
+}
+
+// leads is the streams n leads, by its own account.
+func (n *natsNode) leads() ([]string, error) {
+	ss, err := n.streams()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, s := range ss {
+		if s.Cluster != nil && s.Cluster.Leader == n.name {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
