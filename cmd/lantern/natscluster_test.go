@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/lanternfarm/lantern/natsq"
 )
 
 // natsCluster is a NATS cluster of three nats-server processes
@@ -86,7 +88,14 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 			c.kill(n)
 			if t.Failed() {
 				b, _ := os.ReadFile(filepath.Join(n.dir, "nats-server.log"))
-				t.Logf("nats-server %s's log (last 150 lines):\n%s", n.name, lastLines(string(b), 150))
+				// Without the lines of each second a node was down.
+				var keep []string
+				for l := range strings.Lines(string(b)) {
+					if !strings.Contains(l, "Error trying to connect to route") {
+						keep = append(keep, l)
+					}
+				}
+				t.Logf("nats-server %s's log (last 150 lines, without failed route dials):\n%s", n.name, lastLines(strings.Join(keep, ""), 150))
 			}
 		}
 	})
@@ -206,7 +215,7 @@ func (n *natsNode) healthz(query string) error {
 // jsz is n's own view of JetStream: every stream and consumer it holds,
 // with their state and raft groups, as its /jsz shows them.
 func (n *natsNode) jsz() (*server.JSInfo, error) {
-	resp, err := http.Get(n.monitor + "/jsz?accounts=true&streams=true&consumer=true&config=true&raft=true")
+	resp, err := http.Get(n.monitor + "/jsz?accounts=true&streams=true&consumers=true&config=true&raft=true")
 	if err != nil {
 		return nil, err
 	}
@@ -428,6 +437,15 @@ func TestNATSCluster(t *testing.T) {
 		if s, ok := ss[name]; !ok || s.Config == nil || s.Config.Replicas != 3 {
 			t.Errorf("node n0's stream %s: %+v, want one of 3 replicas", name, s.Config)
 		}
+	}
+	// The consumers too, which caughtUp checks: alice's job consumer, of
+	// its stream's replicas (0).
+	alice := natsq.ConsumerName(keyID(t, filepath.Join(dir, "alice.pub")))
+	if ci := c.consumer(natsq.StreamJobs, alice); ci.Config == nil || (ci.Config.Replicas != 0 && ci.Config.Replicas != 3) || len(ci.Cluster.Replicas) != 2 {
+		t.Errorf("consumer %s: %d replicas, cluster %+v; want 3 replicas", alice, ci.Config.Replicas, ci.Cluster)
+	}
+	if !slices.ContainsFunc(ss[natsq.StreamJobs].Consumer, func(o *server.ConsumerInfo) bool { return o.Name == alice }) {
+		t.Errorf("node n0 does not list consumer %s of %s", alice, natsq.StreamJobs)
 	}
 
 	// A node that does not lead the meta group: the others stay healthy,
