@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +18,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/natsq/natsauth"
 )
 
 // natsCluster is a NATS cluster of three nats-server processes
@@ -52,8 +56,9 @@ type natsNode struct {
 
 // startNATSCluster starts three nodes in dir (each in dir/nN) for the farm
 // whose data directory is data (its NATS identities are made there if
-// new), and returns once every node is healthy: routed to the others and
-// in contact with an elected JetStream meta leader. Builders enrolled
+// new), and returns once every node is healthy (routed to the others, in
+// contact with an elected JetStream meta leader) and the cluster places
+// replicated streams (waitPlacement). Builders enrolled
 // later need no new configuration (their users are signed by the farm's
 // accounts); a builder removed later is revoked by the scheduler's push.
 func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
@@ -105,7 +110,51 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 	for _, n := range c.nodes {
 		c.waitHealthz(n, "", 2*time.Minute)
 	}
+	c.waitPlacement(filepath.Join(data, "nats-auth", natsauth.SchedulerCreds))
 	return c
+}
+
+// waitPlacement waits until the cluster places a stream of 3 replicas with
+// a cap on its bytes, as the farm's object buckets are, by making one in
+// the farm's account with creds (the scheduler's) and removing it. A new
+// cluster can refuse that ("no suitable peers") for a while after it is
+// healthy, until its meta leader has heard every node's JetStream limits;
+// `lantern scheduler` started meanwhile exits (seen on a loaded machine:
+// "create object store LANTERN_OBJECTS_…: err_code=10005").
+func (c *natsCluster) waitPlacement(creds string) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.urls(), nats.UserCredentials(creds))
+	if err != nil {
+		c.t.Fatalf("connect to the cluster with %s: %v", creds, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := jetstream.StreamConfig{Name: "TEST_PLACEMENT", Subjects: []string{"test.placement"}, Replicas: 3, MaxBytes: 1 << 20}
+	var first error
+	for tries, deadline := 1, time.Now().Add(2*time.Minute); ; tries++ {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+		_, err := js.CreateStream(ctx, cfg)
+		if err == nil {
+			err = js.DeleteStream(ctx, cfg.Name)
+		}
+		cancel()
+		if err == nil {
+			if first != nil {
+				c.t.Logf("the cluster placed a stream of 3 replicas at try %d; the first said: %v", tries, first)
+			}
+			return
+		}
+		if first == nil {
+			first = err
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster does not place a stream of 3 replicas: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // urls is the nodes' client URLs, comma-separated, as --nats takes them.
