@@ -28,11 +28,10 @@ import (
 // natsCluster is a NATS cluster of three nats-server processes
 // (natsServerBin) on 127.0.0.1, set up as an operator sets up a farm's
 // own cluster: each node's configuration is what `lantern scheduler
-// --print-nats-config --nats-listen ... --nats-cluster ... --nats-routes
-// ...` prints for it (the farm's operator, accounts and route secret),
-// and the command line adds what an operator adds: the server's name and
-// its monitoring port, which is how the test sees a node's own JetStream
-// state. Each node keeps its store and its log across restarts; the logs
+// --print-nats-config --nats-listen ... --nats-name ... --nats-cluster ...
+// --nats-routes ...` prints for it (its name, the farm's operator,
+// accounts and route secret), and the command line adds its monitoring
+// port, which is how the test sees a node's own JetStream state. Each node keeps its store and its log across restarts; the logs
 // are shown if the test fails.
 //
 // Use: c := startNATSCluster(t, dir, data); c.urls() for --nats;
@@ -82,7 +81,7 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		conf := runLantern(t, dir, nil, "scheduler", "--data", data, "--print-nats-config", "--nats-listen", listens[i],
+		conf := runLantern(t, dir, nil, "scheduler", "--data", data, "--print-nats-config", "--nats-listen", listens[i], "--nats-name", n.name,
 			"--nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "--nats-routes", strings.Join(routes, ",")).must(t, "print-nats-config of node "+n.name).stdout
 		if err := os.WriteFile(filepath.Join(n.dir, "nats.conf"), []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -190,7 +189,7 @@ func (c *natsCluster) launch(bin string, n *natsNode) {
 	port := strings.TrimPrefix(n.monitor, "http://127.0.0.1:")
 	// Relative directories in nats.conf (the store, the resolver's) are
 	// the node's own directory.
-	cmd := exec.Command(bin, "-c", "nats.conf", "--name", n.name, "--http_port", port) // monitoring listens on the client host, 127.0.0.1
+	cmd := exec.Command(bin, "-c", "nats.conf", "--http_port", port) // monitoring listens on the client host, 127.0.0.1
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {

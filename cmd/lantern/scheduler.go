@@ -460,7 +460,7 @@ func printNATSConfig(io *stdio, data, listen string, cluster *clusterSetup) erro
 	_, revoked := enrolled(entries)
 	conf, err := auth.ServerConfig(natsauth.ServerConfig{
 		Listen: listen, StoreDir: "jetstream", ResolverDir: "accounts", Revoked: revoked,
-		Cluster: cluster.cluster, Routes: cluster.routeList(), ClusterCA: cluster.ca,
+		Name: cluster.name, Cluster: cluster.cluster, Routes: cluster.routeList(), ClusterCA: cluster.ca,
 	})
 	if err != nil {
 		return err
