@@ -25,9 +25,9 @@ func TestClusterFlags(t *testing.T) {
 		runLantern(t, dir, nil, append(c.args, "--data", dir)...).fails(t, strings.Join(c.args, " "), 2, c.want)
 	}
 	r := runLantern(t, dir, nil, "scheduler", "--data", dir, "--print-nats-config", "--nats-cluster", "127.0.0.1:6222",
-		"--nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223", "--nats-name", "n2").must(t, "print a cluster node's config")
+		"--nats-routes", "nats://127.0.0.1:6222,nats://127.0.0.1:6223", "--nats-name", "n1").must(t, "print a cluster node's config")
 	// nats-server refuses a clustered JetStream without server_name.
-	for _, want := range []string{`server_name: "n2"`, "cluster {", `listen: "127.0.0.1:6222"`, "authorization {", `user: "lantern-route"`, "@127.0.0.1:6223"} {
+	for _, want := range []string{`server_name: "n1"`, "cluster {", `listen: "127.0.0.1:6222"`, "authorization {", `user: "lantern-route"`, "@127.0.0.1:6223"} {
 		if !strings.Contains(r.stdout, want) {
 			t.Errorf("--print-nats-config with a cluster: no %q in\n%s", want, r.stdout)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,16 +18,20 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/lanternfarm/lantern/natsq"
+	"github.com/lanternfarm/lantern/natsq/natsauth"
 )
 
 // natsCluster is a NATS cluster of three nats-server processes
 // (natsServerBin) on 127.0.0.1, set up as an operator sets up a farm's
 // own cluster: each node's configuration is what `lantern scheduler
-// --print-nats-config --nats-listen ... --nats-cluster ... --nats-routes
-// ...` prints for it (the farm's operator, accounts and route secret),
-// and the command line adds what an operator adds: the server's name and
-// its monitoring port, which is how the test sees a node's own JetStream
-// state. Each node keeps its store and its log across restarts; the logs
+// --print-nats-config --nats-listen ... --nats-name ... --nats-cluster ...
+// --nats-routes ...` prints for it (its name, the farm's operator,
+// accounts and route secret), and the command line adds its monitoring
+// port, which is how the test sees a node's own JetStream state. Each node keeps its store and its log across restarts; the logs
 // are shown if the test fails.
 //
 // Use: c := startNATSCluster(t, dir, data); c.urls() for --nats;
@@ -50,8 +55,9 @@ type natsNode struct {
 
 // startNATSCluster starts three nodes in dir (each in dir/nN) for the farm
 // whose data directory is data (its NATS identities are made there if
-// new), and returns once every node is healthy: routed to the others and
-// in contact with an elected JetStream meta leader. Builders enrolled
+// new), and returns once every node is healthy (routed to the others, in
+// contact with an elected JetStream meta leader) and the cluster places
+// replicated streams (waitPlacement). Builders enrolled
 // later need no new configuration (their users are signed by the farm's
 // accounts); a builder removed later is revoked by the scheduler's push.
 func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
@@ -75,7 +81,7 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 		if err := os.MkdirAll(n.dir, 0o700); err != nil {
 			t.Fatal(err)
 		}
-		conf := runLantern(t, dir, nil, "scheduler", "--data", data, "--print-nats-config", "--nats-listen", listens[i],
+		conf := runLantern(t, dir, nil, "scheduler", "--data", data, "--print-nats-config", "--nats-listen", listens[i], "--nats-name", n.name,
 			"--nats-cluster", strings.TrimPrefix(routes[i], "nats://"), "--nats-routes", strings.Join(routes, ",")).must(t, "print-nats-config of node "+n.name).stdout
 		if err := os.WriteFile(filepath.Join(n.dir, "nats.conf"), []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
@@ -86,7 +92,14 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 			c.kill(n)
 			if t.Failed() {
 				b, _ := os.ReadFile(filepath.Join(n.dir, "nats-server.log"))
-				t.Logf("nats-server %s's log (last 150 lines):\n%s", n.name, lastLines(string(b), 150))
+				// Without the lines of each second a node was down.
+				var keep []string
+				for l := range strings.Lines(string(b)) {
+					if !strings.Contains(l, "Error trying to connect to route") {
+						keep = append(keep, l)
+					}
+				}
+				t.Logf("nats-server %s's log (last 150 lines, without failed route dials):\n%s", n.name, lastLines(strings.Join(keep, ""), 150))
 			}
 		}
 	})
@@ -96,7 +109,51 @@ func startNATSCluster(t *testing.T, dir, data string) *natsCluster {
 	for _, n := range c.nodes {
 		c.waitHealthz(n, "", 2*time.Minute)
 	}
+	c.waitPlacement(filepath.Join(data, "nats-auth", natsauth.SchedulerCreds))
 	return c
+}
+
+// waitPlacement waits until the cluster places a stream of 3 replicas with
+// a cap on its bytes, as the farm's object buckets are, by making one in
+// the farm's account with creds (the scheduler's) and removing it. A new
+// cluster can refuse that ("no suitable peers") for a while after it is
+// healthy, until its meta leader has heard every node's JetStream limits;
+// `lantern scheduler` started meanwhile exits (seen on a loaded machine:
+// "create object store LANTERN_OBJECTS_…: err_code=10005").
+func (c *natsCluster) waitPlacement(creds string) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.urls(), nats.UserCredentials(creds))
+	if err != nil {
+		c.t.Fatalf("connect to the cluster with %s: %v", creds, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cfg := jetstream.StreamConfig{Name: "TEST_PLACEMENT", Subjects: []string{"test.placement"}, Replicas: 3, MaxBytes: 1 << 20}
+	var first error
+	for tries, deadline := 1, time.Now().Add(2*time.Minute); ; tries++ {
+		ctx, cancel := context.WithTimeout(c.t.Context(), 10*time.Second)
+		_, err := js.CreateStream(ctx, cfg)
+		if err == nil {
+			err = js.DeleteStream(ctx, cfg.Name)
+		}
+		cancel()
+		if err == nil {
+			if first != nil {
+				c.t.Logf("the cluster placed a stream of 3 replicas at try %d; the first said: %v", tries, first)
+			}
+			return
+		}
+		if first == nil {
+			first = err
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("the cluster does not place a stream of 3 replicas: %v", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 // urls is the nodes' client URLs, comma-separated, as --nats takes them.
@@ -132,7 +189,7 @@ func (c *natsCluster) launch(bin string, n *natsNode) {
 	port := strings.TrimPrefix(n.monitor, "http://127.0.0.1:")
 	// Relative directories in nats.conf (the store, the resolver's) are
 	// the node's own directory.
-	cmd := exec.Command(bin, "-c", "nats.conf", "--name", n.name, "--http_port", port) // monitoring listens on the client host, 127.0.0.1
+	cmd := exec.Command(bin, "-c", "nats.conf", "--http_port", port) // monitoring listens on the client host, 127.0.0.1
 	cmd.Dir = n.dir
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -206,7 +263,7 @@ func (n *natsNode) healthz(query string) error {
 // jsz is n's own view of JetStream: every stream and consumer it holds,
 // with their state and raft groups, as its /jsz shows them.
 func (n *natsNode) jsz() (*server.JSInfo, error) {
-	resp, err := http.Get(n.monitor + "/jsz?accounts=true&streams=true&consumer=true&config=true&raft=true")
+	resp, err := http.Get(n.monitor + "/jsz?accounts=true&streams=true&consumers=true&config=true&raft=true")
 	if err != nil {
 		return nil, err
 	}
@@ -399,9 +456,11 @@ func (c *natsCluster) waitCaughtUp(n *natsNode, within time.Duration) {
 }
 
 // TestNATSCluster tries the harness on a scheduler's streams, with no
-// builds: each node holds every stream and consumer, 3 replicas; with the
-// leader of the jobs stream killed, another node leads it and no node is
-// caught up (a replica is offline); restarted, the old leader catches up.
+// builds: each node holds every stream and consumer, 3 replicas. With a
+// node killed that does not lead the meta group, the others are healthy
+// but not caught up: caughtUp names the killed node's replicas; restarted,
+// it catches up. With the leader of the jobs stream killed, another node
+// leads it and no node is caught up; restarted, the old leader catches up.
 func TestNATSCluster(t *testing.T) {
 	dir := t.TempDir()
 	data := filepath.Join(dir, "data")
@@ -427,22 +486,113 @@ func TestNATSCluster(t *testing.T) {
 			t.Errorf("node n0's stream %s: %+v, want one of 3 replicas", name, s.Config)
 		}
 	}
+	// The consumers too, which caughtUp checks: alice's job consumer, of
+	// its stream's replicas (0).
+	alice := natsq.ConsumerName(keyID(t, filepath.Join(dir, "alice.pub")))
+	if ci := c.consumer(natsq.StreamJobs, alice); ci.Config == nil || (ci.Config.Replicas != 0 && ci.Config.Replicas != 3) || len(ci.Cluster.Replicas) != 2 {
+		t.Errorf("consumer %s: %d replicas, cluster %+v; want 3 replicas", alice, ci.Config.Replicas, ci.Cluster)
+	}
+	if !slices.ContainsFunc(ss[natsq.StreamJobs].Consumer, func(o *server.ConsumerInfo) bool { return o.Name == alice }) {
+		t.Errorf("node n0 does not list consumer %s of %s", alice, natsq.StreamJobs)
+	}
 
+	// A node that does not lead the meta group: the others stay healthy,
+	// and caughtUp names what they lack, the killed node's replicas.
+	info, err := c.nodes[0].jsz()
+	if err != nil || info.Meta == nil || info.Meta.Leader == "" {
+		t.Fatalf("node n0's /jsz names no meta leader: %v", err)
+	}
+	var f *natsNode
+	for _, n := range c.nodes {
+		if n.name != info.Meta.Leader {
+			f = n
+		}
+	}
+	c.kill(f)
+	lacks(t, c, f)
+	c.restart(f)
+	c.waitCaughtUp(f, 2*time.Minute)
+
+	// The jobs stream's leader: another node leads it.
 	leader := c.streamLeader("LANTERN_JOBS")
 	c.kill(leader)
 	if next := c.streamLeader("LANTERN_JOBS"); next == leader {
 		t.Fatalf("killed node %s still leads LANTERN_JOBS", leader.name)
 	}
-	for _, n := range c.nodes {
-		if err := c.caughtUp(n); err == nil {
-			t.Errorf("with node %s killed, caughtUp(%s) = nil, want an error", leader.name, n.name)
-		} else {
-			t.Logf("with node %s killed, caughtUp(%s): %v", leader.name, n.name, err)
-		}
+	if err := c.caughtUp(leader); err == nil {
+		t.Errorf("caughtUp(%s) = nil for the killed node", leader.name)
 	}
+	lacks(t, c, leader)
 	c.restart(leader)
 	c.waitCaughtUp(leader, 2*time.Minute)
 	if sched.exitedNow() {
 		t.Errorf("the scheduler exited:\n%s", sched.log)
 	}
+}
+
+// lacks waits until caughtUp of every running node of c names killed's
+// replicas: the leaders see it gone within seconds (until then they may
+// still call it current), and the streams it led elect new leaders.
+func lacks(t *testing.T, c *natsCluster, killed *natsNode) {
+	t.Helper()
+	for _, n := range c.running() {
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(100 * time.Millisecond) {
+			err := c.caughtUp(n)
+			if err != nil && strings.Contains(err.Error(), "replica "+killed.name+" ") {
+				t.Logf("with node %s killed, caughtUp(%s): %v", killed.name, n.name, err)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("with node %s killed, caughtUp(%s) = %v, want an error about the replica %s", killed.name, n.name, err, killed.name)
+			}
+		}
+	}
+}
+
+// consumer returns the consumer of stream named name as its leader (a
+// running node) reports it — its deliveries, acks and redeliveries —
+// waiting up to a minute for one to be elected.
+func (c *natsCluster) consumer(stream, name string) *server.ConsumerInfo {
+	c.t.Helper()
+	var last error
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(100 * time.Millisecond) {
+		var ci *server.ConsumerInfo
+		if ci, last = c.consumerLeader(stream, name); last == nil {
+			return ci
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("consumer %s of stream %s: no leader within a minute: %v", name, stream, last)
+		}
+	}
+}
+
+func (c *natsCluster) consumerLeader(stream, name string) (*server.ConsumerInfo, error) {
+	for _, n := range c.running() {
+		ss, err := n.streams()
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range ss[stream].Consumer {
+			if o.Name == name && o.Cluster != nil && o.Cluster.Leader == n.name {
+				return o, nil
+			}
+		}
+	}
+	return nil, fmt.Errorf("no running node leads consumer %s of stream %s", name, stream)
+}
+
+// leads is the streams n leads, by its own account.
+func (n *natsNode) leads() ([]string, error) {
+	ss, err := n.streams()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for name, s := range ss {
+		if s.Cluster != nil && s.Cluster.Leader == n.name {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }
