@@ -89,38 +89,6 @@ func TestUntar(t *testing.T) {
 	}
 }
 
-// TestUntarStaysInside feeds untar the classic ways out of a directory:
-// none may write a file outside it.
-func TestUntarStaysInside(t *testing.T) {
-	for _, tc := range []struct {
-		name    string
-		entries []entry
-	}{
-		{"dot-dot", []entry{{name: "../escaped", body: "x"}}},
-		{"dot-dot inside", []entry{{name: "a/../../escaped", body: "x"}}},
-		{"absolute", []entry{{name: "/tmp/escaped", body: "x"}}},
-		{"through a symlink", []entry{{name: "up", typ: tar.TypeSymlink, link: ".."}, {name: "up/escaped", body: "x"}}},
-		{"through an absolute symlink", []entry{{name: "up", typ: tar.TypeSymlink, link: "/tmp"}, {name: "up/escaped", body: "x"}}},
-		{"hard link out", []entry{{name: "h", typ: tar.TypeLink, link: "../outside"}}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			f := writeTar(t, false, tc.entries...)
-			parent := t.TempDir()
-			os.WriteFile(filepath.Join(parent, "outside"), []byte("secret"), 0o644)
-			err := untar(f, filepath.Join(parent, "src"), 1<<20)
-			if err == nil {
-				t.Errorf("untar: no error")
-			}
-			if _, err := os.Stat(filepath.Join(parent, "escaped")); !errors.Is(err, os.ErrNotExist) {
-				t.Errorf("a file was written outside the directory")
-			}
-			if _, err := os.Stat("/tmp/escaped"); err == nil {
-				t.Errorf("/tmp/escaped exists")
-			}
-		})
-	}
-}
-
 func TestUntarSizeCap(t *testing.T) {
 	f := writeTar(t, true, entry{name: "a", body: strings.Repeat("x", 600)}, entry{name: "b", body: strings.Repeat("y", 600)})
 	err := untar(f, filepath.Join(t.TempDir(), "src"), 1000)
