@@ -27,15 +27,7 @@ import (
 // as the farm's admin sees them.
 func streamSubjects(t *testing.T, f *farm, stream, filter string) uint64 {
 	t.Helper()
-	nc, err := nats.Connect(f.nats.URL(), nats.UserCredentials(f.nats.SchedulerConfig(natsq.Config{}).Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := f.adminJS(t)
 	s, err := js.Stream(t.Context(), stream)
 	if err != nil {
 		t.Fatalf("stream %s: %v", stream, err)
@@ -334,15 +326,7 @@ func TestUpgradeToNamedScheduler(t *testing.T) {
 
 	f.cfg.SchedulerName = "one"
 	f.startScheduler()
-	nc, err := nats.Connect(f.nats.URL(), nats.UserCredentials(f.nats.SchedulerConfig(natsq.Config{}).Creds))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := f.adminJS(t)
 	// Its own consumers have read everything again.
 	for stream, what := range map[string]string{natsq.StreamClaims: "claims", natsq.StreamResults: "results"} {
 		eventually(t, "the named scheduler's "+what+" consumer to read "+stream, func() bool {
@@ -365,4 +349,20 @@ func TestUpgradeToNamedScheduler(t *testing.T) {
 	if n := streamSubjects(t, f, natsq.StreamJobs, natsq.SubjectJobs+".>"); n != 1 {
 		t.Errorf("the jobs stream has %d messages after the upgrade, want 1", n)
 	}
+}
+
+// adminJS is a JetStream view of the farm as its admin (the scheduler's
+// user) has it, closed when the test ends.
+func (f *farm) adminJS(t *testing.T) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(f.nats.URL(), nats.UserCredentials(f.nats.SchedulerConfig(natsq.Config{}).Creds))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

@@ -1,9 +1,7 @@
 package worker_test
 
 import (
-	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -62,19 +60,8 @@ func TestStringerOnDockerEngine(t *testing.T) {
 	}
 	f.startWorker(worker.Config{Key: onEngine, Builders: map[string]worker.Builder{"go": eb}, Heartbeat: 5 * time.Second}, natsq.Config{})
 
-	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
-	if err != nil {
-		t.Fatalf("go mod download: %v", err)
-	}
-	var dl struct{ Zip, Sum string }
-	if err := json.Unmarshal(out, &dl); err != nil {
-		t.Fatal(err)
-	}
-	zip, _, err := lantern.DigestFile(dl.Zip)
-	if err != nil {
-		t.Fatal(err)
-	}
-	src := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: zip, GoSum: dl.Sum}
+	zip, sum := toolsModule(t)
+	src := lantern.Source{Name: "golang.org/x/tools/cmd/stringer", Version: "v0.30.0", Digest: zip, GoSum: sum}
 	job := f.claimSource(&lantern.SourceClaim{Source: src, Recipe: "go", Fetch: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip", Time: time.Now().UTC().Truncate(time.Second)})
 
 	deadline := time.Now().Add(15 * time.Minute)

@@ -39,22 +39,11 @@ func TestStringerThroughTheFarm(t *testing.T) {
 
 	// The claim a maintainer (or a bridge from the checksum database) makes:
 	// the module zip's digest and its h1: hash, as the go command has them.
-	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
-	if err != nil {
-		t.Fatalf("go mod download: %v", err)
-	}
-	var dl struct{ Zip, Sum string }
-	if err := json.Unmarshal(out, &dl); err != nil {
-		t.Fatal(err)
-	}
-	zip, _, err := lantern.DigestFile(dl.Zip)
-	if err != nil {
-		t.Fatal(err)
-	}
+	zip, sum := toolsModule(t)
 	// Two commands of one module: one module zip, two builds, two jobs.
 	var jobs []lantern.Job
 	for _, cmd := range []string{"stringer", "goimports"} {
-		src := lantern.Source{Name: "golang.org/x/tools/cmd/" + cmd, Version: "v0.30.0", Digest: zip, GoSum: dl.Sum}
+		src := lantern.Source{Name: "golang.org/x/tools/cmd/" + cmd, Version: "v0.30.0", Digest: zip, GoSum: sum}
 		jobs = append(jobs, f.claimSource(&lantern.SourceClaim{Source: src, Recipe: "go", Fetch: "https://proxy.golang.org/golang.org/x/tools/@v/v0.30.0.zip", Time: time.Now().UTC().Truncate(time.Second)}))
 	}
 	if jobs[0].ID == jobs[1].ID {
@@ -79,4 +68,23 @@ func TestStringerThroughTheFarm(t *testing.T) {
 			time.Sleep(time.Second)
 		}
 	}
+}
+
+// toolsModule is golang.org/x/tools@v0.30.0's module zip, downloaded by
+// the go command: its digest and its h1: hash, as a claim has them.
+func toolsModule(t *testing.T) (zip lantern.Digest, sum string) {
+	t.Helper()
+	out, err := exec.Command("go", "mod", "download", "-json", "golang.org/x/tools@v0.30.0").Output()
+	if err != nil {
+		t.Fatalf("go mod download: %v", err)
+	}
+	var dl struct{ Zip, Sum string }
+	if err := json.Unmarshal(out, &dl); err != nil {
+		t.Fatal(err)
+	}
+	zip, _, err = lantern.DigestFile(dl.Zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return zip, dl.Sum
 }
