@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,25 +63,7 @@ func TestWorkerOnDockerEngine(t *testing.T) {
 	image := reg.PushBusybox(t)
 
 	dir := t.TempDir()
-	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen maint")
-	builder := strings.TrimSpace(runLantern(t, dir, pw, "keygen", "--output-key-prefix", "builder").must(t, "keygen builder").stdout)
-	source := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
-	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.Write(source) }))
-	defer files.Close()
-	spec, err := json.Marshal(map[string]any{
-		"image":    image,
-		"commands": []string{`tr a-z A-Z < greeting.txt > "$OUT/shout.txt"`},
-		"outputs":  map[string]string{"shout": "shout.txt"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	putFile(t, dir, "hello-1.0.tar.gz", string(source))
-	putFile(t, dir, "build.json", string(spec))
-	want := lantern.DigestOf([]byte("HELLO, WORLD\n"))
-	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@1.0",
-		"--source-file", "hello-1.0.tar.gz", "--fetch", files.URL+"/hello-1.0.tar.gz", "--recipe", "generic",
-		"--build", "build.json", "--artefact", "shout="+want.String(), "-o", "claim.json").must(t, "claim sign")
+	builder, want := helloClaim(t, dir, pw, image)
 	runLantern(t, dir, pw, "builder", "add", "builder", "builder.pub", "--data", filepath.Join(dir, "data")).must(t, "builder add")
 
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))

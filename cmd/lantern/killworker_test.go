@@ -45,35 +45,10 @@ func TestKillWorkerMidBuild(t *testing.T) {
 
 	const ackWait = 5 * time.Second
 	dir := t.TempDir()
-	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen maint")
-	builder := strings.TrimSpace(runLantern(t, dir, pw, "keygen", "--output-key-prefix", "builder").must(t, "keygen builder").stdout)
-
 	// The build sleeps long enough to be killed in the middle; its sleep's
 	// argument is unique, so that the test finds the step's process.
-	source := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
-	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/hello-1.0.tar.gz" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Write(source)
-	}))
-	defer files.Close()
 	sleepArg := fmt.Sprintf("8.%06d", rand.IntN(1e6))
-	spec, err := json.Marshal(map[string]any{
-		"image":    image,
-		"commands": []string{"sleep " + sleepArg, `tr a-z A-Z < greeting.txt > "$OUT/shout.txt"`},
-		"outputs":  map[string]string{"shout": "shout.txt"},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	putFile(t, dir, "hello-1.0.tar.gz", string(source))
-	putFile(t, dir, "build.json", string(spec))
-	want := lantern.DigestOf([]byte("HELLO, WORLD\n"))
-	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@1.0",
-		"--source-file", "hello-1.0.tar.gz", "--fetch", files.URL+"/hello-1.0.tar.gz", "--recipe", "generic",
-		"--build", "build.json", "--artefact", "shout="+want.String(), "-o", "claim.json").must(t, "claim sign")
+	builder, want := helloClaim(t, dir, pw, image, "sleep "+sleepArg)
 
 	runLantern(t, dir, pw, "builder", "add", "builder", "builder.pub", "--data", filepath.Join(dir, "data")).must(t, "builder add")
 	// A short ack wait without back-off: the dead worker's job comes back
@@ -516,4 +491,40 @@ func mountsUnder(dir string) []string {
 		}
 	}
 	return points
+}
+
+// helloClaim makes, in dir, the keys of a maintainer (maint.key) and a
+// builder (builder.key), and claim.json: the maintainer's claim of
+// example.org/hello@1.0, a tarball served on 127.0.0.1 until the test
+// ends, built by the generic recipe in image by the commands first, then
+// one that writes the label shout. It returns the builder's key id and
+// shout's digest.
+func helloClaim(t *testing.T, dir string, pw []string, image string, first ...string) (builder string, want lantern.Digest) {
+	t.Helper()
+	runLantern(t, dir, pw, "keygen", "--output-key-prefix", "maint").must(t, "keygen maint")
+	builder = strings.TrimSpace(runLantern(t, dir, pw, "keygen", "--output-key-prefix", "builder").must(t, "keygen builder").stdout)
+	source := ocitest.TarGz(t, "hello-1.0", map[string]string{"greeting.txt": "hello, world\n"})
+	files := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/hello-1.0.tar.gz" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(source)
+	}))
+	t.Cleanup(files.Close)
+	spec, err := json.Marshal(map[string]any{
+		"image":    image,
+		"commands": append(first, `tr a-z A-Z < greeting.txt > "$OUT/shout.txt"`),
+		"outputs":  map[string]string{"shout": "shout.txt"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	putFile(t, dir, "hello-1.0.tar.gz", string(source))
+	putFile(t, dir, "build.json", string(spec))
+	want = lantern.DigestOf([]byte("HELLO, WORLD\n"))
+	runLantern(t, dir, pw, "claim", "sign", "--key", "maint.key", "--source", "example.org/hello@1.0",
+		"--source-file", "hello-1.0.tar.gz", "--fetch", files.URL+"/hello-1.0.tar.gz", "--recipe", "generic",
+		"--build", "build.json", "--artefact", "shout="+want.String(), "-o", "claim.json").must(t, "claim sign")
+	return builder, want
 }
