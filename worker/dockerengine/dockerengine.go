@@ -279,7 +279,9 @@ func (e *Engine) check(ctx context.Context) error {
 // port, or sits on the way, commands the Engine and every build in it.
 func checkHost(host, tlsDir string) error {
 	u, err := url.Parse(host)
-	if err != nil || u.Scheme == "" {
+	// url.Parse lowers the scheme's case; the docker client reads it as
+	// written, and reaches one it does not know ("UNIX") over TCP.
+	if err != nil || u.Scheme == "" || !strings.HasPrefix(host, u.Scheme+"://") {
 		return fmt.Errorf("docker host %q: want unix:///PATH or tcp://HOST:PORT", host)
 	}
 	switch u.Scheme {

@@ -166,6 +166,48 @@ func TestConnectRefuses(t *testing.T) {
 	}
 }
 
+// TestConnectSchemeAsDocker: the docker client reads a host's scheme as
+// written, and one it does not know, "UNIX" say, it reaches over TCP;
+// Connect must not read it as "unix" and let a host beyond loopback go
+// without TLS. A listener on loopback stands in for that host: nothing may
+// reach it.
+func TestConnectSchemeAsDocker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case dialled <- struct{}{}:
+			default:
+			}
+			c.Close()
+		}
+	}()
+	for _, host := range []string{"UNIX://" + ln.Addr().String(), "Unix://" + ln.Addr().String(), "TCP://" + ln.Addr().String()} {
+		e, err := dockerengine.Connect(t.Context(), host, "")
+		if err == nil {
+			e.Close()
+			t.Fatalf("Connect(%q) = nil error, want one", host)
+		}
+		if !strings.Contains(err.Error(), "unix:///PATH or tcp://HOST:PORT") {
+			t.Errorf("Connect(%q) = %v, want it to name the schemes it takes", host, err)
+		}
+	}
+	select {
+	case <-dialled:
+		t.Errorf("a host whose scheme is not unix or tcp, as written, was dialled over TCP")
+	default:
+	}
+}
+
 func serveUnix(t *testing.T, sock string, h http.HandlerFunc) string {
 	t.Helper()
 	l, err := net.Listen("unix", sock)
