@@ -284,10 +284,20 @@ func checkHost(host, tlsDir string) error {
 	if err != nil || u.Scheme == "" || !strings.HasPrefix(host, u.Scheme+"://") {
 		return fmt.Errorf("docker host %q: want unix:///PATH or tcp://HOST:PORT", host)
 	}
+	shown := host // with no password in it
+	if u.User != nil {
+		shown = u.Redacted()
+	}
+	switch u.Scheme {
+	case "unix", "tcp":
+		if u.User != nil {
+			return fmt.Errorf("docker host %q: a docker host carries no user or password (the docker client sends none); give unix:///PATH or tcp://HOST:PORT", shown)
+		}
+	}
 	switch u.Scheme {
 	case "unix":
 		if tlsDir != "" {
-			return fmt.Errorf("docker host %q: TLS is for a tcp:// host; a unix socket takes none", host)
+			return fmt.Errorf("docker host %q: TLS is for a tcp:// host; a unix socket takes none", shown)
 		}
 		return nil
 	case "tcp":
@@ -297,9 +307,9 @@ func checkHost(host, tlsDir string) error {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			return nil
 		}
-		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", host)
+		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", shown)
 	case "ssh":
-		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and give unix:///tmp/docker.sock", host)
+		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and give unix:///tmp/docker.sock", shown)
 	}
-	return fmt.Errorf("docker host %q: scheme %q not supported: want unix:///PATH or tcp://HOST:PORT", host, u.Scheme)
+	return fmt.Errorf("docker host %q: scheme %q not supported: want unix:///PATH or tcp://HOST:PORT", shown, u.Scheme)
 }

@@ -208,6 +208,34 @@ func TestConnectSchemeAsDocker(t *testing.T) {
 	}
 }
 
+// TestConnectHidesPassword: a password in --docker-host (the docker client
+// sends none; a person may still write one) is in no error.
+func TestConnectHidesPassword(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, host := range []string{
+		"tcp://lantern:s3cr3t@" + closed,
+		"tcp://lantern:s3cr3t@198.51.100.7:2375",
+		"ssh://lantern:s3cr3t@198.51.100.7",
+		"http://lantern:s3cr3t@127.0.0.1:2375",
+	} {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // a bug that dialled would send nothing
+		e, err := dockerengine.Connect(ctx, host, "")
+		if err == nil {
+			e.Close()
+			t.Fatalf("Connect(%q) = nil error, want one", host)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Connect(%q) = %v: the password is in the error", host, err)
+		}
+	}
+}
+
 func serveUnix(t *testing.T, sock string, h http.HandlerFunc) string {
 	t.Helper()
 	l, err := net.Listen("unix", sock)
