@@ -309,7 +309,7 @@ func checkHost(host, tlsDir string) error {
 		}
 		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", shown)
 	case "ssh":
-		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and give unix:///tmp/docker.sock", shown)
+		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket into a directory only this user can write (ssh -L $HOME/.engine.sock:/var/run/docker.sock HOST; not /tmp, where another user's socket could be there first and build for this worker) and give unix://$HOME/.engine.sock, with the build caps set to 0: they hold only on an Engine on this machine", shown)
 	}
 	return fmt.Errorf("docker host %q: scheme %q not supported: want unix:///PATH or tcp://HOST:PORT", shown, u.Scheme)
 }

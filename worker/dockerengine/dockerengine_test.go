@@ -138,7 +138,7 @@ func TestConnectRefuses(t *testing.T) {
 		{name: "tcp by name without TLS", host: "tcp://docker.example.org:2375", cancel: true, want: []string{"without TLS"}},
 		{name: "TLS files missing", host: "tcp://198.51.100.7:2376", tls: filepath.Join(dir, "no-certs"), cancel: true, want: []string{"TLS", "no-certs"}},
 		{name: "unix with TLS", host: "unix:///var/run/docker.sock", tls: dir, cancel: true, want: []string{"a unix socket takes none"}},
-		{name: "ssh", host: "ssh://root@example.org", cancel: true, want: []string{"ssh -L"}},
+		{name: "ssh", host: "ssh://root@example.org", cancel: true, want: []string{"ssh -L", "only this user can write", "caps set to 0"}},
 		{name: "http", host: "http://127.0.0.1:2375", cancel: true, want: []string{"unix:///PATH or tcp://HOST:PORT"}},
 		{name: "no scheme", host: "/var/run/docker.sock", cancel: true, want: []string{"unix:///PATH"}},
 	} {
