@@ -149,6 +149,23 @@ func (s *Scheduler) limitClaim(vc *verifiedClaim) error {
 	return &RateLimitError{Key: vc.rec.Signer, PerMinute: s.cfg.ClaimsPerMinute, RetryAfter: wait}
 }
 
+// limitStreamClaim takes a token of the key that signed vc, a new claim
+// off the claims' stream, at the time the stream took it (at; zero: now),
+// or returns a *RateLimitError. Every scheduler of a farm reads the same
+// claims in the same order, so they count alike and keep the same ones,
+// however late or fast each reads them: a scheduler that joins the farm,
+// or reads a backlog, would otherwise drop claims that kept to the rate.
+func (s *Scheduler) limitStreamClaim(vc *verifiedClaim, at time.Time) error {
+	if at.IsZero() {
+		at = s.cfg.Now()
+	}
+	ok, wait := s.streamClaimLimit.take(vc.rec.Signer, at)
+	if ok {
+		return nil
+	}
+	return &RateLimitError{Key: vc.rec.Signer, PerMinute: s.cfg.ClaimsPerMinute, RetryAfter: wait}
+}
+
 // OutputRemover removes what builders uploaded of their outputs from the
 // object store (natsq.Queue is one); their build logs stay. The scheduler
 // removes an output once its difference report is made, and every output

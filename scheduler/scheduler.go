@@ -105,8 +105,10 @@ type Scheduler struct {
 	log     *slog.Logger
 	metrics *metrics
 	recipes map[string]bool
-	// claimLimit counts claims per claim key (Config.ClaimsPerMinute).
-	claimLimit *claimLimiter
+	// claimLimit counts claims per claim key (Config.ClaimsPerMinute)
+	// posted to this scheduler's API; streamClaimLimit those claimants
+	// published on NATS, in the stream's time (see limitStreamClaim).
+	claimLimit, streamClaimLimit *claimLimiter
 
 	// buildersMu guards builders, which SetBuilders changes while results
 	// are verified.
@@ -164,15 +166,16 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 		return nil, fmt.Errorf("a differ needs the outputs: the queue (%T) has no object store", q)
 	}
 	s := &Scheduler{
-		cfg:        cfg,
-		q:          q,
-		st:         st,
-		log:        log,
-		metrics:    newMetrics(),
-		builders:   map[lantern.Digest]*Enrolled{},
-		recipes:    map[string]bool{},
-		diffWake:   make(chan struct{}, 1),
-		claimLimit: newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
+		cfg:              cfg,
+		q:                q,
+		st:               st,
+		log:              log,
+		metrics:          newMetrics(),
+		builders:         map[lantern.Digest]*Enrolled{},
+		recipes:          map[string]bool{},
+		diffWake:         make(chan struct{}, 1),
+		claimLimit:       newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
+		streamClaimLimit: newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
 	}
 	for _, b := range cfg.Builders {
 		s.builders[b.ID()] = &Enrolled{Key: b}
@@ -492,14 +495,14 @@ func (s *Scheduler) ingestClaims(ctx context.Context, msgs []Message, publish bo
 			errs[i] = err
 			continue
 		}
-		if publish && msgs[i].Subject == ClaimSubject {
-			// A claimant's, from NATS (the API counted its own): past its
-			// key's rate, it is dropped.
-			if err := s.limitClaim(vc); err != nil {
-				s.log.Warn("claim refused", "source", vc.rec.Claim.Source.String(), "error", err)
-				errs[i] = &Permanent{Err: err}
-				continue
-			}
+		// Every new claim counts against its key's rate, in the stream's
+		// time; a claimant's, from NATS, past that rate is dropped (the
+		// API refused its own excess already).
+		if err := s.limitStreamClaim(vc, msgs[i].Time); publish && err != nil && msgs[i].Subject == ClaimSubject {
+			s.metrics.claims.WithLabelValues("limited").Inc()
+			s.log.Warn("claim refused", "source", vc.rec.Claim.Source.String(), "error", err)
+			errs[i] = &Permanent{Err: err}
+			continue
 		}
 		if _, err := s.st.Job(ctx, vc.job.ID); errors.Is(err, ErrNotFound) {
 			if !fresh[vc.job.ID] {

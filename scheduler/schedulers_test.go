@@ -366,3 +366,33 @@ func (f *farm) adminJS(t *testing.T) jetstream.JetStream {
 	}
 	return js
 }
+
+// TestNewSchedulerKeepsPacedClaims: a claim key's rate is counted in the
+// stream's time, when each claim came, not when a scheduler reads it: a
+// scheduler that joins the farm later (or reads a backlog) reads claims
+// that kept to the rate at once, and must keep every one, as the first
+// scheduler did, or the two disagree on which claims there are.
+func TestNewSchedulerKeepsPacedClaims(t *testing.T) {
+	tune := func(c *scheduler.Config) { c.ClaimsPerMinute, c.ClaimBurst = 30, 1 } // one every 2s
+	f := newTunedFarm(t, natsq.Config{SchedulerName: "one"}, nil, tune, builderA)
+	c := f.claimant()
+	var jobs []lantern.Job
+	for i, name := range []string{"example.org/paced-1", "example.org/paced-2", "example.org/paced-3"} {
+		if i > 0 {
+			time.Sleep(2500 * time.Millisecond) // keeps to the rate, with room
+		}
+		claim, job := sourceClaim(t, claimKey, name, lantern.Digest{})
+		if err := c.PublishClaim(t.Context(), claim); err != nil {
+			t.Fatal(err)
+		}
+		jobs = append(jobs, job)
+	}
+	p := f.peer("two", nil, nil)
+	for _, s := range []*farm{f, p} {
+		for _, j := range jobs {
+			eventually(t, "job "+j.Source.Name+" on scheduler "+s.cfg.SchedulerName, func() bool {
+				return s.do("GET", "/api/v1/jobs/"+j.ID, nil, nil) == http.StatusOK
+			})
+		}
+	}
+}

@@ -305,8 +305,13 @@ func TestBuilderStaysInItsRole(t *testing.T) {
 			natsq.MembersAPIPrefix + ".CONSUMER.INFO." + natsq.StreamJobs + "." + consA,
 			natsq.MembersAPIPrefix + ".STREAM.MSG.GET.OBJ_" + bucketA,
 		}
+		// A job is queued only if its subject holds none, so an answer
+		// stored on a job's subject to come would keep that job out
+		// for good; a difference report's, likewise.
+		_, future := sourceClaim(t, claimKey, "example.org/wire-future", lantern.Digest{})
+		futureSubj, _ := natsq.JobSubject(future.Recipe, future.ID)
 		targets := []string{
-			"lantern.jobs.go", natsq.SubjectClaims, resultB,
+			"lantern.jobs.go", futureSubj, natsq.SubjectDiffsMade + ".future", natsq.SubjectDiffsWanted + ".future", natsq.SubjectClaims, resultB,
 			"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + natsq.StreamJobs + "." + consB,
 			"$JS.API.STREAM.PURGE." + natsq.StreamResults, "$JS.API.STREAM.DELETE." + natsq.StreamClaims,
 			"$JS.API.CONSUMER.DELETE." + natsq.StreamJobs + "." + consB,

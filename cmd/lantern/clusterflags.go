@@ -2,6 +2,7 @@ package main
 
 import (
 	"flag"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -67,6 +68,29 @@ func (c *clusterSetup) routeList() []string {
 		}
 	}
 	return out
+}
+
+// checkPlainRoutes refuses a cluster with routes beyond loopback and no
+// --nats-cluster-ca: there the routes need TLS (natsq/natsserver refuses
+// them for the embedded server; this is for a printed configuration).
+func (c *clusterSetup) checkPlainRoutes() error {
+	if c.cluster == "" || c.ca != "" {
+		return nil
+	}
+	hosts := []string{c.cluster}
+	for _, r := range c.routeList() {
+		if _, rest, ok := strings.Cut(r, "://"); ok {
+			r = rest
+		}
+		hosts = append(hosts, r)
+	}
+	for _, h := range hosts {
+		host, _, err := net.SplitHostPort(h)
+		if err != nil || !natsserver.IsLoopback(host) {
+			return usagef("%s is beyond loopback: routes there carry the farm's route secret and every message, so they need TLS; give the cluster's CA (--nats-cluster-ca) and this node's certificate and key signed by it (--nats-tls-cert, --nats-tls-key)", h)
+		}
+	}
+	return nil
 }
 
 // apply sets the embedded server's cluster options.

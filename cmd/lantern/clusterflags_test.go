@@ -32,6 +32,29 @@ func TestClusterFlags(t *testing.T) {
 			t.Errorf("--print-nats-config with a cluster: no %q in\n%s", want, r.stdout)
 		}
 	}
+	// Routes carry every account's messages, and the route secret opens
+	// them: a configuration printed for routes beyond loopback without TLS
+	// would send that secret, and then the whole bus, in the clear, as the
+	// embedded server refuses to.
+	for _, args := range [][]string{
+		{"--nats-cluster", "10.0.0.2:6222", "--nats-routes", "nats://10.0.0.1:6222,nats://10.0.0.2:6222"},
+		{"--nats-cluster", "0.0.0.0:6222", "--nats-routes", "nats://lantern-nats-0.lantern-nats:6222"},
+		{"--nats-cluster", "127.0.0.1:6222", "--nats-routes", "nats://127.0.0.1:6222,nats://192.0.2.7:6222"},
+	} {
+		r := runLantern(t, dir, nil, append([]string{"scheduler", "--data", dir, "--print-nats-config"}, args...)...)
+		r.fails(t, "print a plain route beyond loopback "+strings.Join(args, " "), 2, "--nats-cluster-ca")
+		if strings.Contains(r.stdout, "password") {
+			t.Errorf("--print-nats-config %s printed the route secret:\n%s", strings.Join(args, " "), r.stdout)
+		}
+	}
+	r = runLantern(t, dir, nil, "scheduler", "--data", dir, "--print-nats-config", "--nats-cluster", "10.0.0.2:6222",
+		"--nats-routes", "nats://10.0.0.1:6222,nats://10.0.0.2:6222", "--nats-name", "n2",
+		"--nats-cluster-ca", "/etc/nats/cluster-ca.pem", "--nats-tls-cert", "/etc/nats/n2.pem", "--nats-tls-key", "/etc/nats/n2-key.pem").must(t, "print a node's config with routes over TLS")
+	for _, want := range []string{`ca_file: "/etc/nats/cluster-ca.pem"`, `cert_file: "/etc/nats/n2.pem"`, `key_file: "/etc/nats/n2-key.pem"`, "verify: true"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("--print-nats-config with routes over TLS: no %q in\n%s", want, r.stdout)
+		}
+	}
 	for _, h := range []string{"scheduler", "up"} {
 		r := runLantern(t, dir, nil, h, "--help").must(t, h+" --help")
 		for _, f := range []string{"-nats-replicas", "-nats-cluster", "-nats-routes", "-nats-name", "-nats-cluster-ca"} {

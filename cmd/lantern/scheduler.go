@@ -130,7 +130,7 @@ Example:
 					return err
 				}
 				if *printConfig {
-					return printNATSConfig(io, *data, *natsListen, cluster)
+					return printNATSConfig(io, *data, *natsListen, *tlsCert, *tlsKey, cluster)
 				}
 				if *threshold < 1 {
 					return usagef("--threshold %d: want at least 1", *threshold)
@@ -493,8 +493,18 @@ func fingerprint(entries []builderEntry) string {
 }
 
 // printNATSConfig prints the configuration of an operator's own
-// nats-server for the farm whose data directory is data.
-func printNATSConfig(io *stdio, data, listen string, cluster *clusterSetup) error {
+// nats-server for the farm whose data directory is data; tlsCert and
+// tlsKey, if set, are that server's (the routes' too, with a cluster CA).
+// As the embedded server, it refuses routes beyond loopback without TLS:
+// they would carry the route secret, and every account's messages, in the
+// clear.
+func printNATSConfig(io *stdio, data, listen, tlsCert, tlsKey string, cluster *clusterSetup) error {
+	if err := cluster.checkPlainRoutes(); err != nil {
+		return err
+	}
+	if cluster.ca != "" && tlsCert == "" {
+		return usagef("--nats-cluster-ca: routes over TLS need this node's certificate and key too (--nats-tls-cert, --nats-tls-key), signed by that CA for server and client authentication")
+	}
 	auth, err := natsauth.Open(filepath.Join(data, "nats-auth"))
 	if err != nil {
 		return err
@@ -507,6 +517,7 @@ func printNATSConfig(io *stdio, data, listen string, cluster *clusterSetup) erro
 	conf, err := auth.ServerConfig(natsauth.ServerConfig{
 		Listen: listen, StoreDir: "jetstream", ResolverDir: "accounts", Revoked: revoked,
 		Name: cluster.name, Cluster: cluster.cluster, Routes: cluster.routeList(), ClusterCA: cluster.ca,
+		TLSCert: tlsCert, TLSKey: tlsKey,
 	})
 	if err != nil {
 		return err

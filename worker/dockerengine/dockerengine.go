@@ -279,13 +279,25 @@ func (e *Engine) check(ctx context.Context) error {
 // port, or sits on the way, commands the Engine and every build in it.
 func checkHost(host, tlsDir string) error {
 	u, err := url.Parse(host)
-	if err != nil || u.Scheme == "" {
+	// url.Parse lowers the scheme's case; the docker client reads it as
+	// written, and reaches one it does not know ("UNIX") over TCP.
+	if err != nil || u.Scheme == "" || !strings.HasPrefix(host, u.Scheme+"://") {
 		return fmt.Errorf("docker host %q: want unix:///PATH or tcp://HOST:PORT", host)
+	}
+	shown := host // with no password in it
+	if u.User != nil {
+		shown = u.Redacted()
+	}
+	switch u.Scheme {
+	case "unix", "tcp":
+		if u.User != nil {
+			return fmt.Errorf("docker host %q: a docker host carries no user or password (the docker client sends none); give unix:///PATH or tcp://HOST:PORT", shown)
+		}
 	}
 	switch u.Scheme {
 	case "unix":
 		if tlsDir != "" {
-			return fmt.Errorf("docker host %q: TLS is for a tcp:// host; a unix socket takes none", host)
+			return fmt.Errorf("docker host %q: TLS is for a tcp:// host; a unix socket takes none", shown)
 		}
 		return nil
 	case "tcp":
@@ -295,9 +307,9 @@ func checkHost(host, tlsDir string) error {
 		if ip := net.ParseIP(u.Hostname()); (ip != nil && ip.IsLoopback()) || u.Hostname() == "localhost" {
 			return nil
 		}
-		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", host)
+		return fmt.Errorf("docker host %q without TLS: whoever reaches that port commands the Engine and every build in it; give the directory of its client certificate (ca.pem, cert.pem, key.pem), or reach the Engine on its unix socket", shown)
 	case "ssh":
-		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket (ssh -L /tmp/docker.sock:/var/run/docker.sock HOST) and give unix:///tmp/docker.sock", host)
+		return fmt.Errorf("docker host %q: ssh:// is not supported; forward the Engine's socket into a directory only this user can write (ssh -L $HOME/.engine.sock:/var/run/docker.sock HOST; not /tmp, where another user's socket could be there first and build for this worker) and give unix://$HOME/.engine.sock, with the build caps set to 0: they hold only on an Engine on this machine", shown)
 	}
-	return fmt.Errorf("docker host %q: scheme %q not supported: want unix:///PATH or tcp://HOST:PORT", host, u.Scheme)
+	return fmt.Errorf("docker host %q: scheme %q not supported: want unix:///PATH or tcp://HOST:PORT", shown, u.Scheme)
 }

@@ -138,7 +138,7 @@ func TestConnectRefuses(t *testing.T) {
 		{name: "tcp by name without TLS", host: "tcp://docker.example.org:2375", cancel: true, want: []string{"without TLS"}},
 		{name: "TLS files missing", host: "tcp://198.51.100.7:2376", tls: filepath.Join(dir, "no-certs"), cancel: true, want: []string{"TLS", "no-certs"}},
 		{name: "unix with TLS", host: "unix:///var/run/docker.sock", tls: dir, cancel: true, want: []string{"a unix socket takes none"}},
-		{name: "ssh", host: "ssh://root@example.org", cancel: true, want: []string{"ssh -L"}},
+		{name: "ssh", host: "ssh://root@example.org", cancel: true, want: []string{"ssh -L", "only this user can write", "caps set to 0"}},
 		{name: "http", host: "http://127.0.0.1:2375", cancel: true, want: []string{"unix:///PATH or tcp://HOST:PORT"}},
 		{name: "no scheme", host: "/var/run/docker.sock", cancel: true, want: []string{"unix:///PATH"}},
 	} {
@@ -163,6 +163,76 @@ func TestConnectRefuses(t *testing.T) {
 				t.Errorf("Connect(%q) = %v, want %v", tc.host, err, tc.is)
 			}
 		})
+	}
+}
+
+// TestConnectSchemeAsDocker: the docker client reads a host's scheme as
+// written, and one it does not know, "UNIX" say, it reaches over TCP;
+// Connect must not read it as "unix" and let a host beyond loopback go
+// without TLS. A listener on loopback stands in for that host: nothing may
+// reach it.
+func TestConnectSchemeAsDocker(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	dialled := make(chan struct{}, 1)
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			select {
+			case dialled <- struct{}{}:
+			default:
+			}
+			c.Close()
+		}
+	}()
+	for _, host := range []string{"UNIX://" + ln.Addr().String(), "Unix://" + ln.Addr().String(), "TCP://" + ln.Addr().String()} {
+		e, err := dockerengine.Connect(t.Context(), host, "")
+		if err == nil {
+			e.Close()
+			t.Fatalf("Connect(%q) = nil error, want one", host)
+		}
+		if !strings.Contains(err.Error(), "unix:///PATH or tcp://HOST:PORT") {
+			t.Errorf("Connect(%q) = %v, want it to name the schemes it takes", host, err)
+		}
+	}
+	select {
+	case <-dialled:
+		t.Errorf("a host whose scheme is not unix or tcp, as written, was dialled over TCP")
+	default:
+	}
+}
+
+// TestConnectHidesPassword: a password in --docker-host (the docker client
+// sends none; a person may still write one) is in no error.
+func TestConnectHidesPassword(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := ln.Addr().String()
+	ln.Close()
+	for _, host := range []string{
+		"tcp://lantern:s3cr3t@" + closed,
+		"tcp://lantern:s3cr3t@198.51.100.7:2375",
+		"ssh://lantern:s3cr3t@198.51.100.7",
+		"http://lantern:s3cr3t@127.0.0.1:2375",
+	} {
+		ctx, cancel := context.WithCancel(t.Context())
+		cancel() // a bug that dialled would send nothing
+		e, err := dockerengine.Connect(ctx, host, "")
+		if err == nil {
+			e.Close()
+			t.Fatalf("Connect(%q) = nil error, want one", host)
+		}
+		if strings.Contains(err.Error(), "s3cr3t") {
+			t.Errorf("Connect(%q) = %v: the password is in the error", host, err)
+		}
 	}
 }
 
