@@ -480,11 +480,15 @@ func (q *Queue) isClosing() bool {
 // on it races inside nats-server (seen with -race on v2.15.2).
 func (q *Queue) Setup(ctx context.Context) error {
 	for _, sc := range q.streamConfigs() {
-		if st, err := q.js.Stream(ctx, sc.Name); err == nil && sameStream(st.CachedInfo().Config, sc) {
+		// A look of its own time: a cluster without its leaders yet does
+		// not answer, and place below waits for it.
+		lctx, lcancel := context.WithTimeout(ctx, placeAttempt)
+		st, err := q.js.Stream(lctx, sc.Name)
+		lcancel()
+		if err == nil && sameStream(st.CachedInfo().Config, sc) {
 			continue
 		}
-		var st jetstream.Stream
-		err := q.place(ctx, "stream "+sc.Name, func(ctx context.Context) error {
+		err = q.place(ctx, "stream "+sc.Name, func(ctx context.Context) error {
 			var err error
 			st, err = q.js.CreateOrUpdateStream(ctx, sc)
 			return err

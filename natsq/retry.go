@@ -117,6 +117,10 @@ func explainReplicas(err error, replicas int) error {
 // seen up.
 const placementWait = time.Minute
 
+// placeAttempt is how long one attempt to create or update a stream or
+// bucket may take.
+const placeAttempt = 10 * time.Second
+
 // place calls op, which creates or updates a stream or bucket, until it
 // succeeds, fails otherwise than for a node or a placement, or placementWait
 // has passed: a cluster that has just started (or lost a node) can report
@@ -126,7 +130,12 @@ func (q *Queue) place(ctx context.Context, what string, op func(context.Context)
 	defer cancel()
 	var b backoff
 	for tries := 1; ; tries++ {
-		err := op(ctx)
+		// An attempt of its own time: a request made before the cluster
+		// has its leaders gets no answer, and would otherwise wait out
+		// the whole placementWait.
+		actx, acancel := context.WithTimeout(ctx, placeAttempt)
+		err := op(actx)
+		acancel()
 		var ae *jetstream.APIError
 		noPeers := errors.As(err, &ae) && ae.ErrorCode == jsErrNoPeers && q.cfg.Replicas > 1
 		if err == nil || !(noPeers || transient(err)) || q.isClosing() {

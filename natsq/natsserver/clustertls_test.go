@@ -2,6 +2,8 @@ package natsserver_test
 
 import (
 	"bufio"
+	"bytes"
+	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -10,11 +12,13 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
+	"log/slog"
 	"math/big"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -165,12 +169,20 @@ func TestRoutesOverTLS(t *testing.T) {
 		routes = append(routes, "nats://"+ln.Addr().String())
 		ln.Close()
 	}
+	// The nodes' logs, shown if the test fails.
+	var logs syncBuffer
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("the nodes' logs:\n%s", logs.String())
+		}
+	})
 	var urls []string
 	for i, name := range []string{"n0", "n1", "n2"} {
 		cert, key, _ := ca.node(name, x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth)
 		s := start(t, filepath.Join(dir, name), natsserver.Options{
 			Auth: auth, Name: name, Cluster: clusters[i], Routes: routes,
 			ClusterCA: ca.file, TLSCert: cert, TLSKey: key,
+			Log: slog.New(slog.NewTextHandler(&logs, nil)).With("node", name),
 		})
 		urls = append(urls, s.URL())
 	}
@@ -178,14 +190,17 @@ func TestRoutesOverTLS(t *testing.T) {
 	// Streams of 3 replicas need the three nodes routed to each other.
 	q, err := natsq.Connect(t.Context(), strings.Join(urls, ","), natsq.Config{
 		Creds: auth.SchedulerCredsFile(), Role: natsq.RoleScheduler, CA: ca.file, Replicas: 3,
-	}, nil)
+	}, slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer q.Close()
-	deadline := time.Now().Add(patience)
+	// A cluster elects its leaders in its own time on a loaded machine.
+	deadline := time.Now().Add(3 * patience)
 	for {
-		err := q.Setup(t.Context())
+		ctx, cancel := context.WithTimeout(t.Context(), patience)
+		err := q.Setup(ctx)
+		cancel()
 		if err == nil {
 			break
 		}
@@ -227,4 +242,22 @@ func TestRoutesOverTLS(t *testing.T) {
 	if got := routeConnectTLS(t, clusters[0], roots, &good, pw); got != "PONG" {
 		t.Errorf("with the cluster CA's certificate and the farm's secret: %q, want PONG", got)
 	}
+}
+
+// syncBuffer is a bytes.Buffer that several servers' loggers write to.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
 }
