@@ -35,16 +35,7 @@ func routeConnect(t *testing.T, addr, user, pass string) string {
 	if _, err := c.Write([]byte("CONNECT " + string(connect) + "\r\nPING\r\n")); err != nil {
 		t.Fatal(err)
 	}
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return "closed: " + err.Error()
-		}
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "-ERR") || line == "PONG" {
-			return line
-		}
-	}
+	return routeAnswer(r)
 }
 
 // TestRouteNeedsTheFarmsSecret: a node of a cluster takes routes only from
@@ -128,5 +119,20 @@ func TestClusterBeyondLoopbackNeedsTLS(t *testing.T) {
 	u, err := natsauth.RouteURL("127.0.0.1:"+strconv.Itoa(6222), strings.Repeat("a", 64))
 	if err != nil || u != "nats://"+natsauth.RouteUser+":"+strings.Repeat("a", 64)+"@127.0.0.1:6222" {
 		t.Errorf("RouteURL = %q, %v", u, err)
+	}
+}
+
+// routeAnswer reads, after a route's CONNECT and PING, the server's answer:
+// -ERR or PONG, or how the connection ended.
+func routeAnswer(r *bufio.Reader) string {
+	for {
+		line, err := r.ReadString('\n')
+		if err != nil {
+			return "closed: " + err.Error()
+		}
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "-ERR") || line == "PONG" {
+			return line
+		}
 	}
 }

@@ -132,16 +132,7 @@ func routeConnectTLS(t *testing.T, addr string, roots *x509.CertPool, cert *tls.
 	if _, err := tc.Write([]byte("CONNECT " + string(connect) + "\r\nPING\r\n")); err != nil {
 		return "closed: " + err.Error()
 	}
-	for {
-		line, err := r.ReadString('\n')
-		if err != nil {
-			return "closed: " + err.Error()
-		}
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "-ERR") || line == "PONG" {
-			return line
-		}
-	}
+	return routeAnswer(r)
 }
 
 // TestRoutesOverTLS: three nodes whose routes speak TLS (the cluster's CA,
