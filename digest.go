@@ -1,6 +1,7 @@
 package lantern
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -40,9 +41,12 @@ func DigestFromHex(h string) (Digest, error) {
 	return digestFromHex(h, h)
 }
 
-func digestFromHex(whole, h string) (Digest, error) {
+// digestFromHex reads a Digest from h, 64 lower-case hex digits, part of
+// whole (for errors). It takes bytes as well as a string, so that
+// UnmarshalText reads JSON's bytes without copying them into a string first.
+func digestFromHex[T string | []byte](whole, h T) (Digest, error) {
 	if len(h) != 2*sha256.Size {
-		return Digest{}, fmt.Errorf("digest %q: want 64 hex digits, have %d", truncate(whole), len(h))
+		return Digest{}, fmt.Errorf("digest %q: want 64 hex digits, have %d", truncate(string(whole)), len(h))
 	}
 	var d Digest
 	for i := 0; i < sha256.Size; i++ {
@@ -52,7 +56,7 @@ func digestFromHex(whole, h string) (Digest, error) {
 			if hi != 0xff {
 				at++
 			}
-			return Digest{}, fmt.Errorf("digest %q: character %q at %d is not a lower-case hex digit", truncate(whole), h[at], at)
+			return Digest{}, fmt.Errorf("digest %q: character %q at %d is not a lower-case hex digit", truncate(string(whole)), h[at], at)
 		}
 		d.sum[i] = hi<<4 | lo
 	}
@@ -147,7 +151,14 @@ func (d Digest) String() string {
 	if !d.set {
 		return ""
 	}
-	return DigestPrefix + d.Hex()
+	var b [len(DigestPrefix) + 2*sha256.Size]byte
+	return string(d.appendText(b[:0]))
+}
+
+// appendText appends the canonical form of a set d to b.
+func (d Digest) appendText(b []byte) []byte {
+	b = append(b, DigestPrefix...)
+	return hex.AppendEncode(b, d.sum[:])
 }
 
 // Short returns "sha256:" and the first 12 hex digits, for people to read.
@@ -161,7 +172,10 @@ func (d Digest) Short() string {
 // MarshalText implements encoding.TextMarshaler. The zero Digest marshals to
 // the empty string.
 func (d Digest) MarshalText() ([]byte, error) {
-	return []byte(d.String()), nil
+	if !d.set {
+		return []byte{}, nil
+	}
+	return d.appendText(make([]byte, 0, len(DigestPrefix)+2*sha256.Size)), nil
 }
 
 // UnmarshalText implements encoding.TextUnmarshaler. The empty string
@@ -171,7 +185,11 @@ func (d *Digest) UnmarshalText(b []byte) error {
 		*d = Digest{}
 		return nil
 	}
-	p, err := ParseDigest(string(b))
+	hexPart, ok := bytes.CutPrefix(b, []byte(DigestPrefix))
+	if !ok {
+		return fmt.Errorf("digest %q: want %q followed by 64 hex digits", truncate(string(b)), DigestPrefix)
+	}
+	p, err := digestFromHex(b, hexPart)
 	if err != nil {
 		return err
 	}

@@ -95,3 +95,20 @@ func TestDigestJSON(t *testing.T) {
 		t.Errorf("zero Digest = %q, IsZero %v", zero, zero.IsZero())
 	}
 }
+
+// TestDigestTextAllocs pins what the API's JSON pays for each digest: one
+// allocation to write it, none to read it.
+func TestDigestTextAllocs(t *testing.T) {
+	d := lantern.DigestOf([]byte("x"))
+	text, _ := d.MarshalText()
+	if n := testing.AllocsPerRun(100, func() { d.MarshalText() }); n != 1 {
+		t.Errorf("MarshalText: %v allocations, want 1", n)
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = d.String() }); n != 1 {
+		t.Errorf("String: %v allocations, want 1", n)
+	}
+	var back lantern.Digest
+	if n := testing.AllocsPerRun(100, func() { back.UnmarshalText(text) }); n != 0 || back != d {
+		t.Errorf("UnmarshalText: %v allocations, %v; want 0, %v", n, back, d)
+	}
+}

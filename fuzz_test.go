@@ -46,6 +46,8 @@ func FuzzParseDigest(f *testing.F) {
 		if err := d.UnmarshalText([]byte(s)); err != nil {
 			if _, perr := lantern.ParseDigest(s); perr == nil {
 				t.Fatalf("UnmarshalText(%q) = %v, but ParseDigest accepts it", s, err)
+			} else if perr.Error() != err.Error() {
+				t.Fatalf("UnmarshalText(%q) = %v, ParseDigest says %v: want one message", s, err, perr)
 			}
 			return
 		}
