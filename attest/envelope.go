@@ -10,9 +10,12 @@ import (
 // `lantern attest sign --bundle` write it. Both are parsed strictly; the
 // bundle's key hint is dropped, since only the signature decides trust.
 func ReadEnvelope(b []byte) (*dsse.Envelope, error) {
-	if bundle.IsBundle(b) {
-		env, _, err := bundle.Parse(b)
-		return env, err
+	// A bare envelope first: most evidence is one, and a bundle is never
+	// one (DSSE refuses its mediaType), so only what DSSE refuses is worth
+	// sniffing for a bundle.
+	env, err := dsse.Unmarshal(b)
+	if err != nil && bundle.IsBundle(b) {
+		env, _, err = bundle.Parse(b)
 	}
-	return dsse.Unmarshal(b)
+	return env, err
 }
