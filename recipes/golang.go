@@ -98,8 +98,9 @@ type GoToolchain struct {
 	// the files unchanged since (see treeHashSince).
 	snapshot *treeSnapshot
 	// zipStamp, where set, is the stamp the zip had before it was hashed
-	// to Zip and checked against Sum: a later check (PrepareOptions.Checked)
-	// takes Zip and Tree from here for the zip that still has it.
+	// to Zip and checked against Sum: a later check in this process
+	// (checkedToolchains) takes Zip and Tree from here for a zip that
+	// still has it.
 	zipStamp *fileStamp
 	// fetchedStamps, of a toolchain not checked yet (PrepareOptions.Fetched),
 	// is the stampsDigest of its files before it was sent to BuildKit.
