@@ -97,6 +97,11 @@ type GoToolchain struct {
 	// snapshot is what PrepareGo read of Dir, which lets VerifyGo skip
 	// the files unchanged since (see treeHashSince).
 	snapshot *treeSnapshot
+	// zipStamp, where set, is the stamp the zip had before it was hashed
+	// to Zip and checked against Sum: a later check in this process
+	// (checkedToolchains) takes Zip and Tree from here for a zip that
+	// still has it.
+	zipStamp *fileStamp
 	// fetchedStamps, of a toolchain not checked yet (PrepareOptions.Fetched),
 	// is the stampsDigest of its files before it was sent to BuildKit.
 	fetchedStamps string
@@ -294,6 +299,19 @@ func (p *preparer) setUp(ctx context.Context) (cleanup func(), err error) {
 
 // prepareToolchain downloads the toolchain module and checks it.
 func (p *preparer) prepareToolchain(ctx context.Context) (GoToolchain, error) {
+	tcMod, tcVersion, err := p.toolchainModule()
+	if err != nil {
+		return GoToolchain{}, err
+	}
+	fetched := p.fetched
+	if prev := checkedToolchains.get(p.modCache, tcMod, tcVersion); fetched != nil && prev != nil {
+		// Checked for an earlier build: sent from where it was, with the
+		// stamps its files have now, while the go command looks it up.
+		if stamps, err := treeStamps(prev.Dir); err == nil && stamps != "" {
+			fetched(GoToolchain{Module: tcMod, Version: tcVersion, Sum: prev.Sum, Dir: prev.Dir, fetchedStamps: stamps})
+			fetched = nil
+		}
+	}
 	if p.hostEnv == nil {
 		cleanup, err := p.setUp(ctx)
 		if err != nil {
@@ -301,16 +319,12 @@ func (p *preparer) prepareToolchain(ctx context.Context) (GoToolchain, error) {
 		}
 		defer cleanup()
 	}
-	tcMod, tcVersion, err := p.toolchainModule()
-	if err != nil {
-		return GoToolchain{}, err
-	}
 	tc, err := p.download(ctx, tcMod+"@"+tcVersion)
 	if err != nil {
 		return GoToolchain{}, err
 	}
 	start := time.Now()
-	checked, err := p.toolchain(tc, p.fetched)
+	checked, err := p.toolchain(tc, fetched)
 	if err != nil {
 		return GoToolchain{}, err
 	}
@@ -756,9 +770,19 @@ func (p *preparer) toolchainModule() (string, string, error) {
 
 // toolchain checks the toolchain's zip against the h1: hash the go command
 // checked, makes its tree what the go command's toolchain switch makes of
-// it, and checks the tree against the zip.
-func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (GoToolchain, error) {
+// it, and checks the tree against the zip. What an earlier check in this
+// process read and that has not changed since, by its stamps, is not read
+// again (checkedToolchains); the toolchain checked is remembered for the
+// next one, and one whose check failed forgotten.
+func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (_ GoToolchain, err error) {
 	tc := GoToolchain{Module: m.Path, Version: m.Version, Sum: m.Sum, Dir: m.Dir}
+	defer func() {
+		if err != nil {
+			checkedToolchains.forget(p.modCache, m.Path, m.Version)
+		} else {
+			checkedToolchains.put(p.modCache, tc)
+		}
+	}()
 	if err := fixToolchain(m.Dir); err != nil {
 		return tc, fmt.Errorf("restore the toolchain's execute bits: %w", err)
 	}
@@ -769,29 +793,23 @@ func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (GoToolc
 			fetched(f)
 		}
 	}
-	var err error
-	if tc.Zip, _, err = lantern.DigestFile(m.Zip); err != nil {
+	// What an earlier check of the same module version in the same place
+	// read: its zip, if it has the stamp it had then, need not be hashed
+	// again, nor the files of the tree that have theirs.
+	prev := checkedToolchains.get(p.modCache, m.Path, m.Version)
+	if prev != nil && prev.Dir != m.Dir {
+		prev = nil
+	}
+	var prevSnap *treeSnapshot
+	if prev != nil {
+		prevSnap = prev.snapshot
+	}
+	if prev != nil && prev.Sum == m.Sum && prev.zipStamp != nil && sameStamp(m.Zip, *prev.zipStamp) {
+		tc.Zip, tc.Tree, tc.zipStamp = prev.Zip, prev.Tree, prev.zipStamp
+	} else if err := checkToolchainZip(&tc, m); err != nil {
 		return tc, err
 	}
-	sums, err := zipSums(m.Zip)
-	if err != nil {
-		return tc, err
-	}
-	if got := hash1(sums); got != m.Sum {
-		return tc, &DigestError{Input: m.Path + "@" + m.Version + " zip", Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
-			Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
-	}
-	// The tree as the go command unpacked it, plus go.mod beside each _go.mod.
-	prefix := m.Path + "@" + m.Version + "/"
-	want := make(map[string][32]byte, len(sums)+16)
-	for name, sum := range sums {
-		want[name] = sum
-		if path.Base(name) == "_go.mod" {
-			want[path.Join(path.Dir(name), "go.mod")] = sum
-		}
-	}
-	tc.Tree = hash1(want)
-	got, snap, err := treeHashSince(m.Dir, strings.TrimSuffix(prefix, "/"), nil)
+	got, snap, err := treeHashSince(m.Dir, m.Path+"@"+m.Version, prevSnap)
 	if err != nil {
 		return tc, err
 	}
@@ -804,6 +822,55 @@ func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (GoToolc
 	}
 	tc.snapshot = snap
 	return tc, nil
+}
+
+// checkToolchainZip hashes the toolchain's zip m.Zip into tc.Zip, checks
+// it against the h1: hash the go command checked, and sets tc.Tree to the
+// h1: hash of the tree the go command unpacks from it, plus a go.mod
+// beside each _go.mod. It notes the zip's stamp from before it was read in
+// tc.zipStamp, unless the zip was changed too recently to be vouched for
+// by it (racyWindow).
+func checkToolchainZip(tc *GoToolchain, m *modDownload) error {
+	start := time.Now()
+	info, err := os.Lstat(m.Zip)
+	if err != nil {
+		return err
+	}
+	stamp, stamped := stampOf(info)
+	if tc.Zip, _, err = lantern.DigestFile(m.Zip); err != nil {
+		return err
+	}
+	sums, err := zipSums(m.Zip)
+	if err != nil {
+		return err
+	}
+	if got := hash1(sums); got != m.Sum {
+		return &DigestError{Input: m.Path + "@" + m.Version + " zip", Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
+			Hint: "the module cache's zip is not the one the go command checked; remove it and try again"}
+	}
+	want := make(map[string][32]byte, len(sums)+16)
+	for name, sum := range sums {
+		want[name] = sum
+		if path.Base(name) == "_go.mod" {
+			want[path.Join(path.Dir(name), "go.mod")] = sum
+		}
+	}
+	tc.Tree = hash1(want)
+	racy := start.Add(-racyWindow).UnixNano()
+	if stamped && info.Mode().IsRegular() && stamp.ctime < racy && stamp.mtime < racy {
+		tc.zipStamp = &stamp
+	}
+	return nil
+}
+
+// sameStamp reports whether the file name has the stamp want.
+func sameStamp(name string, want fileStamp) bool {
+	info, err := os.Lstat(name)
+	if err != nil || !info.Mode().IsRegular() {
+		return false
+	}
+	stamp, ok := stampOf(info)
+	return ok && stamp == want
 }
 
 // fixToolchain does what the go command does to a toolchain module it has

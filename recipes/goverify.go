@@ -21,6 +21,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	kflate "github.com/klauspost/compress/flate"
+
 	"github.com/lanternfarm/lantern"
 )
 
@@ -213,6 +215,10 @@ func zipSums(name string) (map[string][32]byte, error) {
 		return nil, fmt.Errorf("open module zip: %w", err)
 	}
 	defer z.Close()
+	// klauspost's inflate makes the same bytes as the standard library's,
+	// in about half the time (a toolchain's zip is 250 MB inflated);
+	// archive/zip still checks each file's CRC-32 and size.
+	z.RegisterDecompressor(zip.Deflate, func(r io.Reader) io.ReadCloser { return kflate.NewReader(r) })
 	names := make(map[string]bool, len(z.File))
 	for _, f := range z.File {
 		if names[f.Name] {
@@ -602,4 +608,64 @@ func isVersionElement(s string) bool {
 		}
 	}
 	return true
+}
+
+// checkedToolchains remembers, for this process only and in memory only,
+// the toolchains it checked: what each check read of the zip and the tree
+// (GoToolchain's zipStamp and snapshot). The check of the same toolchain
+// for a later build, by the same worker or another one in the process
+// (lantern up runs several), then reads again only the files whose stamps
+// changed since — a toolchain is 250 MB in 13,000 files, and its zip must
+// be inflated to be checked — and refuses what a full check refuses. Its
+// records are never written anywhere a local process could change them;
+// the files are, and a change to one changes its stamp.
+var checkedToolchains = &toolchainMemo{}
+
+// maxCheckedToolchains bounds checkedToolchains: a record is a few MB.
+const maxCheckedToolchains = 4
+
+type toolchainMemo struct {
+	mu sync.Mutex
+	m  map[toolchainMemoKey]GoToolchain
+}
+
+type toolchainMemoKey struct{ modCache, module, version string }
+
+// get returns the toolchain module@version last checked in the module
+// cache modCache, or nil.
+func (c *toolchainMemo) get(modCache, module, version string) *GoToolchain {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if tc, ok := c.m[toolchainMemoKey{modCache, module, version}]; ok && tc.snapshot != nil {
+		return &tc
+	}
+	return nil
+}
+
+// put remembers tc, just checked in the module cache modCache.
+func (c *toolchainMemo) put(modCache string, tc GoToolchain) {
+	if tc.snapshot == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := toolchainMemoKey{modCache, tc.Module, tc.Version}
+	if c.m == nil {
+		c.m = map[toolchainMemoKey]GoToolchain{}
+	}
+	if _, ok := c.m[k]; !ok && len(c.m) >= maxCheckedToolchains {
+		for old := range c.m { // any other one
+			delete(c.m, old)
+			break
+		}
+	}
+	c.m[k] = tc
+}
+
+// forget drops the record of module@version in modCache, whose check
+// failed.
+func (c *toolchainMemo) forget(modCache, module, version string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.m, toolchainMemoKey{modCache, module, version})
 }

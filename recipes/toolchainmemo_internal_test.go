@@ -1,0 +1,220 @@
+package recipes
+
+import (
+	"archive/zip"
+	"errors"
+	"io"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/lanternfarm/lantern"
+)
+
+// fakeFiles are fakeToolchain's files.
+var fakeFiles = map[string]string{
+	"bin/go":                       "#!go\n",
+	"bin/gofmt":                    "#!gofmt\n",
+	"pkg/tool/linux_amd64/compile": "#!compile\n",
+	"lib/time/go_linux_amd64_exec": "#!exec\n",
+	"src/_go.mod":                  "module std\n",
+	"src/fmt/print.go":             "package fmt\n",
+}
+
+// fakeToolchain lays out a small toolchain module in a module cache of its
+// own, as the go command leaves one: its zip under cache/download, the
+// unpacked tree beside, without execute bits or go.mod copies. It returns
+// a preparer of that module cache and what go mod download would say of
+// the toolchain.
+func fakeToolchain(t *testing.T) (*preparer, *modDownload) {
+	t.Helper()
+	const mod, version = "example.com/toolchain", "v0.0.1-go1.24.4.linux-amd64"
+	modCache := t.TempDir()
+	m := &modDownload{Path: mod, Version: version,
+		Dir: filepath.Join(modCache, mod+"@"+version),
+		Zip: filepath.Join(modCache, "cache", "download", mod, "@v", version+".zip")}
+	writeZip(t, m.Zip, mod+"@"+version, fakeFiles)
+	for name, data := range fakeFiles {
+		name = filepath.Join(m.Dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(name, []byte(data), 0o444); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sums, err := zipSums(m.Zip)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Sum = hash1(sums) // what the checksum database says
+	t.Cleanup(func() { checkedToolchains.forget(modCache, mod, version) })
+	return &preparer{modCache: modCache, log: slog.New(slog.DiscardHandler)}, m
+}
+
+func writeZip(t *testing.T, name, prefix string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(name + ".tmp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	zw := zip.NewWriter(f)
+	for n, data := range files {
+		w, err := zw.Create(prefix + "/" + n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.WriteString(w, data)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(name+".tmp", name); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewrite writes data to name in place, with its modification time put
+// back: only its ctime, which no process sets, tells.
+func rewrite(t *testing.T, name, data string) {
+	t.Helper()
+	info, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(name, 0o644)
+	if err := os.WriteFile(name, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(name, info.Mode())
+	if err := os.Chtimes(name, info.ModTime(), info.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestCheckedToolchainMemo: a toolchain checked once in this process is
+// checked again for the next build from what changed since, by the files'
+// stamps — and a cache entry changed since, its tree or its zip, in place
+// with the size and the modification time kept, replaced, or both made to
+// agree with each other, is refused as a full check refuses it.
+func TestCheckedToolchainMemo(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	racyWindow = 0 // the files below are made just before the check
+	t.Cleanup(func() { racyWindow = old })
+
+	check := func(t *testing.T, p *preparer, m *modDownload) (GoToolchain, error) {
+		t.Helper()
+		time.Sleep(20 * time.Millisecond) // a tick of the kernel's file clock
+		return p.toolchain(m, nil)
+	}
+
+	t.Run("unchanged", func(t *testing.T) {
+		p, m := fakeToolchain(t)
+		first, err := check(t, p, m)
+		if err != nil {
+			t.Fatalf("first check: %v", err)
+		}
+		if first.zipStamp == nil || first.snapshot == nil || !first.snapshot.all {
+			t.Fatalf("first check: zip stamp %v, snapshot %+v; want both, of every file", first.zipStamp, first.snapshot)
+		}
+		if got := checkedToolchains.get(p.modCache, m.Path, m.Version); got == nil || got.Tree != first.Tree {
+			t.Fatalf("the check left no record of the toolchain: %+v", got)
+		}
+		again, err := check(t, p, m)
+		if err != nil || again.Tree != first.Tree || again.Zip != first.Zip {
+			t.Fatalf("second check = %s %s, %v; want %s %s", again.Tree, again.Zip, err, first.Tree, first.Zip)
+		}
+		// The record is what spares the reading: a made-up one shows. (A
+		// record is only ever made by a check, in this process's memory.)
+		forged := *checkedToolchains.get(p.modCache, m.Path, m.Version)
+		forged.Tree = "h1:forged"
+		checkedToolchains.put(p.modCache, forged)
+		if _, err := check(t, p, m); !errors.Is(err, lantern.ErrDigestMismatch) {
+			t.Fatalf("check with a record whose tree hash was made up = %v; want the record used, and a mismatch", err)
+		}
+		// A failed check forgets the record: the next one reads all.
+		if got := checkedToolchains.get(p.modCache, m.Path, m.Version); got != nil {
+			t.Fatalf("record after a failed check: %+v, want none", got)
+		}
+		if _, err := check(t, p, m); err != nil {
+			t.Fatalf("full check after the record was dropped: %v", err)
+		}
+	})
+
+	for _, tc := range []struct {
+		name   string
+		tamper func(t *testing.T, m *modDownload)
+	}{
+		{"a file of the tree written in place", func(t *testing.T, m *modDownload) {
+			rewrite(t, filepath.Join(m.Dir, "src", "fmt", "print.go"), "package fmX\n")
+		}},
+		{"a file of the tree replaced", func(t *testing.T, m *modDownload) {
+			name := filepath.Join(m.Dir, "bin", "go")
+			if err := os.WriteFile(name+".new", []byte("#!evil\n"), 0o555); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.Rename(name+".new", name); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"a file added to the tree", func(t *testing.T, m *modDownload) {
+			if err := os.WriteFile(filepath.Join(m.Dir, "src", "fmt", "evil.go"), []byte("package fmt\n"), 0o444); err != nil {
+				t.Fatal(err)
+			}
+		}},
+		{"an _go.mod changed (and its go.mod copy made from it)", func(t *testing.T, m *modDownload) {
+			rewrite(t, filepath.Join(m.Dir, "src", "_go.mod"), "module xtd\n")
+		}},
+		{"the zip alone changed", func(t *testing.T, m *modDownload) {
+			// The tree is whole, but the zip the attestation names is not
+			// the checksum database's.
+			info, _ := os.Stat(m.Zip)
+			files := maps.Clone(fakeFiles)
+			files["src/fmt/print.go"] = "package fmX\n"
+			writeZip(t, m.Zip, m.Path+"@"+m.Version, files)
+			os.Chtimes(m.Zip, info.ModTime(), info.ModTime())
+		}},
+		{"the zip and the tree changed alike", func(t *testing.T, m *modDownload) {
+			// A tree that matches its zip, but not the checksum database.
+			rewrite(t, filepath.Join(m.Dir, "src", "fmt", "print.go"), "package fmX\n")
+			info, _ := os.Stat(m.Zip)
+			files := maps.Clone(fakeFiles)
+			files["src/fmt/print.go"] = "package fmX\n"
+			writeZip(t, m.Zip, m.Path+"@"+m.Version, files)
+			os.Chtimes(m.Zip, info.ModTime(), info.ModTime())
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p, m := fakeToolchain(t)
+			if _, err := check(t, p, m); err != nil {
+				t.Fatalf("first check: %v", err)
+			}
+			tc.tamper(t, m)
+			_, err := check(t, p, m)
+			if !errors.Is(err, lantern.ErrDigestMismatch) {
+				t.Fatalf("check after the tampering = %v; want lantern.ErrDigestMismatch", err)
+			}
+			t.Logf("refused: %v", err)
+			if got := checkedToolchains.get(p.modCache, m.Path, m.Version); got != nil {
+				t.Errorf("the refused toolchain is still on record")
+			}
+			// And as a full check would: without a record.
+			if _, err := check(t, p, m); !errors.Is(err, lantern.ErrDigestMismatch) {
+				t.Errorf("full check after the tampering = %v; want lantern.ErrDigestMismatch", err)
+			}
+		})
+	}
+}
