@@ -117,7 +117,7 @@ Example:
 			limits := limitFlags(f)
 			fetchPolicy := fetchFlags(f)
 			cluster := clusterFlags(f)
-			name := f.String("scheduler-name", os.Getenv("LANTERN_SCHEDULER_NAME"), "`NAME` of this scheduler among the farm's, which names its own NATS consumers: 1 to 32 letters, digits, - and _ (default $LANTERN_SCHEDULER_NAME, else the one kept in DATA/scheduler-name, made the first time; each scheduler of a farm needs its own)")
+			name := f.String("scheduler-name", os.Getenv("LANTERN_SCHEDULER_NAME"), "`NAME` of this scheduler among the farm's, which names its own NATS consumers: 1 to 32 letters, digits, - and _ (default $LANTERN_SCHEDULER_NAME, else the one kept in DATA/scheduler-name, made the first time; each scheduler of a farm needs its own: one started with the name of a running scheduler exits 1)")
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
