@@ -107,7 +107,13 @@ func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.C
 	var settling sync.WaitGroup
 	defer settling.Wait()
 	for {
-		msgs, err := q.fetch(ctx, cons, batch, nil)
+		// A scheduler that holds its name takes messages only while it
+		// does; a pull is cut short when the hold is lost.
+		held, ok := q.awaitName(ctx)
+		if !ok {
+			return nil
+		}
+		msgs, err := q.fetch(ctx, cons, batch, held)
 		if ctx.Err() != nil || q.isClosing() {
 			// Fetched but not handled: give them straight back.
 			for _, m := range msgs {

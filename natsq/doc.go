@@ -38,6 +38,19 @@
 // queued is not queued again). A scheduler without a name still uses them:
 // run only one such, or name them all.
 //
+// One name is held by one running scheduler at a time ([Queue.HoldName]):
+// two of one name would split its consumers' messages, and each store
+// would miss what the other took. The holder rewrites its record in the
+// key-value bucket LANTERN_SCHEDULERS (Config.Replicas replicas, history
+// 1) every Config.NameTTL/5, each write checked against the revision it
+// last wrote; a scheduler that starts while the record changes refuses
+// to ([NameHeldError]), and takes over a record that stood still for
+// Config.NameTTL (its holder died). A scheduler takes messages only while
+// its last confirmed rewrite is younger than Config.NameTTL/2; one that
+// finds its record rewritten by another (it was cut off for longer than
+// the TTL) yields to that later starter for good: its consumers take no
+// more messages, and its log and /metrics say so.
+//
 // # Wire protocol
 //
 // The streams below are the whole protocol between the scheduler and the
@@ -87,7 +100,9 @@
 // subject, uploads only to its own bucket, and reads replies only in its own
 // inbox ([InboxPrefix]); nobody but the server publishes advisories, and
 // nobody but the scheduler creates, updates, purges or deletes streams,
-// consumers or buckets. A worker's [Connect] creates nothing; the scheduler's
+// consumers or buckets. The scheduler names' bucket, LANTERN_SCHEDULERS, is
+// the scheduler's alone: builders and claimants are denied its subjects and
+// its stream's API outright, whatever else they are allowed. A worker's [Connect] creates nothing; the scheduler's
 // [Queue.Setup] and [Queue.EnsureBuilder] do. Builders and claimants are
 // users of accounts of their own, which reach the farm's JetStream API under
 // [MembersAPIPrefix] and import only their own subjects (see natsq/natsauth).

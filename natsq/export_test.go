@@ -1,6 +1,7 @@
 package natsq
 
 import (
+	"context"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -36,4 +37,11 @@ func SetOrphanAgeForTest(cleanup func(func()), d time.Duration) {
 	old := orphanAge
 	orphanAge = d
 	cleanup(func() { orphanAge = old })
+}
+
+// TakeNameForTest takes the scheduler's name by force, whoever holds it:
+// what a newcomer does once the holder has been silent for the TTL, as a
+// holder cut off from NATS is.
+func (q *Queue) TakeNameForTest(ctx context.Context, me Holder) (*NameLease, error) {
+	return q.holdName(ctx, me, true)
 }

@@ -89,6 +89,10 @@ type Config struct {
 	// farm's only scheduler, with the consumers of farms before names
 	// (ConsumerClaims, ...); a named scheduler's Setup deletes those.
 	SchedulerName string
+	// NameTTL is how long a scheduler's hold on its name (see
+	// [Queue.HoldName]) outlives its last renewal: a scheduler that died
+	// holds its name up to this long; default DefaultNameTTL.
+	NameTTL time.Duration
 	// Replicas is the number of replicas of every stream and of the object
 	// store; default 1. Past one machine, NATS runs as a cluster and 3 is
 	// usual.
@@ -165,6 +169,9 @@ func (c Config) withDefaults() (Config, error) {
 	if err := CheckSchedulerName(c.SchedulerName); c.SchedulerName != "" && err != nil {
 		return c, fmt.Errorf("natsq config: SchedulerName: %w", err)
 	}
+	if c.NameTTL == 0 {
+		c.NameTTL = DefaultNameTTL
+	}
 	if c.DuplicateWindow == 0 {
 		c.DuplicateWindow = 2 * time.Minute
 	}
@@ -201,6 +208,8 @@ func (c Config) withDefaults() (Config, error) {
 	switch {
 	case c.Replicas < 0 || c.Replicas > 5:
 		return c, fmt.Errorf("natsq config: Replicas is %d; want 1 to 5", c.Replicas)
+	case c.NameTTL < time.Second:
+		return c, fmt.Errorf("natsq config: NameTTL is %v; want a second or more", c.NameTTL)
 	case c.DuplicateWindow < 0:
 		return c, fmt.Errorf("natsq config: DuplicateWindow is %v; want a positive duration", c.DuplicateWindow)
 	case c.AckWait < 0:
@@ -244,6 +253,9 @@ type Queue struct {
 	mu sync.Mutex
 	// builders maps a builder consumer's name to the builder's key id.
 	builders map[string]lantern.Digest
+	// lease is the scheduler's hold on its name, once HoldName took it:
+	// the consumers take messages only while it is held.
+	lease *NameLease
 }
 
 // Connect connects to the NATS server at url with cfg.Creds, reconnecting

@@ -15,8 +15,9 @@ type Role string
 
 // The roles of a farm's NATS users.
 const (
-	// RoleScheduler administers Lantern's streams, consumers and object
-	// stores, publishes jobs and reads everything.
+	// RoleScheduler administers Lantern's streams, consumers, object
+	// stores and the scheduler names' bucket, publishes jobs and reads
+	// everything.
 	RoleScheduler Role = "scheduler"
 	// RoleBuilder is one builder: it pulls, acks, naks, terms and sends
 	// heartbeats on its own consumer, publishes results and what it is
@@ -75,6 +76,23 @@ const MembersAPIPrefix = "LANTERN.JS.API"
 // dead-letter stream captures: nobody publishes there but the server.
 const jsEvents = "$JS.EVENT.>"
 
+// namesSubjects are the subjects of the scheduler names' bucket
+// (BucketSchedulers): its records and every JetStream API call on its
+// stream, from the farm's account and from the members' ones. Only the
+// scheduler may touch it; builders and claimants are denied it outright,
+// whatever else their permissions allow.
+func namesSubjects() []string {
+	stream := "KV_" + BucketSchedulers
+	out := []string{"$KV." + BucketSchedulers + ".>", MembersAPIPrefix + ".$KV." + BucketSchedulers + ".>"}
+	for _, api := range []string{"$JS.API", MembersAPIPrefix} {
+		out = append(out,
+			api+".*.*."+stream, api+".*.*."+stream+".>", // STREAM.INFO, STREAM.PURGE, DIRECT.GET, CONSUMER.CREATE, ...
+			api+".*.*.*."+stream, api+".*.*.*."+stream+".>", // STREAM.MSG.GET, STREAM.MSG.DELETE, CONSUMER.DURABLE.CREATE, ...
+		)
+	}
+	return out
+}
+
 // RolePermissions returns what a user of role may do on the bus; builder
 // names the builder for RoleBuilder. It is the one table of the wire's
 // rights: the users' JWTs and the documentation are made from it.
@@ -91,6 +109,7 @@ func RolePermissions(role Role, builder lantern.Digest) (Permissions, error) {
 	case RoleClaimant:
 		return Permissions{
 			PublishAllow:   []string{SubjectClaims},
+			PublishDeny:    namesSubjects(),
 			SubscribeAllow: []string{InboxPrefix(role, builder) + ".>"},
 		}, nil
 	case RoleBuilder:
@@ -126,6 +145,7 @@ func RolePermissions(role Role, builder lantern.Digest) (Permissions, error) {
 				MembersAPIPrefix + ".STREAM.MSG.GET.OBJ_" + bucket,
 				"$O." + bucket + ".>",
 			},
+			PublishDeny:    namesSubjects(),
 			SubscribeAllow: []string{InboxPrefix(role, builder) + ".>"},
 		}, nil
 	}

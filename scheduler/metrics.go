@@ -43,3 +43,32 @@ func newMetrics() *metrics {
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
+
+// NameHolder is a Queue that holds the scheduler's name among the farm's
+// schedulers (natsq.Queue, once the name is held): two schedulers of one
+// name would split its consumers' messages, so a scheduler takes messages
+// only while it holds its name, and /metrics shows it.
+type NameHolder interface {
+	// NameHeld reports whether the scheduler holds its name now, and
+	// whether another scheduler took it from this one (which then takes
+	// no messages until it is restarted).
+	NameHeld() (held, taken bool)
+}
+
+// watchName adds the gauges of q's hold on the scheduler's name.
+func (m *metrics) watchName(q NameHolder) {
+	gauge := func(name, help string, v func() bool) prometheus.GaugeFunc {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 {
+			if v() {
+				return 1
+			}
+			return 0
+		})
+	}
+	m.reg.MustRegister(
+		gauge("lantern_scheduler_name_held", "1 while this scheduler holds its name and takes messages; 0 while it cannot confirm its hold (it waits) or lost it.",
+			func() bool { held, _ := q.NameHeld(); return held }),
+		gauge("lantern_scheduler_name_conflict", "1 once another scheduler took this scheduler's name: this one takes no messages until it is restarted (with another --scheduler-name, or after the other stops).",
+			func() bool { _, taken := q.NameHeld(); return taken }),
+	)
+}

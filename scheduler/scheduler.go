@@ -177,6 +177,9 @@ func New(cfg Config, q Queue, st Store, log *slog.Logger) (*Scheduler, error) {
 		claimLimit:       newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
 		streamClaimLimit: newClaimLimiter(cfg.ClaimsPerMinute, cfg.ClaimBurst),
 	}
+	if nh, ok := q.(NameHolder); ok {
+		s.metrics.watchName(nh)
+	}
 	for _, b := range cfg.Builders {
 		s.builders[b.ID()] = &Enrolled{Key: b}
 	}

@@ -117,7 +117,7 @@ Example:
 			limits := limitFlags(f)
 			fetchPolicy := fetchFlags(f)
 			cluster := clusterFlags(f)
-			name := f.String("scheduler-name", os.Getenv("LANTERN_SCHEDULER_NAME"), "`NAME` of this scheduler among the farm's, which names its own NATS consumers: 1 to 32 letters, digits, - and _ (default $LANTERN_SCHEDULER_NAME, else the one kept in DATA/scheduler-name, made the first time; each scheduler of a farm needs its own)")
+			name := f.String("scheduler-name", os.Getenv("LANTERN_SCHEDULER_NAME"), "`NAME` of this scheduler among the farm's, which names its own NATS consumers: 1 to 32 letters, digits, - and _ (default $LANTERN_SCHEDULER_NAME, else the one kept in DATA/scheduler-name, made the first time; each scheduler of a farm needs its own: one started with the name of a running scheduler exits 1)")
 			printConfig := f.Bool("print-nats-config", false, "print the configuration of an external nats-server for this farm (its operator, accounts and permissions, made in DATA/nats-auth) and exit")
 			return func(ctx context.Context, io *stdio, args []string) error {
 				if len(args) > 0 {
@@ -339,6 +339,17 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 	if err := q.Setup(ctx); err != nil {
 		return nil, fmt.Errorf("NATS %s: set the farm up: %w", natsq.RedactURL(url), err)
 	}
+	lease, err := holdName(ctx, log, q, qcfg.SchedulerName, c)
+	if err != nil {
+		return nil, err
+	}
+	closers = append(closers, func() {
+		rctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := lease.Release(rctx); err != nil {
+			log.Warn("the scheduler name stays held until its TTL", "error", err)
+		}
+	})
 	// The system user pushes revocations to the server.
 	sysAuth, err := natsq.AuthOptions(url, natsq.Config{Creds: auth.SystemCredsFile(), CA: ca})
 	if err != nil {
@@ -438,6 +449,27 @@ func startScheduler(ctx context.Context, log *slog.Logger, c schedulerSetup) (_ 
 		return err
 	}
 	return rs, nil
+}
+
+// holdName takes the scheduler's name among the farm's for as long as it
+// runs (natsq.Queue.HoldName): a second scheduler of one name would split
+// its consumers' messages with the first, silently, so it refuses to start.
+func holdName(ctx context.Context, log *slog.Logger, q *natsq.Queue, name string, c schedulerSetup) (*natsq.NameLease, error) {
+	host, _ := os.Hostname()
+	lease, err := q.HoldName(ctx, natsq.Holder{Host: host, PID: os.Getpid(), API: c.listen})
+	var held *natsq.NameHeldError
+	if errors.As(err, &held) {
+		fix := "give this one another name (--scheduler-name NAME)"
+		if c.name == "" {
+			fix = fmt.Sprintf("give this one another name (--scheduler-name NAME, or remove %s to make a new one: a copy of another scheduler's data directory has its name)", filepath.Join(c.data, schedulerNameFile))
+		}
+		return nil, fmt.Errorf("%w; two schedulers of one name would split its messages between them, and each store would miss what the other took: %s, or stop the other first", err, fix)
+	}
+	if err != nil {
+		return nil, err
+	}
+	log.Info("holding the scheduler name: another scheduler of this name refuses to start while this one runs", "name", name)
+	return lease, nil
 }
 
 // watchBuilders applies what `lantern builder add|remove` write to the
