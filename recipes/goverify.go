@@ -341,11 +341,14 @@ func stampsDigest(stamps map[string]fileStamp) string {
 }
 
 // treeStamps returns stampsDigest of every regular file under dir, read
-// with Lstat alone; "" where the platform gives no stamps, or the tree
-// holds anything but directories and regular files.
+// with Lstat alone; "" where the platform gives no stamps, the tree holds
+// anything but directories and regular files, or a file was changed within
+// racyWindow before: such a file may change again without moving its
+// ctime, so its stamp does not vouch for what is read of it after.
 func treeStamps(dir string) (string, error) {
 	stamps := map[string]fileStamp{}
 	ok := true
+	racy := time.Now().Add(-racyWindow).UnixNano()
 	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
 			return err
@@ -359,7 +362,7 @@ func treeStamps(dir string) (string, error) {
 			return err
 		}
 		st, found := stampOf(info)
-		ok = ok && found && info.Mode().IsRegular()
+		ok = ok && found && info.Mode().IsRegular() && st.ctime < racy && st.mtime < racy
 		stamps[rel] = st
 		return nil
 	})

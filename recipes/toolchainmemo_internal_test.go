@@ -218,3 +218,68 @@ func TestCheckedToolchainMemo(t *testing.T) {
 		})
 	}
 }
+
+// TestFetchedStampsNotRacy: the stamps a toolchain is sent to BuildKit
+// under, before it is checked, vouch for what was sent only if no file was
+// changed within racyWindow before they were taken: a file changed again
+// in the same tick of the kernel's file clock keeps its ctime, so bytes
+// sent from it and then put back would be named by the stamps the check
+// later finds, and BuildKit would reuse the copy of bytes nobody checked.
+// Here every file was changed just before the send (racy then) and the
+// check comes long after (racyWindow 0 by then): the send's key must not
+// be the check's.
+func TestFetchedStampsNotRacy(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	t.Cleanup(func() { racyWindow = old })
+	for _, memo := range []bool{false, true} {
+		racyWindow = 0
+		p, m := fakeToolchain(t)
+		if memo {
+			// With a record of an earlier check, whose files the check
+			// does not read again: the stamps are what vouches.
+			if _, err := p.toolchain(m, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(20 * time.Millisecond) // a tick of the kernel's file clock
+		rewrite(t, filepath.Join(m.Dir, "src", "fmt", "print.go"), "package fmt\n")
+		racyWindow = time.Hour // the change is recent at the send ...
+		var sent []GoToolchain
+		fetched := func(tc GoToolchain) {
+			sent = append(sent, tc)
+			racyWindow = 0 // ... and long past at the check
+		}
+		checked, err := p.toolchain(m, fetched)
+		if err != nil {
+			t.Fatalf("check: %v", err)
+		}
+		if len(sent) == 0 {
+			continue // not sent early: the build sends it under the check's key
+		}
+		if checked.snapshot == nil || !checked.snapshot.all {
+			t.Fatalf("the check vouches for no stamps: the test shows nothing")
+		}
+		for _, s := range sent {
+			if s.sourceKey() == checked.sourceKey() {
+				t.Errorf("memo %v: the toolchain was sent under the key the check vouches for, with a file changed just before the send: %s", memo, s.sourceKey())
+			}
+		}
+	}
+
+	// Files changed long before the send are sent under the key the check
+	// vouches for: the copy sent early is the build's.
+	racyWindow = 0
+	p, m := fakeToolchain(t)
+	time.Sleep(20 * time.Millisecond)
+	var sent []GoToolchain
+	checked, err := p.toolchain(m, func(tc GoToolchain) { sent = append(sent, tc) })
+	if err != nil {
+		t.Fatalf("check: %v", err)
+	}
+	if len(sent) != 1 || sent[0].sourceKey() != checked.sourceKey() {
+		t.Errorf("sent %d times, under %v; want once, under the check's key %s", len(sent), sent, checked.sourceKey())
+	}
+}
