@@ -140,6 +140,14 @@ func (q *Queue) consumeWith(ctx context.Context, stream string, ccfg jetstream.C
 		if len(msgs) == 0 {
 			continue
 		}
+		if held, _ := q.NameHeld(); !held {
+			// The hold lapsed while the pull waited: what it brought goes
+			// back, for the name's holder.
+			for _, m := range msgs {
+				_ = m.Nak()
+			}
+			continue
+		}
 		errs := handle(ctx, msgs)
 		settling.Wait()
 		settling.Go(func() { q.settle(ctx, log, msgs, errs, nakDelay) })

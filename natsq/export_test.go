@@ -45,3 +45,11 @@ func SetOrphanAgeForTest(cleanup func(func()), d time.Duration) {
 func (q *Queue) TakeNameForTest(ctx context.Context, me Holder) (*NameLease, error) {
 	return q.holdName(ctx, me, true)
 }
+
+// ConfirmedForTest returns when the hold's last confirmed rewrite was
+// sent.
+func (l *NameLease) ConfirmedForTest() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.confirmed
+}

@@ -104,6 +104,10 @@ type NameLease struct {
 	takenBy   *Holder       // the scheduler that took the name; nil: none
 	changed   chan struct{} // closed, and replaced, on every change of valid
 	released  bool
+	// lapse ends valid NameTTL/2 after confirmed, unless a later rewrite
+	// is confirmed first: on time, however long a rewrite waits for its
+	// answer.
+	lapse *time.Timer
 
 	stop chan struct{}
 	done chan struct{}
@@ -285,6 +289,26 @@ func (l *NameLease) held(rev uint64, sent time.Time) {
 		l.confirmed = sent
 	}
 	l.setValid(l.takenBy == nil && !l.released)
+	if l.lapse != nil {
+		l.lapse.Stop()
+	}
+	l.lapse = time.AfterFunc(l.ttl/2-time.Since(l.confirmed), l.expire)
+}
+
+// fresh reports whether the last confirmed rewrite was sent less than
+// NameTTL/2 ago: well before a newcomer, which waits for NameTTL of
+// silence, may take the name over. l.mu is held.
+func (l *NameLease) fresh() bool { return time.Since(l.confirmed) < l.ttl/2 }
+
+// expire stops the taking of messages once the hold is not confirmed
+// (l.lapse).
+func (l *NameLease) expire() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.valid && !l.fresh() {
+		l.q.log.Warn("the hold on the scheduler name is not confirmed: taking no messages until it is", "name", l.name, "unconfirmed", time.Since(l.confirmed).Round(time.Millisecond))
+		l.setValid(false)
+	}
 }
 
 // setValid changes valid, waking those who wait on a change. l.mu is held.
@@ -329,12 +353,7 @@ func (l *NameLease) run() {
 			l.q.log.Info("renewed the hold on the scheduler name", "name", l.name)
 			failing = false
 		}
-		l.mu.Lock()
-		if l.valid && time.Since(l.confirmed) >= l.ttl/2 {
-			l.q.log.Warn("the hold on the scheduler name is not confirmed: taking no messages until it is", "name", l.name, "unconfirmed", time.Since(l.confirmed).Round(time.Millisecond))
-			l.setValid(false)
-		}
-		l.mu.Unlock()
+		l.expire()
 	}
 }
 
@@ -403,7 +422,7 @@ func (l *NameLease) Taken() (Holder, bool) {
 func (l *NameLease) Held() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.valid
+	return l.valid && l.fresh()
 }
 
 // await waits until the name is held, and returns a channel closed when it
@@ -411,7 +430,7 @@ func (l *NameLease) Held() bool {
 func (l *NameLease) await(ctx context.Context) (<-chan struct{}, bool) {
 	for {
 		l.mu.Lock()
-		valid, changed := l.valid, l.changed
+		valid, changed := l.valid && l.fresh(), l.changed
 		l.mu.Unlock()
 		if valid {
 			return changed, true
@@ -435,6 +454,9 @@ func (l *NameLease) Release(ctx context.Context) error {
 	}
 	l.released = true
 	l.setValid(false)
+	if l.lapse != nil {
+		l.lapse.Stop()
+	}
 	taken, rev := l.takenBy != nil, l.rev
 	l.mu.Unlock()
 	close(l.stop)

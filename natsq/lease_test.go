@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -315,5 +316,144 @@ func (c *refusals) refused(t *testing.T, what, subject string) {
 			t.Fatalf("%s on %s: the server did not refuse it (errors: %s)", what, subject, errs)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cutProxy forwards TCP connections to a NATS server on 127.0.0.1 until it
+// is cut: then it holds every byte, both ways, with the connections left
+// open, as a network partition does (the client sees no error, only
+// silence).
+type cutProxy struct {
+	url  string
+	mu   sync.Mutex
+	open chan struct{} // closed while bytes flow
+}
+
+func startCutProxy(t *testing.T, serverURL string) *cutProxy {
+	t.Helper()
+	target := strings.TrimPrefix(serverURL, "nats://")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	p := &cutProxy{url: "nats://" + ln.Addr().String(), open: make(chan struct{})}
+	close(p.open)
+	var conns sync.WaitGroup
+	t.Cleanup(conns.Wait)
+	pipe := func(dst, src net.Conn) {
+		defer dst.Close()
+		defer src.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			p.gate()
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			t.Cleanup(func() { c.Close(); s.Close(); p.heal() })
+			conns.Add(2)
+			go func() { defer conns.Done(); pipe(s, c) }()
+			go func() { defer conns.Done(); pipe(c, s) }()
+		}
+	}()
+	return p
+}
+
+// gate waits while the proxy is cut.
+func (p *cutProxy) gate() {
+	p.mu.Lock()
+	open := p.open
+	p.mu.Unlock()
+	<-open
+}
+
+func (p *cutProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+		p.open = make(chan struct{})
+	default:
+	}
+}
+
+func (p *cutProxy) heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.open:
+	default:
+		close(p.open)
+	}
+}
+
+// TestNameHoldLapsesWhileCutOff: a holder cut off from NATS (its rewrites
+// unanswered, each waiting out its timeout) stops holding its name, and
+// taking messages, no later than the TTL after its last confirmed rewrite
+// was sent, which is the earliest a newcomer may take the name over —
+// however long its unanswered rewrite waits. The newcomer then holds the
+// name alone; once the cut heals, the holder finds its name taken.
+func TestNameHoldLapsesWhileCutOff(t *testing.T) {
+	f := natstest.Start(t)
+	// The shortest TTL: its rewrites (every 200ms) wait up to a second
+	// for an answer.
+	cfg := natsq.Config{SchedulerName: "island", NameTTL: time.Second}
+	p := startCutProxy(t, f.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
+	if err != nil {
+		t.Fatalf("Connect() through the proxy = %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Setup(testCtx(t)); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	la := holdName(t, a, natsq.Holder{Host: "host-a"})
+	t.Cleanup(p.heal) // before the release
+	start := la.ConfirmedForTest()
+	waitFor(t, "a confirmed rewrite", func() bool { return la.ConfirmedForTest().After(start) })
+
+	p.cut()
+	checked := false
+	for !checked {
+		c := la.ConfirmedForTest()
+		if time.Since(c) >= cfg.NameTTL {
+			if held, _ := a.NameHeld(); (held || la.Held()) && la.ConfirmedForTest().Equal(c) {
+				t.Fatalf("cut off since a rewrite sent %v ago (the TTL is %v): the name is still held", time.Since(c).Round(time.Millisecond), cfg.NameTTL)
+			}
+			checked = true
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+
+	b := connectScheduler(t, f, cfg)
+	lb := holdName(t, b, natsq.Holder{Host: "host-b"})
+	if la.Held() || !lb.Held() {
+		t.Errorf("after the newcomer took the name over: the cut-off holder's Held() = %v, the newcomer's = %v; want false, true", la.Held(), lb.Held())
+	}
+	p.heal()
+	waitFor(t, "the cut-off holder to find its name taken", func() bool { _, taken := la.Taken(); return taken })
+	if la.Held() {
+		t.Errorf("the holder whose name was taken: Held() = true")
 	}
 }
