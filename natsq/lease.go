@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,8 +61,12 @@ type Holder struct {
 	API string `json:"api,omitempty"`
 }
 
+// String says where the holder runs, for people. The record is read from
+// the bucket, so its fields are shown cut to maxShown bytes and quoted
+// where they hold anything but printable characters (a terminal's escape
+// sequences).
 func (h Holder) String() string {
-	s := "on host " + h.Host
+	s := "on host " + shown(h.Host)
 	if h.Host == "" {
 		s = "on an unnamed host"
 	}
@@ -68,10 +74,29 @@ func (h Holder) String() string {
 		s += fmt.Sprintf(", pid %d", h.PID)
 	}
 	if h.API != "" {
-		s += ", API " + h.API
+		s += ", API " + shown(h.API)
 	}
 	if !h.Since.IsZero() {
 		s += ", since " + h.Since.UTC().Format(time.RFC3339)
+	}
+	return s
+}
+
+// maxShown bounds each field of a Holder as String shows it.
+const maxShown = 256
+
+// shown is s cut to maxShown bytes, quoted if it holds a character that
+// is not printable.
+func shown(s string) string {
+	cut := len(s) > maxShown
+	if cut {
+		s = strings.ToValidUTF8(s[:maxShown], "")
+	}
+	if q := strconv.QuoteToGraphic(s); q[1:len(q)-1] != s || strings.ContainsAny(s, `"\`) {
+		s = q
+	}
+	if cut {
+		s += "..."
 	}
 	return s
 }

@@ -457,3 +457,19 @@ func TestNameHoldLapsesWhileCutOff(t *testing.T) {
 		t.Errorf("the holder whose name was taken: Held() = true")
 	}
 }
+
+// TestHolderShownSafely: what a name's record says of its holder is shown
+// in a refusal on a terminal and in logs: control characters (escape
+// sequences that move the cursor or retitle the window) are shown quoted,
+// and a huge field is cut.
+func TestHolderShownSafely(t *testing.T) {
+	h := natsq.Holder{Host: "evil\x1b]0;owned\x07\x1b[2J\r\nhost", API: strings.Repeat("\x1b[1A", 10000), PID: -1}
+	for _, s := range []string{h.String(), (&natsq.NameHeldError{Name: "twin", Holder: h}).Error()} {
+		if strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+			t.Errorf("shown with control characters: %q", s)
+		}
+		if len(s) > 1000 {
+			t.Errorf("shown in %d bytes, want a cut", len(s))
+		}
+	}
+}
