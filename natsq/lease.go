@@ -482,17 +482,39 @@ func (l *NameLease) Release(ctx context.Context) error {
 	if l.lapse != nil {
 		l.lapse.Stop()
 	}
-	taken, rev := l.takenBy != nil, l.rev
 	l.mu.Unlock()
 	close(l.stop)
 	<-l.done
+	// Read once the rewrites have stopped: one under way when Release was
+	// called moves the revision, and a delete at the one before would
+	// leave the record to stand for the TTL.
+	l.mu.Lock()
+	taken, rev := l.takenBy != nil, l.rev
+	l.mu.Unlock()
 	if taken {
 		return nil
 	}
 	err := l.q.retry(ctx, "release scheduler name "+l.name, attemptTimeout, func(ctx context.Context) error {
 		err := l.kv.Delete(ctx, l.name, jetstream.LastRevision(rev))
-		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return err
+		}
+		// A rewrite stored whose answer was lost moved the revision: the
+		// record may still be ours.
+		e, err := l.kv.Get(ctx, l.name)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			return nil
+		case err != nil:
+			return err
+		case !l.mine(e):
 			return nil // not ours any more
+		}
+		// Ours, at a revision no rewrite moves now that they stopped.
+		rev = e.Revision()
+		err = l.kv.Delete(ctx, l.name, jetstream.LastRevision(rev))
+		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+			return nil // taken meanwhile
 		}
 		return err
 	})

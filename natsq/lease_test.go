@@ -473,3 +473,49 @@ func TestHolderShownSafely(t *testing.T) {
 		}
 	}
 }
+
+// TestNameReleasedAfterALostAnswer: a scheduler that stops while a
+// rewrite of its record is under way, whose answer is lost or comes late
+// (here: held by a cut that heals as Release runs), still deletes its
+// record, so that its successor starts at once instead of after the TTL.
+func TestNameReleasedAfterALostAnswer(t *testing.T) {
+	f := natstest.Start(t)
+	cfg := natsq.Config{SchedulerName: "restart", NameTTL: time.Second}
+	p := startCutProxy(t, f.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
+	if err != nil {
+		t.Fatalf("Connect() through the proxy = %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Setup(testCtx(t)); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	la := holdName(t, a, natsq.Holder{Host: "host-a"})
+	t.Cleanup(p.heal)
+	start := la.ConfirmedForTest()
+	waitFor(t, "a confirmed rewrite", func() bool { return la.ConfirmedForTest().After(start) })
+
+	p.cut()
+	time.Sleep(300 * time.Millisecond) // a rewrite (every 200ms) waits for its answer
+	released := make(chan error, 1)
+	go func() { released <- la.Release(testCtx(t)) }()
+	time.Sleep(100 * time.Millisecond)
+	p.heal() // the rewrite is stored, as Release waits for it
+	if err := <-released; err != nil {
+		t.Fatalf("Release() = %v", err)
+	}
+	b := connectScheduler(t, f, cfg)
+	kv, err := b.JetStreamForTest().KeyValue(testCtx(t), natsq.BucketSchedulers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if e, err := kv.Get(testCtx(t), "restart"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		var v []byte
+		if e != nil {
+			v = e.Value()
+		}
+		t.Fatalf("the record after Release() = %s, %v; want it deleted", v, err)
+	}
+}
