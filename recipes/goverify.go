@@ -453,9 +453,24 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
 	}
 	name := func(rel string) string { return path.Join(prefix, filepath.ToSlash(rel)) }
+	if beforeHashForTest != nil {
+		beforeHashForTest()
+	}
 	sums, err := hashAll(files, func(f file) (string, io.ReadCloser, error) {
 		r, err := os.Open(filepath.Join(dir, f.rel))
-		return name(f.rel), r, err
+		if err != nil || !f.ok {
+			return name(f.rel), r, err
+		}
+		// What is read must be the file whose stamp the walk took, as it
+		// was then: not another one put in its place (a directory on the
+		// way renamed, which changes no file's stamp), nor changed while
+		// it is read.
+		s := &stampedFile{File: r, want: f.stamp}
+		if err := s.check(); err != nil {
+			r.Close()
+			return name(f.rel), nil, err
+		}
+		return name(f.rel), s, nil
 	})
 	if err != nil {
 		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
@@ -478,6 +493,43 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 		sums[name(rel)] = s.sum
 	}
 	return hash1(sums), snap, nil
+}
+
+// beforeHashForTest, if set, is called by treeHashSince between its walk
+// and its reading of the files.
+var beforeHashForTest func()
+
+// stampedFile reads a file opened by name that must have the stamp want,
+// from its opening to the end of its reading.
+type stampedFile struct {
+	*os.File
+	want fileStamp
+}
+
+// errChangedWhileHashed is a file that was not, while it was read, the
+// file whose stamp was taken before.
+var errChangedWhileHashed = errors.New("replaced or changed while it was hashed; try again, and find what changes the module cache")
+
+func (s *stampedFile) check() error {
+	info, err := s.File.Stat()
+	if err != nil {
+		return err
+	}
+	if stamp, ok := stampOf(info); !ok || stamp != s.want {
+		return errChangedWhileHashed
+	}
+	return nil
+}
+
+// Read reads the file, and at its end checks its stamp again.
+func (s *stampedFile) Read(b []byte) (int, error) {
+	n, err := s.File.Read(b)
+	if err == io.EOF {
+		if cerr := s.check(); cerr != nil {
+			return n, cerr
+		}
+	}
+	return n, err
 }
 
 // stampOf returns the stamp of the file info describes, from its

@@ -283,3 +283,52 @@ func TestFetchedStampsNotRacy(t *testing.T) {
 		t.Errorf("sent %d times, under %v; want once, under the check's key %s", len(sent), sent, checked.sourceKey())
 	}
 }
+
+// TestCheckedToolchainSwappedDirectory: a directory of the tree swapped,
+// between the walk that takes the files' stamps and the reading of them,
+// for one holding the right files, and swapped back after, leaves the
+// wrong files with the stamps the walk took — and renaming a directory
+// changes no file's stamp. The check must not vouch for those stamps with
+// the sums of the files it read instead: the next check, which reads no
+// file whose stamp it knows, would pass the wrong tree.
+func TestCheckedToolchainSwappedDirectory(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	racyWindow = 0
+	t.Cleanup(func() { racyWindow = old; beforeHashForTest = nil })
+	p, m := fakeToolchain(t)
+	fmtDir := filepath.Join(m.Dir, "src", "fmt")
+	good := filepath.Join(t.TempDir(), "fmt")
+	if err := os.MkdirAll(good, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(good, "print.go"), []byte(fakeFiles["src/fmt/print.go"]), 0o444); err != nil {
+		t.Fatal(err)
+	}
+	rewrite(t, filepath.Join(fmtDir, "print.go"), "package fmX\n") // the wrong file, in place
+	time.Sleep(20 * time.Millisecond)
+	swap := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(fmtDir, to); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(from, fmtDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beforeHashForTest = func() {
+		beforeHashForTest = nil
+		swap(good, fmtDir+".wrong") // the right files, read in its place
+	}
+	_, first := p.toolchain(m, nil)
+	if beforeHashForTest != nil {
+		t.Fatal("the check read no file: the test shows nothing")
+	}
+	swap(fmtDir+".wrong", good) // the wrong files back
+	t.Logf("check with the directory swapped while it was read: %v", first)
+	if _, err := p.toolchain(m, nil); !errors.Is(err, lantern.ErrDigestMismatch) {
+		t.Fatalf("check of the wrong tree after the swap = %v; want lantern.ErrDigestMismatch", err)
+	}
+}
