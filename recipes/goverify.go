@@ -313,6 +313,10 @@ type treeSnapshot struct {
 	files map[string]stampedSum
 	// all reports whether files holds every file of the tree.
 	all bool
+	// dirs are the stamps of the tree's directories, by relative path
+	// and "/", taken by the walk: a rename in one moves its stamp, while
+	// the files' stay.
+	dirs map[string]fileStamp
 }
 
 // stampsKey names the stamps of every file of the tree, for BuildKit's
@@ -322,10 +326,11 @@ func (s *treeSnapshot) stampsKey() string {
 	if s == nil || !s.all {
 		return ""
 	}
-	stamps := make(map[string]fileStamp, len(s.files))
+	stamps := make(map[string]fileStamp, len(s.files)+len(s.dirs))
 	for rel, f := range s.files {
 		stamps[rel] = f.stamp
 	}
+	maps.Copy(stamps, s.dirs)
 	return stampsDigest(stamps)
 }
 
@@ -340,8 +345,8 @@ func stampsDigest(stamps map[string]fileStamp) string {
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
 
-// treeStamps returns stampsDigest of every regular file under dir, read
-// with Lstat alone; "" where the platform gives no stamps, the tree holds
+// treeStamps returns stampsDigest of every regular file and directory
+// under dir (a directory's by its path and "/"), read with Lstat alone; "" where the platform gives no stamps, the tree holds
 // anything but directories and regular files, or a file was changed within
 // racyWindow before: such a file may change again without moving its
 // ctime, so its stamp does not vouch for what is read of it after.
@@ -350,7 +355,7 @@ func treeStamps(dir string) (string, error) {
 	ok := true
 	racy := time.Now().Add(-racyWindow).UnixNano()
 	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+		if err != nil {
 			return err
 		}
 		info, err := d.Info()
@@ -362,7 +367,10 @@ func treeStamps(dir string) (string, error) {
 			return err
 		}
 		st, found := stampOf(info)
-		ok = ok && found && info.Mode().IsRegular() && st.ctime < racy && st.mtime < racy
+		ok = ok && found && (info.Mode().IsRegular() || info.IsDir()) && st.ctime < racy && st.mtime < racy
+		if info.IsDir() {
+			rel += "/"
+		}
 		stamps[rel] = st
 		return nil
 	})
@@ -413,14 +421,31 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 		ok    bool // the stamp is known
 	}
 	var (
-		files []file // to read
-		known = map[string]stampedSum{}
+		files   []file // to read
+		known   = map[string]stampedSum{}
+		dirs    = map[string]fileStamp{}
+		dirsOK  = true // every directory's stamp is known
+		dirRacy = false
 	)
 	err := filepath.WalkDir(dir, func(name string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
 		if d.IsDir() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			rel, err := filepath.Rel(dir, name)
+			if err != nil {
+				return err
+			}
+			stamp, ok := stampOf(info)
+			dirsOK = dirsOK && ok && info.IsDir()
+			if racy := start.Add(-racyWindow).UnixNano(); stamp.ctime >= racy || stamp.mtime >= racy {
+				dirRacy = true
+			}
+			dirs[rel+"/"] = stamp
 			return nil
 		}
 		if !d.Type().IsRegular() {
@@ -475,8 +500,14 @@ func treeHashSince(dir, prefix string, prev *treeSnapshot) (string, *treeSnapsho
 	if err != nil {
 		return "", nil, fmt.Errorf("hash %s: %w", dir, err)
 	}
-	snap := &treeSnapshot{dir: dir, files: known, all: true}
+	snap := &treeSnapshot{dir: dir, files: known, all: !dirRacy, dirs: dirs}
+	if !dirsOK {
+		snap = nil
+	}
 	for _, f := range files {
+		if snap == nil {
+			break
+		}
 		if !f.ok {
 			snap = nil
 			break

@@ -332,3 +332,64 @@ func TestCheckedToolchainSwappedDirectory(t *testing.T) {
 		t.Fatalf("check of the wrong tree after the swap = %v; want lantern.ErrDigestMismatch", err)
 	}
 }
+
+// TestSourceKeyDirectorySwapped: a directory of the tree swapped, while
+// the toolchain is sent to BuildKit, for one whose files have the same
+// names, sizes and modification times (which is all BuildKit compares) but
+// other bytes, and swapped back before the check, changes no file's stamp;
+// the check then vouches for every file, and the build would reuse the
+// copy of the wrong bytes if the keys were the same. The directories'
+// stamps, which any rename in them moves, are in the key.
+func TestSourceKeyDirectorySwapped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	racyWindow = 0
+	t.Cleanup(func() { racyWindow = old })
+	p, m := fakeToolchain(t)
+	checked, err := p.toolchain(m, nil) // go.mod copies and execute bits made
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(20 * time.Millisecond) // a tick of the kernel's file clock
+	sent := checked
+	sent.snapshot = nil
+	if sent.fetchedStamps, err = treeStamps(m.Dir); err != nil || sent.fetchedStamps == "" {
+		t.Fatalf("treeStamps = %q, %v", sent.fetchedStamps, err)
+	}
+
+	fmtDir := filepath.Join(m.Dir, "src", "fmt")
+	info, err := os.Stat(filepath.Join(fmtDir, "print.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fmtDir, fmtDir+".right"); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(fmtDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	wrong := filepath.Join(fmtDir, "print.go")
+	if err := os.WriteFile(wrong, []byte("package fmX\n"), info.Mode()); err != nil { // what the send reads
+		t.Fatal(err)
+	}
+	os.Chtimes(wrong, info.ModTime(), info.ModTime())
+	if err := os.RemoveAll(fmtDir); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(fmtDir+".right", fmtDir); err != nil { // put back before the check
+		t.Fatal(err)
+	}
+
+	again, err := p.toolchain(m, nil)
+	if err != nil {
+		t.Fatalf("check of the right tree, put back: %v", err)
+	}
+	if again.snapshot == nil || !again.snapshot.all {
+		t.Fatal("the check vouches for no stamps: the test shows nothing")
+	}
+	if k1, k2 := sent.sourceKey(), again.sourceKey(); k1 == k2 {
+		t.Errorf("a directory swapped and put back between the send and the check: both keys are %q; want different ones", k1)
+	}
+}
