@@ -237,11 +237,18 @@ const namePoll = 250 * time.Millisecond
 func (l *NameLease) acquire(ctx context.Context) error {
 	var watched uint64 // the revision watched since watchedAt
 	var watchedAt time.Time
+	var firstWrite time.Time // when the first write of the record was sent
+	write := func() {
+		if firstWrite.IsZero() {
+			firstWrite = time.Now()
+		}
+	}
 	for {
 		sent := time.Now()
 		e, err := l.get(ctx)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
+			write()
 			rev, err := l.kv.Create(ctx, l.name, l.value)
 			if err == nil {
 				l.held(rev, sent)
@@ -255,7 +262,10 @@ func (l *NameLease) acquire(ctx context.Context) error {
 		case err != nil:
 			return fmt.Errorf("hold scheduler name %q: %w", l.name, err)
 		case l.mine(e):
-			l.held(e.Revision(), sent) // our own write, whose answer was lost
+			// Our own write, whose answer was lost: confirmed as of the
+			// first one sent, not of this read, which may come long after
+			// (a newcomer counts the TTL from when the record was written).
+			l.held(e.Revision(), firstWrite)
 			return nil
 		case e.Revision() != watched:
 			if watched != 0 {
@@ -264,6 +274,7 @@ func (l *NameLease) acquire(ctx context.Context) error {
 			watched, watchedAt = e.Revision(), time.Now()
 			l.q.log.Warn("the scheduler name is held: waiting to see whether its holder is alive", "name", l.name, "holder", parseHolder(e.Value()).String(), "wait", l.ttl)
 		case time.Since(watchedAt) >= l.ttl:
+			write()
 			rev, err := l.kv.Update(ctx, l.name, l.value, watched)
 			if err == nil {
 				l.q.log.Warn("took the scheduler name over: its holder did not renew it for the TTL (it died, or is cut off from NATS)", "name", l.name, "holder", parseHolder(e.Value()).String(), "ttl", l.ttl)

@@ -324,9 +324,14 @@ func (c *refusals) refused(t *testing.T, what, subject string) {
 // open, as a network partition does (the client sees no error, only
 // silence).
 type cutProxy struct {
-	url  string
-	mu   sync.Mutex
-	open chan struct{} // closed while bytes flow
+	url     string
+	mu      sync.Mutex
+	open    chan struct{} // closed while bytes flow
+	replies chan struct{} // closed while the server's bytes flow
+	// trigger, when set, cuts the server's replies as soon as a client
+	// sends it; triggered is when.
+	trigger   string
+	triggered time.Time
 }
 
 func startCutProxy(t *testing.T, serverURL string) *cutProxy {
@@ -337,17 +342,21 @@ func startCutProxy(t *testing.T, serverURL string) *cutProxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	p := &cutProxy{url: "nats://" + ln.Addr().String(), open: make(chan struct{})}
+	p := &cutProxy{url: "nats://" + ln.Addr().String(), open: make(chan struct{}), replies: make(chan struct{})}
 	close(p.open)
+	close(p.replies)
 	var conns sync.WaitGroup
 	t.Cleanup(conns.Wait)
-	pipe := func(dst, src net.Conn) {
+	pipe := func(dst, src net.Conn, toServer bool) {
 		defer dst.Close()
 		defer src.Close()
 		buf := make([]byte, 32<<10)
 		for {
 			n, err := src.Read(buf)
-			p.gate()
+			if toServer {
+				p.watch(buf[:n])
+			}
+			p.gate(toServer)
 			if n > 0 {
 				if _, werr := dst.Write(buf[:n]); werr != nil {
 					return
@@ -371,19 +380,33 @@ func startCutProxy(t *testing.T, serverURL string) *cutProxy {
 			}
 			t.Cleanup(func() { c.Close(); s.Close(); p.heal() })
 			conns.Add(2)
-			go func() { defer conns.Done(); pipe(s, c) }()
-			go func() { defer conns.Done(); pipe(c, s) }()
+			go func() { defer conns.Done(); pipe(s, c, true) }()
+			go func() { defer conns.Done(); pipe(c, s, false) }()
 		}
 	}()
 	return p
 }
 
-// gate waits while the proxy is cut.
-func (p *cutProxy) gate() {
+// gate waits while the proxy is cut, or the server's replies are.
+func (p *cutProxy) gate(toServer bool) {
 	p.mu.Lock()
-	open := p.open
+	open, replies := p.open, p.replies
 	p.mu.Unlock()
 	<-open
+	if !toServer {
+		<-replies
+	}
+}
+
+// watch cuts the replies when b, sent by a client, holds the trigger.
+func (p *cutProxy) watch(b []byte) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.trigger != "" && strings.Contains(string(b), p.trigger) {
+		p.trigger = ""
+		p.triggered = time.Now()
+		p.replies = make(chan struct{})
+	}
 }
 
 func (p *cutProxy) cut() {
@@ -399,10 +422,12 @@ func (p *cutProxy) cut() {
 func (p *cutProxy) heal() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	select {
-	case <-p.open:
-	default:
-		close(p.open)
+	for _, c := range []chan struct{}{p.open, p.replies} {
+		select {
+		case <-c:
+		default:
+			close(c)
+		}
 	}
 }
 
@@ -517,5 +542,56 @@ func TestNameReleasedAfterALostAnswer(t *testing.T) {
 			v = e.Value()
 		}
 		t.Fatalf("the record after Release() = %s, %v; want it deleted", v, err)
+	}
+}
+
+// TestNameHeldAfterALostAnswer: a starting scheduler whose write of its
+// record was stored but whose answer was lost (here: the server's replies
+// held from the moment the write is sent until the write times out) finds
+// its own record on reading it again, and holds the name as of when its
+// write was sent, not as of that later read: a newcomer counts the TTL
+// from the write, so a hold counted from the read could outlast it.
+func TestNameHeldAfterALostAnswer(t *testing.T) {
+	f := natstest.Start(t)
+	cfg := natsq.Config{SchedulerName: "echo"}
+	p := startCutProxy(t, f.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
+	if err != nil {
+		t.Fatalf("Connect() through the proxy = %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Setup(testCtx(t)); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	t.Cleanup(p.heal)
+	p.mu.Lock()
+	p.trigger = "PUB $KV." + natsq.BucketSchedulers + ".echo "
+	p.mu.Unlock()
+	held := make(chan error, 1)
+	var la *natsq.NameLease
+	go func() {
+		var err error
+		// No deadline: each request waits for JetStream's default timeout.
+		la, err = a.HoldName(t.Context(), natsq.Holder{Host: "host-a"})
+		held <- err
+	}()
+	waitFor(t, "the record's write to be sent", func() bool {
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		return p.trigger == ""
+	})
+	time.Sleep(7 * time.Second) // past the write's timeout: its answer is lost
+	p.heal()
+	if err := <-held; err != nil {
+		t.Fatalf("HoldName() = %v", err)
+	}
+	t.Cleanup(func() { la.Release(context.Background()) })
+	p.mu.Lock()
+	sent := p.triggered
+	p.mu.Unlock()
+	if c := la.ConfirmedForTest(); c.After(sent) {
+		t.Errorf("the hold is confirmed as of %v after its write was sent: the newcomer's TTL runs from the write", c.Sub(sent).Round(time.Millisecond))
 	}
 }
