@@ -832,17 +832,37 @@ func (p *preparer) toolchain(m *modDownload, fetched func(GoToolchain)) (_ GoToo
 // by it (racyWindow).
 func checkToolchainZip(tc *GoToolchain, m *modDownload) error {
 	start := time.Now()
-	info, err := os.Lstat(m.Zip)
+	// One open file, whose stamp is taken from it and checked again once
+	// it is read: both hashes are of the file the stamp names, as it was
+	// then, whatever is renamed on the way to it meanwhile.
+	f, err := os.Open(m.Zip)
 	if err != nil {
 		return err
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	if !info.Mode().IsRegular() {
+		return fmt.Errorf("module zip %s: not a regular file (%v)", m.Zip, info.Mode().Type())
 	}
 	stamp, stamped := stampOf(info)
-	if tc.Zip, _, err = lantern.DigestFile(m.Zip); err != nil {
-		return err
+	if beforeZipReadForTest != nil {
+		beforeZipReadForTest()
 	}
-	sums, err := zipSums(m.Zip)
+	if tc.Zip, _, err = lantern.DigestReader(io.NewSectionReader(f, 0, info.Size())); err != nil {
+		return fmt.Errorf("module zip %s: %w", m.Zip, err)
+	}
+	sums, err := zipSumsAt(m.Zip, f, info.Size())
 	if err != nil {
 		return err
+	}
+	if stamped {
+		sf := stampedFile{File: f, want: stamp}
+		if err := sf.check(); err != nil {
+			return fmt.Errorf("module zip %s: %w", m.Zip, err)
+		}
 	}
 	if got := hash1(sums); got != m.Sum {
 		return &DigestError{Input: m.Path + "@" + m.Version + " zip", Path: m.Zip, ExpectedSum: m.Sum, ActualSum: got,
@@ -857,11 +877,15 @@ func checkToolchainZip(tc *GoToolchain, m *modDownload) error {
 	}
 	tc.Tree = hash1(want)
 	racy := start.Add(-racyWindow).UnixNano()
-	if stamped && info.Mode().IsRegular() && stamp.ctime < racy && stamp.mtime < racy {
+	if stamped && stamp.ctime < racy && stamp.mtime < racy {
 		tc.zipStamp = &stamp
 	}
 	return nil
 }
+
+// beforeZipReadForTest, if set, is called by checkToolchainZip once it
+// has the zip's stamp, before it reads the zip.
+var beforeZipReadForTest func()
 
 // sameStamp reports whether the file name has the stamp want.
 func sameStamp(name string, want fileStamp) bool {

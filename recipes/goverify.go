@@ -210,11 +210,24 @@ func sameBytes(input string, want []byte) func(string) error {
 // zipSums returns the SHA-256 of each file in a zip, by name. Two files of
 // one name are an error: Go's h1: hash would count both.
 func zipSums(name string) (map[string][32]byte, error) {
-	z, err := zip.OpenReader(name)
+	f, err := os.Open(name)
 	if err != nil {
 		return nil, fmt.Errorf("open module zip: %w", err)
 	}
-	defer z.Close()
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("open module zip: %w", err)
+	}
+	return zipSumsAt(name, f, info.Size())
+}
+
+// zipSumsAt is zipSums of the zip r of size bytes, named name.
+func zipSumsAt(name string, r io.ReaderAt, size int64) (map[string][32]byte, error) {
+	z, err := zip.NewReader(r, size)
+	if err != nil {
+		return nil, fmt.Errorf("open module zip %s: %w", name, err)
+	}
 	// klauspost's inflate makes the same bytes as the standard library's,
 	// in about half the time (a toolchain's zip is 250 MB inflated);
 	// archive/zip still checks each file's CRC-32 and size.

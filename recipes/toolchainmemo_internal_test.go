@@ -393,3 +393,52 @@ func TestSourceKeyDirectorySwapped(t *testing.T) {
 		t.Errorf("a directory swapped and put back between the send and the check: both keys are %q; want different ones", k1)
 	}
 }
+
+// TestCheckedToolchainZipSwapped: the directory of the toolchain's zip
+// swapped, after the zip's stamp is taken and before it is read, for one
+// holding the right zip, and swapped back after, leaves the wrong zip with
+// the stamp the check recorded: the next check would take the zip for
+// checked, where a full check refuses it.
+func TestCheckedToolchainZipSwapped(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("file stamps are read on Linux")
+	}
+	old := racyWindow
+	racyWindow = 0
+	t.Cleanup(func() { racyWindow = old; beforeZipReadForTest = nil })
+	p, m := fakeToolchain(t)
+	if _, err := p.toolchain(m, nil); err != nil {
+		t.Fatal(err)
+	}
+	vDir := filepath.Dir(m.Zip)
+	right := filepath.Join(t.TempDir(), "v")
+	if err := os.CopyFS(right, os.DirFS(vDir)); err != nil {
+		t.Fatal(err)
+	}
+	files := maps.Clone(fakeFiles)
+	files["src/fmt/print.go"] = "package fmX\n"
+	writeZip(t, m.Zip, m.Path+"@"+m.Version, files) // the wrong zip, in place
+	time.Sleep(20 * time.Millisecond)
+	swap := func(from, to string) {
+		t.Helper()
+		if err := os.Rename(vDir, to); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Rename(from, vDir); err != nil {
+			t.Fatal(err)
+		}
+	}
+	beforeZipReadForTest = func() {
+		beforeZipReadForTest = nil
+		swap(right, vDir+".wrong")
+	}
+	_, first := p.toolchain(m, nil)
+	if beforeZipReadForTest != nil {
+		t.Fatal("the check read no zip: the test shows nothing")
+	}
+	swap(vDir+".wrong", right)
+	t.Logf("check with the zip's directory swapped while it was read: %v", first)
+	if _, err := p.toolchain(m, nil); !errors.Is(err, lantern.ErrDigestMismatch) {
+		t.Fatalf("check with the wrong zip back = %v; want lantern.ErrDigestMismatch", err)
+	}
+}
