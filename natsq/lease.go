@@ -92,7 +92,7 @@ func shown(s string) string {
 	if cut {
 		s = strings.ToValidUTF8(s[:maxShown], "")
 	}
-	if q := strconv.QuoteToGraphic(s); q[1:len(q)-1] != s || strings.ContainsAny(s, `"\`) {
+	if q := strconv.QuoteToGraphic(s); q[1:len(q)-1] != s {
 		s = q
 	}
 	if cut {
