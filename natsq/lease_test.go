@@ -334,6 +334,24 @@ type cutProxy struct {
 	triggered time.Time
 }
 
+// connectThroughCut connects a scheduler's queue of cfg to f through a
+// cutProxy, and sets the farm up.
+func connectThroughCut(t *testing.T, f *natstest.Farm, cfg natsq.Config) (*natsq.Queue, *cutProxy) {
+	t.Helper()
+	p := startCutProxy(t, f.URL())
+	ctx, cancel := context.WithTimeout(t.Context(), patience)
+	defer cancel()
+	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
+	if err != nil {
+		t.Fatalf("Connect() through the proxy = %v", err)
+	}
+	t.Cleanup(func() { a.Close() })
+	if err := a.Setup(testCtx(t)); err != nil {
+		t.Fatalf("Setup() = %v", err)
+	}
+	return a, p
+}
+
 func startCutProxy(t *testing.T, serverURL string) *cutProxy {
 	t.Helper()
 	target := strings.TrimPrefix(serverURL, "nats://")
@@ -442,17 +460,7 @@ func TestNameHoldLapsesWhileCutOff(t *testing.T) {
 	// The shortest TTL: its rewrites (every 200ms) wait up to a second
 	// for an answer.
 	cfg := natsq.Config{SchedulerName: "island", NameTTL: time.Second}
-	p := startCutProxy(t, f.URL())
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
-	if err != nil {
-		t.Fatalf("Connect() through the proxy = %v", err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.Setup(testCtx(t)); err != nil {
-		t.Fatalf("Setup() = %v", err)
-	}
+	a, p := connectThroughCut(t, f, cfg)
 	la := holdName(t, a, natsq.Holder{Host: "host-a"})
 	t.Cleanup(p.heal) // before the release
 	start := la.ConfirmedForTest()
@@ -506,17 +514,7 @@ func TestHolderShownSafely(t *testing.T) {
 func TestNameReleasedAfterALostAnswer(t *testing.T) {
 	f := natstest.Start(t)
 	cfg := natsq.Config{SchedulerName: "restart", NameTTL: time.Second}
-	p := startCutProxy(t, f.URL())
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
-	if err != nil {
-		t.Fatalf("Connect() through the proxy = %v", err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.Setup(testCtx(t)); err != nil {
-		t.Fatalf("Setup() = %v", err)
-	}
+	a, p := connectThroughCut(t, f, cfg)
 	la := holdName(t, a, natsq.Holder{Host: "host-a"})
 	t.Cleanup(p.heal)
 	start := la.ConfirmedForTest()
@@ -554,17 +552,7 @@ func TestNameReleasedAfterALostAnswer(t *testing.T) {
 func TestNameHeldAfterALostAnswer(t *testing.T) {
 	f := natstest.Start(t)
 	cfg := natsq.Config{SchedulerName: "echo"}
-	p := startCutProxy(t, f.URL())
-	ctx, cancel := context.WithTimeout(t.Context(), patience)
-	defer cancel()
-	a, err := natsq.Connect(ctx, p.url, f.SchedulerConfig(cfg), testLog(t))
-	if err != nil {
-		t.Fatalf("Connect() through the proxy = %v", err)
-	}
-	t.Cleanup(func() { a.Close() })
-	if err := a.Setup(testCtx(t)); err != nil {
-		t.Fatalf("Setup() = %v", err)
-	}
+	a, p := connectThroughCut(t, f, cfg)
 	t.Cleanup(p.heal)
 	p.mu.Lock()
 	p.trigger = "PUB $KV." + natsq.BucketSchedulers + ".echo "
