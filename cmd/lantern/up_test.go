@@ -170,6 +170,10 @@ func TestUp(t *testing.T) {
 	// signs with up's claim key and posts to up's farm, both found through
 	// up's data dir alone, and waits in the background for the verdict.
 	stringer := "golang.org/x/tools/cmd/stringer@v0.30.0"
+	// It waits 15m, not the 10m a person would give it: on CI's loaded two
+	// cores the first build (the toolchain fetched, checked and sent to
+	// BuildKit) has taken up to nine; the log says how long it took.
+	rebuildStart := time.Now()
 	rebuilt := startLantern(t, dir, []string{"LANTERN_DATA=" + data}, "rebuild", stringer, "--wait", "15m", "-o", filepath.Join(dir, "stringer.claim.json"))
 
 	// 2. A generic build that is not reproducible: it stamps the time and
@@ -193,6 +197,7 @@ func TestUp(t *testing.T) {
 	// dashboard's page, and each builder's progress (plain lines: its
 	// stderr is not a terminal).
 	r := rebuilt().must(t, "lantern rebuild --wait "+stringer)
+	t.Logf("lantern rebuild %s --wait 15m: exit 0 after %s, and printed:\n%s", stringer, time.Since(rebuildStart).Round(time.Second), r.stdout)
 	const stringerDigest = "sha256:cb39aa84346393114f56a2d0fe6caad4c778f3db8774e0853e7f3c798ace2134"
 	if !strings.Contains(r.stdout, stringer+" stringer-linux-amd64: reproduced") || !strings.Contains(r.stdout, stringerDigest+"  built by 2") ||
 		!strings.Contains(r.stdout, "dashboard: "+up.url+"/sources/"+stringer) {
