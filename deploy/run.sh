@@ -33,5 +33,6 @@ echo "   (the first time: downloads and two builds, a few minutes)"
 # Up's farm and claim key are rebuild's defaults: it finds them in the data dir.
 "$lantern" rebuild --data "$data" --wait 30m golang.org/x/tools/cmd/stringer@v0.30.0
 echo
-echo "== Lantern runs until Ctrl-C (its log: $data/up.log)."
+echo "== Lantern runs until Ctrl-C (its log: $data/up.log). From another terminal, with nothing else given:"
+echo "   $lantern rebuild golang.org/x/tools/cmd/stringer@v0.30.0 --wait 10m"
 wait $up

@@ -26,6 +26,9 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	lanternBin = filepath.Join(dir, "lantern")
+	// The default data dir (~/.local/share/lantern) is the tests' own, not
+	// the user's: nothing a test runs writes there.
+	os.Setenv("XDG_DATA_HOME", filepath.Join(dir, "xdg"))
 	build := exec.Command("go", "build", "-o", lanternBin, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {

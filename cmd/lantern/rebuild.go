@@ -83,7 +83,9 @@ one result per claim, status the worst of theirs.
 The farm and the claim key default to those of a 'lantern up' running on
 this machine (its DATA/up/api and DATA/up/claimer.key, whose password is
 $LANTERN_PASSWORD, empty if unset, as up makes it), so that after 'make run'
-nothing else needs to be given.
+nothing else needs to be given: without --data or $LANTERN_DATA, the up of
+the default data dir, else the up running with a data dir of its own (make
+run's .lantern-demo), which names that dir in the default one while it runs.
 
 With --wait it shows each builder's progress (redrawn on a terminal, a line
 per change otherwise), then the verdict per label and the dashboard's page.
@@ -101,7 +103,7 @@ Examples:
   lantern rebuild example.org/hello@v1.2.0 --fetch https://example.org/hello-1.2.0.tar.gz \
     --build hello.build.json --farm https://farm.example --key ci.key --wait 30m --json`,
 		flags: func(f *flag.FlagSet) func(context.Context, *stdio, []string) error {
-			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "data `DIR` of a 'lantern up' on this machine, whose farm and claim key are the defaults; the checksum database's latest tree head is kept in DIR/sumdb (default $LANTERN_DATA or ~/.local/share/lantern)")
+			data := f.String("data", envOr("LANTERN_DATA", defaultDataDir()), "data `DIR` of a 'lantern up' on this machine, whose farm and claim key are the defaults; the checksum database's latest tree head is kept in DIR/sumdb (default $LANTERN_DATA, else ~/.local/share/lantern or, when no up runs there, that of the up running with another --data)")
 			farm := f.String("farm", os.Getenv("LANTERN_API"), "the farm's API `URL`, such as https://farm.example (default $LANTERN_API, else the running 'lantern up' of --data)")
 			key := f.String("key", os.Getenv("LANTERN_KEY"), "the claim's private key `FILE` (default $LANTERN_KEY, else DATA/up/claimer.key)")
 			wait := f.Duration("wait", 0, "wait up to `DURATION` for the verdict, showing progress (default: post and exit)")
@@ -117,6 +119,9 @@ Examples:
 			var published listFlag
 			f.Var(&published, "published", "a published Go binary `FILE` to claim and compare the rebuild with; repeat it for each (see above)")
 			return func(ctx context.Context, io *stdio, args []string) error {
+				if !flagGiven(f, "data") && os.Getenv("LANTERN_DATA") == "" {
+					*data = runningUpData(io, *data)
+				}
 				if len(published) > 0 {
 					switch {
 					case gob != (goBuildFlags{}):
@@ -344,6 +349,48 @@ func rebuildPublished(ctx context.Context, io *stdio, files []string, pkg, versi
 }
 
 func envBool(name string) bool { b, _ := strconv.ParseBool(os.Getenv(name)); return b }
+
+// upElsewhereFile is the file in the default data dir where a 'lantern up'
+// running with another data dir (make run's .lantern-demo) names that dir,
+// so that rebuild finds its farm and claim key with no --data; up removes
+// it when it stops.
+const upElsewhereFile = "running-up"
+
+// runningUpData returns the data dir whose 'lantern up' rebuild uses when
+// neither --data nor $LANTERN_DATA is given: def, the default, if an up
+// runs there or none runs elsewhere; else the data dir that the up running
+// elsewhere named in def's upElsewhereFile. The file is the user's own, as
+// def's claim key is, and is read only if it names an absolute directory
+// whose up has its API file.
+func runningUpData(io *stdio, def string) string {
+	if _, err := os.Stat(filepath.Join(def, "up", upAPIFile)); err == nil {
+		return def
+	}
+	file := filepath.Join(def, upElsewhereFile)
+	if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() || st.Size() > 4096 {
+		return def
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return def
+	}
+	dir := strings.TrimSuffix(string(b), "\n")
+	if !filepath.IsAbs(dir) || dir != filepath.Clean(dir) || strings.ContainsAny(dir, "\n\r") {
+		return def
+	}
+	if _, err := os.Stat(filepath.Join(dir, "up", upAPIFile)); err != nil {
+		return def
+	}
+	fmt.Fprintf(io.err, "the farm and claim key of the lantern up running with --data %s\n", printable(dir))
+	return dir
+}
+
+// flagGiven says whether the command line set the flag name.
+func flagGiven(f *flag.FlagSet, name string) bool {
+	given := false
+	f.Visit(func(fl *flag.Flag) { given = given || fl.Name == name })
+	return given
+}
 
 // farmURL returns the farm's API: the one given, else that of the 'lantern
 // up' running with data dir data.

@@ -280,6 +280,11 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		return fmt.Errorf("write the API's address: %w", err)
 	}
 	defer os.Remove(apiFile)
+	if forget, err := nameUpElsewhere(c.data); err != nil {
+		log.Warn("lantern rebuild will not find this farm without --data", "err", err)
+	} else {
+		defer forget()
+	}
 	fmt.Fprintf(io.err, `
 Lantern is up.
   dashboard  %s/
@@ -372,4 +377,34 @@ func ensureKey(prefix string, pw []byte) (k *keys.Private, made bool, err error)
 		return nil, false, fmt.Errorf("write public key: %w", err)
 	}
 	return k, true, nil
+}
+
+// nameUpElsewhere writes, when data is not the default data dir, data's
+// absolute path into the default data dir's upElsewhereFile, where
+// 'lantern rebuild' without --data looks for a running up, and returns
+// what removes the file again if it still names data.
+func nameUpElsewhere(data string) (forget func(), err error) {
+	abs, err := filepath.Abs(data)
+	if err != nil {
+		return nil, err
+	}
+	def, err := filepath.Abs(defaultDataDir())
+	if err != nil {
+		return nil, err
+	}
+	if abs == def {
+		return func() {}, nil
+	}
+	if err := os.MkdirAll(def, 0o700); err != nil {
+		return nil, err
+	}
+	file := filepath.Join(def, upElsewhereFile)
+	if err := replaceFile(file, []byte(abs+"\n"), 0o600); err != nil {
+		return nil, err
+	}
+	return func() {
+		if b, err := os.ReadFile(file); err == nil && string(b) == abs+"\n" {
+			os.Remove(file)
+		}
+	}, nil
 }

@@ -43,7 +43,9 @@ func startUp(t *testing.T, dir, data, buildkitd string, args ...string) *upProce
 	t.Helper()
 	cmd := exec.Command(lanternBin, append([]string{"up", "--data", data, "--listen", "127.0.0.1:0", "--nats-listen", "127.0.0.1:0"}, args...)...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "LANTERN_PASSWORD=", "LANTERN_BUILDKITD="+buildkitd)
+	// The default data dir, where an up with another --data names its own
+	// for 'lantern rebuild', is dir's: each test's up is found by its own.
+	cmd.Env = append(os.Environ(), "LANTERN_PASSWORD=", "LANTERN_BUILDKITD="+buildkitd, "XDG_DATA_HOME="+filepath.Join(dir, "xdg"))
 	p := &upProcess{cmd: cmd, logs: new(buildkittest.SyncBuffer), exited: make(chan error, 1)}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	if err := cmd.Start(); err != nil {
@@ -167,14 +169,16 @@ func TestUp(t *testing.T) {
 
 	// 1. A Go command, claimed as CI would: 'lantern rebuild' resolves it
 	// through the module proxy, checks it against the checksum database,
-	// signs with up's claim key and posts to up's farm, both found through
-	// up's data dir alone, and waits in the background for the verdict.
+	// signs with up's claim key and posts to up's farm, and waits in the
+	// background for the verdict. It is given nothing but the command:
+	// up runs with a data dir of its own, as make run's, and rebuild finds
+	// it from the default data dir (the test's), with no --data.
 	stringer := "golang.org/x/tools/cmd/stringer@v0.30.0"
 	// It waits 15m, not the 10m a person would give it: on CI's loaded two
 	// cores the first build (the toolchain fetched, checked and sent to
 	// BuildKit) has taken up to nine; the log says how long it took.
 	rebuildStart := time.Now()
-	rebuilt := startLantern(t, dir, []string{"LANTERN_DATA=" + data}, "rebuild", stringer, "--wait", "15m", "-o", filepath.Join(dir, "stringer.claim.json"))
+	rebuilt := startLantern(t, dir, []string{"XDG_DATA_HOME=" + filepath.Join(dir, "xdg")}, "rebuild", stringer, "--wait", "15m", "-o", filepath.Join(dir, "stringer.claim.json"))
 
 	// 2. A generic build that is not reproducible: it stamps the time and
 	// the host it ran on.
@@ -198,6 +202,9 @@ func TestUp(t *testing.T) {
 	// stderr is not a terminal).
 	r := rebuilt().must(t, "lantern rebuild --wait "+stringer)
 	t.Logf("lantern rebuild %s --wait 15m: exit 0 after %s, and printed:\n%s", stringer, time.Since(rebuildStart).Round(time.Second), r.stdout)
+	if !strings.Contains(r.stderr, "the farm and claim key of the lantern up running with --data "+data) {
+		t.Errorf("lantern rebuild with no --data did not say whose farm it took: %q", r.stderr)
+	}
 	const stringerDigest = "sha256:cb39aa84346393114f56a2d0fe6caad4c778f3db8774e0853e7f3c798ace2134"
 	if !strings.Contains(r.stdout, stringer+" stringer-linux-amd64: reproduced") || !strings.Contains(r.stdout, stringerDigest+"  built by 2") ||
 		!strings.Contains(r.stdout, "dashboard: "+up.url+"/sources/"+stringer) {
