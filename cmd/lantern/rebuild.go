@@ -83,9 +83,10 @@ one result per claim, status the worst of theirs.
 The farm and the claim key default to those of a 'lantern up' running on
 this machine (its DATA/up/api and DATA/up/claimer.key, whose password is
 $LANTERN_PASSWORD, empty if unset, as up makes it), so that after 'make run'
-nothing else needs to be given: without --data or $LANTERN_DATA, the up of
-the default data dir, else the up running with a data dir of its own (make
-run's .lantern-demo), which names that dir in the default one while it runs.
+nothing else needs to be given: without --data, $LANTERN_DATA, --farm and
+--key, the up of the default data dir, else the up running with a data dir
+of its own (make run's .lantern-demo), which names that dir in the default
+one while it runs; only a running up's, with its files yours alone.
 
 With --wait it shows each builder's progress (redrawn on a terminal, a line
 per change otherwise), then the verdict per label and the dashboard's page.
@@ -119,8 +120,12 @@ Examples:
 			var published listFlag
 			f.Var(&published, "published", "a published Go binary `FILE` to claim and compare the rebuild with; repeat it for each (see above)")
 			return func(ctx context.Context, io *stdio, args []string) error {
-				if !flagGiven(f, "data") && os.Getenv("LANTERN_DATA") == "" {
-					*data = runningUpData(io, *data)
+				// Whose farm and claim key are the defaults: --data's up,
+				// or the one running elsewhere when nothing says which. The
+				// checksum database's tree head stays in --data's dir.
+				up := *data
+				if !flagGiven(f, "data") && os.Getenv("LANTERN_DATA") == "" && *farm == "" && *key == "" {
+					up = runningUpData(io, *data)
 				}
 				if len(published) > 0 {
 					switch {
@@ -142,7 +147,7 @@ Examples:
 						}
 					}
 					return rebuildPublished(ctx, io, published, pkg, version, rebuildTarget{
-						data: *data, farm: *farm, key: *key, proxy: *proxy, sumdb: *sumdb, out: *out, wait: *wait, asJSON: *asJSON})
+						data: *data, up: up, farm: *farm, key: *key, proxy: *proxy, sumdb: *sumdb, out: *out, wait: *wait, asJSON: *asJSON})
 				}
 				if len(args) != 1 {
 					return usagef("rebuild takes one NAME@VERSION, such as golang.org/x/tools/cmd/stringer@v0.30.0; got %d arguments", len(args))
@@ -172,11 +177,11 @@ Examples:
 						return err
 					}
 				}
-				api, err := farmURL(*farm, *data)
+				api, err := farmURL(*farm, up)
 				if err != nil {
 					return err
 				}
-				k, err := claimKey(io, *key, *data)
+				k, err := claimKey(io, *key, up)
 				if err != nil {
 					return err
 				}
@@ -268,9 +273,11 @@ func jobLabels(job lantern.Job) ([]string, error) {
 // rebuildTarget is where rebuild posts and how it waits: the flags
 // every kind of source shares.
 type rebuildTarget struct {
-	data, farm, key, proxy, sumdb, out string
-	wait                               time.Duration
-	asJSON                             bool
+	// data is --data's dir, up that of the up whose farm and claim key
+	// are the defaults (runningUpData).
+	data, up, farm, key, proxy, sumdb, out string
+	wait                                   time.Duration
+	asJSON                                 bool
 }
 
 // rebuildPublished claims the published Go binaries files (of pkg@version,
@@ -286,11 +293,11 @@ func rebuildPublished(ctx context.Context, io *stdio, files []string, pkg, versi
 	if t.out != "" && len(builds) > 1 {
 		return usagef("-o writes one claim, and the --published binaries make %d (one per package version, Go release and build tags): leave out -o, or claim each build apart", len(builds))
 	}
-	api, err := farmURL(t.farm, t.data)
+	api, err := farmURL(t.farm, t.up)
 	if err != nil {
 		return err
 	}
-	k, err := claimKey(io, t.key, t.data)
+	k, err := claimKey(io, t.key, t.up)
 	if err != nil {
 		return err
 	}
@@ -356,29 +363,38 @@ func envBool(name string) bool { b, _ := strconv.ParseBool(os.Getenv(name)); ret
 // it when it stops.
 const upElsewhereFile = "running-up"
 
-// runningUpData returns the data dir whose 'lantern up' rebuild uses when
-// neither --data nor $LANTERN_DATA is given: def, the default, if an up
-// runs there or none runs elsewhere; else the data dir that the up running
-// elsewhere named in def's upElsewhereFile. The file is the user's own, as
-// def's claim key is, and is read only if it names an absolute directory
-// whose up has its API file.
+// runningUpData returns the data dir whose 'lantern up' gives rebuild its
+// farm and claim key when none of --data, $LANTERN_DATA, --farm and --key
+// is given: def, the default, if an up runs there or none runs elsewhere;
+// else the data dir that an up running elsewhere named in def's
+// upElsewhereFile. That name is taken only if it is an absolute, clean,
+// printable path; if the file, the directory and its up's files are the
+// user's own and writable by nobody else; and if an up holds that
+// directory's lock, that is, runs there now: a name left by an up that was
+// killed, of a directory someone else has made since, is not taken.
 func runningUpData(io *stdio, def string) string {
-	if _, err := os.Stat(filepath.Join(def, "up", upAPIFile)); err == nil {
+	if upRunning(filepath.Join(def, "up")) {
 		return def
 	}
 	file := filepath.Join(def, upElsewhereFile)
-	if st, err := os.Stat(file); err != nil || !st.Mode().IsRegular() || st.Size() > 4096 {
+	if !ownFile(file) {
 		return def
 	}
-	b, err := os.ReadFile(file)
+	b, err := readSmallFile(file, 4096)
 	if err != nil {
 		return def
 	}
 	dir := strings.TrimSuffix(string(b), "\n")
-	if !filepath.IsAbs(dir) || dir != filepath.Clean(dir) || strings.ContainsAny(dir, "\n\r") {
+	if !plainPath(dir) || !ownDir(dir) {
 		return def
 	}
-	if _, err := os.Stat(filepath.Join(dir, "up", upAPIFile)); err != nil {
+	up := filepath.Join(dir, "up")
+	for _, p := range []string{up, filepath.Join(up, upAPIFile), filepath.Join(up, "claimer.key"), filepath.Join(up, upLockFile)} {
+		if !ownFile(p) {
+			return def
+		}
+	}
+	if !upRunning(up) {
 		return def
 	}
 	fmt.Fprintf(io.err, "the farm and claim key of the lantern up running with --data %s\n", printable(dir))
@@ -411,7 +427,12 @@ func farmURL(given, data string) (string, error) {
 	}
 	api := strings.TrimSpace(string(b))
 	if _, err := apiURL(api, ""); err != nil {
-		return "", fmt.Errorf("%s: %q is not a farm's URL; remove the file, or give --farm", file, api)
+		return "", fmt.Errorf("%s: %q is not a farm's URL; remove the file, or give --farm", printable(file), api)
+	}
+	// A left-over API file (an up killed) may name a port that anyone on
+	// the machine can listen on now: only a running up's is taken.
+	if !upRunning(filepath.Join(data, "up")) {
+		return "", usagef("%s is left from a lantern up that no longer runs (it did not stop cleanly): start 'lantern up --data %s' again, or give --farm URL", printable(file), printable(data))
 	}
 	return api, nil
 }

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -156,6 +157,12 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
+	// Held while up runs: 'lantern rebuild' takes only a running up's farm.
+	release, err := holdUpLock(dir)
+	if err != nil {
+		return err
+	}
+	defer release()
 	pw := []byte(os.Getenv(passwordEnv))
 	type upBuilder struct {
 		name, creds string
@@ -280,9 +287,12 @@ func runUp(ctx context.Context, io *stdio, c upSetup) (err error) {
 		return fmt.Errorf("write the API's address: %w", err)
 	}
 	defer os.Remove(apiFile)
-	if forget, err := nameUpElsewhere(c.data); err != nil {
+	if forget, other, err := nameUpElsewhere(c.data); err != nil {
 		log.Warn("lantern rebuild will not find this farm without --data", "err", err)
 	} else {
+		if other != "" {
+			log.Info("lantern rebuild without --data finds the lantern up running with another data dir first", "data", other)
+		}
 		defer forget()
 	}
 	fmt.Fprintf(io.err, `
@@ -382,29 +392,41 @@ func ensureKey(prefix string, pw []byte) (k *keys.Private, made bool, err error)
 // nameUpElsewhere writes, when data is not the default data dir, data's
 // absolute path into the default data dir's upElsewhereFile, where
 // 'lantern rebuild' without --data looks for a running up, and returns
-// what removes the file again if it still names data.
-func nameUpElsewhere(data string) (forget func(), err error) {
+// what removes the file again if it still names data. An up running with
+// another data dir that the file names already keeps its name: other is
+// that dir, and forget does nothing.
+func nameUpElsewhere(data string) (forget func(), other string, err error) {
 	abs, err := filepath.Abs(data)
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	def, err := filepath.Abs(defaultDataDir())
 	if err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	if abs == def {
-		return func() {}, nil
+		return func() {}, "", nil
 	}
 	if err := os.MkdirAll(def, 0o700); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	file := filepath.Join(def, upElsewhereFile)
+	named := func() string {
+		b, err := readSmallFile(file, 4096)
+		if err != nil {
+			return ""
+		}
+		return strings.TrimSuffix(string(b), "\n")
+	}
+	if o := named(); o != "" && o != abs && plainPath(o) && upRunning(filepath.Join(o, "up")) {
+		return func() {}, o, nil
+	}
 	if err := replaceFile(file, []byte(abs+"\n"), 0o600); err != nil {
-		return nil, err
+		return nil, "", err
 	}
 	return func() {
-		if b, err := os.ReadFile(file); err == nil && string(b) == abs+"\n" {
+		if named() == abs {
 			os.Remove(file)
 		}
-	}, nil
+	}, "", nil
 }
