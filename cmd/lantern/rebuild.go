@@ -380,11 +380,7 @@ func runningUpData(io *stdio, def string) string {
 	if !ownFile(file) {
 		return def
 	}
-	b, err := readSmallFile(file, 4096)
-	if err != nil {
-		return def
-	}
-	dir := strings.TrimSuffix(string(b), "\n")
+	dir := upElsewhereName(file)
 	if !plainPath(dir) || !ownDir(dir) {
 		return def
 	}

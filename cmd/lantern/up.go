@@ -10,7 +10,6 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -411,21 +410,14 @@ func nameUpElsewhere(data string) (forget func(), other string, err error) {
 		return nil, "", err
 	}
 	file := filepath.Join(def, upElsewhereFile)
-	named := func() string {
-		b, err := readSmallFile(file, 4096)
-		if err != nil {
-			return ""
-		}
-		return strings.TrimSuffix(string(b), "\n")
-	}
-	if o := named(); o != "" && o != abs && plainPath(o) && upRunning(filepath.Join(o, "up")) {
+	if o := upElsewhereName(file); o != "" && o != abs && plainPath(o) && upRunning(filepath.Join(o, "up")) {
 		return func() {}, o, nil
 	}
 	if err := replaceFile(file, []byte(abs+"\n"), 0o600); err != nil {
 		return nil, "", err
 	}
 	return func() {
-		if named() == abs {
+		if upElsewhereName(file) == abs {
 			os.Remove(file)
 		}
 	}, "", nil

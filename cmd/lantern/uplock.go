@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"unicode"
 	"unicode/utf8"
@@ -114,4 +115,14 @@ func plainPath(p string) bool {
 		}
 	}
 	return true
+}
+
+// upElsewhereName returns the data dir named in file, an upElsewhereFile,
+// or "" when it cannot be read as one.
+func upElsewhereName(file string) string {
+	b, err := readSmallFile(file, 4096)
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSuffix(string(b), "\n")
 }
